@@ -4,4 +4,6 @@
 
 pub mod config;
 pub mod quoalise;
+pub mod store;
 pub mod time;
+pub mod upstream;

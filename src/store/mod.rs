@@ -1,0 +1,199 @@
+//! The agent's durable state, in one SQLite file (`store.path`).
+//!
+//! What a crash must not lose lives here: consents, and for the v3/v4 generations each
+//! consent's refresh token. The file runs in WAL mode with `synchronous=FULL`, so a
+//! committed transaction survives a power cut, and every write is one transaction, so
+//! a crash at any instant leaves either the old or the new state. The schema is
+//! versioned ([`migrations`]); other parts of the agent add their tables there.
+//!
+//! [`Store`] is a cheap-to-clone handle. Its methods are synchronous (the admin command
+//! line calls them directly); async code goes through [`Store::call`], which runs them
+//! on tokio's blocking pool so the runtime never waits on the disk.
+
+pub mod consents;
+pub mod migrations;
+
+pub use consents::{Consent, ConsentState, NewConsent, StoredTokens, TokenSet};
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// How long a write waits for another process holding the database lock (e.g. the
+/// admin command line while the agent runs).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a store operation failed. Messages name the operation and never hold token
+/// values.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("store: cannot {op}: {source}")]
+    Sqlite {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("store: migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the store has schema version {found}, newer than this build knows ({known}): run a newer quoalise-agent or restore a backup"
+    )]
+    NewerSchema { found: i64, known: i64 },
+    #[error("store: {0}")]
+    Invalid(String),
+    #[error("store: no consent with id {0}")]
+    NoSuchConsent(i64),
+    #[error("store: the blocking task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    /// A mapper for `map_err` that names the operation.
+    pub(crate) fn sqlite(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        move |source| StoreError::Sqlite { op, source }
+    }
+}
+
+/// A handle on the store; clones share one connection.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// One connection for the process. A std `Mutex` is right here: it is only ever
+    /// taken on a blocking thread (or in the command line), never across an `.await`,
+    /// and SQLite serialises writers anyway.
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Open (creating if needed) the store at `path` and bring its schema up to date.
+    /// A new file is created readable by its owner only: it holds refresh tokens.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |reason: String| StoreError::Open {
+            path: path.clone(),
+            reason,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(open_err(format!(
+                "the directory {} does not exist",
+                parent.display()
+            )));
+        }
+        create_private(&path).map_err(|e| open_err(e.to_string()))?;
+        let mut conn = Connection::open(&path).map_err(|e| open_err(e.to_string()))?;
+        configure(&conn).map_err(|e| open_err(e.to_string()))?;
+        migrations::run(&mut conn)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Run `f` on tokio's blocking pool, for async callers.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// The connection, for the table modules. A panic while it was held cannot have
+    /// left a transaction half done (rusqlite rolls back on drop), so a poisoned lock
+    /// is taken over.
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.inner
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// SQLite's own consistency check; `Ok("ok")` when the file is sound.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("PRAGMA integrity_check")
+            .map_err(StoreError::sqlite("check integrity"))?;
+        let lines = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(StoreError::sqlite("check integrity"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::sqlite("check integrity"))?;
+        Ok(lines.join("\n"))
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(StoreError::sqlite("read the schema version"))
+    }
+}
+
+/// Create the file with mode 0600 if it does not exist yet (SQLite would use 0644, and
+/// gives its -wal and -shm files the database file's mode).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Connection settings: WAL so readers never block the writer, `synchronous=FULL` so
+/// a commit is on disk before it returns (consents and refresh tokens must survive a
+/// power cut), foreign keys for the cascades, and a busy timeout for other processes.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(mode, "the store could not switch to WAL mode");
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(())
+}
+
+/// Current UTC time in seconds, the unit of every stored instant.
+pub fn now_seconds() -> i64 {
+    jiff::Timestamp::now().as_second()
+}

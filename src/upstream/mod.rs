@@ -1,0 +1,659 @@
+//! The Enedis upstream: one interface ([`Upstream`]) over four API generations.
+//!
+//! | `enedis.api` | consent | token | data |
+//! |---|---|---|---|
+//! | `2026` | v2 page → `autorisation_id` → `subscribed_services` | application | [`api2026`] |
+//! | `v5` | v1 page → `usage_point_id` | application | [`v5`] |
+//! | `v4` | v1 page → `code` + `usage_point_id` | per consent | [`v4`] |
+//! | `v3` | same as v4 | per consent | [`v3`] (`rank`) |
+//!
+//! Each generation module only knows its paths and its answer format (a
+//! [`Dialect`]); everything else is shared by [`EnedisClient`]: the HTTP client with
+//! its timeouts and retries ([`http`]), the application-wide quota ([`limiter`]),
+//! tokens ([`token`]), the day windows and their splitting ([`window`]), and the
+//! consent flow ([`consent`]).
+//!
+//! Readings come out normalised: UTC seconds at the START of the interval they cover,
+//! with their step, ordered, without duplicates, missing values as `None`.
+
+pub mod api2026;
+pub mod consent;
+pub mod error;
+pub mod http;
+pub mod limiter;
+pub mod meter_reading;
+pub mod normalise;
+pub mod token;
+pub mod v3;
+pub mod v4;
+pub mod v5;
+pub mod window;
+
+pub use consent::{Callback, ConsentDuration, authorize_url, parse_prm_list};
+pub use error::{EnedisFault, ErrorKind, UpstreamError};
+pub use limiter::QuotaLimiter;
+pub use window::{Limits, Plan};
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use jiff::ToSpan;
+use jiff::civil::Date;
+use reqwest::Method;
+use url::Url;
+
+use self::http::{Body, Call, Http, Tally};
+use self::normalise::ShapeError;
+use self::token::{AppToken, ConsentTokens, request_token};
+use crate::config::{ApiGeneration, EnedisConfig, Secret};
+use crate::quoalise::{Prm, Reading, Series};
+use crate::store::{Consent, NewConsent, Store, TokenSet, now_seconds};
+use crate::time::{day_start, paris_today};
+
+/// Upstream calls of one request in flight at once; the limiter paces them anyway.
+const PARALLEL_CALLS: usize = 4;
+
+/// The readings of one request, and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    /// Normalised readings, ordered by start, without duplicates.
+    pub readings: Vec<Reading>,
+    /// HTTP requests sent to Enedis for this request (data, token renewals, retries).
+    pub calls: u32,
+    /// The Paris days actually served, `[from, to[` (after clamping).
+    pub from: Date,
+    pub to: Date,
+    /// What was clamped and why.
+    pub notes: Vec<String>,
+}
+
+/// What the agent asks of Enedis, whatever the generation. Object safe: the agent
+/// holds an `Arc<dyn Upstream>`.
+#[async_trait]
+pub trait Upstream: Send + Sync {
+    /// The generation spoken.
+    fn generation(&self) -> ApiGeneration;
+
+    /// Readings of `series` for `prm` over the Paris days `[from, to[`.
+    ///
+    /// The caller has checked that the requesting peer may read `prm`; for v3/v4 the
+    /// tokens of any usable consent covering `prm` are used.
+    async fn readings(
+        &self,
+        prm: Prm,
+        series: Series,
+        from: Date,
+        to: Date,
+    ) -> Result<Fetched, UpstreamError>;
+
+    /// The consent page to send a consumer to.
+    fn authorize_url(&self, state: &str, duration: &ConsentDuration) -> Result<Url, UpstreamError>;
+
+    /// Turn Enedis's redirect into a stored consent owned by `owner` (a normalised bare
+    /// JID). `duration` is what was asked on the authorize URL (the validity of v3–v5
+    /// consents; 2026 takes it from the consent's services).
+    async fn resolve_consent(
+        &self,
+        owner: &str,
+        callback: &Callback,
+        duration: &ConsentDuration,
+    ) -> Result<Consent, UpstreamError>;
+}
+
+/// One data call of a generation: where, and with which query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataCall {
+    pub endpoint: String,
+    pub path: String,
+    pub query: Vec<(&'static str, String)>,
+}
+
+impl DataCall {
+    /// v3/v4/v5 style: `?usage_point_id=…&start=…&end=…`.
+    pub fn usage_point(path: &str, prm: &Prm, from: Date, to: Date) -> DataCall {
+        DataCall {
+            endpoint: path.trim_start_matches('/').to_owned(),
+            path: path.to_owned(),
+            query: vec![
+                ("usage_point_id", prm.to_string()),
+                ("start", from.to_string()),
+                ("end", to.to_string()),
+            ],
+        }
+    }
+}
+
+/// What differs between generations on the data side.
+pub trait Dialect: Send + Sync {
+    fn generation(&self) -> ApiGeneration;
+    /// The call for `series` of `prm` over `[from, to[` (at most one call's worth).
+    fn data_call(&self, series: Series, prm: &Prm, from: Date, to: Date) -> DataCall;
+    /// Read a 2xx answer of that call into normalised readings within `[from, to[`.
+    fn parse(
+        &self,
+        series: Series,
+        prm: &Prm,
+        from: Date,
+        to: Date,
+        body: &[u8],
+    ) -> Result<Vec<Reading>, ShapeError>;
+}
+
+/// The dialect of a generation.
+pub fn dialect(generation: ApiGeneration) -> Box<dyn Dialect> {
+    match generation {
+        ApiGeneration::Api2026 => Box::new(api2026::Api2026),
+        ApiGeneration::V5 => Box::new(v5::V5),
+        ApiGeneration::V4 => Box::new(v4::V4),
+        ApiGeneration::V3 => Box::new(v3::V3),
+    }
+}
+
+/// Whose token a call uses.
+#[derive(Debug, Clone, Copy)]
+enum Auth {
+    App,
+    Consent(i64),
+}
+
+/// The upstream client for the configured generation.
+pub struct EnedisClient {
+    config: EnedisConfig,
+    http: Http,
+    dialect: Box<dyn Dialect>,
+    app_token: AppToken,
+    consent_tokens: ConsentTokens,
+    store: Store,
+}
+
+impl EnedisClient {
+    /// A client for `config.api`, with its own quota limiter.
+    pub fn new(config: &EnedisConfig, store: Store) -> Result<EnedisClient, UpstreamError> {
+        let limiter = Arc::new(QuotaLimiter::new(
+            config.calls_per_second,
+            config.calls_per_hour,
+        ));
+        EnedisClient::with_limiter(config, store, limiter)
+    }
+
+    /// A client sharing `limiter` (there must be one per Enedis application).
+    pub fn with_limiter(
+        config: &EnedisConfig,
+        store: Store,
+        limiter: Arc<QuotaLimiter>,
+    ) -> Result<EnedisClient, UpstreamError> {
+        Ok(EnedisClient {
+            http: Http::new(config, limiter)?,
+            dialect: dialect(config.api),
+            config: config.clone(),
+            app_token: AppToken::new(),
+            consent_tokens: ConsentTokens::new(),
+            store,
+        })
+    }
+
+    /// Refresh the tokens of v3/v4 consent `consent_id` now, storing the new pair
+    /// durably; returns when the new access token expires (UTC seconds). For the
+    /// admin command line and housekeeping.
+    pub async fn refresh_consent(&self, consent_id: i64) -> Result<i64, UpstreamError> {
+        if !self.config.api.per_consent_tokens() {
+            return Err(UpstreamError::BadConsentRequest(format!(
+                "API generation {} has no per-consent tokens to refresh",
+                self.config.api.as_str()
+            )));
+        }
+        let (_, expires_at) = self
+            .consent_tokens
+            .access_token(
+                &self.http,
+                &self.config,
+                &self.store,
+                consent_id,
+                None,
+                true,
+                &Tally::default(),
+            )
+            .await?;
+        Ok(expires_at)
+    }
+
+    async fn token(
+        &self,
+        auth: Auth,
+        refused: Option<&Secret>,
+        tally: &Tally,
+    ) -> Result<Secret, UpstreamError> {
+        match auth {
+            Auth::App => {
+                if let Some(refused) = refused {
+                    self.app_token.invalidate(refused).await;
+                }
+                self.app_token.get(&self.http, &self.config, tally).await
+            }
+            Auth::Consent(id) => self
+                .consent_tokens
+                .access_token(
+                    &self.http,
+                    &self.config,
+                    &self.store,
+                    id,
+                    refused,
+                    false,
+                    tally,
+                )
+                .await
+                .map(|(token, _)| token),
+        }
+    }
+
+    /// The token source for reading `prm`.
+    async fn auth_for(&self, prm: Prm) -> Result<Auth, UpstreamError> {
+        let generation = self.config.api;
+        if !generation.per_consent_tokens() {
+            return Ok(Auth::App);
+        }
+        let now = now_seconds();
+        let consents = self
+            .store
+            .call(move |s| s.usable_consents_for_prm(generation, &prm, now))
+            .await?;
+        consents
+            .into_iter()
+            .find(|c| c.has_refresh_token)
+            .map(|c| Auth::Consent(c.id))
+            .ok_or_else(|| {
+                UpstreamError::NotAuthorized(format!(
+                    "no valid {} consent with a token covers PRM {prm}",
+                    generation.as_str()
+                ))
+            })
+    }
+
+    /// A call with a bearer token, renewing the token once on a 401.
+    async fn authorized(
+        &self,
+        auth: Auth,
+        endpoint: &str,
+        method: Method,
+        path: &str,
+        query: &[(&'static str, String)],
+        body: impl Fn() -> Body,
+        tally: &Tally,
+    ) -> Result<http::Answer, UpstreamError> {
+        let mut refused: Option<Secret> = None;
+        loop {
+            let token = self.token(auth, refused.as_ref(), tally).await?;
+            let call = Call {
+                endpoint: endpoint.to_owned(),
+                method: method.clone(),
+                path: path.to_owned(),
+                query: query.to_vec(),
+                body: body(),
+                bearer: Some(&token),
+            };
+            let answer = self.http.send(&call, tally).await?;
+            if answer.status != 401 {
+                return Ok(answer);
+            }
+            if refused.is_none() {
+                tracing::info!(endpoint, "access token refused (401), renewing it once");
+                refused = Some(token);
+                continue;
+            }
+            let fault = answer.fault();
+            return Err(match auth {
+                Auth::App => UpstreamError::Unavailable {
+                    reason: format!("Enedis refused a freshly renewed application token ({fault})"),
+                    fault: Some(fault),
+                },
+                Auth::Consent(id) => UpstreamError::NotAuthorized(format!(
+                    "Enedis refused a freshly renewed token of consent {id} ({fault})"
+                )),
+            });
+        }
+    }
+
+    /// One data call's readings; `Ok(None)` for `no_data_found`.
+    async fn part(
+        &self,
+        auth: Auth,
+        series: Series,
+        prm: Prm,
+        from: Date,
+        to: Date,
+        tally: &Tally,
+    ) -> Result<Option<Vec<Reading>>, UpstreamError> {
+        let call = self.dialect.data_call(series, &prm, from, to);
+        let answer = self
+            .authorized(
+                auth,
+                &call.endpoint,
+                Method::GET,
+                &call.path,
+                &call.query,
+                || Body::None,
+                tally,
+            )
+            .await?;
+        if !answer.is_success() {
+            let fault = answer.fault();
+            if fault.status == 404 && fault.has_code("no_data_found") {
+                return Ok(None);
+            }
+            return Err(UpstreamError::Refused(fault));
+        }
+        self.dialect
+            .parse(series, &prm, from, to, &answer.body)
+            .map(Some)
+            .map_err(|e| UpstreamError::BadResponse {
+                endpoint: call.endpoint.clone(),
+                status: answer.status,
+                problem: e.0,
+                excerpt: Some(error::excerpt(&answer.body)),
+            })
+    }
+
+    async fn read(
+        &self,
+        prm: Prm,
+        series: Series,
+        from: Date,
+        to: Date,
+    ) -> Result<Fetched, UpstreamError> {
+        let today = paris_today(jiff::Timestamp::now());
+        let plan = window::plan(series, from, to, today)?;
+        let auth = self.auth_for(prm).await?;
+        let tally = Tally::default();
+        let parts: Vec<Result<Option<Vec<Reading>>, UpstreamError>> =
+            futures::stream::iter(plan.calls.iter().copied())
+                .map(|(a, b)| self.part(auth, series, prm, a, b, &tally))
+                .buffered(PARALLEL_CALLS)
+                .collect()
+                .await;
+        let mut readings = Vec::new();
+        let mut no_data = None;
+        let mut some_data = false;
+        for part in parts {
+            match part {
+                Ok(Some(part)) => {
+                    some_data = true;
+                    readings.extend(part);
+                }
+                Ok(None) => no_data = Some(()),
+                Err(error) => return Err(error),
+            }
+        }
+        if no_data.is_some() && !some_data {
+            // Every call said no_data_found: that is Enedis's answer to the request.
+            return Err(UpstreamError::Refused(EnedisFault {
+                endpoint: self
+                    .dialect
+                    .data_call(series, &prm, plan.from, plan.to)
+                    .endpoint,
+                status: 404,
+                code: Some("no_data_found".to_owned()),
+                message: format!("no data for PRM {prm} from {} to {}", plan.from, plan.to),
+            }));
+        }
+        crate::time::sort_dedup(&mut readings);
+        Ok(Fetched {
+            readings,
+            calls: tally.get(),
+            from: plan.from,
+            to: plan.to,
+            notes: plan.notes,
+        })
+    }
+
+    /// 2026: the consent's PRMs and validity from `subscribed_services`.
+    async fn resolve_2026(
+        &self,
+        owner: &str,
+        callback: &Callback,
+        duration: &ConsentDuration,
+    ) -> Result<Consent, UpstreamError> {
+        let raw = callback.autorisation_id.as_deref().ok_or_else(|| {
+            UpstreamError::BadConsentRequest(
+                "the Data Connect 2026 callback has no autorisation_id".into(),
+            )
+        })?;
+        let autorisation_id: i64 = raw
+            .parse()
+            .ok()
+            .filter(|n| *n >= 0 && raw.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                UpstreamError::BadConsentRequest(format!(
+                    "autorisation_id {:?} is not a non-negative integer",
+                    raw.chars().take(30).collect::<String>()
+                ))
+            })?;
+        let tally = Tally::default();
+        let body = serde_json::json!({
+            "autorisationId": autorisation_id,
+            "comptage": false,
+            "serviceType": "ACCES",
+        });
+        let endpoint = "subscribed_services/v1";
+        let answer = self
+            .authorized(
+                Auth::App,
+                endpoint,
+                Method::POST,
+                "/subscribed_services/v1/",
+                &[],
+                || Body::Json(body.clone()),
+                &tally,
+            )
+            .await?;
+        if !answer.is_success() {
+            return Err(UpstreamError::Refused(answer.fault()));
+        }
+        let scope =
+            api2026::parse_services(&answer.body).map_err(|e| UpstreamError::BadResponse {
+                endpoint: endpoint.to_owned(),
+                status: answer.status,
+                problem: e.0,
+                excerpt: Some(error::excerpt(&answer.body)),
+            })?;
+        let now = now_seconds();
+        let valid_from = match scope.start {
+            Some(day) => {
+                day_start(day).map_err(|e| UpstreamError::BadConsentRequest(e.to_string()))?
+            }
+            None => now,
+        };
+        let valid_until = match scope.end {
+            // dateFin is the last day of the service: valid until the end of that day.
+            Some(day) => day
+                .checked_add(1.day())
+                .map_err(|e| UpstreamError::BadConsentRequest(e.to_string()))
+                .and_then(|d| {
+                    day_start(d).map_err(|e| UpstreamError::BadConsentRequest(e.to_string()))
+                })?,
+            None => duration.end_from(now)?,
+        };
+        if valid_until <= now {
+            return Err(UpstreamError::BadConsentRequest(format!(
+                "autorisation {autorisation_id}: its services ended on {}",
+                scope.end.map(|d| d.to_string()).unwrap_or_default()
+            )));
+        }
+        let new = NewConsent {
+            generation: ApiGeneration::Api2026,
+            owner: owner.to_owned(),
+            prms: scope.prms,
+            autorisation_id: Some(autorisation_id),
+            valid_from,
+            valid_until,
+        };
+        Ok(self.store.call(move |s| s.add_consent(&new, None)).await?)
+    }
+
+    /// v3/v4: exchange the code at once, store the consent with its tokens.
+    async fn resolve_with_code(
+        &self,
+        owner: &str,
+        callback: &Callback,
+        duration: &ConsentDuration,
+    ) -> Result<Consent, UpstreamError> {
+        let code = callback.code.as_deref().ok_or_else(|| {
+            UpstreamError::BadConsentRequest(format!(
+                "the {} callback has no code",
+                self.config.api.as_str()
+            ))
+        })?;
+        let form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("client_id", self.config.client_id.clone()),
+            (
+                "client_secret",
+                self.config.client_secret.expose().to_owned(),
+            ),
+            ("code", code.to_owned()),
+        ];
+        let granted = request_token(
+            &self.http,
+            "v1/oauth2/token",
+            token::CONSENT_TOKEN_PATH,
+            vec![("redirect_uri", self.config.redirect_uri.clone())],
+            form,
+            &Tally::default(),
+        )
+        .await
+        .map_err(|e| match e {
+            UpstreamError::Refused(fault) if fault.has_code("invalid_grant") => {
+                UpstreamError::ConsentRefused {
+                    error: "invalid_grant".into(),
+                    description: Some(format!(
+                        "Enedis refused the authorization code (expired or already used): {}",
+                        fault.message
+                    )),
+                }
+            }
+            other => other,
+        })?;
+        let refresh_token =
+            granted
+                .refresh_token
+                .clone()
+                .ok_or_else(|| UpstreamError::BadResponse {
+                    endpoint: "v1/oauth2/token".into(),
+                    status: 200,
+                    problem: "the authorization_code answer has no refresh_token".into(),
+                    excerpt: None,
+                })?;
+        let prms = match (&granted.usage_points, &callback.usage_point_id) {
+            (Some(list), _) => parse_prm_list(list, "usage_points_id")?,
+            (None, Some(list)) => parse_prm_list(list, "usage_point_id")?,
+            (None, None) => {
+                return Err(UpstreamError::BadConsentRequest(
+                    "neither the callback nor the token answer names a PRM".into(),
+                ));
+            }
+        };
+        let now = now_seconds();
+        let new = NewConsent {
+            generation: self.config.api,
+            owner: owner.to_owned(),
+            prms,
+            autorisation_id: None,
+            valid_from: now,
+            valid_until: duration.end_from(now)?,
+        };
+        let tokens = TokenSet {
+            refresh_token,
+            access_token: Some(granted.access_token),
+            access_expires_at: Some(now + granted.lifetime.as_secs() as i64),
+        };
+        // The consent and its tokens in one durable transaction.
+        Ok(self
+            .store
+            .call(move |s| s.add_consent(&new, Some(&tokens)))
+            .await?)
+    }
+
+    /// v5: the PRMs are in the callback; the application token reads them.
+    async fn resolve_v5(
+        &self,
+        owner: &str,
+        callback: &Callback,
+        duration: &ConsentDuration,
+    ) -> Result<Consent, UpstreamError> {
+        let list = callback.usage_point_id.as_deref().ok_or_else(|| {
+            UpstreamError::BadConsentRequest("the v5 callback has no usage_point_id".into())
+        })?;
+        let now = now_seconds();
+        let new = NewConsent {
+            generation: ApiGeneration::V5,
+            owner: owner.to_owned(),
+            prms: parse_prm_list(list, "usage_point_id")?,
+            autorisation_id: None,
+            valid_from: now,
+            valid_until: duration.end_from(now)?,
+        };
+        Ok(self.store.call(move |s| s.add_consent(&new, None)).await?)
+    }
+}
+
+#[async_trait]
+impl Upstream for EnedisClient {
+    fn generation(&self) -> ApiGeneration {
+        self.dialect.generation()
+    }
+
+    async fn readings(
+        &self,
+        prm: Prm,
+        series: Series,
+        from: Date,
+        to: Date,
+    ) -> Result<Fetched, UpstreamError> {
+        let result = self.read(prm, series, from, to).await;
+        if let Err(UpstreamError::Refused(fault)) = &result
+            && fault.is_no_consent()
+        {
+            // Enedis no longer holds a consent for this PRM: neither do we.
+            let generation = self.config.api;
+            match self
+                .store
+                .call(move |s| s.revoke_prm(generation, &prm))
+                .await
+            {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::warn!(%prm, consents = ?ids, "Enedis answered ADAM-DC-0008: consents marked revoked");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(%prm, error = %e, "cannot mark consents revoked"),
+            }
+        }
+        result
+    }
+
+    fn authorize_url(&self, state: &str, duration: &ConsentDuration) -> Result<Url, UpstreamError> {
+        authorize_url(&self.config, state, duration)
+    }
+
+    async fn resolve_consent(
+        &self,
+        owner: &str,
+        callback: &Callback,
+        duration: &ConsentDuration,
+    ) -> Result<Consent, UpstreamError> {
+        if let Some(refusal) = callback.refusal() {
+            return Err(refusal);
+        }
+        match self.config.api {
+            ApiGeneration::Api2026 => self.resolve_2026(owner, callback, duration).await,
+            ApiGeneration::V5 => self.resolve_v5(owner, callback, duration).await,
+            ApiGeneration::V4 | ApiGeneration::V3 => {
+                self.resolve_with_code(owner, callback, duration).await
+            }
+        }
+    }
+}
+
+/// The upstream for `config`, ready to share.
+pub fn connect(config: &EnedisConfig, store: Store) -> Result<Arc<dyn Upstream>, UpstreamError> {
+    Ok(Arc::new(EnedisClient::new(config, store)?))
+}

@@ -1,0 +1,133 @@
+//! Which Paris days to ask Enedis for, and in how many calls.
+//!
+//! Enedis serves `[start, end[` by Paris calendar day, only up to yesterday, only so
+//! far back (load curves 24 months + 15 days, daily values 36 months + 15 days,
+//! counted from today), and only so many days per call (load curves 7, daily values
+//! 365 here). [`plan`] clamps a window that overlaps those limits, saying so in its
+//! notes, refuses one that lies wholly outside with an error naming the limit, and
+//! splits the rest into calls.
+
+use jiff::ToSpan;
+use jiff::civil::Date;
+
+use super::error::UpstreamError;
+use crate::quoalise::{Series, SeriesKind};
+
+/// The upstream limits for one kind of series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest period of one call, in days.
+    pub days_per_call: i64,
+    /// History depth: months, then days, back from today.
+    pub history_months: i64,
+    pub history_days: i64,
+}
+
+impl Limits {
+    pub fn of(series: Series) -> Limits {
+        match series.kind() {
+            SeriesKind::LoadCurve => Limits {
+                days_per_call: 7,
+                history_months: 24,
+                history_days: 15,
+            },
+            SeriesKind::DailyEnergy | SeriesKind::DailyMaxPower => Limits {
+                days_per_call: 365,
+                history_months: 36,
+                history_days: 15,
+            },
+        }
+    }
+
+    /// The oldest day Enedis serves when today (Paris) is `today`.
+    pub fn oldest(&self, today: Date) -> Date {
+        today
+            .saturating_sub(self.history_months.months())
+            .saturating_sub(self.history_days.days())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} months + {} days",
+            self.history_months, self.history_days
+        )
+    }
+}
+
+/// What will be asked upstream for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The days actually served, `[from, to[`, after clamping.
+    pub from: Date,
+    pub to: Date,
+    /// One entry per upstream call, in order, `[from, to[` each.
+    pub calls: Vec<(Date, Date)>,
+    /// What was clamped and why, for the peer.
+    pub notes: Vec<String>,
+}
+
+fn series_label(series: Series) -> &'static str {
+    match series.kind() {
+        SeriesKind::LoadCurve => "load curve",
+        SeriesKind::DailyEnergy => "daily energy",
+        SeriesKind::DailyMaxPower => "daily maximum power",
+    }
+}
+
+/// Plan the calls for `series` over the Paris days `[from, to[`, `today` being
+/// today's date in Paris.
+pub fn plan(series: Series, from: Date, to: Date, today: Date) -> Result<Plan, UpstreamError> {
+    if from >= to {
+        return Err(UpstreamError::BadWindow(format!(
+            "the period is empty: its start {from} is not before its end {to} (the end day is excluded)"
+        )));
+    }
+    let limits = Limits::of(series);
+    let label = series_label(series);
+    let yesterday = today.yesterday().unwrap_or(today);
+    let oldest = limits.oldest(today);
+    let mut notes = Vec::new();
+
+    if from >= today {
+        return Err(UpstreamError::BadWindow(format!(
+            "refused: the period starts on {from}, but Enedis has data only up to yesterday ({yesterday}, Paris time)"
+        )));
+    }
+    if to <= oldest {
+        return Err(UpstreamError::BadWindow(format!(
+            "refused: the period ends on {to}, before the {label} history limit of {} (nothing before {oldest})",
+            limits.describe()
+        )));
+    }
+    let mut served_to = to;
+    if to > today {
+        served_to = today;
+        notes.push(format!(
+            "end clamped from {to} to {today}: Enedis has data only up to yesterday ({yesterday}, Paris time)"
+        ));
+    }
+    let mut served_from = from;
+    if from < oldest {
+        served_from = oldest;
+        notes.push(format!(
+            "start clamped from {from} to {oldest}: the {label} history limit is {}",
+            limits.describe()
+        ));
+    }
+
+    let mut calls = Vec::new();
+    let mut start = served_from;
+    while start < served_to {
+        let end = start
+            .checked_add(limits.days_per_call.days())
+            .map_or(served_to, |end| end.min(served_to));
+        calls.push((start, end));
+        start = end;
+    }
+    Ok(Plan {
+        from: served_from,
+        to: served_to,
+        calls,
+        notes,
+    })
+}
