@@ -1,1 +1,69 @@
-fn main() {}
+//! The `quoalise-agent` binary: parses the command line and dispatches to the
+//! library. Each subcommand is one `Command` variant and one function here that
+//! calls into a library module; the work itself lives in the library.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use quoalise_agent::config::{Config, DEFAULT_CONFIG_PATH};
+
+/// XMPP agent of the Quoalise federation, serving Enedis Data Connect data to
+/// authorised peers.
+#[derive(Debug, Parser)]
+#[command(name = "quoalise-agent", version, about)]
+struct Cli {
+    /// Configuration file (TOML). Keys may be overridden by environment variables
+    /// QUOALISE_AGENT__<SECTION>__<KEY>.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "QUOALISE_AGENT_CONFIG",
+        default_value = DEFAULT_CONFIG_PATH
+    )]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load and validate the configuration (file, environment, secrets); print
+    /// `config OK`, or every problem found and exit with status 1.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Check => check(&cli.config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    match Config::load(path) {
+        Ok(_) => {
+            println!("config OK");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            let n = errors.problems.len();
+            eprintln!(
+                "config check failed: {n} problem{}",
+                if n == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
