@@ -2,6 +2,7 @@
 //! Connect data to authorised peers.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod quoalise;
 pub mod store;

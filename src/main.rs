@@ -34,12 +34,15 @@ enum Command {
     /// Load and validate the configuration (file, environment, secrets); print
     /// `config OK`, or every problem found and exit with status 1.
     Check,
+    /// Manage the consent store: list, add, remove, refresh v3/v4 tokens.
+    Consents(quoalise_agent::cli::consents::ConsentsArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Check => check(&cli.config),
+        Command::Consents(args) => consents(&cli.config, args),
     };
     match result {
         Ok(code) => code,
@@ -66,4 +69,13 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn consents(
+    path: &Path,
+    args: &quoalise_agent::cli::consents::ConsentsArgs,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    quoalise_agent::cli::consents::run(&config, args)?;
+    Ok(ExitCode::SUCCESS)
 }

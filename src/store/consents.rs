@@ -51,15 +51,8 @@ impl std::fmt::Display for ConsentState {
 }
 
 fn parse_generation(s: &str) -> Result<ApiGeneration, StoreError> {
-    [
-        ApiGeneration::Api2026,
-        ApiGeneration::V5,
-        ApiGeneration::V4,
-        ApiGeneration::V3,
-    ]
-    .into_iter()
-    .find(|g| g.as_str() == s)
-    .ok_or_else(|| StoreError::Invalid(format!("unknown API generation {s:?} in the database")))
+    ApiGeneration::parse(s)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown API generation {s:?} in the database")))
 }
 
 /// A stored consent.

@@ -1,0 +1,387 @@
+//! `quoalise-agent consents …`: the operator's view of the consent store.
+//!
+//! - `list` shows every consent (never a token: only whether one is stored);
+//! - `add` records a consent given outside the web flow (PRMs, owner peer, validity),
+//!   for v3/v4 with a refresh token read from a file or stdin, never from argv;
+//! - `remove` deletes one;
+//! - `refresh` renews the tokens of v3/v4 consents now (once, or in a loop), storing
+//!   each new pair durably before going on.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use jiff::civil::Date;
+
+use crate::config::{ApiGeneration, Config, Secret};
+use crate::quoalise::Prm;
+use crate::store::consents::fmt_instant;
+use crate::store::{Consent, ConsentState, NewConsent, Store, TokenSet, now_seconds};
+use crate::time::{day_start, paris_today, parse_date, parse_instant};
+use crate::upstream::{ConsentDuration, EnedisClient};
+
+/// `consents` and its subcommands.
+#[derive(Debug, Args)]
+pub struct ConsentsArgs {
+    #[command(subcommand)]
+    pub command: ConsentsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentsCommand {
+    /// List consents: id, generation, state, owner, PRMs, validity, whether a
+    /// refresh token is stored.
+    List(ListArgs),
+    /// Record a consent given outside the web flow.
+    Add(AddArgs),
+    /// Delete a consent, its PRMs and its tokens.
+    Remove(RemoveArgs),
+    /// Renew the tokens of v3/v4 consents now (refresh_token grant); each new pair is
+    /// stored durably before the next one is asked.
+    Refresh(RefreshArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only consents owned by this peer (bare JID).
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Only consents covering this PRM.
+    #[arg(long)]
+    pub prm: Option<Prm>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("end").required(true).args(["until", "duration"]))]
+pub struct AddArgs {
+    /// The peer the consent is given to (bare JID).
+    #[arg(long)]
+    pub owner: String,
+    /// A PRM the consent covers (14 digits); repeat or separate with commas.
+    #[arg(long = "prm", required = true, value_delimiter = ',')]
+    pub prms: Vec<Prm>,
+    /// Start of validity: a Paris day (YYYY-MM-DD) or an instant with offset
+    /// (RFC 3339). Default: now.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of validity, excluded: a Paris day (YYYY-MM-DD) or an instant with offset.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Length of validity from `--from`, ISO 8601 (P1Y, P6M, P1095D; at most P3Y).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// API generation of the consent (default: enedis.api of the configuration).
+    #[arg(long)]
+    pub generation: Option<String>,
+    /// Data Connect 2026: the consent's autorisation_id.
+    #[arg(long)]
+    pub autorisation_id: Option<i64>,
+    /// v3/v4: file holding the consent's refresh token (`-` for stdin). The file
+    /// must not be readable by group or others.
+    #[arg(long, value_name = "FILE")]
+    pub refresh_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The consent's id (see `consents list`).
+    pub id: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// Only this consent (default: every active v3/v4 consent holding a token).
+    #[arg(long)]
+    pub id: Option<i64>,
+    /// Keep refreshing until interrupted.
+    #[arg(long = "loop")]
+    pub repeat: bool,
+    /// Pause between two rounds of `--loop`, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+}
+
+/// Run a `consents` subcommand, writing its report to stdout.
+pub fn run(config: &Config, args: &ConsentsArgs) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    run_to(config, args, &mut stdout.lock())
+}
+
+/// Run a `consents` subcommand, writing its report to `out`.
+pub fn run_to(config: &Config, args: &ConsentsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let store = Store::open(&config.store.path)
+        .with_context(|| format!("opening the store {}", config.store.path.display()))?;
+    match &args.command {
+        ConsentsCommand::List(list) => list_consents(&store, list, out),
+        ConsentsCommand::Add(add) => add_consent(config, &store, add, out),
+        ConsentsCommand::Remove(remove) => {
+            if !store.remove_consent(remove.id)? {
+                bail!("no consent with id {}", remove.id);
+            }
+            writeln!(out, "consent {} removed", remove.id)?;
+            Ok(())
+        }
+        ConsentsCommand::Refresh(refresh) => refresh_consents(config, store, refresh, out),
+    }
+}
+
+fn list_consents(store: &Store, args: &ListArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let owner = args.owner.as_deref().map(normalise_jid).transpose()?;
+    let consents: Vec<Consent> = store
+        .list_consents()?
+        .into_iter()
+        .filter(|c| owner.as_ref().is_none_or(|o| &c.owner == o))
+        .filter(|c| args.prm.as_ref().is_none_or(|p| c.covers(p)))
+        .collect();
+    write_table(&consents, now_seconds(), out)?;
+    Ok(())
+}
+
+/// The consents as an aligned table, one per line.
+pub fn write_table(consents: &[Consent], now: i64, out: &mut dyn Write) -> std::io::Result<()> {
+    let header = [
+        "ID",
+        "API",
+        "STATE",
+        "OWNER",
+        "PRMS",
+        "VALID FROM",
+        "VALID UNTIL",
+        "TOKEN",
+    ];
+    let rows: Vec<[String; 8]> = consents
+        .iter()
+        .map(|c| {
+            let state = if c.state == ConsentState::Active && now >= c.valid_until {
+                "active (past validity)".to_owned()
+            } else {
+                c.state.to_string()
+            };
+            [
+                c.id.to_string(),
+                c.generation.as_str().to_owned(),
+                state,
+                c.owner.clone(),
+                c.prms.iter().map(Prm::as_str).collect::<Vec<_>>().join(","),
+                fmt_instant(c.valid_from),
+                fmt_instant(c.valid_until),
+                if c.has_refresh_token { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str], out: &mut dyn Write| -> std::io::Result<()> {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "{}", text.join("  ").trim_end())
+    };
+    line(&header, out)?;
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str), out)?;
+    }
+    if rows.is_empty() {
+        writeln!(out, "(no consent)")?;
+    }
+    Ok(())
+}
+
+fn normalise_jid(raw: &str) -> anyhow::Result<String> {
+    let jid = xmpp_parsers::jid::BareJid::new(raw.trim())
+        .map_err(|e| anyhow::anyhow!("--owner {raw:?} is not a bare JID: {e}"))?;
+    Ok(jid.to_string())
+}
+
+/// A Paris day (its midnight) or an instant with an offset, as UTC seconds.
+fn parse_moment(raw: &str, option: &str) -> anyhow::Result<i64> {
+    let raw = raw.trim();
+    if raw.len() == 10 {
+        let day: Date = parse_date(raw).with_context(|| format!("{option}"))?;
+        return Ok(day_start(day)?);
+    }
+    Ok(parse_instant(raw)
+        .with_context(|| format!("{option}: expected YYYY-MM-DD or an RFC 3339 instant"))?
+        .as_second())
+}
+
+fn add_consent(
+    config: &Config,
+    store: &Store,
+    args: &AddArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let generation = match &args.generation {
+        None => config.enedis.api,
+        Some(g) => ApiGeneration::parse(g)
+            .with_context(|| format!("--generation {g:?}: expected 2026, v5, v4 or v3"))?,
+    };
+    let owner = normalise_jid(&args.owner)?;
+    let now = now_seconds();
+    let valid_from = match &args.from {
+        Some(raw) => parse_moment(raw, "--from")?,
+        None => now,
+    };
+    let valid_until = match (&args.until, &args.duration) {
+        (Some(raw), _) => parse_moment(raw, "--until")?,
+        (None, Some(raw)) => {
+            let today = paris_today(jiff::Timestamp::from_second(valid_from)?);
+            ConsentDuration::parse_at(raw, today)?.end_from(valid_from)?
+        }
+        (None, None) => bail!("give --until or --duration"),
+    };
+    if args.autorisation_id.is_some() && generation != ApiGeneration::Api2026 {
+        bail!("--autorisation-id is for Data Connect 2026 consents only");
+    }
+    let tokens = match &args.refresh_token_file {
+        Some(path) => {
+            if !generation.per_consent_tokens() {
+                bail!(
+                    "--refresh-token-file is for v3/v4 consents: {} uses one application token",
+                    generation.as_str()
+                );
+            }
+            Some(TokenSet {
+                refresh_token: read_refresh_token(path)?,
+                access_token: None,
+                access_expires_at: None,
+            })
+        }
+        None => None,
+    };
+    let new = NewConsent {
+        generation,
+        owner,
+        prms: args.prms.clone(),
+        autorisation_id: args.autorisation_id,
+        valid_from,
+        valid_until,
+    };
+    let consent = store.add_consent(&new, tokens.as_ref())?;
+    writeln!(out, "consent {} added", consent.id)?;
+    write_table(std::slice::from_ref(&consent), now, out)?;
+    if generation.per_consent_tokens() && tokens.is_none() {
+        writeln!(
+            out,
+            "warning: a {} consent without a refresh token cannot be used to read data",
+            generation.as_str()
+        )?;
+    }
+    Ok(())
+}
+
+/// A refresh token from a private file or stdin, trailing whitespace trimmed.
+fn read_refresh_token(path: &Path) -> anyhow::Result<Secret> {
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the refresh token from stdin")?;
+    } else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .with_context(|| format!("--refresh-token-file {}", path.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                bail!(
+                    "--refresh-token-file {}: readable by group or others (mode {:o}); chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                );
+            }
+        }
+        text = std::fs::read_to_string(path)
+            .with_context(|| format!("--refresh-token-file {}", path.display()))?;
+    }
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("the refresh token is empty");
+    }
+    if token.contains(char::is_whitespace) {
+        bail!("the refresh token holds whitespace: one token expected");
+    }
+    Ok(Secret::new(token))
+}
+
+fn refresh_consents(
+    config: &Config,
+    store: Store,
+    args: &RefreshArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if !config.enedis.api.per_consent_tokens() {
+        bail!(
+            "enedis.api is {}: its consents hold no token to refresh (only v3 and v4 do)",
+            config.enedis.api.as_str()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let client = EnedisClient::new(&config.enedis, store.clone())?;
+    let generation = config.enedis.api;
+    let mut round = 0u64;
+    loop {
+        round += 1;
+        let now = now_seconds();
+        let ids: Vec<i64> = match args.id {
+            Some(id) => vec![id],
+            None => store
+                .list_consents()?
+                .into_iter()
+                .filter(|c| {
+                    c.generation == generation && c.has_refresh_token && c.is_usable_at(now)
+                })
+                .map(|c| c.id)
+                .collect(),
+        };
+        let mut failed = 0usize;
+        for id in &ids {
+            match runtime.block_on(client.refresh_consent(*id)) {
+                Ok(expires_at) => writeln!(
+                    out,
+                    "consent {id}: refreshed, access token valid until {}",
+                    fmt_instant(expires_at)
+                )?,
+                Err(e) => {
+                    failed += 1;
+                    writeln!(out, "consent {id}: refresh failed: {e}")?;
+                }
+            }
+            out.flush()?;
+        }
+        if !args.repeat {
+            if ids.is_empty() {
+                writeln!(
+                    out,
+                    "no {} consent with a token to refresh",
+                    generation.as_str()
+                )?;
+            }
+            if failed > 0 {
+                bail!("{failed} of {} refreshes failed", ids.len());
+            }
+            return Ok(());
+        }
+        if round == 1 && ids.is_empty() {
+            writeln!(
+                out,
+                "no {} consent with a token to refresh yet",
+                generation.as_str()
+            )?;
+        }
+        std::thread::sleep(Duration::from_millis(args.interval_ms));
+    }
+}
