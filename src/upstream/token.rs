@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::error::{EnedisFault, UpstreamError};
 use super::http::{Body, Call, Http, Tally};
 use crate::config::{EnedisConfig, Secret};
-use crate::store::{ConsentState, Store, TokenSet, now_seconds};
+use crate::store::{ConsentState, Store, StoredTokens, TokenSet, now_seconds};
 
 /// Renew this long before expiry at most; less for short-lived tokens.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
@@ -269,60 +269,70 @@ impl ConsentTokens {
     ) -> Result<(Secret, i64), UpstreamError> {
         let lock = self.lock_of(consent_id);
         let _guard = lock.lock().await;
-        let stored = store
-            .call(move |s| s.tokens(consent_id))
-            .await?
-            .ok_or_else(|| {
-                UpstreamError::NotAuthorized(format!(
-                    "consent {consent_id} has no refresh token: the consumer must consent again (or an operator import one)"
-                ))
-            })?;
-        let now = now_seconds();
-        if !force
-            && let (Some(access), Some(expires_at)) =
-                (&stored.tokens.access_token, stored.tokens.access_expires_at)
-        {
-            let lifetime = Duration::from_secs((expires_at - stored.updated_at).max(0) as u64);
-            let renew_at = expires_at - margin(lifetime).as_secs() as i64;
-            if now < renew_at && refused != Some(access) {
-                return Ok((access.clone(), expires_at));
+        let mut force = force;
+        let mut rounds = 0;
+        // A second round only when another process turned out to have refreshed the
+        // pair meanwhile (the admin command line beside the agent).
+        let (stored, granted) = loop {
+            let stored = load_tokens(store, consent_id).await?;
+            let now = now_seconds();
+            if !force
+                && let (Some(access), Some(expires_at)) =
+                    (&stored.tokens.access_token, stored.tokens.access_expires_at)
+            {
+                let lifetime = Duration::from_secs((expires_at - stored.updated_at).max(0) as u64);
+                let renew_at = expires_at - margin(lifetime).as_secs() as i64;
+                if now < renew_at && refused != Some(access) {
+                    return Ok((access.clone(), expires_at));
+                }
             }
-        }
-        let form = vec![
-            ("grant_type", "refresh_token".to_owned()),
-            ("client_id", config.client_id.clone()),
-            ("client_secret", config.client_secret.expose().to_owned()),
-            (
-                "refresh_token",
-                stored.tokens.refresh_token.expose().to_owned(),
-            ),
-        ];
-        let granted = match request_token(
-            http,
-            "v1/oauth2/token",
-            CONSENT_TOKEN_PATH,
-            vec![("redirect_uri", config.redirect_uri.clone())],
-            form,
-            tally,
-        )
-        .await
-        {
-            Ok(granted) => granted,
-            Err(UpstreamError::Refused(fault)) if refresh_token_dead(&fault) => {
-                // The refresh token is dead: so is the consent. Say so in the store, so
-                // another consent covering the PRM is used from now on.
-                tracing::warn!(consent_id, code = ?fault.code, "refresh token refused, consent expired");
-                store
-                    .call(move |s| s.set_consent_state(consent_id, ConsentState::Expired))
-                    .await?;
-                return Err(UpstreamError::NotAuthorized(format!(
-                    "Enedis refused the refresh token of consent {consent_id} ({fault}): the consumer must consent again"
-                )));
+            let form = vec![
+                ("grant_type", "refresh_token".to_owned()),
+                ("client_id", config.client_id.clone()),
+                ("client_secret", config.client_secret.expose().to_owned()),
+                (
+                    "refresh_token",
+                    stored.tokens.refresh_token.expose().to_owned(),
+                ),
+            ];
+            match request_token(
+                http,
+                "v1/oauth2/token",
+                CONSENT_TOKEN_PATH,
+                vec![("redirect_uri", config.redirect_uri.clone())],
+                form,
+                tally,
+            )
+            .await
+            {
+                Ok(granted) => break (stored, granted),
+                Err(UpstreamError::Refused(fault)) if refresh_token_dead(&fault) => {
+                    let now_stored = load_tokens(store, consent_id).await?;
+                    rounds += 1;
+                    if rounds < 3 && now_stored.tokens.refresh_token != stored.tokens.refresh_token
+                    {
+                        tracing::info!(
+                            consent_id,
+                            "consent tokens were renewed by another process"
+                        );
+                        force = false;
+                        continue;
+                    }
+                    // The refresh token is dead: so is the consent. Say so in the store,
+                    // so another consent covering the PRM is used from now on.
+                    tracing::warn!(consent_id, code = ?fault.code, "refresh token refused, consent expired");
+                    store
+                        .call(move |s| s.set_consent_state(consent_id, ConsentState::Expired))
+                        .await?;
+                    return Err(UpstreamError::NotAuthorized(format!(
+                        "Enedis refused the refresh token of consent {consent_id} ({fault}): the consumer must consent again"
+                    )));
+                }
+                Err(UpstreamError::Refused(fault)) => {
+                    return Err(app_credentials_error(UpstreamError::Refused(fault)));
+                }
+                Err(other) => return Err(other),
             }
-            Err(UpstreamError::Refused(fault)) => {
-                return Err(app_credentials_error(UpstreamError::Refused(fault)));
-            }
-            Err(other) => return Err(other),
         };
         let expires_at = now_seconds() + granted.lifetime.as_secs() as i64;
         let tokens = TokenSet {
@@ -349,6 +359,17 @@ impl ConsentTokens {
         tracing::debug!(consent_id, "consent tokens refreshed and stored");
         Ok((granted.access_token, expires_at))
     }
+}
+
+async fn load_tokens(store: &Store, consent_id: i64) -> Result<StoredTokens, UpstreamError> {
+    store
+        .call(move |s| s.tokens(consent_id))
+        .await?
+        .ok_or_else(|| {
+            UpstreamError::NotAuthorized(format!(
+                "consent {consent_id} has no refresh token: the consumer must consent again (or an operator import one)"
+            ))
+        })
 }
 
 /// Whether a refusal of a refresh token means it will never work again.
