@@ -702,9 +702,15 @@ fn subscribed_services_keep_active_prms_once() {
     assert_eq!(scope.start, Some(date(2026, 10, 4)));
     assert_eq!(scope.end, Some(date(2027, 10, 4)));
     let none = br#"{"nbTotalServices":1,"serviceSouscrit":[{"pointId":"22516914714270","etatCode":"SUPPRIME"}]}"#;
-    let err = api2026::parse_services(none).unwrap_err().to_string();
+    let scope = api2026::parse_services(none).unwrap();
+    assert!(scope.prms.is_empty());
+    let why = scope.why_unusable().unwrap();
     assert!(
-        err.contains("no ACTIF service") && err.contains("SUPPRIME"),
-        "{err}"
+        why.contains("no ACTIF service") && why.contains("SUPPRIME"),
+        "{why}"
     );
+    let empty = api2026::parse_services(br#"{"nbTotalServices":0,"serviceSouscrit":[]}"#).unwrap();
+    assert!(empty.why_unusable().unwrap().contains("no service"));
+    let bad = br#"{"serviceSouscrit":[{"pointId":"12","etatCode":"ACTIF"}]}"#;
+    assert!(api2026::parse_services(bad).is_err());
 }

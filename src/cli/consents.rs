@@ -349,6 +349,12 @@ fn refresh_consents(
         };
         let mut failed = 0usize;
         for id in &ids {
+            if args.repeat {
+                // In a loop, say what is in flight: if the process dies now, an operator
+                // (or a test) can tell which refresh answer may have been lost.
+                writeln!(out, "consent {id}: refreshing")?;
+                out.flush()?;
+            }
             match runtime.block_on(client.refresh_consent(*id)) {
                 Ok(expires_at) => writeln!(
                     out,

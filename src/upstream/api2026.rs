@@ -192,12 +192,33 @@ struct Services {
 /// What a consent covers according to its services.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentScope {
-    /// The PRMs of the ACTIF services, sorted, without duplicates.
+    /// The PRMs of the ACTIF services, sorted, without duplicates; empty when no
+    /// service is ACTIF.
     pub prms: Vec<Prm>,
     /// Earliest `dateDebut` of those services.
     pub start: Option<Date>,
     /// Latest `dateFin` of those services (the last day covered).
     pub end: Option<Date>,
+    /// The states of the other services (DEMANDE, TERMINE, SUPPRIME), sorted, once
+    /// each: why a consent without ACTIF service is not usable.
+    pub other_states: Vec<String>,
+}
+
+impl ConsentScope {
+    /// Why the consent is not usable, when it has no ACTIF service.
+    pub fn why_unusable(&self) -> Option<String> {
+        if !self.prms.is_empty() {
+            return None;
+        }
+        Some(if self.other_states.is_empty() {
+            "Enedis lists no service for this consent (unknown, revoked or expired)".to_owned()
+        } else {
+            format!(
+                "the consent has no ACTIF service (states: {})",
+                self.other_states.join(", ")
+            )
+        })
+    }
 }
 
 /// Read a `subscribed_services/v1` answer: keep the ACTIF services, deduplicate their
@@ -213,31 +234,21 @@ pub fn parse_services(body: &[u8]) -> Result<ConsentScope, ShapeError> {
             "subscribed_services lists fewer services than its total; using those listed"
         );
     }
-    let active: Vec<&Service> = services
+    let mut other_states: Vec<String> = services
         .services
         .iter()
-        .filter(|s| s.state.as_deref().map(str::trim) == Some("ACTIF"))
+        .map(|s| s.state.as_deref().unwrap_or("(none)").trim().to_owned())
+        .filter(|s| s != "ACTIF")
         .collect();
-    if active.is_empty() {
-        let mut states: Vec<&str> = services
-            .services
-            .iter()
-            .map(|s| s.state.as_deref().unwrap_or("(none)"))
-            .collect();
-        states.sort_unstable();
-        states.dedup();
-        return Err(ShapeError(if states.is_empty() {
-            "the consent has no service at all".to_owned()
-        } else {
-            format!(
-                "the consent has no ACTIF service (states: {})",
-                states.join(", ")
-            )
-        }));
-    }
+    other_states.sort_unstable();
+    other_states.dedup();
     let mut prms = Vec::new();
     let mut start: Option<Date> = None;
     let mut end: Option<Date> = None;
+    let active = services
+        .services
+        .iter()
+        .filter(|s| s.state.as_deref().map(str::trim) == Some("ACTIF"));
     for service in active {
         let raw = service.point_id.as_deref().unwrap_or_default().trim();
         let prm: Prm = raw
@@ -255,5 +266,10 @@ pub fn parse_services(body: &[u8]) -> Result<ConsentScope, ShapeError> {
     }
     prms.sort();
     prms.dedup();
-    Ok(ConsentScope { prms, start, end })
+    Ok(ConsentScope {
+        prms,
+        start,
+        end,
+        other_states,
+    })
 }

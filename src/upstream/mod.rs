@@ -429,10 +429,13 @@ impl EnedisClient {
                 ))
             })?;
         let tally = Tally::default();
+        // Every state, not only the default ACTIF and DEMANDE: a consent that cannot
+        // be used then says why (TERMINE, SUPPRIME).
         let body = serde_json::json!({
             "autorisationId": autorisation_id,
             "comptage": false,
             "serviceType": "ACCES",
+            "etatCode": ["ACTIF", "DEMANDE", "TERMINE", "SUPPRIME"],
         });
         let endpoint = "subscribed_services/v1";
         let answer = self
@@ -456,6 +459,12 @@ impl EnedisClient {
                 problem: e.0,
                 excerpt: Some(error::excerpt(&answer.body)),
             })?;
+        if let Some(why) = scope.why_unusable() {
+            return Err(UpstreamError::ConsentRefused {
+                error: "no_active_service".into(),
+                description: Some(format!("autorisation {autorisation_id}: {why}")),
+            });
+        }
         let now = now_seconds();
         let valid_from = match scope.start {
             Some(day) => {
