@@ -205,7 +205,7 @@ fn normalise_jid(raw: &str) -> anyhow::Result<String> {
 fn parse_moment(raw: &str, option: &str) -> anyhow::Result<i64> {
     let raw = raw.trim();
     if raw.len() == 10 {
-        let day: Date = parse_date(raw).with_context(|| format!("{option}"))?;
+        let day: Date = parse_date(raw).with_context(|| option.to_owned())?;
         return Ok(day_start(day)?);
     }
     Ok(parse_instant(raw)

@@ -138,7 +138,7 @@ pub fn parse_readings(
     let scale = unit_scale(series, grandeur.unite.as_deref())?;
     let mut readings = Vec::with_capacity(grandeur.points.len());
     if series.kind() == SeriesKind::LoadCurve {
-        let default_step = mesure.pas.as_deref().map(|p| serde_json::Value::from(p));
+        let default_step = mesure.pas.as_deref().map(serde_json::Value::from);
         let mut converter = LoadCurveConverter::new();
         for point in &grandeur.points {
             let at = format!("point d={:?}", point.d);

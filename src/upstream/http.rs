@@ -37,7 +37,7 @@ pub(crate) enum Body {
 }
 
 /// One call to describe to [`Http::send`].
-pub(crate) struct Call<'a> {
+pub(crate) struct Call {
     /// For messages and logs, e.g. `mesure_synchrone_auto/v2/consommation_quotidienne`.
     pub endpoint: String,
     pub method: Method,
@@ -45,7 +45,6 @@ pub(crate) struct Call<'a> {
     pub path: String,
     pub query: Vec<(&'static str, String)>,
     pub body: Body,
-    pub bearer: Option<&'a Secret>,
 }
 
 /// An answer that was not retried away: a success or a final error.
@@ -139,7 +138,13 @@ impl Http {
     }
 
     /// Send `call` until it gets an answer worth returning (see the module doc).
-    pub async fn send(&self, call: &Call<'_>, tally: &Tally) -> Result<Answer, UpstreamError> {
+    /// `bearer` is the access token to present, if the call needs one.
+    pub async fn send(
+        &self,
+        call: &Call,
+        bearer: Option<&Secret>,
+        tally: &Tally,
+    ) -> Result<Answer, UpstreamError> {
         let deadline = Instant::now() + self.quota_wait;
         let mut failures = 0u32;
         loop {
@@ -153,7 +158,7 @@ impl Http {
                 ))
             })?;
             tally.add();
-            let outcome = self.once(call).await;
+            let outcome = self.once(call, bearer).await;
             let failure = match outcome {
                 Ok((answer, headers)) => {
                     if answer.status == 429 {
@@ -207,7 +212,11 @@ impl Http {
     }
 
     /// One attempt: the answer and its headers, or why there was none.
-    async fn once(&self, call: &Call<'_>) -> Result<(Answer, HeaderMap), Failure> {
+    async fn once(
+        &self,
+        call: &Call,
+        bearer: Option<&Secret>,
+    ) -> Result<(Answer, HeaderMap), Failure> {
         let mut url = self.base.clone();
         {
             // Keep any path prefix of the base URL (e.g. a gateway mounted under /enedis).
@@ -226,7 +235,7 @@ impl Http {
             Body::Form(fields) => request.form(fields),
             Body::Json(value) => request.json(value),
         };
-        if let Some(token) = call.bearer {
+        if let Some(token) = bearer {
             request = request.bearer_auth(token.expose());
         }
         let mut response = request

@@ -157,14 +157,20 @@ enum Auth {
     Consent(i64),
 }
 
+/// What every part of the client shares: the HTTP machinery, the configuration
+/// and the store.
+pub(crate) struct Shared {
+    pub http: Http,
+    pub config: EnedisConfig,
+    pub store: Store,
+}
+
 /// The upstream client for the configured generation.
 pub struct EnedisClient {
-    config: EnedisConfig,
-    http: Http,
+    shared: Shared,
     dialect: Box<dyn Dialect>,
     app_token: AppToken,
     consent_tokens: ConsentTokens,
-    store: Store,
 }
 
 impl EnedisClient {
@@ -184,12 +190,14 @@ impl EnedisClient {
         limiter: Arc<QuotaLimiter>,
     ) -> Result<EnedisClient, UpstreamError> {
         Ok(EnedisClient {
-            http: Http::new(config, limiter)?,
+            shared: Shared {
+                http: Http::new(config, limiter)?,
+                config: config.clone(),
+                store,
+            },
             dialect: dialect(config.api),
-            config: config.clone(),
             app_token: AppToken::new(),
             consent_tokens: ConsentTokens::new(),
-            store,
         })
     }
 
@@ -197,23 +205,15 @@ impl EnedisClient {
     /// durably; returns when the new access token expires (UTC seconds). For the
     /// admin command line and housekeeping.
     pub async fn refresh_consent(&self, consent_id: i64) -> Result<i64, UpstreamError> {
-        if !self.config.api.per_consent_tokens() {
+        if !self.shared.config.api.per_consent_tokens() {
             return Err(UpstreamError::BadConsentRequest(format!(
                 "API generation {} has no per-consent tokens to refresh",
-                self.config.api.as_str()
+                self.shared.config.api.as_str()
             )));
         }
         let (_, expires_at) = self
             .consent_tokens
-            .access_token(
-                &self.http,
-                &self.config,
-                &self.store,
-                consent_id,
-                None,
-                true,
-                &Tally::default(),
-            )
+            .access_token(&self.shared, consent_id, None, true, &Tally::default())
             .await?;
         Ok(expires_at)
     }
@@ -229,19 +229,11 @@ impl EnedisClient {
                 if let Some(refused) = refused {
                     self.app_token.invalidate(refused).await;
                 }
-                self.app_token.get(&self.http, &self.config, tally).await
+                self.app_token.get(&self.shared, tally).await
             }
             Auth::Consent(id) => self
                 .consent_tokens
-                .access_token(
-                    &self.http,
-                    &self.config,
-                    &self.store,
-                    id,
-                    refused,
-                    false,
-                    tally,
-                )
+                .access_token(&self.shared, id, refused, false, tally)
                 .await
                 .map(|(token, _)| token),
         }
@@ -249,12 +241,13 @@ impl EnedisClient {
 
     /// The token source for reading `prm`.
     async fn auth_for(&self, prm: Prm) -> Result<Auth, UpstreamError> {
-        let generation = self.config.api;
+        let generation = self.shared.config.api;
         if !generation.per_consent_tokens() {
             return Ok(Auth::App);
         }
         let now = now_seconds();
         let consents = self
+            .shared
             .store
             .call(move |s| s.usable_consents_for_prm(generation, &prm, now))
             .await?;
@@ -274,25 +267,14 @@ impl EnedisClient {
     async fn authorized(
         &self,
         auth: Auth,
-        endpoint: &str,
-        method: Method,
-        path: &str,
-        query: &[(&'static str, String)],
-        body: impl Fn() -> Body,
+        call: &Call,
         tally: &Tally,
     ) -> Result<http::Answer, UpstreamError> {
+        let endpoint = call.endpoint.as_str();
         let mut refused: Option<Secret> = None;
         loop {
             let token = self.token(auth, refused.as_ref(), tally).await?;
-            let call = Call {
-                endpoint: endpoint.to_owned(),
-                method: method.clone(),
-                path: path.to_owned(),
-                query: query.to_vec(),
-                body: body(),
-                bearer: Some(&token),
-            };
-            let answer = self.http.send(&call, tally).await?;
+            let answer = self.shared.http.send(call, Some(&token), tally).await?;
             if answer.status != 401 {
                 return Ok(answer);
             }
@@ -324,18 +306,15 @@ impl EnedisClient {
         to: Date,
         tally: &Tally,
     ) -> Result<Option<Vec<Reading>>, UpstreamError> {
-        let call = self.dialect.data_call(series, &prm, from, to);
-        let answer = self
-            .authorized(
-                auth,
-                &call.endpoint,
-                Method::GET,
-                &call.path,
-                &call.query,
-                || Body::None,
-                tally,
-            )
-            .await?;
+        let data = self.dialect.data_call(series, &prm, from, to);
+        let call = Call {
+            endpoint: data.endpoint,
+            method: Method::GET,
+            path: data.path,
+            query: data.query,
+            body: Body::None,
+        };
+        let answer = self.authorized(auth, &call, tally).await?;
         if !answer.is_success() {
             let fault = answer.fault();
             if fault.status == 404 && fault.has_code("no_data_found") {
@@ -438,17 +417,14 @@ impl EnedisClient {
             "etatCode": ["ACTIF", "DEMANDE", "TERMINE", "SUPPRIME"],
         });
         let endpoint = "subscribed_services/v1";
-        let answer = self
-            .authorized(
-                Auth::App,
-                endpoint,
-                Method::POST,
-                "/subscribed_services/v1/",
-                &[],
-                || Body::Json(body.clone()),
-                &tally,
-            )
-            .await?;
+        let call = Call {
+            endpoint: endpoint.to_owned(),
+            method: Method::POST,
+            path: "/subscribed_services/v1/".to_owned(),
+            query: Vec::new(),
+            body: Body::Json(body),
+        };
+        let answer = self.authorized(Auth::App, &call, &tally).await?;
         if !answer.is_success() {
             return Err(UpstreamError::Refused(answer.fault()));
         }
@@ -496,7 +472,11 @@ impl EnedisClient {
             valid_from,
             valid_until,
         };
-        Ok(self.store.call(move |s| s.add_consent(&new, None)).await?)
+        Ok(self
+            .shared
+            .store
+            .call(move |s| s.add_consent(&new, None))
+            .await?)
     }
 
     /// v3/v4: exchange the code at once, store the consent with its tokens.
@@ -509,23 +489,23 @@ impl EnedisClient {
         let code = callback.code.as_deref().ok_or_else(|| {
             UpstreamError::BadConsentRequest(format!(
                 "the {} callback has no code",
-                self.config.api.as_str()
+                self.shared.config.api.as_str()
             ))
         })?;
         let form = vec![
             ("grant_type", "authorization_code".to_owned()),
-            ("client_id", self.config.client_id.clone()),
+            ("client_id", self.shared.config.client_id.clone()),
             (
                 "client_secret",
-                self.config.client_secret.expose().to_owned(),
+                self.shared.config.client_secret.expose().to_owned(),
             ),
             ("code", code.to_owned()),
         ];
         let granted = request_token(
-            &self.http,
+            &self.shared.http,
             "v1/oauth2/token",
             token::CONSENT_TOKEN_PATH,
-            vec![("redirect_uri", self.config.redirect_uri.clone())],
+            vec![("redirect_uri", self.shared.config.redirect_uri.clone())],
             form,
             &Tally::default(),
         )
@@ -563,7 +543,7 @@ impl EnedisClient {
         };
         let now = now_seconds();
         let new = NewConsent {
-            generation: self.config.api,
+            generation: self.shared.config.api,
             owner: owner.to_owned(),
             prms,
             autorisation_id: None,
@@ -577,6 +557,7 @@ impl EnedisClient {
         };
         // The consent and its tokens in one durable transaction.
         Ok(self
+            .shared
             .store
             .call(move |s| s.add_consent(&new, Some(&tokens)))
             .await?)
@@ -601,7 +582,11 @@ impl EnedisClient {
             valid_from: now,
             valid_until: duration.end_from(now)?,
         };
-        Ok(self.store.call(move |s| s.add_consent(&new, None)).await?)
+        Ok(self
+            .shared
+            .store
+            .call(move |s| s.add_consent(&new, None))
+            .await?)
     }
 }
 
@@ -623,8 +608,9 @@ impl Upstream for EnedisClient {
             && fault.is_no_consent()
         {
             // Enedis no longer holds a consent for this PRM: neither do we.
-            let generation = self.config.api;
+            let generation = self.shared.config.api;
             match self
+                .shared
                 .store
                 .call(move |s| s.revoke_prm(generation, &prm))
                 .await
@@ -640,7 +626,7 @@ impl Upstream for EnedisClient {
     }
 
     fn authorize_url(&self, state: &str, duration: &ConsentDuration) -> Result<Url, UpstreamError> {
-        authorize_url(&self.config, state, duration)
+        authorize_url(&self.shared.config, state, duration)
     }
 
     async fn resolve_consent(
@@ -652,7 +638,7 @@ impl Upstream for EnedisClient {
         if let Some(refusal) = callback.refusal() {
             return Err(refusal);
         }
-        match self.config.api {
+        match self.shared.config.api {
             ApiGeneration::Api2026 => self.resolve_2026(owner, callback, duration).await,
             ApiGeneration::V5 => self.resolve_v5(owner, callback, duration).await,
             ApiGeneration::V4 | ApiGeneration::V3 => {

@@ -20,9 +20,10 @@ use reqwest::Method;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::Shared;
 use super::error::{EnedisFault, UpstreamError};
 use super::http::{Body, Call, Http, Tally};
-use crate::config::{EnedisConfig, Secret};
+use crate::config::Secret;
 use crate::store::{ConsentState, Store, StoredTokens, TokenSet, now_seconds};
 
 /// Renew this long before expiry at most; less for short-lived tokens.
@@ -63,9 +64,8 @@ pub(crate) async fn request_token(
         path: path.to_owned(),
         query,
         body: Body::Form(form),
-        bearer: None,
     };
-    let answer = http.send(&call, tally).await?;
+    let answer = http.send(&call, None, tally).await?;
     if !answer.is_success() {
         return Err(UpstreamError::Refused(answer.fault()));
     }
@@ -148,12 +148,8 @@ impl AppToken {
     }
 
     /// A valid application token, renewed first if needed.
-    pub async fn get(
-        &self,
-        http: &Http,
-        config: &EnedisConfig,
-        tally: &Tally,
-    ) -> Result<Secret, UpstreamError> {
+    pub async fn get(&self, shared: &Shared, tally: &Tally) -> Result<Secret, UpstreamError> {
+        let config = &shared.config;
         let failures_before = self.failures.load(Ordering::SeqCst);
         let mut slot = self.slot.lock().await;
         if let Some(cached) = &slot.token
@@ -176,7 +172,7 @@ impl AppToken {
             ("client_secret", config.client_secret.expose().to_owned()),
         ];
         match request_token(
-            http,
+            &shared.http,
             "oauth2/v3/token",
             APP_TOKEN_PATH,
             Vec::new(),
@@ -259,14 +255,13 @@ impl ConsentTokens {
     /// Returns the token and its expiry (UTC seconds).
     pub async fn access_token(
         &self,
-        http: &Http,
-        config: &EnedisConfig,
-        store: &Store,
+        shared: &Shared,
         consent_id: i64,
         refused: Option<&Secret>,
         force: bool,
         tally: &Tally,
     ) -> Result<(Secret, i64), UpstreamError> {
+        let (http, config, store) = (&shared.http, &shared.config, &shared.store);
         let lock = self.lock_of(consent_id);
         let _guard = lock.lock().await;
         let mut force = force;
