@@ -120,6 +120,9 @@ pub enum UpstreamError {
     /// The client is misconfigured (e.g. an unusable base URL).
     #[error("upstream configuration: {0}")]
     Config(String),
+    /// A fault of the agent itself (a task that panicked).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl UpstreamError {
@@ -133,7 +136,9 @@ impl UpstreamError {
                 ErrorKind::BadRequest
             }
             UpstreamError::NotAuthorized(_) => ErrorKind::NotAuthorized,
-            UpstreamError::Store(_) | UpstreamError::Config(_) => ErrorKind::Internal,
+            UpstreamError::Store(_) | UpstreamError::Config(_) | UpstreamError::Internal(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 

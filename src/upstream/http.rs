@@ -92,6 +92,9 @@ impl Tally {
     pub fn add(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    pub fn add_n(&self, n: u32) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> u32 {
         self.0.load(Ordering::Relaxed)
     }

@@ -45,10 +45,10 @@ use url::Url;
 
 use self::http::{Body, Call, Http, Tally};
 use self::normalise::ShapeError;
-use self::token::{AppToken, ConsentTokens, request_token};
+use self::token::{AppToken, ConsentTokens};
 use crate::config::{ApiGeneration, EnedisConfig, Secret};
 use crate::quoalise::{Prm, Reading, Series};
-use crate::store::{Consent, NewConsent, Store, TokenSet, now_seconds};
+use crate::store::{Consent, NewConsent, Store, now_seconds};
 use crate::time::{day_start, paris_today};
 
 /// Upstream calls of one request in flight at once; the limiter paces them anyway.
@@ -167,10 +167,10 @@ pub(crate) struct Shared {
 
 /// The upstream client for the configured generation.
 pub struct EnedisClient {
-    shared: Shared,
+    shared: Arc<Shared>,
     dialect: Box<dyn Dialect>,
     app_token: AppToken,
-    consent_tokens: ConsentTokens,
+    consent_tokens: Arc<ConsentTokens>,
 }
 
 impl EnedisClient {
@@ -190,14 +190,14 @@ impl EnedisClient {
         limiter: Arc<QuotaLimiter>,
     ) -> Result<EnedisClient, UpstreamError> {
         Ok(EnedisClient {
-            shared: Shared {
+            shared: Arc::new(Shared {
                 http: Http::new(config, limiter)?,
                 config: config.clone(),
                 store,
-            },
+            }),
             dialect: dialect(config.api),
             app_token: AppToken::new(),
-            consent_tokens: ConsentTokens::new(),
+            consent_tokens: Arc::new(ConsentTokens::new()),
         })
     }
 
@@ -486,81 +486,23 @@ impl EnedisClient {
         callback: &Callback,
         duration: &ConsentDuration,
     ) -> Result<Consent, UpstreamError> {
-        let code = callback.code.as_deref().ok_or_else(|| {
+        let code = callback.code.clone().ok_or_else(|| {
             UpstreamError::BadConsentRequest(format!(
                 "the {} callback has no code",
                 self.shared.config.api.as_str()
             ))
         })?;
-        let form = vec![
-            ("grant_type", "authorization_code".to_owned()),
-            ("client_id", self.shared.config.client_id.clone()),
-            (
-                "client_secret",
-                self.shared.config.client_secret.expose().to_owned(),
-            ),
-            ("code", code.to_owned()),
-        ];
-        let granted = request_token(
-            &self.shared.http,
-            "v1/oauth2/token",
-            token::CONSENT_TOKEN_PATH,
-            vec![("redirect_uri", self.shared.config.redirect_uri.clone())],
-            form,
-            &Tally::default(),
-        )
-        .await
-        .map_err(|e| match e {
-            UpstreamError::Refused(fault) if fault.has_code("invalid_grant") => {
-                UpstreamError::ConsentRefused {
-                    error: "invalid_grant".into(),
-                    description: Some(format!(
-                        "Enedis refused the authorization code (expired or already used): {}",
-                        fault.message
-                    )),
-                }
-            }
-            other => other,
-        })?;
-        let refresh_token =
-            granted
-                .refresh_token
-                .clone()
-                .ok_or_else(|| UpstreamError::BadResponse {
-                    endpoint: "v1/oauth2/token".into(),
-                    status: 200,
-                    problem: "the authorization_code answer has no refresh_token".into(),
-                    excerpt: None,
-                })?;
-        let prms = match (&granted.usage_points, &callback.usage_point_id) {
-            (Some(list), _) => parse_prm_list(list, "usage_points_id")?,
-            (None, Some(list)) => parse_prm_list(list, "usage_point_id")?,
-            (None, None) => {
-                return Err(UpstreamError::BadConsentRequest(
-                    "neither the callback nor the token answer names a PRM".into(),
-                ));
-            }
-        };
-        let now = now_seconds();
-        let new = NewConsent {
-            generation: self.shared.config.api,
-            owner: owner.to_owned(),
-            prms,
-            autorisation_id: None,
-            valid_from: now,
-            valid_until: duration.end_from(now)?,
-        };
-        let tokens = TokenSet {
-            refresh_token,
-            access_token: Some(granted.access_token),
-            access_expires_at: Some(now + granted.lifetime.as_secs() as i64),
-        };
-        // The consent and its tokens in one durable transaction.
-        Ok(self
-            .shared
-            .store
-            .call(move |s| s.add_consent(&new, Some(&tokens)))
-            .await?)
+        // In its own task: once Enedis has answered, the code is spent and the tokens
+        // exist nowhere else; a caller giving up must not cancel their commit.
+        let task = tokio::spawn(token::exchange_code(
+            Arc::clone(&self.shared),
+            owner.to_owned(),
+            code,
+            callback.usage_point_id.clone(),
+            duration.clone(),
+        ));
+        task.await
+            .map_err(|e| UpstreamError::Internal(format!("the code exchange task failed: {e}")))?
     }
 
     /// v5: the PRMs are in the callback; the application token reads them.

@@ -21,10 +21,11 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::Shared;
+use super::consent::{ConsentDuration, parse_prm_list};
 use super::error::{EnedisFault, UpstreamError};
 use super::http::{Body, Call, Http, Tally};
 use crate::config::Secret;
-use crate::store::{ConsentState, Store, StoredTokens, TokenSet, now_seconds};
+use crate::store::{Consent, ConsentState, NewConsent, Store, StoredTokens, TokenSet, now_seconds};
 
 /// Renew this long before expiry at most; less for short-lived tokens.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
@@ -253,7 +254,36 @@ impl ConsentTokens {
     /// expires soon, is `refused` (a 401 came back for it) or `force` is set; then the
     /// refresh token is used, and the new pair stored durably before returning.
     /// Returns the token and its expiry (UTC seconds).
+    ///
+    /// The work runs in its own task: a caller that gives up (a timeout, a peer gone)
+    /// must not cancel a refresh between Enedis's answer and the commit, which would
+    /// lose the new refresh token, and with it the consent.
     pub async fn access_token(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        consent_id: i64,
+        refused: Option<&Secret>,
+        force: bool,
+        tally: &Tally,
+    ) -> Result<(Secret, i64), UpstreamError> {
+        let this = Arc::clone(self);
+        let shared = Arc::clone(shared);
+        let refused = refused.cloned();
+        let task = tokio::spawn(async move {
+            let tally = Tally::default();
+            let result = this
+                .locked_access_token(&shared, consent_id, refused.as_ref(), force, &tally)
+                .await;
+            (result, tally.get())
+        });
+        let (result, calls) = task
+            .await
+            .map_err(|e| UpstreamError::Internal(format!("the token task failed: {e}")))?;
+        tally.add_n(calls);
+        result
+    }
+
+    async fn locked_access_token(
         &self,
         shared: &Shared,
         consent_id: i64,
@@ -276,7 +306,9 @@ impl ConsentTokens {
                     (&stored.tokens.access_token, stored.tokens.access_expires_at)
             {
                 let lifetime = Duration::from_secs((expires_at - stored.updated_at).max(0) as u64);
-                let renew_at = expires_at - margin(lifetime).as_secs() as i64;
+                // Stored instants are whole seconds: round the margin up, at least 1 s.
+                let margin = margin(lifetime).as_secs_f64().ceil().max(1.0) as i64;
+                let renew_at = expires_at - margin;
                 if now < renew_at && refused != Some(access) {
                     return Ok((access.clone(), expires_at));
                 }
@@ -370,4 +402,83 @@ async fn load_tokens(store: &Store, consent_id: i64) -> Result<StoredTokens, Ups
 /// Whether a refusal of a refresh token means it will never work again.
 fn refresh_token_dead(fault: &EnedisFault) -> bool {
     fault.has_code("invalid_grant") || fault.has_code("ADAM-DC-0008")
+}
+
+/// v3/v4: exchange a consent's authorization code for its tokens and store the
+/// consent with them, in one durable transaction.
+pub(crate) async fn exchange_code(
+    shared: Arc<Shared>,
+    owner: String,
+    code: String,
+    callback_prms: Option<String>,
+    duration: ConsentDuration,
+) -> Result<Consent, UpstreamError> {
+    let config = &shared.config;
+    let form = vec![
+        ("grant_type", "authorization_code".to_owned()),
+        ("client_id", config.client_id.clone()),
+        ("client_secret", config.client_secret.expose().to_owned()),
+        ("code", code),
+    ];
+    let endpoint = "v1/oauth2/token";
+    let granted = request_token(
+        &shared.http,
+        endpoint,
+        CONSENT_TOKEN_PATH,
+        vec![("redirect_uri", config.redirect_uri.clone())],
+        form,
+        &Tally::default(),
+    )
+    .await
+    .map_err(|e| match e {
+        UpstreamError::Refused(fault) if fault.has_code("invalid_grant") => {
+            UpstreamError::ConsentRefused {
+                error: "invalid_grant".into(),
+                description: Some(format!(
+                    "Enedis refused the authorization code (expired or already used): {}",
+                    fault.message
+                )),
+            }
+        }
+        UpstreamError::Refused(fault) => app_credentials_error(UpstreamError::Refused(fault)),
+        other => other,
+    })?;
+    let refresh_token =
+        granted
+            .refresh_token
+            .clone()
+            .ok_or_else(|| UpstreamError::BadResponse {
+                endpoint: endpoint.into(),
+                status: 200,
+                problem: "the authorization_code answer has no refresh_token".into(),
+                excerpt: None,
+            })?;
+    // The token answer is authoritative on the PRMs; the callback's are a fallback.
+    let prms = match (&granted.usage_points, &callback_prms) {
+        (Some(list), _) => parse_prm_list(list, "usage_points_id")?,
+        (None, Some(list)) => parse_prm_list(list, "usage_point_id")?,
+        (None, None) => {
+            return Err(UpstreamError::BadConsentRequest(
+                "neither the callback nor the token answer names a PRM".into(),
+            ));
+        }
+    };
+    let now = now_seconds();
+    let new = NewConsent {
+        generation: config.api,
+        owner,
+        prms,
+        autorisation_id: None,
+        valid_from: now,
+        valid_until: duration.end_from(now)?,
+    };
+    let tokens = TokenSet {
+        refresh_token,
+        access_token: Some(granted.access_token),
+        access_expires_at: Some(now + granted.lifetime.as_secs() as i64),
+    };
+    Ok(shared
+        .store
+        .call(move |s| s.add_consent(&new, Some(&tokens)))
+        .await?)
 }
