@@ -998,3 +998,24 @@ async fn a_429_is_honoured_whatever_its_hint() {
     assert!((2..=4).contains(&throttled), "{throttled} calls within 5 s");
     sim.faults(json!({})).await;
 }
+
+#[tokio::test]
+async fn history_limits_agree_with_enedis() {
+    let sim = Sim::start(&[]);
+    let to = today();
+    for api in [ApiGeneration::Api2026, ApiGeneration::V3] {
+        let s = setup(api, &sim, &["depth0"]).await;
+        for series in [Series::ConsumptionPower, Series::ConsumptionEnergyDaily] {
+            let oldest = quoalise_agent::upstream::Limits::of(series).oldest(to);
+            // The oldest day is served as asked…
+            let fetched = read(&s.client, CONSUMER, series, oldest, oldest.tomorrow().unwrap()).await;
+            assert!(fetched.notes.is_empty(), "{api:?} {series}: {:?}", fetched.notes);
+            assert_eq!(fetched.readings[0].start, day_start(oldest).unwrap());
+            // …one day earlier is clamped to it, not refused by Enedis.
+            let earlier = oldest.yesterday().unwrap();
+            let fetched = read(&s.client, CONSUMER, series, earlier, oldest.tomorrow().unwrap()).await;
+            assert_eq!(fetched.from, oldest, "{api:?} {series}");
+            assert!(fetched.notes[0].contains("start clamped"), "{:?}", fetched.notes);
+        }
+    }
+}
