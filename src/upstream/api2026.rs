@@ -9,7 +9,7 @@
 use jiff::civil::Date;
 use serde::Deserialize;
 
-use super::normalise::{self, ShapeError, check_prm, day_of, from_json, unit_scale, value};
+use super::normalise::{self, At, ShapeError, check_prm, day_of, from_json, unit_scale, value};
 use super::{DataCall, Dialect};
 use crate::config::ApiGeneration;
 use crate::quoalise::{Direction, Prm, Reading, Series, SeriesKind, Step};
@@ -141,7 +141,7 @@ pub fn parse_readings(
         let default_step = mesure.pas.as_deref().map(serde_json::Value::from);
         let mut converter = LoadCurveConverter::new();
         for point in &grandeur.points {
-            let at = format!("point d={:?}", point.d);
+            let at = At::Point(&point.d);
             let step_raw =
                 point.p.as_ref().or(default_step.as_ref()).ok_or_else(|| {
                     ShapeError(format!("{at} has no step (p) and the answer no pas"))
@@ -151,15 +151,14 @@ pub fn parse_readings(
             readings.push(Reading {
                 start: converter.start_of(end, step)?,
                 step,
-                value: value(point.v.as_ref(), scale, &at)?,
+                value: value(point.v.as_ref(), scale, at)?,
             });
         }
     } else {
         for point in &grandeur.points {
-            let at = format!("point d={:?}", point.d);
             readings.push(daily_reading(
                 day_of(&point.d)?,
-                value(point.v.as_ref(), scale, &at)?,
+                value(point.v.as_ref(), scale, At::Point(&point.d))?,
             )?);
         }
     }

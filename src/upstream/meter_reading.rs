@@ -15,7 +15,7 @@ use jiff::ToSpan;
 use jiff::civil::Date;
 use serde::Deserialize;
 
-use super::normalise::{self, ShapeError, check_prm, day_of, from_json, unit_scale, value};
+use super::normalise::{self, At, ShapeError, check_prm, day_of, from_json, unit_scale, value};
 use crate::quoalise::{Prm, Reading, Series, Step};
 use crate::time::{LoadCurveConverter, daily_reading, day_start, parse_date, parse_local_datetime};
 
@@ -106,13 +106,13 @@ fn convert(
     let mut out = Vec::with_capacity(mr.interval_reading.len());
     for reading in &mr.interval_reading {
         let at = match (&reading.date, &reading.rank) {
-            (Some(date), _) => format!("reading date={date:?}"),
-            (None, Some(rank)) => format!("reading rank={rank}"),
-            (None, None) => "a reading without date or rank".to_owned(),
+            (Some(date), _) => At::Date(date),
+            (None, Some(rank)) => At::Rank(rank),
+            (None, None) => At::Unplaced,
         };
-        let v = value(reading.value.as_ref(), scale, &at)?;
+        let v = value(reading.value.as_ref(), scale, at)?;
         let rank = match (timing, &reading.rank) {
-            (Timing::Rank, Some(raw)) => Some(rank_of(raw, &at)?),
+            (Timing::Rank, Some(raw)) => Some(rank_of(raw, at)?),
             _ => None,
         };
         if normalise::is_daily(series) {
@@ -154,7 +154,7 @@ fn convert(
     Ok(out)
 }
 
-fn rank_of(raw: &serde_json::Value, at: &str) -> Result<i64, ShapeError> {
+fn rank_of(raw: &serde_json::Value, at: At<'_>) -> Result<i64, ShapeError> {
     let n = match raw {
         serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
         serde_json::Value::Number(n) => n.as_i64(),

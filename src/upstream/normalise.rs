@@ -36,12 +36,37 @@ pub fn from_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| ShapeError(format!("not a {format} answer: {e}")))
 }
 
+/// Where a reading sits in an answer, for error messages; only formatted when an
+/// error is built, so reading thousands of points allocates nothing for it.
+#[derive(Debug, Clone, Copy)]
+pub enum At<'a> {
+    /// A 2026 point, by its `d`.
+    Point(&'a str),
+    /// A v4/v5 reading, by its `date`.
+    Date(&'a str),
+    /// A v3 reading, by its `rank`.
+    Rank(&'a serde_json::Value),
+    /// A reading with neither.
+    Unplaced,
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Point(d) => write!(f, "point d={d:?}"),
+            At::Date(d) => write!(f, "reading date={d:?}"),
+            At::Rank(r) => write!(f, "reading rank={r}"),
+            At::Unplaced => f.write_str("a reading without date or rank"),
+        }
+    }
+}
+
 /// A reading's value: a decimal string, a number, or null/empty for a missing value
 /// (which stays missing: never zero). `scale` converts kW to W and the like.
 pub fn value(
     raw: Option<&serde_json::Value>,
     scale: f64,
-    at: &str,
+    at: At<'_>,
 ) -> Result<Option<f64>, ShapeError> {
     let number = match raw {
         None | Some(serde_json::Value::Null) => return Ok(None),
