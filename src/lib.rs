@@ -4,4 +4,5 @@
 
 pub mod config;
 pub mod quoalise;
+pub mod sim;
 pub mod time;
