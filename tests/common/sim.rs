@@ -209,8 +209,14 @@ impl Sim {
 
     /// Complete a v1 consent with `sim_auto=accept` and exchange the code; returns
     /// the token response (access_token, refresh_token, usage_points_id…).
+    /// Uses the registered redirect URI when there is one.
     pub async fn consent_v1_tokens(&self, state: &str, prms: Option<&str>) -> Value {
-        let redirect = "http://127.0.0.1:1/callback";
+        let config = self.admin().get("config").await;
+        let redirect = config["redirect_uri"]
+            .as_str()
+            .unwrap_or("http://127.0.0.1:1/callback")
+            .to_owned();
+        let redirect = redirect.as_str();
         let mut query = vec![
             ("client_id", self.client_id.as_str()),
             ("response_type", "code"),
