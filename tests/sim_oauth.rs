@@ -307,7 +307,9 @@ async fn portal_error_switch_redirects_with_server_error() {
 #[tokio::test]
 async fn bad_consent_requests_get_enedis_errors() {
     let sim = start();
-    let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+    // (query, expected error, a word the description must contain)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 ("response_type", "code"),

@@ -59,13 +59,13 @@ fn bad(message: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, String> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
 }
 
 #[derive(Serialize)]
@@ -98,7 +98,7 @@ async fn get_faults(State(sim): State<Sim>) -> Json<Faults> {
 async fn set_faults(State(sim): State<Sim>, body: Bytes) -> Response {
     let faults: Faults = match parse_body(&body) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(e) => return bad(e),
     };
     if let Err(e) = faults.validate() {
         return bad(e);
@@ -143,7 +143,7 @@ struct QuotaChange {
 async fn set_quota(State(sim): State<Sim>, body: Bytes) -> Response {
     let change: QuotaChange = match parse_body(&body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return bad(e),
     };
     let mut st = sim.lock();
     let limits = &mut st.quota.limits;
@@ -178,7 +178,7 @@ async fn get_config(State(sim): State<Sim>) -> Response {
 async fn set_config(State(sim): State<Sim>, body: Bytes) -> Response {
     let value: Value = match parse_body(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(e) => return bad(e),
     };
     let Some(object) = value.as_object() else {
         return bad("the body must be a JSON object");

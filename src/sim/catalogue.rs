@@ -25,12 +25,12 @@ pub enum Kind {
 impl Kind {
     /// Whether data of that direction exist for this kind of point.
     pub fn has(self, direction: Direction) -> bool {
-        match (self, direction) {
-            (Kind::SelfConsumption, _) => true,
-            (Kind::Consumption, Direction::Consumption) => true,
-            (Kind::Production, Direction::Production) => true,
-            _ => false,
-        }
+        matches!(
+            (self, direction),
+            (Kind::SelfConsumption, _)
+                | (Kind::Consumption, Direction::Consumption)
+                | (Kind::Production, Direction::Production)
+        )
     }
 }
 

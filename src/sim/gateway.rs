@@ -206,7 +206,8 @@ async fn handle(sim: &Sim, api: Api, path: &str, mut request: Request, next: Nex
             Ok(holder) => {
                 request.extensions_mut().insert(holder);
             }
-            Err(response) => return response,
+            Err(AuthFailure::Missing) => return missing_credentials(),
+            Err(AuthFailure::Invalid) => return invalid_credentials(),
         }
         if let Some(response) = throttle(sim, api, path) {
             return response;
@@ -288,9 +289,15 @@ fn forced_response(generation: Gen, forced: &ForcedStatus) -> Response {
     }
 }
 
-fn authenticate(sim: &Sim, request: &Request, need: TokenNeed) -> Result<Holder, Response> {
+/// Why a bearer token was refused.
+enum AuthFailure {
+    Missing,
+    Invalid,
+}
+
+fn authenticate(sim: &Sim, request: &Request, need: TokenNeed) -> Result<Holder, AuthFailure> {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-        return Err(missing_credentials());
+        return Err(AuthFailure::Missing);
     };
     let token = value
         .to_str()
@@ -301,7 +308,7 @@ fn authenticate(sim: &Sim, request: &Request, need: TokenNeed) -> Result<Holder,
         })
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
-        return Err(missing_credentials());
+        return Err(AuthFailure::Missing);
     };
     let now = Timestamp::now();
     let st = sim.lock();
@@ -309,9 +316,9 @@ fn authenticate(sim: &Sim, request: &Request, need: TokenNeed) -> Result<Holder,
         Some(t) if t.expires > now => match (need, t.holder) {
             (TokenNeed::Application, Holder::Application) => Ok(t.holder),
             (TokenNeed::Consent, Holder::Consent(_)) => Ok(t.holder),
-            _ => Err(invalid_credentials()),
+            _ => Err(AuthFailure::Invalid),
         },
-        _ => Err(invalid_credentials()),
+        _ => Err(AuthFailure::Invalid),
     }
 }
 

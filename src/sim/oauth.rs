@@ -101,40 +101,70 @@ fn absolute_http_url(s: &str) -> Option<Url> {
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
 }
 
+/// Why a consent request is refused (answered 400, never redirected).
+#[derive(Debug)]
+enum AuthError {
+    UnknownClient,
+    Invalid(String),
+}
+
+impl AuthError {
+    fn response(&self) -> Response {
+        match self {
+            AuthError::UnknownClient => error_body(
+                StatusCode::BAD_REQUEST,
+                "invalid_client",
+                "Client authentication failed: unknown client_id",
+            ),
+            AuthError::Invalid(description) => invalid(description),
+        }
+    }
+}
+
 /// Check a consent request (query of the GET, or hidden fields of the POST).
 fn validate(
     sim: &Sim,
     version: Version,
     params: &[(String, String)],
-) -> Result<AuthRequest, Response> {
+) -> Result<AuthRequest, AuthError> {
     let options = sim.options();
     let client_id = match param(params, "client_id") {
-        None | Some("") => return Err(invalid("client_id parameter is required")),
-        Some(id) if id != options.client_id => {
-            return Err(error_body(
-                StatusCode::BAD_REQUEST,
-                "invalid_client",
-                "Client authentication failed: unknown client_id",
+        None | Some("") => {
+            return Err(AuthError::Invalid(
+                "client_id parameter is required".to_owned(),
             ));
+        }
+        Some(id) if id != options.client_id => {
+            return Err(AuthError::UnknownClient);
         }
         Some(id) => id.to_owned(),
     };
     match param(params, "response_type") {
-        None | Some("") => return Err(invalid("Response type parameter is required")),
+        None | Some("") => {
+            return Err(AuthError::Invalid(
+                "Response type parameter is required".to_owned(),
+            ));
+        }
         Some("code") => {}
-        Some(_) => return Err(invalid("response_type must be code")),
+        Some(_) => return Err(AuthError::Invalid("response_type must be code".to_owned())),
     }
     let state = param(params, "state").map(str::to_owned);
     if let Some(s) = &state
         && s.chars().count() > 100
     {
-        return Err(invalid("state must be at most 100 characters long"));
+        return Err(AuthError::Invalid(
+            "state must be at most 100 characters long".to_owned(),
+        ));
     }
     let duration = match param(params, "duration") {
-        None | Some("") => return Err(invalid("duration parameter is required")),
+        None | Some("") => {
+            return Err(AuthError::Invalid(
+                "duration parameter is required".to_owned(),
+            ));
+        }
         Some(d) => d.to_owned(),
     };
-    let expires = consent_end(&duration, sim.today()).map_err(|e| invalid(&e))?;
+    let expires = consent_end(&duration, sim.today()).map_err(AuthError::Invalid)?;
     let registered = sim.lock().config.redirect_uri.clone();
     let (redirect, redirect_param) = match version {
         Version::V1 => {
@@ -144,19 +174,20 @@ fn validate(
             match (given, registered) {
                 (Some(given), registered) => {
                     let Some(url) = absolute_http_url(given) else {
-                        return Err(invalid("redirect_uri must be an absolute http(s) URL"));
+                        return Err(AuthError::Invalid(
+                            "redirect_uri must be an absolute http(s) URL".to_owned(),
+                        ));
                     };
                     if registered.is_some_and(|r| r != url) {
-                        return Err(invalid(
-                            "redirect_uri does not match the redirect URI registered for this application",
-                        ));
+                        return Err(AuthError::Invalid("redirect_uri does not match the redirect URI registered for this application".to_owned()));
                     }
                     (url, Some(given.to_owned()))
                 }
                 (None, Some(registered)) => (registered, None),
                 (None, None) => {
-                    return Err(invalid(
-                        "no redirect_uri given and no redirect URI registered for this application",
+                    return Err(AuthError::Invalid(
+                        "no redirect_uri given and no redirect URI registered for this application"
+                            .to_owned(),
                     ));
                 }
             }
@@ -165,9 +196,7 @@ fn validate(
         Version::V2 => match registered {
             Some(r) => (r, None),
             None => {
-                return Err(invalid(
-                    "no redirect URI registered for this application (start enedis-sim with --redirect-uri or POST /sim/admin/config)",
-                ));
+                return Err(AuthError::Invalid("no redirect URI registered for this application (start enedis-sim with --redirect-uri or POST /sim/admin/config)".to_owned()));
             }
         },
     };
@@ -312,7 +341,7 @@ fn accept(sim: &Sim, req: &AuthRequest, typed: Option<&str>) -> Result<Response,
 fn authorize(sim: &Sim, version: Version, params: &[(String, String)]) -> Response {
     let req = match validate(sim, version, params) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(e) => return e.response(),
     };
     if sim.lock().faults.portal_error {
         return portal_error(&req);
@@ -330,7 +359,7 @@ fn authorize(sim: &Sim, version: Version, params: &[(String, String)]) -> Respon
 fn decide(sim: &Sim, version: Version, form: &[(String, String)]) -> Response {
     let req = match validate(sim, version, form) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(e) => return e.response(),
     };
     if sim.lock().faults.portal_error {
         return portal_error(&req);
@@ -398,20 +427,35 @@ fn client_credentials(headers: &HeaderMap, form: &[(String, String)]) -> Option<
 }
 
 /// Read the form body and authenticate the client.
+/// Why a token request is refused before its grant is looked at.
+enum TokenRequestError {
+    NotForm,
+    BadClient,
+}
+
+impl TokenRequestError {
+    fn response(&self) -> Response {
+        match self {
+            TokenRequestError::NotForm => token_error(
+                "invalid_request",
+                "Le Content-Type doit être application/x-www-form-urlencoded",
+            ),
+            TokenRequestError::BadClient => invalid_credentials(),
+        }
+    }
+}
+
 fn token_request(
     sim: &Sim,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Vec<(String, String)>, Response> {
+) -> Result<Vec<(String, String)>, TokenRequestError> {
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !form_type {
-        return Err(token_error(
-            "invalid_request",
-            "Le Content-Type doit être application/x-www-form-urlencoded",
-        ));
+        return Err(TokenRequestError::NotForm);
     }
     let form = parse_form(body);
     let options = sim.options();
@@ -421,7 +465,7 @@ fn token_request(
         {
             Ok(form)
         }
-        _ => Err(invalid_credentials()),
+        _ => Err(TokenRequestError::BadClient),
     }
 }
 
@@ -463,7 +507,7 @@ pub async fn token_v1(
 ) -> Response {
     let form = match token_request(&sim, &headers, &body) {
         Ok(f) => f,
-        Err(response) => return response,
+        Err(e) => return e.response(),
     };
     let now = Timestamp::now();
     let query = parse_query(query.as_deref());
@@ -560,7 +604,7 @@ struct ApplicationToken {
 pub async fn token_v3(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> Response {
     let form = match token_request(&sim, &headers, &body) {
         Ok(f) => f,
-        Err(response) => return response,
+        Err(e) => return e.response(),
     };
     match param(&form, "grant_type") {
         Some("client_credentials") => {}

@@ -75,7 +75,7 @@ struct Criteria {
     comptage: bool,
 }
 
-fn strings(value: &Value, field: &str) -> Result<Vec<String>, Response> {
+fn strings(value: &Value, field: &str) -> Result<Vec<String>, String> {
     value
         .as_array()
         .and_then(|a| {
@@ -83,17 +83,14 @@ fn strings(value: &Value, field: &str) -> Result<Vec<String>, Response> {
                 .map(|v| v.as_str().map(str::to_owned))
                 .collect::<Option<Vec<_>>>()
         })
-        .ok_or_else(|| bad(format!("Le champ {field} doit être une liste de chaînes")))
+        .ok_or_else(|| format!("Le champ {field} doit être une liste de chaînes"))
 }
 
-fn criteria(body: &[u8]) -> Result<Criteria, Response> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        bad(format!(
-            "Le corps de la requête n'est pas un JSON valide : {e}"
-        ))
-    })?;
+fn criteria(body: &[u8]) -> Result<Criteria, String> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("Le corps de la requête n'est pas un JSON valide : {e}"))?;
     let Some(object) = value.as_object() else {
-        return Err(bad("Le corps de la requête doit être un objet JSON"));
+        return Err("Le corps de la requête doit être un objet JSON".to_owned());
     };
     const KNOWN: [&str; 12] = [
         "pointId",
@@ -113,18 +110,18 @@ fn criteria(body: &[u8]) -> Result<Criteria, Response> {
         .keys()
         .find(|k| !KNOWN.contains(&k.as_str()) && k.as_str() != "autorisation")
     {
-        return Err(bad(format!("Le champ {unknown} est inconnu")));
+        return Err(format!("Le champ {unknown} est inconnu"));
     }
     let comptage = match object.get("comptage") {
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(bad("Le champ comptage doit être un booléen")),
-        None => return Err(bad("Le champ comptage est obligatoire")),
+        Some(_) => return Err("Le champ comptage doit être un booléen".to_owned()),
+        None => return Err("Le champ comptage est obligatoire".to_owned()),
     };
     let autorisation_id = match object.get("autorisationId") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_u64()
-                .ok_or_else(|| bad("Le champ autorisationId doit être un entier"))?,
+                .ok_or("Le champ autorisationId doit être un entier")?,
         ),
     };
     let point_ids = match object.get("pointId") {
@@ -134,16 +131,16 @@ fn criteria(body: &[u8]) -> Result<Criteria, Response> {
                 .iter()
                 .map(|s| {
                     s.parse::<Prm>()
-                        .map_err(|e| bad(format!("pointId {s:?} invalide : {e}")))
+                        .map_err(|e| format!("pointId {s:?} invalide : {e}"))
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
     let siren = object.get("siren").is_some_and(|v| !v.is_null());
     if autorisation_id.is_none() && point_ids.is_none() && !siren {
-        return Err(bad(
-            "Au moins un critère parmi autorisationId, pointId ou siren est obligatoire",
-        ));
+        return Err(
+            "Au moins un critère parmi autorisationId, pointId ou siren est obligatoire".to_owned(),
+        );
     }
     let etat = match object.get("etatCode") {
         None | Some(Value::Null) => vec!["ACTIF".to_owned(), "DEMANDE".to_owned()],
@@ -152,17 +149,17 @@ fn criteria(body: &[u8]) -> Result<Criteria, Response> {
     let service_type = match object.get("serviceType") {
         None | Some(Value::Null) => "ACCES".to_owned(),
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(bad("Le champ serviceType doit être une chaîne")),
+        Some(_) => return Err("Le champ serviceType doit être une chaîne".to_owned()),
     };
     let mesure_types = match object.get("mesureTypeCode") {
         None | Some(Value::Null) => None,
         Some(v) => Some(strings(v, "mesureTypeCode")?),
     };
-    let flag = |field: &str| -> Result<Option<bool>, Response> {
+    let flag = |field: &str| -> Result<Option<bool>, String> {
         match object.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(bad(format!("Le champ {field} doit être un booléen"))),
+            Some(_) => Err(format!("Le champ {field} doit être un booléen")),
         }
     };
     Ok(Criteria {
@@ -256,7 +253,7 @@ pub async fn search(
     }
     let c = match criteria(&body) {
         Ok(c) => c,
-        Err(response) => return response,
+        Err(message) => return bad(message),
     };
     let today = sim.today();
     // A search by SIREN only finds nothing: the simulator holds no company.

@@ -67,7 +67,7 @@ fn household_load(seed: u64, t: i64) -> f64 {
     let season = 1.0 + 0.55 * (2.0 * PI * (day_of_year - 15.0) / 365.25).cos();
     let noise = 0.85 + 0.3 * unit(seed, TAG_NOISE_LOAD, t);
     // Off-peak water heater, 22:30 to 01:00 local, for half of the PRMs.
-    let heater = if seed & 1 == 0 && (hour >= 22.5 || hour < 1.0) {
+    let heater = if seed & 1 == 0 && !(1.0..22.5).contains(&hour) {
         1800.0 + (seed >> 8) as f64 % 1000.0
     } else {
         0.0
@@ -361,7 +361,7 @@ mod tests {
         for p in &curve {
             let local = local_string(p.start).unwrap();
             let hour: u32 = local[11..13].parse().unwrap();
-            if hour < 5 || hour >= 23 {
+            if !(5..23).contains(&hour) {
                 assert_eq!(p.value, 0, "{local}");
             }
         }
