@@ -153,6 +153,16 @@ async fn v1_without_profile_takes_typed_prms_and_rejects_bad_ones() {
         .await;
     assert_eq!(status, 403);
     assert_eq!(body["error"], "ADAM-DC-0008");
+    // The consent lasts its duration (P1Y): expired a year later.
+    sim.admin().config(json!({"today": "2027-10-05"})).await;
+    let (status, body) = sim
+        .get_json(
+            &token,
+            "/metering_data_dc/v5/daily_consumption?usage_point_id=98765432109876&start=2027-10-01&end=2027-10-03",
+        )
+        .await;
+    assert_eq!(status, 403, "expired consent");
+    assert_eq!(body["error"], "ADAM-DC-0008");
 }
 
 #[tokio::test]

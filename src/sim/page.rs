@@ -118,6 +118,7 @@ pub fn consent_page(req: &AuthRequest, error: Option<&str>, status: StatusCode) 
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 0; background: #f4f6f8; color: #1d2733; }}
 main {{ max-width: 34rem; margin: 0 auto; padding: 1rem; }}
+h1 {{ font-size: 1.4rem; }}
 header {{ background: #1423dc; color: #fff; padding: .8rem 1rem; font-weight: bold; }}
 .card {{ background: #fff; border-radius: .5rem; padding: 1rem 1.2rem; box-shadow: 0 1px 3px #0002; }}
 .note {{ background: #eef2ff; padding: .5rem .7rem; border-radius: .3rem; }}
