@@ -647,7 +647,7 @@ async fn application_token_form_basic_wrong_credentials_and_expiry() {
         "--client-secret",
         "s3cr3t",
         "--token-ttl",
-        "2",
+        "3",
     ]);
     let post = |form: Vec<(&'static str, &'static str)>,
                 basic: Option<(&'static str, &'static str)>| {
@@ -672,9 +672,12 @@ async fn application_token_form_basic_wrong_credentials_and_expiry() {
     let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
     assert_eq!(keys.len(), 4);
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 2, "a number, per --token-ttl");
+    assert_eq!(body["expires_in"], 3, "a number, per --token-ttl");
     assert_eq!(body["scope"], "default");
     let token = body["access_token"].as_str().unwrap().to_owned();
+    let path = "/mesure_synchrone_auto/v2/consommation_quotidienne?pointId=22516914714270&dateDebut=2026-10-01&dateFin=2026-10-03";
+    assert_eq!(sim.get_json(&token, path).await.0, 200, "fresh token works");
+    let issued = std::time::Instant::now();
 
     let response = post(
         vec![("grant_type", "client_credentials")],
@@ -727,8 +730,6 @@ async fn application_token_form_basic_wrong_credentials_and_expiry() {
     assert_eq!(response.status(), 400, "form body required");
 
     // Data calls: no token, a bad token, then an expired one.
-    let path = "/mesure_synchrone_auto/v2/consommation_quotidienne?pointId=22516914714270&dateDebut=2026-10-01&dateFin=2026-10-03";
-    assert_eq!(sim.get_json(&token, path).await.0, 200);
     let response = sim.http().get(sim.url(path)).send().await.unwrap();
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
@@ -736,7 +737,8 @@ async fn application_token_form_basic_wrong_credentials_and_expiry() {
     let (status, body) = sim.get_json("bogus", path).await;
     assert_eq!(status, 401);
     assert_eq!(body["fault"]["code"], 900901);
-    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let ttl = std::time::Duration::from_millis(3200);
+    tokio::time::sleep(ttl.saturating_sub(issued.elapsed())).await;
     let (status, body) = sim.get_json(&token, path).await;
     assert_eq!(status, 401, "expired after --token-ttl");
     assert_eq!(body["fault"]["code"], 900901);
