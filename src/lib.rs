@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod quoalise;
+pub mod sim;
 pub mod store;
 pub mod time;
 pub mod upstream;
