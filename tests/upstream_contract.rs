@@ -1008,14 +1008,36 @@ async fn history_limits_agree_with_enedis() {
         for series in [Series::ConsumptionPower, Series::ConsumptionEnergyDaily] {
             let oldest = quoalise_agent::upstream::Limits::of(series).oldest(to);
             // The oldest day is served as asked…
-            let fetched = read(&s.client, CONSUMER, series, oldest, oldest.tomorrow().unwrap()).await;
-            assert!(fetched.notes.is_empty(), "{api:?} {series}: {:?}", fetched.notes);
+            let fetched = read(
+                &s.client,
+                CONSUMER,
+                series,
+                oldest,
+                oldest.tomorrow().unwrap(),
+            )
+            .await;
+            assert!(
+                fetched.notes.is_empty(),
+                "{api:?} {series}: {:?}",
+                fetched.notes
+            );
             assert_eq!(fetched.readings[0].start, day_start(oldest).unwrap());
             // …one day earlier is clamped to it, not refused by Enedis.
             let earlier = oldest.yesterday().unwrap();
-            let fetched = read(&s.client, CONSUMER, series, earlier, oldest.tomorrow().unwrap()).await;
+            let fetched = read(
+                &s.client,
+                CONSUMER,
+                series,
+                earlier,
+                oldest.tomorrow().unwrap(),
+            )
+            .await;
             assert_eq!(fetched.from, oldest, "{api:?} {series}");
-            assert!(fetched.notes[0].contains("start clamped"), "{:?}", fetched.notes);
+            assert!(
+                fetched.notes[0].contains("start clamped"),
+                "{:?}",
+                fetched.notes
+            );
         }
     }
 }

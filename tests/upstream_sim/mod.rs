@@ -1,143 +1,81 @@
-//! Test support for the upstream contract tests: the real `enedis-sim` binary on
-//! 127.0.0.1 (free port), its admin API, a client configured for it, and scripted
-//! consents. The simulator is stopped on drop (SIGTERM, then kill).
+//! Test support for the upstream contract tests, on top of the simulator's own
+//! harness (`tests/common/sim.rs`: the real `enedis-sim` binary on 127.0.0.1, port
+//! 0, stopped on drop): a client configured for it, call counters by status, and
+//! consents given through its consent page.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+#[path = "../common/sim.rs"]
+mod harness;
 
 use quoalise_agent::config::{ApiGeneration, EnedisConfig, Secret};
 use quoalise_agent::store::{Consent, Store};
 use quoalise_agent::upstream::{Callback, ConsentDuration, EnedisClient, Upstream};
 use serde_json::Value;
 
-pub const CLIENT_ID: &str = "sim-client";
-pub const CLIENT_SECRET: &str = "sim-secret";
+pub use harness::{CLIENT_ID, CLIENT_SECRET};
+
+/// The redirect URI registered for the application at the simulator.
 pub const REDIRECT_URI: &str = "http://127.0.0.1:9/dataconnect/redirect";
 
-/// A running simulator.
+/// A running simulator with our application's redirect URI registered.
 pub struct Sim {
-    child: Child,
+    inner: harness::Sim,
     pub url: String,
-    http: reqwest::Client,
 }
 
 impl Sim {
     /// Start `enedis-sim` with its defaults plus `extra` arguments.
     pub fn start(extra: &[&str]) -> Sim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_enedis-sim"))
-            .args(["--listen", "127.0.0.1:0", "--redirect-uri", REDIRECT_URI])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("enedis-sim starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("enedis-sim prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Sim {
-            child,
-            url: format!("http://{addr}"),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-        }
+        let mut args = vec!["--redirect-uri", REDIRECT_URI];
+        args.extend_from_slice(extra);
+        let inner = harness::Sim::start(&args);
+        let url = inner.base_url().to_owned();
+        Sim { inner, url }
     }
 
     pub async fn admin_get(&self, path: &str) -> Value {
-        let r = self
-            .http
-            .get(format!("{}/sim/admin/{path}", self.url))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "GET {path}: {}", r.status());
-        r.json().await.unwrap()
+        self.inner.admin().get(path).await
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}/sim/admin/{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let text = r.text().await.unwrap();
-        assert!(status.is_success(), "POST {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        self.inner.admin().post(path, body).await
     }
 
     pub async fn faults(&self, faults: Value) {
-        self.admin_post("faults", faults).await;
+        self.inner.admin().faults(faults).await;
     }
 
     pub async fn clear_calls(&self) {
-        let r = self
-            .http
-            .delete(format!("{}/sim/admin/calls", self.url))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        self.inner.admin().clear_calls().await;
     }
 
     /// Calls counted for `"METHOD /path"`.
     pub async fn calls(&self, endpoint: &str) -> u64 {
-        self.admin_get("calls").await["endpoints"][endpoint]["count"]
-            .as_u64()
-            .unwrap_or(0)
+        self.inner.admin().call_count(endpoint).await
     }
 
     /// Calls counted for `"METHOD /path"` answered with `status`.
     pub async fn calls_with(&self, endpoint: &str, status: u16) -> u64 {
-        self.admin_get("calls").await["endpoints"][endpoint]["statuses"][status.to_string()]
+        self.inner.admin().calls().await["endpoints"][endpoint]["statuses"][status.to_string()]
             .as_u64()
             .unwrap_or(0)
     }
 
-    /// Every counter, for printing.
+    /// Every counter.
     pub async fn all_calls(&self) -> Value {
-        self.admin_get("calls").await
+        self.inner.admin().calls().await
     }
 
     /// Follow the consent page with `sim_auto=accept` and return the redirect's query.
     pub async fn accept(&self, authorize_url: &url::Url) -> String {
         let mut url = authorize_url.clone();
         url.query_pairs_mut().append_pair("sim_auto", "accept");
-        let r = self.http.get(url).send().await.unwrap();
+        let r = self.inner.http().get(url).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 302, "{}", r.text().await.unwrap());
         let location = r.headers()["location"].to_str().unwrap();
         let location = url::Url::parse(location).unwrap();
         location.query().unwrap_or_default().to_owned()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
