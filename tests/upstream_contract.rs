@@ -310,6 +310,12 @@ async fn consents_are_resolved_in_every_generation() {
             let now = jiff::Timestamp::now().as_second();
             assert!(consent.is_usable_at(now), "{consent:?}");
             assert!(consent.valid_until > now + 300 * 86_400, "{consent:?}");
+            if api == ApiGeneration::Api2026 {
+                // From the services: [dateDebut, dateFin[ = [today, today + P1Y[.
+                assert_eq!(consent.valid_from, day_start(today()).unwrap());
+                let end = today().checked_add(1.year()).unwrap();
+                assert_eq!(consent.valid_until, day_start(end).unwrap());
+            }
             // The new consent reads data at once.
             let p = consent.prms[consent.prms.len() - 1];
             let to = today();

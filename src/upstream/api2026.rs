@@ -196,7 +196,7 @@ pub struct ConsentScope {
     pub prms: Vec<Prm>,
     /// Earliest `dateDebut` of those services.
     pub start: Option<Date>,
-    /// Latest `dateFin` of those services (the last day covered).
+    /// Latest `dateFin` of those services (excluded, as every Enedis end day).
     pub end: Option<Date>,
     /// The states of the other services (DEMANDE, TERMINE, SUPPRIME), sorted, once
     /// each: why a consent without ACTIF service is not usable.

@@ -38,7 +38,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use jiff::ToSpan;
 use jiff::civil::Date;
 use reqwest::Method;
 use url::Url;
@@ -449,13 +448,11 @@ impl EnedisClient {
             None => now,
         };
         let valid_until = match scope.end {
-            // dateFin is the last day of the service: valid until the end of that day.
-            Some(day) => day
-                .checked_add(1.day())
-                .map_err(|e| UpstreamError::BadConsentRequest(e.to_string()))
-                .and_then(|d| {
-                    day_start(d).map_err(|e| UpstreamError::BadConsentRequest(e.to_string()))
-                })?,
+            // Like every Enedis period, a service runs [dateDebut, dateFin[: the
+            // consent ends at Paris midnight starting dateFin.
+            Some(day) => {
+                day_start(day).map_err(|e| UpstreamError::BadConsentRequest(e.to_string()))?
+            }
             None => duration.end_from(now)?,
         };
         if valid_until <= now {
