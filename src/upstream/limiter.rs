@@ -23,6 +23,8 @@ const HOUR_WINDOW: Duration = Duration::from_secs(3_600);
 /// Backoff after a 429 without a wait hint: first pause, doubled up to the cap.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Shortest pause after a 429, whatever the hint.
+const MIN_PAUSE: Duration = Duration::from_millis(250);
 
 /// No slot before the caller's deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +125,9 @@ impl QuotaLimiter {
     pub fn pause(&self, wait: Option<Duration>) -> Duration {
         let mut pause = self.pause.lock().unwrap_or_else(|p| p.into_inner());
         let wait = match wait {
-            Some(wait) => wait,
+            // A hint of "now" (Retry-After: 0, a past nextAccessTime) still gets a
+            // short pause: a 429 is never answered by an immediate retry.
+            Some(wait) => wait.max(MIN_PAUSE),
             None => {
                 let backoff = pause.next_backoff.unwrap_or(FIRST_BACKOFF);
                 pause.next_backoff = Some((backoff * 2).min(MAX_BACKOFF));

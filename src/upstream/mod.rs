@@ -343,26 +343,24 @@ impl EnedisClient {
         let plan = window::plan(series, from, to, today)?;
         let auth = self.auth_for(prm).await?;
         let tally = Tally::default();
-        let parts: Vec<Result<Option<Vec<Reading>>, UpstreamError>> =
-            futures::stream::iter(plan.calls.iter().copied())
-                .map(|(a, b)| self.part(auth, series, prm, a, b, &tally))
-                .buffered(PARALLEL_CALLS)
-                .collect()
-                .await;
+        let mut parts = futures::stream::iter(plan.calls.iter().copied())
+            .map(|(a, b)| self.part(auth, series, prm, a, b, &tally))
+            .buffered(PARALLEL_CALLS);
         let mut readings = Vec::new();
-        let mut no_data = None;
-        let mut some_data = false;
-        for part in parts {
-            match part {
-                Ok(Some(part)) => {
+        let (mut no_data, mut some_data) = (false, false);
+        // In order; the first error ends the request (dropping the calls still in
+        // flight: token renewals run in their own tasks and are not cut short).
+        while let Some(part) = parts.next().await {
+            match part? {
+                Some(part) => {
                     some_data = true;
                     readings.extend(part);
                 }
-                Ok(None) => no_data = Some(()),
-                Err(error) => return Err(error),
+                None => no_data = true,
             }
         }
-        if no_data.is_some() && !some_data {
+        drop(parts);
+        if no_data && !some_data {
             // Every call said no_data_found: that is Enedis's answer to the request.
             return Err(UpstreamError::Refused(EnedisFault {
                 endpoint: self
