@@ -3,5 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod health;
+pub mod logging;
+pub mod metrics;
 pub mod quoalise;
+pub mod systemd;
 pub mod time;
