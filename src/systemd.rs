@@ -310,7 +310,9 @@ mod tests {
     #[test]
     #[ignore = "child process of lifecycle_messages_reach_the_notify_socket"]
     fn child_lifecycle() {
-        assert!(std::env::var_os(CHILD).is_some(), "run only as a child");
+        if std::env::var_os(CHILD).is_none() {
+            return; // only meaningful as a child: `cargo test -- --include-ignored` skips it
+        }
         assert!(enabled());
         ready("ready: 2 peers");
         reloading();
@@ -355,7 +357,9 @@ mod tests {
     #[test]
     #[ignore = "child process of watchdog_pings_only_while_the_main_loop_beats"]
     fn child_watchdog() {
-        assert!(std::env::var_os(CHILD).is_some(), "run only as a child");
+        if std::env::var_os(CHILD).is_none() {
+            return; // only meaningful as a child: `cargo test -- --include-ignored` skips it
+        }
         let watchdog = Watchdog::from_env().expect("WATCHDOG_USEC set");
         assert_eq!(watchdog.timeout(), Duration::from_millis(200));
         assert_eq!(watchdog.ping_interval(), Duration::from_millis(100));
@@ -390,7 +394,9 @@ mod tests {
     #[test]
     #[ignore = "child process of without_notify_socket_nothing_is_set_up"]
     fn child_without_socket() {
-        assert!(std::env::var_os(CHILD).is_some(), "run only as a child");
+        if std::env::var_os(CHILD).is_none() {
+            return; // only meaningful as a child: `cargo test -- --include-ignored` skips it
+        }
         assert!(!enabled());
         // No socket to ping through: no watchdog task, whatever WATCHDOG_USEC says.
         assert_eq!(Watchdog::from_env(), None);
