@@ -7,5 +7,6 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod quoalise;
+pub mod sim;
 pub mod systemd;
 pub mod time;
