@@ -3,9 +3,15 @@
 //! Everything here is independent of Enedis and of XMPP: upstream adapters produce
 //! [`TimeSeries`], commands encode them, the peer command line decodes them.
 
+pub mod decode;
+pub mod encode;
 pub mod identifier;
+pub mod meta;
 
+pub use decode::{Data, DecodeError, Record, decode, decode_bytes, decode_element};
+pub use encode::{EncodeError, encode, encode_element, encode_to};
 pub use identifier::{Direction, Identifier, IdentifierError, Prm, PrmError, Series, SeriesKind};
+pub use meta::{Meta, MetaError, MetaForm};
 
 use std::fmt;
 use std::str::FromStr;
