@@ -130,6 +130,8 @@ pub enum DecodeError {
     },
     #[error("record #{record}: time {time} is not a whole number of seconds")]
     FractionalTime { record: usize, time: f64 },
+    #[error("record #{record}: time {time} is after year 9999")]
+    TimeRange { record: usize, time: f64 },
     #[error("record #{record}: a second value for time {start}")]
     DuplicateTime { record: usize, start: i64 },
 }
@@ -199,10 +201,16 @@ impl Data {
                     expected: unit,
                 });
             }
-            // The decoder only yields finite times of at least 2^28, and whole
-            // seconds in that range convert exactly to i64.
-            if record.time.fract() != 0.0 || record.time.abs() >= 9.0e15 {
+            if record.time.fract() != 0.0 {
                 return Err(DecodeError::FractionalTime {
+                    record: index,
+                    time: record.time,
+                });
+            }
+            // Whole seconds up to year 9999 convert exactly to i64 and stay within
+            // what the time-zone code downstream accepts.
+            if !(0.0..=LAST_SECOND).contains(&record.time) {
+                return Err(DecodeError::TimeRange {
                     record: index,
                     time: record.time,
                 });
@@ -316,6 +324,9 @@ struct Base {
     unit: Option<String>,
     value: Option<f64>,
 }
+
+/// 9999-12-31T23:59:59Z, the last second [`Data::to_time_series`] accepts.
+const LAST_SECOND: f64 = 253_402_300_799.0;
 
 /// Below this, RFC 8428 section 4.5.3 reads a time as relative to "now".
 const RELATIVE_LIMIT: f64 = 268_435_456.0;
@@ -970,6 +981,10 @@ mod tests {
         assert_eq!(
             series_err(&format!(r#"<senml bn="{bn}" bt="1600000000.5" v="1"/>"#)),
             "record #0: time 1600000000.5 is not a whole number of seconds"
+        );
+        assert_eq!(
+            series_err(&format!(r#"<senml bn="{bn}" bt="1e300" v="1"/>"#)),
+            format!("record #0: time {} is after year 9999", 1e300)
         );
         assert_eq!(
             series_err(&format!(

@@ -278,7 +278,7 @@ impl Meta {
                     .map_err(|_| invalid("expected a whole number of seconds".into()))?;
                 if seconds == 86_400 {
                     Step::Day
-                } else if seconds > 0 && seconds % 60 == 0 && seconds < 86_400 {
+                } else if seconds > 0 && seconds.is_multiple_of(60) && seconds < 86_400 {
                     // Below one day and a whole number of minutes: fits in u16.
                     Step::Minutes(u16::try_from(seconds / 60).map_err(|e| invalid(e.to_string()))?)
                 } else {

@@ -127,6 +127,13 @@ impl TimeSeries {
     /// The step announced in metadata: the step of most readings (a meter may change
     /// step inside a period), or the series' natural step when empty.
     pub fn sampling(&self) -> Step {
+        // Fast path for the usual case of a single step (the encoder calls this on
+        // every payload, a year of half-hours is 17,520 readings).
+        if let Some(first) = self.readings.first()
+            && self.readings.iter().all(|r| r.step == first.step)
+        {
+            return first.step;
+        }
         let mut counts: Vec<(Step, usize)> = Vec::new();
         for r in &self.readings {
             match counts.iter_mut().find(|(s, _)| *s == r.step) {
