@@ -5,3 +5,4 @@
 pub mod config;
 pub mod quoalise;
 pub mod time;
+pub mod xmpp;
