@@ -269,6 +269,7 @@ pub struct XmppAgent {
     connector: Connector,
     handle: XmppHandle,
     out_rx: mpsc::Receiver<Box<Stanza>>,
+    inbound: Option<mpsc::Sender<Stanza>>,
     session: SessionSettings,
     router: RouterSettings,
 }
@@ -276,7 +277,7 @@ pub struct XmppAgent {
 impl XmppAgent {
     /// Validates the XMPP configuration (JID, server address, CA file).
     pub fn new(config: &XmppConfig) -> Result<Self, SetupError> {
-        let ping_interval = Duration::from_secs(config.ping_interval_secs.max(5));
+        let ping_interval = Duration::from_secs(config.ping_interval_secs.max(1));
         // Long enough for a loaded server, short enough to notice a dead link
         // within one interval.
         let ping_timeout =
@@ -294,6 +295,7 @@ impl XmppAgent {
             connector,
             handle,
             out_rx,
+            inbound: None,
             session: SessionSettings {
                 ping_interval,
                 ping_timeout,
@@ -307,6 +309,16 @@ impl XmppAgent {
 
     pub fn handle(&self) -> XmppHandle {
         self.handle.clone()
+    }
+
+    /// Messages and presences the agent receives, for whoever needs them (a
+    /// peer built on this crate; subscription handling). At most `capacity` wait
+    /// unread; beyond that new ones are dropped (logged at debug) rather than
+    /// stalling the session.
+    pub fn inbound(&mut self, capacity: usize) -> mpsc::Receiver<Stanza> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.inbound = Some(tx);
+        rx
     }
 
     /// The command framework's settings (deadline, sessions, limits), to adjust
@@ -329,6 +341,7 @@ impl XmppAgent {
             connector,
             handle,
             out_rx,
+            inbound,
             session,
             router,
         } = self;
@@ -343,6 +356,7 @@ impl XmppAgent {
             stream,
             handle,
             out_rx,
+            inbound,
             router,
             session,
             diagnostics,
@@ -436,6 +450,7 @@ struct Driver<C> {
     stream: StanzaStream,
     handle: XmppHandle,
     out_rx: mpsc::Receiver<Box<Stanza>>,
+    inbound: Option<mpsc::Sender<Stanza>>,
     router: Arc<Router<C>>,
     session: SessionSettings,
     diagnostics: Arc<Mutex<Diagnostics>>,
@@ -534,9 +549,13 @@ impl<C: Send + Sync + 'static> Driver<C> {
                 }
                 request => self.router.handle_request(request).map(Stanza::Iq),
             },
-            Stanza::Presence(presence) => self.on_presence(presence).map(Stanza::Presence),
+            Stanza::Presence(presence) => {
+                let reply = self.on_presence(&presence).map(Stanza::Presence);
+                self.forward(Stanza::Presence(presence));
+                reply
+            }
             Stanza::Message(message) => {
-                tracing::debug!(from = ?message.from.as_ref().map(Jid::as_str), type_ = ?message.type_, "XMPP: ignoring a message");
+                self.forward(Stanza::Message(message));
                 None
             }
         }
@@ -544,7 +563,18 @@ impl<C: Send + Sync + 'static> Driver<C> {
 
     /// Peers (Gajim/Psi users) may subscribe to the agent's presence to see it
     /// online; allowed peers are approved, others denied.
-    fn on_presence(&self, presence: Presence) -> Option<Presence> {
+    fn forward(&self, stanza: Stanza) {
+        match &self.inbound {
+            Some(tx) => {
+                if tx.try_send(stanza).is_err() {
+                    tracing::debug!("XMPP: inbound queue full or closed; dropping a stanza");
+                }
+            }
+            None => tracing::trace!("XMPP: ignoring an incoming message or presence"),
+        }
+    }
+
+    fn on_presence(&self, presence: &Presence) -> Option<Presence> {
         let from = presence.from.clone()?;
         match presence.type_ {
             presence::Type::Subscribe => {
@@ -573,7 +603,7 @@ impl<C: Send + Sync + 'static> Driver<C> {
                 .send_iq(Some(domain), IqRequestPayload::Get(Ping.into()), timeout)
                 .await
             {
-                Ok(_) => tracing::trace!(
+                Ok(_) => tracing::debug!(
                     rtt_ms = started.elapsed().as_millis() as u64,
                     "XMPP: keepalive ping answered"
                 ),
