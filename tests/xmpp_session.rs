@@ -238,6 +238,8 @@ async fn the_agent_answers_again_after_prosody_restarts() {
     assert_eq!(text.matches("XMPP: connection lost").count(), 1, "{text}");
     assert_eq!(text.matches("XMPP: session up").count(), 1, "{text}");
     assert_eq!(text.matches("XMPP: new session").count(), 1, "{text}");
+    // One restart is not mistaken for two instances fighting over the resource.
+    assert!(!text.contains("pausing before reconnecting"), "{text}");
     agent.stop().await;
 }
 
@@ -311,6 +313,35 @@ async fn shutdown_does_not_wait_forever_for_a_running_request() {
     assert_eq!(name, "service-unavailable");
     assert!(text.contains("abandoned"), "{text}");
     agent.stop().await;
+}
+
+#[tokio::test]
+async fn two_instances_with_the_same_jid_do_not_reconnect_in_a_tight_loop() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let prosody = Prosody::start().await;
+    prosody.register(AGENT, PASSWORD).await;
+    let config = xmpp_config(&prosody, AGENT, "agent");
+    // Prosody gives the resource to the newest login and kicks the other out,
+    // which logs in again, and so on (without a pause: hundreds of logins in
+    // a few seconds).
+    let first = spawn_plain(&config);
+    first.wait_up().await;
+    let second = spawn_plain(&config);
+    assert!(
+        logs.wait_for("pausing before reconnecting", Duration::from_secs(15))
+            .await,
+        "{}",
+        logs.text()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let logins = logs.text().matches("connected and authenticated").count();
+    assert!(
+        logins < 20,
+        "{logins} logins: the instances fight in a tight loop"
+    );
+    first.stop().await;
+    second.stop().await;
 }
 
 /// Waits for a presence of `type_` from the agent's full JID.

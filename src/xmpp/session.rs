@@ -261,7 +261,17 @@ struct SessionSettings {
 #[derive(Default)]
 struct Diagnostics {
     last_failure: Option<(&'static str, String, &'static str)>,
+    /// When the last connection logged in.
+    last_login: Option<std::time::Instant>,
+    /// Sessions in a row that died within `FLAP_WINDOW` of their login.
+    short_sessions: u32,
+    /// Pause before reconnecting when sessions keep dying young.
+    flap_delay: Duration,
 }
+
+/// A connection lost sooner than this after its login counts as flapping (e.g.
+/// two instances with the same JID and resource kicking each other out).
+const FLAP_WINDOW: Duration = Duration::from_secs(10);
 
 /// The agent's XMPP side, ready to run. Create it, hand [`XmppAgent::handle`]
 /// to whoever needs to send stanzas, then [`XmppAgent::run`] it.
@@ -392,6 +402,40 @@ fn reconnector(connector: Connector, diagnostics: Arc<Mutex<Diagnostics>>) -> Re
         let connector = connector.clone();
         let diagnostics = diagnostics.clone();
         tokio::spawn(async move {
+            // A login succeeds but the session dies at once: do not reconnect in
+            // a tight loop.
+            let pause = {
+                let mut d = lock(&diagnostics);
+                match d.last_login {
+                    // One short session is, say, a server restart; several in a
+                    // row are a fight over the resource.
+                    Some(at) if at.elapsed() < FLAP_WINDOW => {
+                        d.short_sessions += 1;
+                        if d.short_sessions >= 2 {
+                            d.flap_delay = (d.flap_delay * 2)
+                                .clamp(Duration::from_secs(1), MAX_RECONNECT_DELAY);
+                            Some(d.flap_delay)
+                        } else {
+                            None
+                        }
+                    }
+                    _ => {
+                        d.short_sessions = 0;
+                        d.flap_delay = Duration::ZERO;
+                        None
+                    }
+                }
+            };
+            if let Some(pause) = pause {
+                tracing::warn!(
+                    pause_secs = pause.as_secs(),
+                    "XMPP: the session ended within seconds of logging in; pausing before reconnecting (is another client using the same JID and resource?)"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = slot.closed() => return,
+                }
+            }
             let mut delay = Duration::from_secs(1);
             loop {
                 let attempt = tokio::select! {
@@ -406,7 +450,11 @@ fn reconnector(connector: Connector, diagnostics: Arc<Mutex<Diagnostics>>) -> Re
                             Transport::Plaintext => "plaintext (xmpp.allow_plaintext)",
                         };
                         tracing::info!(server = %connector.target(), transport = how, "XMPP: connected and authenticated");
-                        lock(&diagnostics).last_failure = None;
+                        {
+                            let mut d = lock(&diagnostics);
+                            d.last_failure = None;
+                            d.last_login = Some(std::time::Instant::now());
+                        }
                         // If the stream is gone, the fresh connection is dropped.
                         let _ = slot.send(connection);
                         return;
