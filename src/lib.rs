@@ -10,3 +10,4 @@ pub mod quoalise;
 pub mod sim;
 pub mod systemd;
 pub mod time;
+pub mod xmpp;
