@@ -4,8 +4,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod health;
+pub mod logging;
+pub mod metrics;
 pub mod quoalise;
 pub mod sim;
 pub mod store;
+pub mod systemd;
 pub mod time;
 pub mod upstream;
+pub mod xmpp;

@@ -3,9 +3,15 @@
 //! Everything here is independent of Enedis and of XMPP: upstream adapters produce
 //! [`TimeSeries`], commands encode them, the peer command line decodes them.
 
+pub mod decode;
+pub mod encode;
 pub mod identifier;
+pub mod meta;
 
+pub use decode::{Data, DecodeError, Record, decode, decode_bytes, decode_element};
+pub use encode::{EncodeError, encode, encode_element, encode_to};
 pub use identifier::{Direction, Identifier, IdentifierError, Prm, PrmError, Series, SeriesKind};
+pub use meta::{Meta, MetaError, MetaForm};
 
 use std::fmt;
 use std::str::FromStr;
@@ -121,6 +127,13 @@ impl TimeSeries {
     /// The step announced in metadata: the step of most readings (a meter may change
     /// step inside a period), or the series' natural step when empty.
     pub fn sampling(&self) -> Step {
+        // Fast path for the usual case of a single step (the encoder calls this on
+        // every payload, a year of half-hours is 17,520 readings).
+        if let Some(first) = self.readings.first()
+            && self.readings.iter().all(|r| r.step == first.step)
+        {
+            return first.step;
+        }
         let mut counts: Vec<(Step, usize)> = Vec::new();
         for r in &self.readings {
             match counts.iter_mut().find(|(s, _)| *s == r.step) {

@@ -1,0 +1,460 @@
+//! The `<meta>` element of a Quoalise `<data>`: which meter and which measurement
+//! the SenML records that follow describe.
+//!
+//! Two forms exist on the wire, both starting with the same `<device>`:
+//!
+//! - the FLAT form, answered to `get_history` (what the Quoalise client reads):
+//!   one `<measurement name=… direction=… quantity=… type=… unit=… aggregation=…
+//!   sampling-interval="PT30M"/>`;
+//! - the NESTED legacy form, answered to `get_load_curve`/`get_daily`, as the first
+//!   Data Connect proxy wrote it: `<measurement><physical …/><business …/>
+//!   <aggregate …/><sampling interval="1800"/></measurement>`.
+//!
+//! [`Meta`] is both what the encoder writes ([`Meta::for_series`] then
+//! [`Meta::write`]) and what the decoder reads, so the two cannot drift apart. Its
+//! fields keep the strings as written (a peer may send values this agent never
+//! writes); typed accessors ([`Meta::step`], [`Meta::identifier`], …) interpret them
+//! with precise errors.
+
+use std::io;
+
+use quick_xml::Writer;
+use quick_xml::events::{BytesStart, Event};
+
+use super::{Direction, Identifier, Prm, Series, SeriesKind, Step};
+
+/// Which `<measurement>` form a `<meta>` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetaForm {
+    /// `<measurement name=… unit=… sampling-interval="PT30M"/>`, answered to `get_history`.
+    Flat,
+    /// `<measurement><physical/><business/><aggregate/><sampling/></measurement>`, the
+    /// first Data Connect proxy's form, answered to `get_load_curve`/`get_daily`.
+    Nested,
+}
+
+/// The contents of a `<meta>` element, as written on the wire.
+///
+/// Every field is optional because a decoder must tolerate peers that leave some out;
+/// [`Meta::for_series`] fills all the fields of its form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// Which measurement form was written or read. A `<meta>` whose `<measurement>`
+    /// has none of the nested children reads as [`MetaForm::Flat`].
+    pub form: MetaForm,
+    /// `<device type="…">`, "electricity-meter" here.
+    pub device_type: Option<String>,
+    /// `<identifier authority="…">`, "enedis" here.
+    pub authority: Option<String>,
+    /// `<identifier type="…">`, "prm" here.
+    pub identifier_type: Option<String>,
+    /// `<identifier value="…">`: the meter's PRM.
+    pub identifier: Option<String>,
+    /// Flat `name` ("active-power", "active-energy", "apparent-power").
+    pub name: Option<String>,
+    /// Flat `direction`, nested `business/@direction`.
+    pub direction: Option<String>,
+    /// Flat `quantity`, nested `physical/@quantity` ("power", "energy").
+    pub quantity: Option<String>,
+    /// Flat `type`, nested `physical/@type` ("electrical").
+    pub measurement_type: Option<String>,
+    /// Flat `unit`, nested `physical/@unit` ("W", "Wh", "VA").
+    pub unit: Option<String>,
+    /// Flat `aggregation` ("mean", "sum", "maximum"), nested `aggregate/@type`
+    /// ("average", "sum", "maximum").
+    pub aggregation: Option<String>,
+    /// Nested `business/@graph` ("load-profile", "daily-energy", "daily-max-power").
+    pub graph: Option<String>,
+    /// Flat `sampling-interval` (ISO 8601 duration, "PT30M", "P1D"), nested
+    /// `sampling/@interval` (seconds, "1800", "86400").
+    pub sampling: Option<String>,
+}
+
+/// A `<meta>` value that is missing or cannot be interpreted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaError {
+    #[error("<meta> has no {0}")]
+    Missing(&'static str),
+    #[error("<meta> {field}={value:?} is invalid: {reason}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// How each series is described; the single table both forms are written from.
+struct Description {
+    name: &'static str,
+    quantity: &'static str,
+    /// Flat `aggregation`.
+    aggregation: &'static str,
+    /// Nested `aggregate/@type`.
+    aggregate: &'static str,
+    /// Nested `business/@graph`.
+    graph: &'static str,
+}
+
+fn describe(series: Series) -> Description {
+    match series.kind() {
+        SeriesKind::LoadCurve => Description {
+            name: "active-power",
+            quantity: "power",
+            aggregation: "mean",
+            aggregate: "average",
+            graph: "load-profile",
+        },
+        SeriesKind::DailyEnergy => Description {
+            name: "active-energy",
+            quantity: "energy",
+            aggregation: "sum",
+            aggregate: "sum",
+            graph: "daily-energy",
+        },
+        SeriesKind::DailyMaxPower => Description {
+            name: "apparent-power",
+            quantity: "power",
+            aggregation: "maximum",
+            aggregate: "maximum",
+            graph: "daily-max-power",
+        },
+    }
+}
+
+fn some(s: &str) -> Option<String> {
+    Some(s.to_owned())
+}
+
+/// Cut a peer-supplied value for an error message.
+fn shorten(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+impl Meta {
+    /// An empty `<meta>` of the given form; the decoder fills it.
+    pub fn empty(form: MetaForm) -> Meta {
+        Meta {
+            form,
+            device_type: None,
+            authority: None,
+            identifier_type: None,
+            identifier: None,
+            name: None,
+            direction: None,
+            quantity: None,
+            measurement_type: None,
+            unit: None,
+            aggregation: None,
+            graph: None,
+            sampling: None,
+        }
+    }
+
+    /// The metadata this agent writes for a series sampled at `sampling`
+    /// (`TimeSeries::sampling()`).
+    pub fn for_series(identifier: &Identifier, sampling: Step, form: MetaForm) -> Meta {
+        let series = identifier.series;
+        let d = describe(series);
+        let flat = form == MetaForm::Flat;
+        Meta {
+            form,
+            device_type: some("electricity-meter"),
+            authority: some("enedis"),
+            identifier_type: some("prm"),
+            identifier: some(identifier.prm.as_str()),
+            name: if flat { some(d.name) } else { None },
+            direction: some(series.direction().as_str()),
+            quantity: some(d.quantity),
+            measurement_type: some("electrical"),
+            unit: some(series.unit()),
+            aggregation: some(if flat { d.aggregation } else { d.aggregate }),
+            graph: if flat { None } else { some(d.graph) },
+            sampling: Some(if flat {
+                sampling.to_string()
+            } else {
+                sampling.nominal_seconds().to_string()
+            }),
+        }
+    }
+
+    /// Write `<meta>…</meta>` (in the namespace already in scope, `urn:quoalise:0`).
+    pub fn write<W: io::Write>(&self, w: &mut Writer<W>) -> io::Result<()> {
+        w.write_event(Event::Start(BytesStart::new("meta")))?;
+
+        let mut device = BytesStart::new("device");
+        push(&mut device, "type", &self.device_type);
+        w.write_event(Event::Start(device.borrow()))?;
+        let mut identifier = BytesStart::new("identifier");
+        push(&mut identifier, "authority", &self.authority);
+        push(&mut identifier, "type", &self.identifier_type);
+        push(&mut identifier, "value", &self.identifier);
+        w.write_event(Event::Empty(identifier))?;
+        w.write_event(Event::End(device.to_end()))?;
+
+        match self.form {
+            MetaForm::Flat => {
+                let mut m = BytesStart::new("measurement");
+                push(&mut m, "name", &self.name);
+                push(&mut m, "direction", &self.direction);
+                push(&mut m, "quantity", &self.quantity);
+                push(&mut m, "type", &self.measurement_type);
+                push(&mut m, "unit", &self.unit);
+                push(&mut m, "aggregation", &self.aggregation);
+                push(&mut m, "sampling-interval", &self.sampling);
+                w.write_event(Event::Empty(m))?;
+            }
+            MetaForm::Nested => {
+                let m = BytesStart::new("measurement");
+                w.write_event(Event::Start(m.borrow()))?;
+                let mut physical = BytesStart::new("physical");
+                push(&mut physical, "quantity", &self.quantity);
+                push(&mut physical, "type", &self.measurement_type);
+                push(&mut physical, "unit", &self.unit);
+                w.write_event(Event::Empty(physical))?;
+                let mut business = BytesStart::new("business");
+                push(&mut business, "graph", &self.graph);
+                push(&mut business, "direction", &self.direction);
+                w.write_event(Event::Empty(business))?;
+                let mut aggregate = BytesStart::new("aggregate");
+                push(&mut aggregate, "type", &self.aggregation);
+                w.write_event(Event::Empty(aggregate))?;
+                let mut sampling = BytesStart::new("sampling");
+                push(&mut sampling, "interval", &self.sampling);
+                w.write_event(Event::Empty(sampling))?;
+                w.write_event(Event::End(m.to_end()))?;
+            }
+        }
+
+        w.write_event(Event::End(quick_xml::events::BytesEnd::new("meta")))
+    }
+
+    /// The meter's PRM (`<identifier value>`).
+    pub fn prm(&self) -> Result<Prm, MetaError> {
+        let value = self
+            .identifier
+            .as_deref()
+            .ok_or(MetaError::Missing("device identifier value"))?;
+        value
+            .parse()
+            .map_err(|e: super::PrmError| MetaError::Invalid {
+                field: "identifier value",
+                value: shorten(value),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The measurement's direction.
+    pub fn direction(&self) -> Result<Direction, MetaError> {
+        let value = self
+            .direction
+            .as_deref()
+            .ok_or(MetaError::Missing("measurement direction"))?;
+        value.parse().map_err(|reason| MetaError::Invalid {
+            field: "direction",
+            value: shorten(value),
+            reason,
+        })
+    }
+
+    /// The sampling step, if the meta announces one: an ISO 8601 duration in the flat
+    /// form, a number of seconds in the nested form (86400 reads as one calendar day).
+    pub fn step(&self) -> Result<Option<Step>, MetaError> {
+        let Some(value) = self.sampling.as_deref() else {
+            return Ok(None);
+        };
+        let invalid = |reason: String| MetaError::Invalid {
+            field: match self.form {
+                MetaForm::Flat => "sampling-interval",
+                MetaForm::Nested => "sampling interval",
+            },
+            value: shorten(value),
+            reason,
+        };
+        let step = match self.form {
+            MetaForm::Flat => value.parse::<Step>().map_err(|e| invalid(e.to_string()))?,
+            MetaForm::Nested => {
+                let seconds: u32 = value
+                    .parse()
+                    .map_err(|_| invalid("expected a whole number of seconds".into()))?;
+                if seconds == 86_400 {
+                    Step::Day
+                } else if seconds > 0 && seconds.is_multiple_of(60) && seconds < 86_400 {
+                    // Below one day and a whole number of minutes: fits in u16.
+                    Step::Minutes(u16::try_from(seconds / 60).map_err(|e| invalid(e.to_string()))?)
+                } else {
+                    return Err(invalid(
+                        "expected whole minutes below one day, or 86400".into(),
+                    ));
+                }
+            }
+        };
+        Ok(Some(step))
+    }
+
+    /// Which of the five series the meta describes, from its direction and unit.
+    pub fn series(&self) -> Result<Series, MetaError> {
+        let direction = self.direction()?;
+        let unit = self
+            .unit
+            .as_deref()
+            .ok_or(MetaError::Missing("measurement unit"))?;
+        match (unit, direction) {
+            ("W", d) => Ok(Series::load_curve(d)),
+            ("Wh", d) => Ok(Series::daily_energy(d)),
+            ("VA", Direction::Consumption) => Ok(Series::ConsumptionMaxPower),
+            ("VA", Direction::Production) => Err(MetaError::Invalid {
+                field: "unit",
+                value: unit.to_owned(),
+                reason: "no production series is measured in VA".into(),
+            }),
+            (other, _) => Err(MetaError::Invalid {
+                field: "unit",
+                value: shorten(other),
+                reason: "expected W, Wh or VA".into(),
+            }),
+        }
+    }
+
+    /// The identifier the meta describes (PRM, direction and unit).
+    pub fn to_identifier(&self) -> Result<Identifier, MetaError> {
+        Ok(Identifier::new(self.prm()?, self.series()?))
+    }
+}
+
+fn push(element: &mut BytesStart<'_>, name: &str, value: &Option<String>) {
+    if let Some(value) = value {
+        element.push_attribute((name, value.as_str()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(series: Series) -> Identifier {
+        Identifier::new("30001610071843".parse().unwrap(), series)
+    }
+
+    fn written(meta: &Meta) -> String {
+        let mut w = Writer::new(Vec::new());
+        meta.write(&mut w).unwrap();
+        String::from_utf8(w.into_inner()).unwrap()
+    }
+
+    const DEVICE: &str = r#"<device type="electricity-meter"><identifier authority="enedis" type="prm" value="30001610071843"/></device>"#;
+
+    #[test]
+    fn flat_form_of_each_kind() {
+        let cases = [
+            (
+                Series::ConsumptionPower,
+                Step::Minutes(10),
+                r#"<measurement name="active-power" direction="consumption" quantity="power" type="electrical" unit="W" aggregation="mean" sampling-interval="PT10M"/>"#,
+            ),
+            (
+                Series::ProductionEnergyDaily,
+                Step::Day,
+                r#"<measurement name="active-energy" direction="production" quantity="energy" type="electrical" unit="Wh" aggregation="sum" sampling-interval="P1D"/>"#,
+            ),
+            (
+                Series::ConsumptionMaxPower,
+                Step::Day,
+                r#"<measurement name="apparent-power" direction="consumption" quantity="power" type="electrical" unit="VA" aggregation="maximum" sampling-interval="P1D"/>"#,
+            ),
+        ];
+        for (series, step, measurement) in cases {
+            let meta = Meta::for_series(&id(series), step, MetaForm::Flat);
+            assert_eq!(
+                written(&meta),
+                format!("<meta>{DEVICE}{measurement}</meta>"),
+                "{series}"
+            );
+            assert_eq!(meta.step(), Ok(Some(step)));
+            assert_eq!(meta.to_identifier(), Ok(id(series)));
+        }
+    }
+
+    #[test]
+    fn nested_form_of_each_kind() {
+        let cases = [
+            (
+                Series::ProductionPower,
+                Step::Minutes(60),
+                r#"<measurement><physical quantity="power" type="electrical" unit="W"/><business graph="load-profile" direction="production"/><aggregate type="average"/><sampling interval="3600"/></measurement>"#,
+            ),
+            (
+                Series::ConsumptionEnergyDaily,
+                Step::Day,
+                r#"<measurement><physical quantity="energy" type="electrical" unit="Wh"/><business graph="daily-energy" direction="consumption"/><aggregate type="sum"/><sampling interval="86400"/></measurement>"#,
+            ),
+            (
+                Series::ConsumptionMaxPower,
+                Step::Day,
+                r#"<measurement><physical quantity="power" type="electrical" unit="VA"/><business graph="daily-max-power" direction="consumption"/><aggregate type="maximum"/><sampling interval="86400"/></measurement>"#,
+            ),
+        ];
+        for (series, step, measurement) in cases {
+            let meta = Meta::for_series(&id(series), step, MetaForm::Nested);
+            assert_eq!(
+                written(&meta),
+                format!("<meta>{DEVICE}{measurement}</meta>"),
+                "{series}"
+            );
+            assert_eq!(meta.step(), Ok(Some(step)));
+            assert_eq!(meta.to_identifier(), Ok(id(series)));
+        }
+    }
+
+    #[test]
+    fn accessors_name_the_bad_field() {
+        let mut meta = Meta::empty(MetaForm::Nested);
+        assert_eq!(meta.step(), Ok(None));
+        assert_eq!(
+            meta.prm(),
+            Err(MetaError::Missing("device identifier value"))
+        );
+        meta.sampling = Some("90".into());
+        let err = meta.step().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "<meta> sampling interval=\"90\" is invalid: expected whole minutes below one day, or 86400"
+        );
+        meta.form = MetaForm::Flat;
+        meta.sampling = Some("P1M".into());
+        assert!(
+            meta.step()
+                .unwrap_err()
+                .to_string()
+                .contains("sampling-interval=\"P1M\"")
+        );
+        meta.direction = Some("both".into());
+        assert!(
+            meta.direction()
+                .unwrap_err()
+                .to_string()
+                .contains("direction=\"both\"")
+        );
+        meta.direction = Some("production".into());
+        meta.unit = Some("VA".into());
+        assert!(
+            meta.series()
+                .unwrap_err()
+                .to_string()
+                .contains("no production series")
+        );
+        meta.unit = Some("kW".into());
+        assert!(
+            meta.series()
+                .unwrap_err()
+                .to_string()
+                .contains("unit=\"kW\"")
+        );
+        meta.identifier = Some("3000161007184".into());
+        assert!(
+            meta.prm()
+                .unwrap_err()
+                .to_string()
+                .contains("13 characters")
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! The agent on XMPP: session and reconnection ([`session`], [`connector`]),
+//! XEP-0050 ad-hoc commands with XEP-0004 forms ([`command`], [`forms`]),
+//! XEP-0030 disco ([`disco`]), stanza errors ([`errors`]), the allow-list
+//! ([`auth`]) and the command framework ([`router`]).
+//!
+//! The agent's `run` wires it as:
+//! ```ignore
+//! let agent = XmppAgent::new(&config.xmpp)?;          // validates JID, server, CA file
+//! let xmpp = agent.handle();                          // for notifications, /healthz
+//! let commands = CommandSet::new(ctx).with(GetHistory).with(GetLoadCurve);
+//! let peers = AllowList::from_peers(&config.peers)?;  // peers.replace(…) on SIGHUP
+//! agent.run(commands, peers, shutdown_token).await;   // returns after a clean shutdown
+//! ```
+
+pub mod auth;
+pub mod command;
+pub mod connector;
+pub mod disco;
+pub mod errors;
+pub mod forms;
+pub mod router;
+pub mod session;
+
+pub use auth::{AllowList, InvalidPeerJid};
+pub use command::{Action, Actions, Command, NS_COMMANDS, Note, NoteType, Status};
+pub use connector::{ConnectError, SetupError};
+pub use errors::{CommandError, ISSUER_ENEDIS, NS_QUOALISE};
+pub use forms::{FieldExt, FormBuilder, FormError, SubmittedForm};
+pub use router::{AdHocCommand, BoxFuture, CommandSet, Outcome, Request, RouterSettings};
+pub use session::{IqError, SendError, SessionState, XmppAgent, XmppHandle, run_xmpp};
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use minidom::Element;
+
+    /// Asserts that `actual` is the document `expected` (attribute order and
+    /// quoting aside; `expected` has no indentation whitespace).
+    #[track_caller]
+    pub fn assert_xml_eq(actual: &Element, expected: &str) {
+        let expected: Element = expected.parse().expect("expected XML parses");
+        assert_eq!(
+            actual,
+            &expected,
+            "\nactual:   {}\nexpected: {}",
+            String::from(actual),
+            String::from(&expected)
+        );
+    }
+}

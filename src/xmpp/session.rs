@@ -1,0 +1,713 @@
+//! The agent's XMPP session: one [`StanzaStream`] that reconnects forever, the
+//! task driving it, and the cheap-to-clone [`XmppHandle`] the rest of the agent
+//! uses to send stanzas, run iq round trips and know whether the session is up.
+//!
+//! Why `StanzaStream` driven by one task, and not tokio-xmpp's `Client`: the
+//! `Client`'s receive half can lose a wakeup under load and stop reading for good
+//! (see `docs/xmpp-notes.md`). Here one task owns the stream and `select!`s over
+//! incoming events and an outgoing queue fed by every [`XmppHandle`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_xmpp::Stanza;
+use tokio_xmpp::stanzastream::{Event, StanzaStream, StreamEvent};
+use tokio_xmpp::xmlstream::Timeouts;
+use xmpp_parsers::iq::{Iq, IqRequestPayload};
+use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::message::Message;
+use xmpp_parsers::ping::Ping;
+use xmpp_parsers::presence::{self, Presence};
+use xmpp_parsers::stanza_error::StanzaError;
+
+use super::auth::AllowList;
+use super::connector::{ConnectError, Connector, SetupError, Transport};
+use super::router::{CommandSet, Router, RouterSettings, new_id};
+use crate::config::XmppConfig;
+
+/// Stanzas buffered between the handles and the stream, and inside the stream.
+const QUEUE_DEPTH: usize = 1024;
+/// Backoff between connection attempts: 1 s doubling up to this.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
+/// How long a clean close of the stream may take at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// No session yet (first connection attempts).
+    Connecting,
+    /// Bound and serving.
+    Up,
+    /// The connection broke; reconnecting (stanzas queue until then).
+    Suspended,
+    /// Shut down.
+    Stopped,
+}
+
+/// Why an outgoing stanza could not be queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("the XMPP session has stopped")]
+    Stopped,
+}
+
+/// Why an outgoing iq got no result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IqError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the peer answered with an error: {0:?}")]
+    Error(Box<StanzaError>),
+    #[error("the XMPP session has stopped")]
+    Stopped,
+}
+
+struct PendingIq {
+    /// Who must answer: `None` means our own server or account.
+    to: Option<Jid>,
+    reply: oneshot::Sender<Iq>,
+}
+
+struct HandleInner {
+    jid: FullJid,
+    out: mpsc::Sender<Box<Stanza>>,
+    state: watch::Sender<SessionState>,
+    pending: Mutex<HashMap<String, PendingIq>>,
+}
+
+/// The agent's way to talk on its XMPP session. Cheap to clone.
+#[derive(Clone)]
+pub struct XmppHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl std::fmt::Debug for XmppHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XmppHandle")
+            .field("jid", &self.inner.jid)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// Removes a pending iq when its waiter gives up (timeout or drop).
+struct PendingGuard<'a> {
+    handle: &'a XmppHandle,
+    id: String,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.handle.pending().remove(&self.id);
+    }
+}
+
+impl XmppHandle {
+    fn new(jid: FullJid, out: mpsc::Sender<Box<Stanza>>) -> Self {
+        XmppHandle {
+            inner: Arc::new(HandleInner {
+                jid,
+                out,
+                state: watch::Sender::new(SessionState::Connecting),
+                pending: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The agent's full JID (as configured; peers address commands to it).
+    pub fn jid(&self) -> &FullJid {
+        &self.inner.jid
+    }
+
+    pub fn state(&self) -> SessionState {
+        *self.inner.state.borrow()
+    }
+
+    /// Whether the session is bound and serving (for `/healthz`).
+    pub fn is_up(&self) -> bool {
+        self.state() == SessionState::Up
+    }
+
+    /// A receiver of state changes.
+    pub fn watch_state(&self) -> watch::Receiver<SessionState> {
+        self.inner.state.subscribe()
+    }
+
+    /// Waits until the session is up; false if `timeout` passes first or the
+    /// session stops.
+    pub async fn wait_until_up(&self, timeout: Duration) -> bool {
+        let mut rx = self.watch_state();
+        let wait = rx.wait_for(|s| matches!(s, SessionState::Up | SessionState::Stopped));
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(state)) => *state == SessionState::Up,
+            _ => false,
+        }
+    }
+
+    /// Queues a stanza (a message to a peer, say). While the connection is down
+    /// it waits in the queue and goes out after the reconnection.
+    pub async fn send(&self, stanza: impl Into<Stanza>) -> Result<(), SendError> {
+        self.inner
+            .out
+            .send(Box::new(stanza.into()))
+            .await
+            .map_err(|_| SendError::Stopped)
+    }
+
+    /// Sends a message.
+    pub async fn send_message(&self, message: Message) -> Result<(), SendError> {
+        self.send(message).await
+    }
+
+    /// Sends an iq request to `to` (`None`: our server) and waits for its
+    /// answer, at most `timeout`. Returns the result's payload.
+    pub async fn send_iq(
+        &self,
+        to: Option<Jid>,
+        payload: IqRequestPayload,
+        timeout: Duration,
+    ) -> Result<Option<tokio_xmpp::minidom::Element>, IqError> {
+        let id = new_id();
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(
+            id.clone(),
+            PendingIq {
+                to: to.clone(),
+                reply: tx,
+            },
+        );
+        let _guard = PendingGuard {
+            handle: self,
+            id: id.clone(),
+        };
+        let iq = match payload {
+            IqRequestPayload::Get(payload) => Iq::Get {
+                from: None,
+                to,
+                id,
+                payload,
+            },
+            IqRequestPayload::Set(payload) => Iq::Set {
+                from: None,
+                to,
+                id,
+                payload,
+            },
+        };
+        let exchange = async {
+            self.send(iq).await.map_err(|_| IqError::Stopped)?;
+            match rx.await {
+                Ok(Iq::Result { payload, .. }) => Ok(payload),
+                Ok(Iq::Error { error, .. }) => Err(IqError::Error(Box::new(error))),
+                Ok(_) | Err(_) => Err(IqError::Stopped),
+            }
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| IqError::Timeout(timeout))?
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, PendingIq>> {
+        // Held for a map operation only, never across an await.
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands an answer to its waiter; false if no one waits for it (or it comes
+    /// from someone other than the one asked: ids are not secrets to trust alone).
+    fn resolve(&self, iq: Iq) -> bool {
+        let mut pending = self.pending();
+        let Some(entry) = pending.get(iq.id()) else {
+            return false;
+        };
+        let own_bare = self.inner.jid.to_bare();
+        let from_ok = match (&entry.to, iq.from()) {
+            (Some(to), Some(from)) => to == from,
+            (Some(_), None) => false,
+            (None, None) => true,
+            (None, Some(from)) => {
+                from.to_bare() == own_bare
+                    || (from.node().is_none() && from.domain() == self.inner.jid.domain())
+            }
+        };
+        if !from_ok {
+            return false;
+        }
+        if let Some(entry) = pending.remove(iq.id()) {
+            let _ = entry.reply.send(iq);
+        }
+        true
+    }
+
+    fn set_state(&self, state: SessionState) {
+        self.inner.state.send_replace(state);
+    }
+}
+
+/// Timings of the session, from `XmppConfig`.
+#[derive(Debug, Clone)]
+struct SessionSettings {
+    ping_interval: Duration,
+    ping_timeout: Duration,
+    first_session_deadline: Duration,
+}
+
+/// What the reconnect loop last saw, for logging once per change and for the
+/// first-session deadline message.
+#[derive(Default)]
+struct Diagnostics {
+    last_failure: Option<(&'static str, String, &'static str)>,
+    /// When the last connection logged in.
+    last_login: Option<std::time::Instant>,
+    /// Sessions in a row that died within `FLAP_WINDOW` of their login.
+    short_sessions: u32,
+    /// Pause before reconnecting when sessions keep dying young.
+    flap_delay: Duration,
+}
+
+/// A connection lost sooner than this after its login counts as flapping (e.g.
+/// two instances with the same JID and resource kicking each other out).
+const FLAP_WINDOW: Duration = Duration::from_secs(10);
+
+/// The agent's XMPP side, ready to run. Create it, hand [`XmppAgent::handle`]
+/// to whoever needs to send stanzas, then [`XmppAgent::run`] it.
+pub struct XmppAgent {
+    connector: Connector,
+    handle: XmppHandle,
+    out_rx: mpsc::Receiver<Box<Stanza>>,
+    inbound: Option<mpsc::Sender<Stanza>>,
+    session: SessionSettings,
+    router: RouterSettings,
+}
+
+impl XmppAgent {
+    /// Validates the XMPP configuration (JID, server address, CA file).
+    pub fn new(config: &XmppConfig) -> Result<Self, SetupError> {
+        let ping_interval = Duration::from_secs(config.ping_interval_secs.max(1));
+        // Long enough for a loaded server, short enough to notice a dead link
+        // within one interval.
+        let ping_timeout =
+            (ping_interval / 2).clamp(Duration::from_secs(5), Duration::from_secs(30));
+        // The stream itself probes after `read_timeout` of silence (XEP-0198 <r/>
+        // or a ping) and declares the link dead `response_timeout` later.
+        let timeouts = Timeouts {
+            read_timeout: ping_interval,
+            response_timeout: ping_timeout * 2,
+        };
+        let connector = Connector::new(config, timeouts)?;
+        let (out_tx, out_rx) = mpsc::channel(QUEUE_DEPTH);
+        let handle = XmppHandle::new(connector.jid().clone(), out_tx);
+        Ok(XmppAgent {
+            connector,
+            handle,
+            out_rx,
+            inbound: None,
+            session: SessionSettings {
+                ping_interval,
+                ping_timeout,
+                first_session_deadline: Duration::from_secs(
+                    config.first_session_deadline_secs.max(1),
+                ),
+            },
+            router: RouterSettings::new(Duration::from_secs(config.request_timeout_secs.max(1))),
+        })
+    }
+
+    pub fn handle(&self) -> XmppHandle {
+        self.handle.clone()
+    }
+
+    /// Messages and presences the agent receives, for whoever needs them (a
+    /// peer built on this crate; subscription handling). At most `capacity` wait
+    /// unread; beyond that new ones are dropped (logged at debug) rather than
+    /// stalling the session.
+    pub fn inbound(&mut self, capacity: usize) -> mpsc::Receiver<Stanza> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.inbound = Some(tx);
+        rx
+    }
+
+    /// The command framework's settings (deadline, sessions, limits), to adjust
+    /// before [`XmppAgent::run`].
+    pub fn router_settings_mut(&mut self) -> &mut RouterSettings {
+        &mut self.router
+    }
+
+    /// Connects (and reconnects forever), serves `commands` to the peers in
+    /// `peers`, and returns after a graceful shutdown once `shutdown` is
+    /// cancelled: new commands refused, running ones finished (bounded),
+    /// unavailable presence sent, stream closed.
+    pub async fn run<C: Send + Sync + 'static>(
+        self,
+        commands: CommandSet<C>,
+        peers: AllowList,
+        shutdown: CancellationToken,
+    ) {
+        let XmppAgent {
+            connector,
+            handle,
+            out_rx,
+            inbound,
+            session,
+            router,
+        } = self;
+        let router = Router::new(commands, peers, router, handle.clone());
+        let diagnostics = Arc::new(Mutex::new(Diagnostics::default()));
+        tracing::info!(jid = %connector.jid(), server = %connector.target(), "XMPP: connecting");
+        let stream = StanzaStream::new(
+            reconnector(connector.clone(), diagnostics.clone()),
+            QUEUE_DEPTH,
+        );
+        Driver {
+            stream,
+            handle,
+            out_rx,
+            inbound,
+            router,
+            session,
+            diagnostics,
+            connector,
+        }
+        .run(shutdown)
+        .await
+    }
+}
+
+/// Connects, serves and shuts down as [`XmppAgent::run`] describes. Errors only
+/// on an unusable configuration (the caller exits non-zero).
+pub async fn run_xmpp<C: Send + Sync + 'static>(
+    config: &XmppConfig,
+    commands: CommandSet<C>,
+    peers: AllowList,
+    shutdown: CancellationToken,
+) -> Result<(), SetupError> {
+    XmppAgent::new(config)?.run(commands, peers, shutdown).await;
+    Ok(())
+}
+
+type Reconnector = Box<
+    dyn FnMut(Option<String>, oneshot::Sender<tokio_xmpp::stanzastream::Connection>)
+        + Send
+        + 'static,
+>;
+
+/// The `StanzaStream` calls this whenever it needs a new connection; we keep
+/// trying, with backoff, until one logs in or the stream is gone.
+fn reconnector(connector: Connector, diagnostics: Arc<Mutex<Diagnostics>>) -> Reconnector {
+    Box::new(move |_preferred_location, mut slot| {
+        let connector = connector.clone();
+        let diagnostics = diagnostics.clone();
+        tokio::spawn(async move {
+            // A login succeeds but the session dies at once: do not reconnect in
+            // a tight loop.
+            let pause = {
+                let mut d = lock(&diagnostics);
+                match d.last_login {
+                    // One short session is, say, a server restart; several in a
+                    // row are a fight over the resource.
+                    Some(at) if at.elapsed() < FLAP_WINDOW => {
+                        d.short_sessions += 1;
+                        if d.short_sessions >= 2 {
+                            d.flap_delay = (d.flap_delay * 2)
+                                .clamp(Duration::from_secs(1), MAX_RECONNECT_DELAY);
+                            Some(d.flap_delay)
+                        } else {
+                            None
+                        }
+                    }
+                    _ => {
+                        d.short_sessions = 0;
+                        d.flap_delay = Duration::ZERO;
+                        None
+                    }
+                }
+            };
+            if let Some(pause) = pause {
+                tracing::warn!(
+                    pause_secs = pause.as_secs(),
+                    "XMPP: the session ended within seconds of logging in; pausing before reconnecting (is another client using the same JID and resource?)"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = slot.closed() => return,
+                }
+            }
+            let mut delay = Duration::from_secs(1);
+            loop {
+                let attempt = tokio::select! {
+                    r = connector.login() => Some(r),
+                    _ = slot.closed() => None,
+                };
+                match attempt {
+                    None => return,
+                    Some(Ok((connection, transport))) => {
+                        let how = match transport {
+                            Transport::Tls => "TLS",
+                            Transport::Plaintext => "plaintext (xmpp.allow_plaintext)",
+                        };
+                        tracing::info!(server = %connector.target(), transport = how, "XMPP: connected and authenticated");
+                        {
+                            let mut d = lock(&diagnostics);
+                            d.last_failure = None;
+                            d.last_login = Some(std::time::Instant::now());
+                        }
+                        // If the stream is gone, the fresh connection is dropped.
+                        let _ = slot.send(connection);
+                        return;
+                    }
+                    Some(Err(e)) => note_failure(&diagnostics, &connector, &e, delay),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = slot.closed() => return,
+                }
+                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+            }
+        });
+    })
+}
+
+fn lock(d: &Mutex<Diagnostics>) -> std::sync::MutexGuard<'_, Diagnostics> {
+    d.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Logs a failed attempt once per change of cause (repeats go to debug).
+fn note_failure(
+    diagnostics: &Mutex<Diagnostics>,
+    connector: &Connector,
+    e: &ConnectError,
+    retry_in: Duration,
+) {
+    let mut d = lock(diagnostics);
+    let message = e.to_string();
+    let same = matches!(&d.last_failure, Some((kind, _, _)) if *kind == e.kind());
+    if same {
+        tracing::debug!(server = %connector.target(), error = %message, retry_in_secs = retry_in.as_secs(), "XMPP: connection attempt failed again");
+    } else {
+        tracing::warn!(server = %connector.target(), error = %message, likely_cause = e.likely_cause(), "XMPP: connection attempt failed; retrying with backoff (repeats are logged at debug)");
+    }
+    d.last_failure = Some((e.kind(), message, e.likely_cause()));
+}
+
+/// The task that owns the stream.
+struct Driver<C> {
+    stream: StanzaStream,
+    handle: XmppHandle,
+    out_rx: mpsc::Receiver<Box<Stanza>>,
+    inbound: Option<mpsc::Sender<Stanza>>,
+    router: Arc<Router<C>>,
+    session: SessionSettings,
+    diagnostics: Arc<Mutex<Diagnostics>>,
+    connector: Connector,
+}
+
+impl<C: Send + Sync + 'static> Driver<C> {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut ever_up = false;
+        let mut deadline_reported = false;
+        let first_deadline = tokio::time::sleep(self.session.first_session_deadline);
+        tokio::pin!(first_deadline);
+        let mut ping = tokio::time::interval(self.session.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await; // the first tick is immediate
+        let (drained_tx, mut drained_rx) = oneshot::channel::<()>();
+        let mut drained_tx = Some(drained_tx);
+        let mut draining = false;
+
+        loop {
+            tokio::select! {
+                event = self.stream.next() => {
+                    let Some(event) = event else {
+                        tracing::error!("XMPP: the stanza stream ended unexpectedly");
+                        break;
+                    };
+                    match event {
+                        Event::Stream(StreamEvent::Reset { bound_jid, .. }) => {
+                            if ever_up {
+                                tracing::info!(jid = %bound_jid, "XMPP: new session (the previous one could not be resumed)");
+                            } else {
+                                tracing::info!(jid = %bound_jid, "XMPP: session up");
+                            }
+                            ever_up = true;
+                            if bound_jid != self.handle.jid().clone() {
+                                tracing::warn!(configured = %self.handle.jid(), bound = %bound_jid, "XMPP: the server bound another resource than the configured one; peers addressing the configured JID will not reach the agent");
+                            }
+                            self.handle.set_state(SessionState::Up);
+                            // Presence: peers with a subscription see the agent
+                            // online, and the server routes to this resource.
+                            self.stream.send(Box::new(Presence::available().into())).await;
+                        }
+                        Event::Stream(StreamEvent::Suspended) => {
+                            tracing::warn!("XMPP: connection lost; reconnecting (stanzas are queued meanwhile)");
+                            self.handle.set_state(SessionState::Suspended);
+                        }
+                        Event::Stream(StreamEvent::Resumed) => {
+                            tracing::info!("XMPP: session resumed");
+                            self.handle.set_state(SessionState::Up);
+                        }
+                        Event::Stanza(stanza) => {
+                            if let Some(reply) = self.on_stanza(stanza) {
+                                self.stream.send(Box::new(reply)).await;
+                            }
+                        }
+                    }
+                }
+                Some(out) = self.out_rx.recv() => {
+                    self.stream.send(out).await;
+                }
+                _ = ping.tick(), if self.handle.is_up() => {
+                    self.keepalive();
+                }
+                _ = &mut first_deadline, if !ever_up && !deadline_reported => {
+                    deadline_reported = true;
+                    self.report_first_session_missing();
+                }
+                _ = shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    tracing::info!("XMPP: shutting down: refusing new commands, finishing running ones");
+                    self.router.stop_accepting();
+                    let router = self.router.clone();
+                    let tx = drained_tx.take();
+                    tokio::spawn(async move {
+                        router.drain().await;
+                        if let Some(tx) = tx {
+                            let _ = tx.send(());
+                        }
+                    });
+                }
+                _ = &mut drained_rx, if draining => break,
+            }
+        }
+        self.goodbye().await;
+    }
+
+    /// Dispatches one incoming stanza; returns a quick reply to send, if any.
+    fn on_stanza(&self, stanza: Stanza) -> Option<Stanza> {
+        match stanza {
+            Stanza::Iq(iq) => match iq {
+                Iq::Result { .. } | Iq::Error { .. } => {
+                    if !self.handle.resolve(iq) {
+                        tracing::debug!("XMPP: ignoring an unexpected iq answer");
+                    }
+                    None
+                }
+                request => self.router.handle_request(request).map(Stanza::Iq),
+            },
+            Stanza::Presence(presence) => {
+                let reply = self.on_presence(&presence).map(Stanza::Presence);
+                self.forward(Stanza::Presence(presence));
+                reply
+            }
+            Stanza::Message(message) => {
+                self.forward(Stanza::Message(message));
+                None
+            }
+        }
+    }
+
+    /// Peers (Gajim/Psi users) may subscribe to the agent's presence to see it
+    /// online; allowed peers are approved, others denied.
+    fn forward(&self, stanza: Stanza) {
+        match &self.inbound {
+            Some(tx) => {
+                if tx.try_send(stanza).is_err() {
+                    tracing::debug!("XMPP: inbound queue full or closed; dropping a stanza");
+                }
+            }
+            None => tracing::trace!("XMPP: ignoring an incoming message or presence"),
+        }
+    }
+
+    fn on_presence(&self, presence: &Presence) -> Option<Presence> {
+        let from = presence.from.clone()?;
+        match presence.type_ {
+            presence::Type::Subscribe => {
+                let bare = Jid::from(from.to_bare());
+                if self.router.peers().allows(&from) {
+                    tracing::info!(peer = %bare, "XMPP: approving a presence subscription");
+                    Some(Presence::subscribed().with_to(bare))
+                } else {
+                    tracing::debug!(jid = %bare, "XMPP: denying a presence subscription from a non-peer");
+                    Some(Presence::new(presence::Type::Unsubscribed).with_to(bare))
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends a XEP-0199 ping to the server in the background; a missing answer is
+    /// logged (the stream's own timeouts then decide whether the link is dead).
+    fn keepalive(&self) {
+        let handle = self.handle.clone();
+        let timeout = self.session.ping_timeout;
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let domain = Jid::from(handle.jid().domain().to_owned());
+            match handle
+                .send_iq(Some(domain), IqRequestPayload::Get(Ping.into()), timeout)
+                .await
+            {
+                Ok(_) => tracing::debug!(
+                    rtt_ms = started.elapsed().as_millis() as u64,
+                    "XMPP: keepalive ping answered"
+                ),
+                // A server without XEP-0199 still proves the link is alive.
+                Err(IqError::Error(_)) => {}
+                Err(IqError::Stopped) => {}
+                Err(IqError::Timeout(t)) => {
+                    tracing::warn!(
+                        timeout_secs = t.as_secs(),
+                        "XMPP: the server did not answer a keepalive ping"
+                    );
+                }
+            }
+        });
+    }
+
+    fn report_first_session_missing(&self) {
+        let d = lock(&self.diagnostics);
+        let secs = self.session.first_session_deadline.as_secs();
+        match &d.last_failure {
+            Some((_, error, cause)) => tracing::error!(
+                jid = %self.handle.jid(),
+                server = %self.connector.target(),
+                last_error = %error,
+                likely_cause = %cause,
+                "XMPP: no session after {secs} s; still retrying"
+            ),
+            None => tracing::error!(
+                jid = %self.handle.jid(),
+                server = %self.connector.target(),
+                likely_cause = "the server accepted the login but did not complete the session (resource binding); check the server's log",
+                "XMPP: no session after {secs} s; still retrying"
+            ),
+        }
+    }
+
+    /// Flushes answers still queued, says goodbye and closes the stream.
+    async fn goodbye(mut self) {
+        self.out_rx.close();
+        while let Ok(out) = self.out_rx.try_recv() {
+            self.stream.send(out).await;
+        }
+        if self.handle.is_up() {
+            self.stream
+                .send(Box::new(Presence::unavailable().into()))
+                .await;
+        }
+        self.handle.set_state(SessionState::Stopped);
+        // Wake every iq waiter: no answer will come.
+        self.handle.pending().clear();
+        if tokio::time::timeout(CLOSE_TIMEOUT, self.stream.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("XMPP: the stream did not close cleanly within {CLOSE_TIMEOUT:?}");
+        }
+        tracing::info!("XMPP: stopped");
+    }
+}

@@ -1,0 +1,346 @@
+//! Validates what the agent emits against `schemas/*.rng` with the real `xmllint`
+//! (Debian package libxml2-utils), and proves the schemas are not vacuous: broken
+//! documents must fail, for the reason intended.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use jiff::civil::date;
+use quoalise_agent::quoalise::{
+    Identifier, MetaForm, Reading, Series, SeriesKind, Step, TimeSeries, encode,
+};
+use quoalise_agent::time::day_start;
+
+fn schema(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(name)
+}
+
+/// Run `xmllint --noout --relaxng schemas/<schema> FILE`; Ok(()) when valid, else
+/// xmllint's complaint.
+fn xmllint(schema_name: &str, xml: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("document.xml");
+    std::fs::write(&file, xml).expect("write document");
+    let out = match Command::new("xmllint")
+        .arg("--noout")
+        .arg("--relaxng")
+        .arg(schema(schema_name))
+        .arg(&file)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "xmllint is not installed; install the Debian package libxml2-utils \
+             (apt-get install -y libxml2-utils)"
+        ),
+        Err(e) => panic!("cannot run xmllint: {e}"),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // xmllint exits 3 for an invalid document, 5 when the schema itself is broken.
+    assert_ne!(
+        out.status.code(),
+        Some(5),
+        "schema {schema_name} does not compile:\n{stderr}"
+    );
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(stderr)
+    }
+}
+
+#[track_caller]
+fn assert_valid(schema_name: &str, xml: &str) {
+    if let Err(complaint) = xmllint(schema_name, xml) {
+        panic!("{schema_name} rejects:\n{xml}\n{complaint}");
+    }
+}
+
+#[track_caller]
+fn assert_invalid(schema_name: &str, xml: &str, why: &str) {
+    match xmllint(schema_name, xml) {
+        Ok(()) => panic!("{schema_name} accepts a broken document:\n{xml}"),
+        Err(complaint) => assert!(
+            complaint.contains(why),
+            "{schema_name} rejects for another reason than {why:?}:\n{complaint}"
+        ),
+    }
+}
+
+fn text(series: &TimeSeries, form: MetaForm) -> String {
+    String::from_utf8(encode(series, form)).expect("UTF-8")
+}
+
+/// The `<sensml>…</sensml>` part of an encoded payload, on its own.
+fn sensml_of(payload: &str) -> &str {
+    let start = payload.find("<sensml").expect("a sensml element");
+    let end = payload.find("</sensml>").expect("a non-empty sensml") + "</sensml>".len();
+    &payload[start..end]
+}
+
+fn identifier(series: Series) -> Identifier {
+    Identifier::new("30001610071843".parse().unwrap(), series)
+}
+
+/// Readings every `step` seconds over `[start, end[`, with a few missing values and
+/// integral and fractional values.
+fn readings(start: i64, end: i64, step_seconds: i64, step: Step) -> Vec<Reading> {
+    (0..)
+        .map(|i| start + i * step_seconds)
+        .take_while(|&t| t < end)
+        .enumerate()
+        .map(|(i, t)| Reading {
+            start: t,
+            step,
+            value: match i % 7 {
+                3 => None,
+                5 => Some(i as f64 + 0.25),
+                _ => Some((i * 37 % 1000) as f64),
+            },
+        })
+        .collect()
+}
+
+fn sample(series: Series) -> TimeSeries {
+    let from = day_start(date(2026, 1, 5)).unwrap();
+    let readings = match series.kind() {
+        SeriesKind::LoadCurve => {
+            // A PT10M production meter, a PT30M consumption meter.
+            let step = if series == Series::ProductionPower {
+                Step::Minutes(10)
+            } else {
+                Step::PT30M
+            };
+            readings(from, from + 2 * 86_400, step.nominal_seconds(), step)
+        }
+        SeriesKind::DailyEnergy | SeriesKind::DailyMaxPower => (0..10)
+            .map(|d| Reading {
+                start: day_start(date(2026, 1, 5 + d)).unwrap(),
+                step: Step::Day,
+                value: if d == 4 {
+                    None
+                } else {
+                    Some(1000.0 * f64::from(d))
+                },
+            })
+            .collect(),
+    };
+    TimeSeries::new(identifier(series), readings)
+}
+
+#[test]
+fn every_series_in_both_forms_validates() {
+    for series in Series::ALL {
+        for form in [MetaForm::Flat, MetaForm::Nested] {
+            let payload = text(&sample(series), form);
+            assert_valid("quoalise.rng", &payload);
+            // The SenML part alone is RFC 8428 SenML, without our relaxation.
+            assert_valid("senml.rng", sensml_of(&payload));
+        }
+    }
+}
+
+#[test]
+fn empty_series_validates_as_quoalise_but_not_as_bare_rfc_senml() {
+    for form in [MetaForm::Flat, MetaForm::Nested] {
+        let empty = TimeSeries::new(identifier(Series::ConsumptionEnergyDaily), vec![]);
+        let payload = text(&empty, form);
+        assert!(payload.contains(r#"<sensml xmlns="urn:ietf:params:xml:ns:senml"/>"#));
+        assert_valid("quoalise.rng", &payload);
+    }
+    // RFC 8428 wants at least one record; senml.rng keeps that rule.
+    assert_invalid(
+        "senml.rng",
+        r#"<sensml xmlns="urn:ietf:params:xml:ns:senml"/>"#,
+        "Expecting an element",
+    );
+}
+
+#[test]
+fn daylight_saving_days_validate() {
+    // 2026-03-29 has 46 half-hours in Paris, 2026-10-25 has 50.
+    for (day, next, expected) in [
+        (date(2026, 3, 29), date(2026, 3, 30), 46),
+        (date(2026, 10, 25), date(2026, 10, 26), 50),
+    ] {
+        let (from, to) = (day_start(day).unwrap(), day_start(next).unwrap());
+        let readings = readings(from, to, 1800, Step::PT30M);
+        assert_eq!(readings.len(), expected, "{day}");
+        let series = TimeSeries::new(identifier(Series::ConsumptionPower), readings);
+        for form in [MetaForm::Flat, MetaForm::Nested] {
+            let payload = text(&series, form);
+            assert_valid("quoalise.rng", &payload);
+            assert_valid("senml.rng", sensml_of(&payload));
+        }
+    }
+}
+
+fn documented_payload() -> String {
+    let series = TimeSeries::new(
+        identifier(Series::ConsumptionPower),
+        vec![
+            Reading {
+                start: 1_583_017_200,
+                step: Step::PT30M,
+                value: Some(100.0),
+            },
+            Reading {
+                start: 1_583_019_000,
+                step: Step::PT30M,
+                value: Some(101.0),
+            },
+        ],
+    );
+    let payload = text(&series, MetaForm::Flat);
+    assert_valid("quoalise.rng", &payload);
+    payload
+}
+
+#[track_caller]
+fn broken(payload: &str, from: &str, to: &str) -> String {
+    assert!(payload.contains(from), "{from:?} not in {payload}");
+    payload.replacen(from, to, 1)
+}
+
+#[test]
+fn broken_payloads_fail() {
+    let ok = documented_payload();
+    let cases = [
+        // A value that is not a number.
+        (
+            broken(&ok, r#"v="101""#, r#"v="abc""#),
+            "Invalid attribute v",
+        ),
+        // A base time that is not a number.
+        (
+            broken(&ok, r#"bt="1583017200""#, r#"bt="yesterday""#),
+            "Invalid attribute bt",
+        ),
+        // No identifier in the device.
+        (
+            broken(
+                &ok,
+                r#"<identifier authority="enedis" type="prm" value="30001610071843"/>"#,
+                "",
+            ),
+            "element device: Relax-NG validity error : Expecting an element",
+        ),
+        // A PRM of 13 digits.
+        (
+            broken(&ok, r#"value="30001610071843""#, r#"value="3000161007184""#),
+            "Element identifier failed to validate attributes",
+        ),
+        // SenML records in the Quoalise namespace (the xmlns forgotten).
+        (
+            broken(
+                &ok,
+                r#"<sensml xmlns="urn:ietf:params:xml:ns:senml">"#,
+                "<sensml>",
+            ),
+            "Did not expect element sensml there",
+        ),
+        // The Quoalise element in another namespace.
+        (
+            broken(
+                &ok,
+                r#"xmlns="urn:quoalise:0""#,
+                r#"xmlns="urn:quoalise:1""#,
+            ),
+            "Element quoalise has wrong namespace",
+        ),
+        // A flat measurement without its sampling interval.
+        (
+            broken(&ok, r#" sampling-interval="PT30M""#, ""),
+            "Element measurement failed to validate attributes",
+        ),
+        // An unknown unit.
+        (
+            broken(&ok, r#"unit="W""#, r#"unit="kW""#),
+            "Element measurement failed to validate attributes",
+        ),
+        // No <meta> at all.
+        (
+            {
+                let start = ok.find("<meta>").unwrap();
+                let end = ok.find("</meta>").unwrap() + "</meta>".len();
+                format!("{}{}", &ok[..start], &ok[end..])
+            },
+            // <sensml> came where <meta> was expected.
+            "Did not expect element sensml there",
+        ),
+    ];
+    for (document, why) in &cases {
+        assert_invalid("quoalise.rng", document, why);
+    }
+
+    let nested = text(&sample(Series::ConsumptionMaxPower), MetaForm::Nested);
+    assert_valid("quoalise.rng", &nested);
+    assert_invalid(
+        "quoalise.rng",
+        &broken(&nested, r#"interval="86400""#, r#"interval="one day""#),
+        "sampling",
+    );
+    assert_invalid(
+        "quoalise.rng",
+        &broken(&nested, r#"<aggregate type="maximum"/>"#, ""),
+        // <sampling> came where <aggregate> was expected.
+        "Did not expect element sampling there",
+    );
+}
+
+#[test]
+fn upstream_error_element() {
+    assert_valid(
+        "upstream-error.rng",
+        r#"<upstream-error xmlns="urn:quoalise:0" issuer="enedis-data-connect" code="ADAM-ERR0123"/>"#,
+    );
+    assert_invalid(
+        "upstream-error.rng",
+        r#"<upstream-error xmlns="urn:quoalise:0" issuer="enedis-data-connect"/>"#,
+        "Element upstream-error failed to validate attributes",
+    );
+    assert_invalid(
+        "upstream-error.rng",
+        r#"<upstream-error xmlns="urn:quoalise:0" issuer="" code="ADAM-ERR0123"/>"#,
+        "Element upstream-error failed to validate attributes",
+    );
+    assert_invalid(
+        "upstream-error.rng",
+        r#"<upstream-error issuer="enedis-data-connect" code="ADAM-ERR0123"/>"#,
+        "Expecting a namespace for element upstream-error",
+    );
+}
+
+#[test]
+fn consent_notification() {
+    let ns = "https://consometers.org/dataconnect#authorize";
+    assert_valid(
+        "authorize-notification.rng",
+        &format!(
+            r#"<x xmlns="{ns}"><usage-point>22516914714270</usage-point><state>peer-state</state></x>"#
+        ),
+    );
+    assert_valid(
+        "authorize-notification.rng",
+        &format!(
+            r#"<x xmlns="{ns}"><usage-point>22516914714270</usage-point><usage-point>30001610071843</usage-point></x>"#
+        ),
+    );
+    assert_invalid(
+        "authorize-notification.rng",
+        &format!(r#"<x xmlns="{ns}"><state>peer-state</state></x>"#),
+        "Did not expect element state there",
+    );
+    assert_invalid(
+        "authorize-notification.rng",
+        &format!(r#"<x xmlns="{ns}"><usage-point>2251691471427</usage-point></x>"#),
+        "Element usage-point failed to validate content",
+    );
+    assert_invalid(
+        "authorize-notification.rng",
+        r#"<x xmlns="jabber:x:data"><usage-point>22516914714270</usage-point></x>"#,
+        "Element x has wrong namespace",
+    );
+}
