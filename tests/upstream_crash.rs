@@ -291,21 +291,43 @@ async fn a_caller_giving_up_does_not_lose_the_new_tokens() {
     )
     .await;
     assert!(gave_up.is_err(), "the relay should have delayed the answer");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let consents = store.list_consents().unwrap();
-    assert_eq!(consents.len(), 1, "the consent was stored all the same");
+    let consents = wait_for(|| {
+        let consents = store.list_consents().unwrap();
+        (!consents.is_empty()).then_some(consents)
+    })
+    .await
+    .expect("the consent is stored all the same");
+    assert_eq!(consents.len(), 1);
     let id = consents[0].id;
 
     // A refresh: the caller gives up after Enedis spent the old refresh token.
     for _ in 0..3 {
+        let before = store.tokens(id).unwrap().unwrap().tokens.refresh_token;
         let gave_up =
             tokio::time::timeout(Duration::from_millis(200), slow.refresh_consent(id)).await;
         assert!(gave_up.is_err());
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        wait_for(|| {
+            let now = store.tokens(id).unwrap().unwrap().tokens.refresh_token;
+            (now != before).then_some(())
+        })
+        .await
+        .expect("the abandoned refresh still stores the new pair");
         // The new pair was committed: the consent refreshes again.
         direct
             .refresh_consent(id)
             .await
             .unwrap_or_else(|e| panic!("consent lost after an abandoned refresh: {e}"));
     }
+}
+
+/// Poll `check` every 50 ms for up to 20 s.
+async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }
