@@ -518,7 +518,8 @@ async fn v1_code_exchange_is_single_use_and_refresh_tokens_rotate() {
         "invalid_grant"
     );
 
-    // Refresh: a new pair; the old refresh token is dead.
+    // Refresh: a new pair each time. The token used stays valid only until its
+    // successor is first used (a client that lost our answer can retry with it).
     let first = t["refresh_token"].as_str().unwrap().to_owned();
     let response = refresh(&sim, &first).await;
     assert_eq!(response.status(), 200);
@@ -527,14 +528,34 @@ async fn v1_code_exchange_is_single_use_and_refresh_tokens_rotate() {
     assert_ne!(second, first);
     assert_ne!(t2["access_token"], t["access_token"]);
     assert_eq!(t2["usage_points_id"], "22516914714270");
+    // The answer carrying `second` was "lost": `first` still works, and `second` dies.
     let response = refresh(&sim, &first).await;
-    assert_eq!(response.status(), 400, "old refresh token rejected");
+    assert_eq!(
+        response.status(),
+        200,
+        "unused successor: the old token still works"
+    );
+    let third: Value = response.json().await.unwrap();
+    let third = third["refresh_token"].as_str().unwrap().to_owned();
+    let response = refresh(&sim, &second).await;
+    assert_eq!(response.status(), 400, "a lost successor is dead");
     assert_eq!(
         response.json::<Value>().await.unwrap()["error"],
         "invalid_grant"
     );
+    // Once `third` is used, `first` is dead for good.
+    assert_eq!(refresh(&sim, &third).await.status(), 200);
+    assert_eq!(
+        refresh(&sim, &first).await.status(),
+        400,
+        "old refresh token rejected"
+    );
+    assert_eq!(
+        refresh(&sim, &third).await.status(),
+        200,
+        "until its own successor is used"
+    );
     assert_eq!(refresh(&sim, "unknown").await.status(), 400);
-    assert_eq!(refresh(&sim, &second).await.status(), 200);
 }
 
 #[tokio::test]

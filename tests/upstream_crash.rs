@@ -4,13 +4,12 @@
 //! After each kill the store must pass `PRAGMA integrity_check` and every consent
 //! must still refresh.
 //!
-//! One loss is outside any client's control: the simulator spends the old refresh
-//! token when it ANSWERS, so a process killed after that answer left Enedis and
-//! before its commit returned holds a dead token. The loop prints `consent N:
-//! refreshing` before and `consent N: refreshed` after each durable commit, and the
-//! simulator counts its 200 answers; a lost consent is accepted only when it is the
-//! one whose refresh was in flight at the kill AND the simulator sent exactly one
-//! answer the process never acknowledged. Any other loss fails the test.
+//! The simulator rotates refresh tokens and keeps the previous one valid only until its
+//! successor is first used, as OAuth servers with rotation do: a process killed after
+//! Enedis answered and before its own commit still holds a working token, so no kill,
+//! wherever it lands, may lose a consent. The loop prints `consent N: refreshing` before
+//! and `consent N: refreshed` after each durable commit, and the simulator counts its
+//! 200 answers, so the test also reports how many kills landed in that window.
 
 mod upstream_sim;
 
@@ -128,9 +127,7 @@ async fn sigkill_during_refresh_loops_never_loses_a_committed_token() {
     }
 
     let mut refreshes = 0usize;
-    let mut in_flight_losses = 0usize;
     let mut unacknowledged_total = 0u64;
-    let mut next_state = CONSENTS;
     for kill in 0..KILLS {
         let before = sim.calls_with(TOKEN, 200).await;
         // Vary the loop's pace so kills land in every phase: idle, reading the
@@ -182,36 +179,19 @@ async fn sigkill_during_refresh_loops_never_loses_a_committed_token() {
             .collect();
         assert_eq!(consents.len(), CONSENTS, "kill {kill}");
         for consent in consents {
-            let before = sim.calls_with(TOKEN, 200).await;
-            match client.refresh_consent(consent.id).await {
-                Ok(_) => {}
-                Err(e) => {
-                    assert!(
-                        flight == Some(consent.id) && unacknowledged == 1,
-                        "kill {kill}: consent {} lost outside the in-flight window \
-                         (in flight: {flight:?}, unacknowledged answers: {unacknowledged}): {e}\n{lines:?}",
-                        consent.id
-                    );
-                    in_flight_losses += 1;
-                    // Keep the population: the consumer consents again.
-                    give_consent(
-                        &sim,
-                        &client,
-                        &format!("crash{next_state}0"),
-                        "peer@example.org",
-                    )
-                    .await;
-                    next_state += 1;
-                }
+            if let Err(e) = client.refresh_consent(consent.id).await {
+                panic!(
+                    "kill {kill}: consent {} lost (in flight at the kill: {flight:?}, \
+                     unacknowledged answers: {unacknowledged}): {e}\n{lines:?}",
+                    consent.id
+                );
             }
-            let _ = before;
         }
     }
     println!(
         "{KILLS} SIGKILLs during `consents refresh --loop`: {refreshes} refreshes acknowledged, \
-         integrity_check ok every time, 0 committed tokens lost; {unacknowledged_total} kills \
-         landed between Enedis's answer and the commit, losing {in_flight_losses} consent(s) \
-         whose refresh was in flight (single-use refresh tokens)"
+         integrity_check ok every time, every consent refreshed after every kill; \
+         {unacknowledged_total} kills landed between Enedis's answer and the commit"
     );
     assert!(
         refreshes >= KILLS,

@@ -513,6 +513,7 @@ pub async fn token_v1(
     let query = parse_query(query.as_deref());
     let mut st = sim.lock();
     st.sweep(now);
+    let mut used_refresh: Option<String> = None;
     let consent = match param(&form, "grant_type") {
         Some("authorization_code") => {
             let Some(code) = param(&form, "code") else {
@@ -538,11 +539,18 @@ pub async fn token_v1(
             let Some(refresh) = param(&form, "refresh_token") else {
                 return token_error("invalid_request", INVALID_REQUEST);
             };
-            // Rotation: a refresh token works once.
-            let Some(grant) = st.refresh.remove(refresh) else {
+            // Rotation: every use returns a new refresh token. The one used stays valid
+            // only until its successor is first used (see RefreshGrant).
+            let Some(grant) = st.refresh.get_mut(refresh) else {
                 return token_error("invalid_grant", INVALID_GRANT);
             };
-            grant.consent
+            let consent = grant.consent;
+            let stale = [grant.predecessor.take(), grant.successor.take()];
+            for token in stale.into_iter().flatten() {
+                st.refresh.remove(&token);
+            }
+            used_refresh = Some(refresh.to_owned());
+            consent
         }
         None => return token_error("invalid_request", INVALID_REQUEST),
         Some(_) => return token_error("unsupported_grant_type", UNSUPPORTED_GRANT),
@@ -565,7 +573,17 @@ pub async fn token_v1(
             expires: expiry(now, ttl),
         },
     );
-    st.refresh.insert(refresh.clone(), RefreshGrant { consent });
+    if let Some(grant) = used_refresh.as_ref().and_then(|t| st.refresh.get_mut(t)) {
+        grant.successor = Some(refresh.clone());
+    }
+    st.refresh.insert(
+        refresh.clone(),
+        RefreshGrant {
+            consent,
+            predecessor: used_refresh,
+            successor: None,
+        },
+    );
     drop(st);
     let ms = now.as_millisecond().to_string();
     Json(ConsentToken {

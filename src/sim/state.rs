@@ -156,6 +156,13 @@ pub struct AccessToken {
 #[derive(Debug, Clone)]
 pub struct RefreshGrant {
     pub consent: u64,
+    /// The token this one replaced. It stays valid until this one is first used, so a
+    /// client that dies between our answer and its own commit can still refresh with
+    /// the token it kept; once the new token is used, the old one is dead.
+    pub predecessor: Option<String>,
+    /// The token issued the last time this one was used, while it has not been used.
+    /// Using this token again (the client lost that answer) kills that successor.
+    pub successor: Option<String>,
 }
 
 /// Quota limits; 0 means unlimited.
