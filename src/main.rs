@@ -36,6 +36,12 @@ enum Command {
     Check,
     /// Manage the consent store: list, add, remove, refresh v3/v4 tokens.
     Consents(quoalise_agent::cli::consents::ConsentsArgs),
+    /// Read the audit trail: every data access, allowed or refused (reads only
+    /// store.path from the configuration, no secret).
+    Audit(quoalise_agent::cli::audit::AuditArgs),
+    /// Online backup of the store into a new file, safe while the agent runs; the
+    /// copy is integrity-checked (reads only store.path from the configuration).
+    Backup(quoalise_agent::cli::backup::BackupArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +49,14 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Check => check(&cli.config),
         Command::Consents(args) => consents(&cli.config, args),
+        Command::Audit(args) => {
+            quoalise_agent::cli::audit::run(&cli.config, args, &mut std::io::stdout().lock())
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Backup(args) => {
+            quoalise_agent::cli::backup::run(&cli.config, args, &mut std::io::stdout().lock())
+                .map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

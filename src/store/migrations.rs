@@ -16,9 +16,10 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first. Append only.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "consents and per-consent tokens",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "consents and per-consent tokens",
+        sql: r#"
 CREATE TABLE consents (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     -- Enedis API generation the consent was given through: '2026', 'v5', 'v4', 'v3'.
@@ -54,7 +55,20 @@ CREATE TABLE consent_tokens (
     updated_at        INTEGER NOT NULL
 );
 "#,
-}];
+    },
+    Migration {
+        name: "grants and the audit trail",
+        sql: super::audit::MIGRATION,
+    },
+    Migration {
+        name: "readings cache",
+        sql: super::cache::MIGRATION,
+    },
+    Migration {
+        name: "subscriptions",
+        sql: super::subscriptions::MIGRATION,
+    },
+];
 
 /// The schema version this build knows.
 pub fn latest_version() -> i64 {

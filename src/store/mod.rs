@@ -10,10 +10,18 @@
 //! line calls them directly); async code goes through [`Store::call`], which runs them
 //! on tokio's blocking pool so the runtime never waits on the disk.
 
+pub mod audit;
+pub mod backup;
+pub mod cache;
 pub mod consents;
 pub mod migrations;
+pub mod subscriptions;
 
+pub use audit::{
+    Access, AccessBasis, AccessError, AccessOutcome, AuditError, AuditFilter, AuditRecord,
+};
 pub use consents::{Consent, ConsentState, NewConsent, StoredTokens, TokenSet};
+pub use subscriptions::{SubscribeError, Subscription};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

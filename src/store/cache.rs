@@ -1,0 +1,327 @@
+//! The readings cache: days of closed periods, kept so that a repeated request costs
+//! no upstream call.
+//!
+//! One row per (API generation, PRM, series, Paris day) holding every reading of the
+//! day as the upstream gave it, missing values included, so a day with gaps is still
+//! a complete day. Only days that can no longer change are stored (see
+//! [`crate::cache`], which decides).
+//!
+//! The cache holds personal data only as long as something allows reading it: a row
+//! can only be written while an active consent of its generation or a grant covers
+//! its PRM (checked in the INSERT itself), and triggers delete the rows of a PRM as
+//! soon as its last consent ends (revoked, expired or deleted) or its last grant is
+//! removed. A consent that merely runs past its `valid_until` changes no row, so
+//! [`Store::purge_cache`] (housekeeping) catches those.
+
+use std::collections::BTreeMap;
+
+use jiff::civil::Date;
+use rusqlite::params;
+
+use super::{Store, StoreError};
+use crate::config::ApiGeneration;
+use crate::quoalise::{Prm, Reading, Series, Step};
+
+/// Schema of the cache (appended to the migrations).
+pub const MIGRATION: &str = r#"
+CREATE TABLE cache_days (
+    generation TEXT    NOT NULL CHECK (generation IN ('2026', 'v5', 'v4', 'v3')),
+    prm        TEXT    NOT NULL CHECK (length(prm) = 14),
+    series     TEXT    NOT NULL,
+    -- Paris calendar day, YYYY-MM-DD.
+    day        TEXT    NOT NULL CHECK (length(day) = 10),
+    -- The day's readings, encoded by store::cache::encode_day.
+    readings   BLOB    NOT NULL,
+    fetched_at INTEGER NOT NULL,
+    PRIMARY KEY (generation, prm, series, day)
+) WITHOUT ROWID;
+CREATE INDEX cache_days_prm ON cache_days (prm);
+
+-- A consent that ends takes the cached days of its PRMs with it, unless another
+-- consent of the same generation or a grant still covers them.
+CREATE TRIGGER cache_purge_on_consent_end AFTER UPDATE OF state ON consents
+WHEN OLD.state = 'active' AND NEW.state <> 'active'
+BEGIN
+    DELETE FROM cache_days
+    WHERE generation = NEW.generation
+      AND prm IN (SELECT prm FROM consent_prms WHERE consent_id = NEW.id)
+      AND NOT EXISTS (
+        SELECT 1 FROM consents c JOIN consent_prms p ON p.consent_id = c.id
+        WHERE p.prm = cache_days.prm AND c.generation = cache_days.generation
+          AND c.state = 'active' AND c.valid_until > unixepoch())
+      AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.prm = cache_days.prm);
+END;
+
+CREATE TRIGGER cache_purge_on_consent_delete BEFORE DELETE ON consents
+BEGIN
+    DELETE FROM cache_days
+    WHERE generation = OLD.generation
+      AND prm IN (SELECT prm FROM consent_prms WHERE consent_id = OLD.id)
+      AND NOT EXISTS (
+        SELECT 1 FROM consents c JOIN consent_prms p ON p.consent_id = c.id
+        WHERE p.prm = cache_days.prm AND c.generation = cache_days.generation
+          AND c.id <> OLD.id AND c.state = 'active' AND c.valid_until > unixepoch())
+      AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.prm = cache_days.prm);
+END;
+
+CREATE TRIGGER cache_purge_on_grant_removal AFTER DELETE ON grants
+BEGIN
+    DELETE FROM cache_days
+    WHERE prm = OLD.prm
+      AND NOT EXISTS (
+        SELECT 1 FROM consents c JOIN consent_prms p ON p.consent_id = c.id
+        WHERE p.prm = cache_days.prm AND c.generation = cache_days.generation
+          AND c.state = 'active' AND c.valid_until > unixepoch())
+      AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.prm = cache_days.prm);
+END;
+"#;
+
+/// Whether a cached row's PRM is covered at `?now` (SQL, over `cache_days`-like
+/// columns `generation` and `prm` of the row being written or kept).
+const COVERED: &str = "(EXISTS (SELECT 1 FROM consents c JOIN consent_prms p ON p.consent_id = c.id \
+      WHERE p.prm = ?2 AND c.generation = ?1 AND c.state = 'active' \
+      AND c.valid_from <= ?6 AND ?6 < c.valid_until) \
+     OR EXISTS (SELECT 1 FROM grants g WHERE g.prm = ?2))";
+
+/// Format version of an encoded day.
+const FORMAT: u8 = 1;
+/// Bytes per reading: start (i64), step (u16: 0 = P1D, else minutes), has value
+/// (u8), value (f64), all little-endian.
+const READING_BYTES: usize = 8 + 2 + 1 + 8;
+
+/// Encode a day's readings for the `readings` column.
+pub fn encode_day(readings: &[Reading]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + readings.len() * READING_BYTES);
+    out.push(FORMAT);
+    for r in readings {
+        out.extend_from_slice(&r.start.to_le_bytes());
+        let step: u16 = match r.step {
+            Step::Day => 0,
+            Step::Minutes(m) => m,
+        };
+        out.extend_from_slice(&step.to_le_bytes());
+        out.push(u8::from(r.value.is_some()));
+        out.extend_from_slice(&r.value.unwrap_or(0.0).to_le_bytes());
+    }
+    out
+}
+
+/// Why an encoded day could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unreadable cached day: {0}")]
+pub struct DecodeDayError(pub String);
+
+/// Decode the `readings` column; any inconsistency is an error (the row is then
+/// treated as absent and fetched again).
+pub fn decode_day(bytes: &[u8]) -> Result<Vec<Reading>, DecodeDayError> {
+    let (&format, body) = bytes
+        .split_first()
+        .ok_or_else(|| DecodeDayError("empty".into()))?;
+    if format != FORMAT {
+        return Err(DecodeDayError(format!("unknown format {format}")));
+    }
+    if body.len() % READING_BYTES != 0 {
+        return Err(DecodeDayError(format!(
+            "{} bytes is not a whole number of readings",
+            body.len()
+        )));
+    }
+    body.chunks_exact(READING_BYTES)
+        .map(|chunk| {
+            let (start, rest) = chunk.split_at(8);
+            let (step, rest) = rest.split_at(2);
+            let (flag, value) = rest.split_at(1);
+            let start = i64::from_le_bytes(start.try_into().map_err(|_| short())?);
+            let step = match u16::from_le_bytes(step.try_into().map_err(|_| short())?) {
+                0 => Step::Day,
+                m @ 1..=1440 => Step::Minutes(m),
+                other => return Err(DecodeDayError(format!("bad step {other}"))),
+            };
+            let value = f64::from_le_bytes(value.try_into().map_err(|_| short())?);
+            let value = match flag[0] {
+                0 => None,
+                1 if value.is_finite() => Some(value),
+                1 => return Err(DecodeDayError("non-finite value".into())),
+                other => return Err(DecodeDayError(format!("bad value flag {other}"))),
+            };
+            Ok(Reading { start, step, value })
+        })
+        .collect()
+}
+
+fn short() -> DecodeDayError {
+    DecodeDayError("truncated reading".into())
+}
+
+/// What the cache holds, for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    pub days: u64,
+    pub bytes: u64,
+}
+
+impl Store {
+    /// Cached days of `(generation, prm, series)` within `[from, to[`. A row that
+    /// cannot be decoded is left out (and logged): it will be fetched again.
+    pub fn cached_days(
+        &self,
+        generation: ApiGeneration,
+        prm: &Prm,
+        series: Series,
+        from: Date,
+        to: Date,
+    ) -> Result<BTreeMap<Date, Vec<Reading>>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT day, readings FROM cache_days WHERE generation = ?1 AND prm = ?2 \
+                 AND series = ?3 AND day >= ?4 AND day < ?5",
+            )
+            .map_err(StoreError::sqlite("read the cache"))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    generation.as_str(),
+                    prm.as_str(),
+                    series.as_str(),
+                    from.to_string(),
+                    to.to_string()
+                ],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)),
+            )
+            .map_err(StoreError::sqlite("read the cache"))?;
+        let mut days = BTreeMap::new();
+        for row in rows {
+            let (day, bytes) = row.map_err(StoreError::sqlite("read the cache"))?;
+            match (crate::time::parse_date(&day), decode_day(&bytes)) {
+                (Ok(date), Ok(readings)) => {
+                    days.insert(date, readings);
+                }
+                (Err(e), _) => tracing::warn!(%prm, day, error = %e, "cached day ignored"),
+                (_, Err(e)) => tracing::warn!(%prm, day, error = %e, "cached day ignored"),
+            }
+        }
+        Ok(days)
+    }
+
+    /// Store whole days of `(generation, prm, series)`, fetched at `now`. A day is
+    /// written only while a consent of that generation or a grant covers the PRM at
+    /// `now`; returns how many were written.
+    pub fn cache_days(
+        &self,
+        generation: ApiGeneration,
+        prm: &Prm,
+        series: Series,
+        days: &[(Date, Vec<Reading>)],
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(StoreError::sqlite("begin writing the cache"))?;
+        let mut written = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "INSERT OR REPLACE INTO cache_days (generation, prm, series, day, readings, \
+                     fetched_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE {COVERED}"
+                ))
+                .map_err(StoreError::sqlite("write the cache"))?;
+            for (day, readings) in days {
+                written += stmt
+                    .execute(params![
+                        generation.as_str(),
+                        prm.as_str(),
+                        series.as_str(),
+                        day.to_string(),
+                        encode_day(readings),
+                        now
+                    ])
+                    .map_err(StoreError::sqlite("write the cache"))?;
+            }
+        }
+        tx.commit()
+            .map_err(StoreError::sqlite("commit the cache"))?;
+        Ok(written)
+    }
+
+    /// Delete the cached days whose PRM no consent (of their generation) or grant
+    /// covers at `now` any more; returns how many.
+    pub fn purge_cache(&self, now: i64) -> Result<usize, StoreError> {
+        self.conn()
+            .execute(
+                "DELETE FROM cache_days WHERE NOT EXISTS ( \
+                   SELECT 1 FROM consents c JOIN consent_prms p ON p.consent_id = c.id \
+                   WHERE p.prm = cache_days.prm AND c.generation = cache_days.generation \
+                   AND c.state = 'active' AND c.valid_from <= ?1 AND ?1 < c.valid_until) \
+                 AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.prm = cache_days.prm)",
+                params![now],
+            )
+            .map_err(StoreError::sqlite("purge the cache"))
+    }
+
+    /// How many days the cache holds, and their size.
+    pub fn cache_stats(&self) -> Result<CacheStats, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT count(*), coalesce(sum(length(readings)), 0) FROM cache_days",
+                [],
+                |row| {
+                    Ok(CacheStats {
+                        days: row.get::<_, i64>(0)?.try_into().unwrap_or(0),
+                        bytes: row.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                    })
+                },
+            )
+            .map_err(StoreError::sqlite("count the cache"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_round_trip_with_gaps_and_steps() {
+        let readings = vec![
+            Reading {
+                start: 1_790_000_000,
+                step: Step::PT30M,
+                value: Some(12.5),
+            },
+            Reading {
+                start: 1_790_001_800,
+                step: Step::PT30M,
+                value: None,
+            },
+            Reading {
+                start: 1_790_003_600,
+                step: Step::Day,
+                value: Some(-0.0),
+            },
+        ];
+        assert_eq!(decode_day(&encode_day(&readings)).unwrap(), readings);
+        assert_eq!(decode_day(&encode_day(&[])).unwrap(), Vec::<Reading>::new());
+    }
+
+    #[test]
+    fn damaged_days_are_refused() {
+        let good = encode_day(&[Reading {
+            start: 0,
+            step: Step::PT30M,
+            value: Some(1.0),
+        }]);
+        assert!(decode_day(&[]).is_err());
+        assert!(decode_day(&[2]).is_err(), "unknown format");
+        assert!(decode_day(&good[..good.len() - 1]).is_err(), "truncated");
+        let mut bad_flag = good.clone();
+        bad_flag[11] = 7;
+        assert!(decode_day(&bad_flag).is_err());
+        let mut bad_step = good.clone();
+        bad_step[9..11].copy_from_slice(&2000u16.to_le_bytes());
+        assert!(decode_day(&bad_step).is_err());
+        let mut nan = good;
+        nan[12..20].copy_from_slice(&f64::NAN.to_le_bytes());
+        assert!(decode_day(&nan).is_err());
+    }
+}
