@@ -2,6 +2,7 @@
 //! Connect data to authorised peers.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod health;
