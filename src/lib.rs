@@ -2,8 +2,10 @@
 //! Connect data to authorised peers.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod cache;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod health;
 pub mod logging;

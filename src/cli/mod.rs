@@ -4,3 +4,4 @@
 pub mod audit;
 pub mod backup;
 pub mod consents;
+pub mod query;
