@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod quoalise;
 pub mod sim;
 pub mod store;
+pub mod subscriptions;
 pub mod systemd;
 pub mod time;
 pub mod upstream;

@@ -212,6 +212,11 @@ impl RequestLog {
         )
     }
 
+    /// The command (node) of the request.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
     /// The usage point the request is about.
     pub fn prm(&mut self, prm: &Prm) {
         self.prm = Some(prm.to_string());

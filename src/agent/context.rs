@@ -82,6 +82,9 @@ pub struct AgentContext {
     /// The allow-list the XMPP router checks before anything else; the same list
     /// (clones share it), replaced on reload.
     pub peers: AllowList,
+    /// Wakes the subscription scheduler for a delivery pass now (a new
+    /// subscription gets its first data at once).
+    pub pushes: Arc<tokio::sync::Notify>,
     settings: RwLock<Arc<Settings>>,
 }
 
@@ -111,6 +114,7 @@ impl AgentContext {
             metrics,
             xmpp,
             peers,
+            pushes: Arc::new(tokio::sync::Notify::new()),
             settings: RwLock::new(Arc::new(Settings::new(config))),
         })
     }

@@ -8,8 +8,9 @@
 //! 3. trim to the window and encode the Quoalise payload in the meta form the
 //!    peer family expects.
 //!
-//! Audit, caching and request coalescing belong between steps 1 and 3 of this
-//! function, so that every command gets them at once.
+//! Every access, allowed or refused, is written to the audit trail before it is
+//! answered ([`super::audit`]), and the upstream of step 2 is the cache with
+//! request coalescing ([`crate::cache`]), so every command gets them at once.
 //!
 //! Upstream errors become stanza errors here ([`upstream_error`]), exactly as
 //! the protocol doc says: Enedis refusals → `undefined-condition` with the
@@ -21,6 +22,7 @@ use std::time::Duration;
 use minidom::Element;
 use xmpp_parsers::jid::BareJid;
 
+use super::audit::Audit;
 use super::authorise::{Grant, authorise};
 use super::context::AgentContext;
 use crate::logging::RequestLog;
@@ -63,11 +65,24 @@ pub struct DataAnswer {
     pub grant: Grant,
 }
 
-/// Authorise, fetch, encode: the one way readings reach a peer.
+/// Authorise, fetch, encode: the one way readings reach a peer. Every access,
+/// allowed or refused, is written to the audit trail before it is answered
+/// ([`super::audit`]).
 pub async fn fetch(
     ctx: &AgentContext,
     request: &DataRequest,
     log: &mut RequestLog,
+) -> Result<DataAnswer, CommandError> {
+    let mut audit = Audit::begin(request, log.command());
+    let result = fetch_unaudited(ctx, request, log, &mut audit).await;
+    audit.end(&ctx.store, result).await
+}
+
+async fn fetch_unaudited(
+    ctx: &AgentContext,
+    request: &DataRequest,
+    log: &mut RequestLog,
+    audit: &mut Audit,
 ) -> Result<DataAnswer, CommandError> {
     let prm = request.identifier.prm;
     let series = request.identifier.series;
@@ -76,6 +91,7 @@ pub async fn fetch(
     let settings = ctx.settings();
 
     let grant = authorise(ctx, &settings, &request.requester, prm).await?;
+    audit.allowed_on(&grant);
 
     let (from, to) = request.window.paris_dates().map_err(|e| {
         CommandError::bad_request(format!("fields {}: {e}", request.period_fields))
@@ -93,6 +109,7 @@ pub async fn fetch(
             }
         };
     log.upstream_calls(fetched.calls);
+    audit.upstream_calls(fetched.calls);
 
     let mut readings = fetched.readings;
     request.window.retain(&mut readings);

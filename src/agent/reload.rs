@@ -61,6 +61,12 @@ pub fn apply(ctx: &AgentContext, new: Config) -> Reloaded {
     let old = ctx.settings();
     let restart_needed = restart_needed(&old.config, &new);
     let peers = new.peers.len();
+    // The store's grants first: the audit trail checks grant-based reads against
+    // them, so a grant is in the store before it is in force, and out of force
+    // (a read then fails the trail) before the configuration drops it.
+    if let Err(e) = ctx.store.sync_peer_grants(&new.peers) {
+        return Reloaded::Rejected(format!("cannot store the new grants: {e}"));
+    }
     match ctx.replace_peers(new.peers) {
         Ok(_) => Reloaded::Applied {
             peers,

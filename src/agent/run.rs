@@ -30,12 +30,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::AgentContext;
 use super::reload::{Reloaded, reload};
-use crate::commands::{GetDaily, GetHistory, GetLoadCurve, ListUsagePoints};
+use crate::cache::CachedUpstream;
+use crate::commands::{
+    GetDaily, GetHistory, GetLoadCurve, ListUsagePoints, Subscribe, Unsubscribe,
+};
 use crate::config::Config;
 use crate::health::{Health, check_fn};
 use crate::metrics::Metrics;
 use crate::store::{ConsentState, Store, StoreError, now_seconds};
 use crate::systemd::{self, Heartbeat, Watchdog};
+use crate::subscriptions::Scheduler;
 use crate::upstream::{self, UpstreamError};
 use crate::xmpp::{CommandSet, InvalidPeerJid, SessionState, SetupError, XmppAgent};
 
@@ -56,6 +60,8 @@ pub fn commands(ctx: Arc<AgentContext>) -> CommandSet<AgentContext> {
         .with(GetLoadCurve)
         .with(GetDaily)
         .with(ListUsagePoints)
+        .with(Subscribe)
+        .with(Unsubscribe)
 }
 
 /// The web server's routes (`/healthz`, `/metrics`). Merge other routers here,
@@ -166,7 +172,12 @@ impl Agent {
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
         tracing::info!(path = %store.path().display(), "store open");
+        sync_grants(&store, &config.peers).await?;
+        let metrics = Metrics::new();
         let upstream = upstream::connect(&config.enedis, store.clone())?;
+        // Every read goes through the cache and coalescing (crate::cache).
+        let upstream =
+            Arc::new(CachedUpstream::new(upstream, store.clone()).with_metrics(metrics.clone()));
         tracing::info!(base_url = %config.enedis.base_url, api = config.enedis.api.as_str(), "Enedis client ready");
         let xmpp = XmppAgent::new(&config.xmpp)?;
         let listen = config.web.listen;
@@ -174,7 +185,7 @@ impl Agent {
             config,
             store,
             upstream,
-            Metrics::new(),
+            metrics,
             xmpp.handle(),
         )?);
         let listener = tokio::net::TcpListener::bind(listen)
@@ -226,6 +237,7 @@ impl Agent {
             shutdown.clone(),
         ));
         let watcher = tokio::spawn(watch_session(ctx.clone()));
+        let pushes = tokio::spawn(Scheduler::new(ctx.clone()).run(shutdown.clone()));
 
         let settings = ctx.settings();
         systemd::ready(&format!(
@@ -286,6 +298,7 @@ impl Agent {
             }
         }
         watcher.abort();
+        pushes.abort();
         if let Some(w) = watchdog {
             w.abort();
         }
@@ -348,12 +361,35 @@ async fn watch_session(ctx: Arc<AgentContext>) {
     }
 }
 
+/// Mirrors the peers' `usage_points` into the store's grants, which the audit
+/// trail and the cache check against (at start; [`super::reload`] on reload).
+async fn sync_grants(
+    store: &Store,
+    peers: &[crate::config::PeerConfig],
+) -> Result<(), StoreError> {
+    let peers = peers.to_vec();
+    let changes = store.call(move |s| s.sync_peer_grants(&peers)).await?;
+    tracing::info!(
+        added = changes.added.len(),
+        removed = changes.removed.len(),
+        "grants mirrored from the configuration"
+    );
+    Ok(())
+}
+
 /// Marks consents past their validity expired and refreshes the consent gauge.
 async fn count_consents(ctx: Arc<AgentContext>) {
     let counted = ctx
         .store
         .call(|s| {
-            let expired = s.expire_consents(now_seconds())?;
+            let now = now_seconds();
+            let expired = s.expire_consents(now)?;
+            // Cached days of PRMs no consent or grant covers any more (consents
+            // that ended are purged at once by the store; this catches the rest).
+            let purged = s.purge_cache(now)?;
+            if purged > 0 {
+                tracing::info!(purged, "cached days without a consent or grant removed");
+            }
             Ok((expired, s.list_consents()?))
         })
         .await;

@@ -8,12 +8,14 @@
 //!
 //! - `usage_points` (text-multi): one PRM per value;
 //! - one text-multi field per PRM, `var` = the PRM, with lines
-//!   `series: …`, `access: …`, `valid until: …`.
+//!   `series: …`, `access: …`, `valid until: …` (and `subscribed: …`);
+//! - `subscriptions` (text-multi), when the peer has any: one identifier per value.
 
 use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 
 use super::common::{begin, finish};
+use super::subscribe::{subscriptions_of, with_subscriptions};
 use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
 use crate::quoalise::Series;
@@ -97,9 +99,13 @@ impl AdHocCommand<AgentContext> for ListUsagePoints {
         Box::pin(
             async move {
                 let settings = ctx.settings();
+                let subs = subscriptions_of(ctx, &request.requester).await;
                 let result = readable(ctx, &settings, &request.requester)
                     .await
-                    .map(|list| Outcome::new().with_form(usage_points_form(&list)));
+                    .map(|list| {
+                        let form = usage_points_form(&list);
+                        Outcome::new().with_form(with_subscriptions(form, &subs))
+                    });
                 finish(ctx, NODE, log, &result);
                 result
             }

@@ -10,8 +10,12 @@ pub mod get_daily;
 pub mod get_history;
 pub mod get_load_curve;
 pub mod list_usage_points;
+pub mod subscribe;
+pub mod unsubscribe;
 
 pub use get_daily::GetDaily;
 pub use get_history::GetHistory;
 pub use get_load_curve::GetLoadCurve;
 pub use list_usage_points::ListUsagePoints;
+pub use subscribe::Subscribe;
+pub use unsubscribe::Unsubscribe;

@@ -25,6 +25,7 @@ use std::collections::BTreeSet;
 use rusqlite::{ErrorCode, params, params_from_iter};
 
 use super::{Store, StoreError};
+use crate::config::PeerConfig;
 use crate::quoalise::{Prm, Series};
 
 /// Schema of the audit trail and of the grants (appended to the migrations).
@@ -381,6 +382,15 @@ impl Store {
         tx.commit()
             .map_err(StoreError::sqlite("commit the grants"))?;
         Ok(changes)
+    }
+
+    /// [`Store::sync_grants`] from the configuration's `[[peers]]`.
+    pub fn sync_peer_grants(&self, peers: &[PeerConfig]) -> Result<GrantChanges, StoreError> {
+        self.sync_grants(
+            peers
+                .iter()
+                .map(|p| (p.jid.as_str(), p.usage_points.as_slice())),
+        )
     }
 
     /// Whether the configuration grants `peer` access to `prm`.

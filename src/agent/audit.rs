@@ -1,0 +1,211 @@
+//! The audit trail of the data path: every access that reaches
+//! [`super::data::fetch`], allowed or refused, is written to the store
+//! ([`crate::store::audit`]) before its answer leaves the agent.
+//!
+//! The store's schema refuses an allowed row without a valid basis. That check is
+//! the last word: if the consent ended while the data was being fetched, the
+//! insert fails, and the peer gets `not-authorized` instead of the data (and a
+//! refused row is written). If the trail cannot be written at all, readings are
+//! not served either (fail closed): an access that is not on record does not
+//! happen. Refusals and failures are always answered as they are, the trail
+//! problem is logged.
+
+use std::time::Instant;
+
+use super::authorise::Grant;
+use super::context::AgentContext;
+use super::data::DataRequest;
+use crate::commands::common::outcome_name;
+use crate::quoalise::{Prm, Series};
+use crate::store::{
+    Access, AccessBasis, AccessError, AccessOutcome, AuditError, Store, now_seconds,
+};
+use crate::xmpp::CommandError;
+
+/// The basis the store records for a grant of the data path.
+pub fn basis_of(grant: &Grant) -> AccessBasis {
+    match grant {
+        Grant::Configured => AccessBasis::Grant,
+        Grant::Consent { id, .. } => AccessBasis::Consent(*id),
+    }
+}
+
+/// The error as the trail records it: condition, upstream code, text.
+pub fn access_error(e: &CommandError) -> AccessError {
+    AccessError {
+        condition: outcome_name(e).to_owned(),
+        code: match e {
+            CommandError::Upstream { code, .. } => Some(code.clone()),
+            _ => None,
+        },
+        text: e.to_string(),
+    }
+}
+
+/// One access being handled: filled in along the data path, written by
+/// [`Audit::end`].
+#[derive(Debug)]
+pub struct Audit {
+    at: i64,
+    started: Instant,
+    peer: String,
+    command: String,
+    prm: Prm,
+    series: Series,
+    range: (i64, i64),
+    basis: Option<AccessBasis>,
+    calls: u32,
+}
+
+impl Audit {
+    /// An access of `request` by the command `command`, decided now.
+    pub fn begin(request: &DataRequest, command: &str) -> Audit {
+        Audit {
+            at: now_seconds(),
+            started: Instant::now(),
+            peer: request.requester.to_string(),
+            command: command.to_owned(),
+            prm: request.identifier.prm,
+            series: request.identifier.series,
+            range: (request.window.start, request.window.end),
+            basis: None,
+            calls: 0,
+        }
+    }
+
+    /// The request was authorised on `grant`.
+    pub fn allowed_on(&mut self, grant: &Grant) {
+        self.basis = Some(basis_of(grant));
+    }
+
+    /// `n` more upstream calls were made for it.
+    pub fn upstream_calls(&mut self, n: u32) {
+        self.calls = self.calls.saturating_add(n);
+    }
+
+    fn access(&self, outcome: AccessOutcome) -> Access {
+        Access {
+            at: self.at,
+            peer: self.peer.clone(),
+            command: self.command.clone(),
+            prm: Some(self.prm),
+            series: Some(self.series),
+            range: Some(self.range),
+            basis: match outcome {
+                AccessOutcome::Allowed { .. } => self.basis,
+                AccessOutcome::Refused(_) => None,
+            },
+            outcome,
+            upstream_calls: self.calls,
+            duration_ms: Some(
+                u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ),
+        }
+    }
+
+    /// Writes the access and returns what the peer gets: `result`, unless the
+    /// trail refuses an allowed access (its basis ended meanwhile) or cannot be
+    /// written while readings would be served.
+    pub async fn end<T: Send + 'static>(
+        self,
+        store: &Store,
+        result: Result<T, CommandError>,
+    ) -> Result<T, CommandError> {
+        let outcome = match (&result, self.basis) {
+            (Ok(_), Some(_)) => AccessOutcome::Allowed { error: None },
+            (Err(e), Some(_)) => AccessOutcome::Allowed {
+                error: Some(access_error(e)),
+            },
+            (Err(e), None) => AccessOutcome::Refused(access_error(e)),
+            (Ok(_), None) => {
+                // A success the data path did not authorise: a bug; never serve it.
+                tracing::error!(peer = %self.peer, prm = %self.prm, "data served without an authorisation: refused");
+                return Err(CommandError::internal(
+                    "the agent refused to answer: the access was not authorised",
+                ));
+            }
+        };
+        let access = self.access(outcome);
+        let written = store
+            .call(move |s| match s.record_access(&access) {
+                Ok(id) => Ok(Ok(id)),
+                Err(AuditError::NoBasis(why)) => {
+                    // Record the refusal the peer is about to get.
+                    let refusal = AccessError {
+                        condition: "not-authorized".to_owned(),
+                        code: None,
+                        text: why.clone(),
+                    };
+                    let mut refused = access.clone();
+                    refused.basis = None;
+                    refused.outcome = AccessOutcome::Refused(refusal);
+                    if let Err(e) = s.record_access(&refused) {
+                        tracing::error!(error = %e, "cannot record a refused access in the audit trail");
+                    }
+                    Ok(Err(why))
+                }
+                Err(AuditError::Store(e)) => Err(e),
+            })
+            .await;
+        match (written, result) {
+            (Ok(Ok(_)), result) => result,
+            (Ok(Err(why)), Ok(_)) => {
+                tracing::warn!(peer = %self.peer, prm = %self.prm, reason = %why, "access refused by the audit trail: its basis ended during the request");
+                Err(CommandError::not_authorized(format!(
+                    "no valid consent for PRM {} any more: it ended while the request was served",
+                    self.prm
+                )))
+            }
+            (Ok(Err(_)), Err(e)) => Err(e),
+            (Err(e), Ok(_)) => {
+                tracing::error!(error = %e, "cannot write the audit trail: readings not served");
+                Err(CommandError::internal(
+                    "the agent cannot record this access in its audit trail; its operator can find details in its log",
+                ))
+            }
+            (Err(e), Err(answer)) => {
+                tracing::error!(error = %e, "cannot write the audit trail");
+                Err(answer)
+            }
+        }
+    }
+}
+
+/// Records a decision that is not a data read (a `subscribe`): allowed on `basis`,
+/// or refused with `error`. A failure to write is logged; an allowed decision the
+/// trail refuses comes back as `not-authorized`.
+pub async fn record_decision(
+    ctx: &AgentContext,
+    peer: &str,
+    command: &str,
+    prm: Prm,
+    series: Series,
+    decision: Result<AccessBasis, &CommandError>,
+) -> Result<(), CommandError> {
+    let (basis, outcome) = match decision {
+        Ok(basis) => (Some(basis), AccessOutcome::Allowed { error: None }),
+        Err(e) => (None, AccessOutcome::Refused(access_error(e))),
+    };
+    let access = Access {
+        at: now_seconds(),
+        peer: peer.to_owned(),
+        command: command.to_owned(),
+        prm: Some(prm),
+        series: Some(series),
+        range: None,
+        basis,
+        outcome,
+        upstream_calls: 0,
+        duration_ms: None,
+    };
+    match ctx.store.call(move |s| Ok(s.record_access(&access))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(AuditError::NoBasis(why))) => Err(CommandError::not_authorized(why)),
+        Ok(Err(AuditError::Store(e))) | Err(e) => {
+            tracing::error!(error = %e, "cannot write the audit trail");
+            Err(CommandError::internal(
+                "the agent cannot record this request in its audit trail; its operator can find details in its log",
+            ))
+        }
+    }
+}

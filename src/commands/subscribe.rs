@@ -1,0 +1,199 @@
+//! `subscribe`, as the Quoalise client sends it: one field `identifier`
+//! (`urn:dev:prm:<PRM>_<series>`). Authorised like `get_history` (a grant of the
+//! configuration or a consent of the requester covering the PRM), recorded in the
+//! audit trail, and stored: from the next publication on, the subscriber is sent
+//! each day's data by [`crate::subscriptions::Scheduler`].
+//!
+//! Also here: the lines `list_usage_points` shows for subscriptions
+//! ([`with_subscriptions`]).
+
+use tracing::Instrument;
+use xmpp_parsers::data_forms::DataForm;
+use xmpp_parsers::jid::BareJid;
+
+use super::common::{begin, finish};
+use crate::agent::audit::{basis_of, record_decision};
+use crate::agent::authorise::authorise;
+use crate::agent::context::AgentContext;
+use crate::quoalise::{Identifier, Series};
+use crate::store::{SubscribeError, Subscription, now_seconds};
+use crate::subscriptions::first_day;
+use crate::xmpp::forms::{fixed, text_single};
+use crate::xmpp::{
+    AdHocCommand, BoxFuture, CommandError, FieldExt, FormBuilder, Note, Outcome, Request,
+    SubmittedForm,
+};
+
+const NODE: &str = "subscribe";
+
+/// The `subscribe` command.
+pub struct Subscribe;
+
+/// The form of `subscribe` and `unsubscribe`: one identifier.
+pub fn identifier_form(title: &str, instructions: &str) -> DataForm {
+    let series: Vec<&str> = Series::ALL.iter().map(|s| s.as_str()).collect();
+    FormBuilder::form(title)
+        .instructions(format!("{instructions} Series: {}.", series.join(", ")))
+        .field(
+            text_single("identifier", "Identifier")
+                .required()
+                .desc("urn:dev:prm:<14-digit PRM>_<series>"),
+        )
+        .build()
+}
+
+/// Reads the `identifier` field; errors name it.
+pub fn parse_identifier(form: &SubmittedForm) -> Result<Identifier, CommandError> {
+    Ok(form.parse_required("identifier", |s| s.trim().parse::<Identifier>())?)
+}
+
+/// A result form whose fixed `result` field, labelled `label`, says "Success".
+pub fn success(title: &str, label: &str) -> DataForm {
+    FormBuilder::result(title)
+        .field(fixed(Some("result"), Some(label), "Success"))
+        .build()
+}
+
+impl AdHocCommand<AgentContext> for Subscribe {
+    fn node(&self) -> &str {
+        NODE
+    }
+
+    fn name(&self) -> &str {
+        "Subscribe"
+    }
+
+    fn form(&self) -> DataForm {
+        identifier_form(
+            "Subscribe",
+            "Receive each day's data of one series as a message, once Enedis publishes it.",
+        )
+    }
+
+    fn execute<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+        let (mut log, span) = begin(&request);
+        Box::pin(
+            async move {
+                let result = async {
+                    let identifier = parse_identifier(&request.form)?;
+                    log.prm(&identifier.prm);
+                    subscribe(ctx, &request.requester, identifier).await
+                }
+                .await;
+                finish(ctx, NODE, log, &result);
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+async fn subscribe(
+    ctx: &AgentContext,
+    requester: &BareJid,
+    identifier: Identifier,
+) -> Result<Outcome, CommandError> {
+    let settings = ctx.settings();
+    let peer = requester.to_string();
+    let prm = identifier.prm;
+    let series = identifier.series;
+    let grant = match authorise(ctx, &settings, requester, prm).await {
+        Ok(grant) => grant,
+        Err(e) => {
+            let _ = record_decision(ctx, &peer, NODE, prm, series, Err(&e)).await;
+            return Err(e);
+        }
+    };
+    let basis = basis_of(&grant);
+    record_decision(ctx, &peer, NODE, prm, series, Ok(basis)).await?;
+    let now = jiff::Timestamp::now();
+    let first = first_day(now, settings.config.subscriptions.publish_time);
+    let delivered_through = crate::time::add_days(first, -1).unwrap_or(first);
+    let stored = {
+        let peer = peer.clone();
+        ctx.store
+            .call(move |s| {
+                Ok(s.subscribe(&peer, &identifier, basis, delivered_through, now_seconds()))
+            })
+            .await
+    };
+    let (sub, is_new) = match stored {
+        Ok(Ok(done)) => done,
+        Ok(Err(SubscribeError::NoBasis(why))) => {
+            return Err(CommandError::not_authorized(format!(
+                "cannot subscribe to {identifier}: {why}"
+            )));
+        }
+        Ok(Err(SubscribeError::Store(e))) | Err(e) => {
+            tracing::error!(error = %e, "cannot store a subscription");
+            return Err(CommandError::internal(
+                "the agent cannot store the subscription; its operator can find details in its log",
+            ));
+        }
+    };
+    let publish = settings.config.subscriptions.publish_time;
+    if is_new {
+        // Send the latest published day now.
+        ctx.pushes.notify_one();
+    }
+    let note = if is_new {
+        tracing::info!(subscription = sub.id, %peer, %identifier, "subscribed");
+        format!(
+            "Subscribed to {identifier}: each day's data is sent as a message once Enedis publishes it (from {} Paris time), starting with {}.",
+            publish.strftime("%H:%M"),
+            crate::time::add_days(sub.delivered_through, 1).unwrap_or(sub.delivered_through)
+        )
+    } else {
+        format!("Already subscribed to {identifier}.")
+    };
+    Ok(Outcome::new()
+        .with_form(success("Subscribe", &format!("Subscribe {identifier}")))
+        .with_note(Note::info(note)))
+}
+
+/// `form` (the answer of `list_usage_points`) with the requester's subscriptions:
+/// a `subscriptions` field listing their identifiers, and a `subscribed: …` line in
+/// the field of each PRM.
+pub fn with_subscriptions(mut form: DataForm, subs: &[Subscription]) -> DataForm {
+    if subs.is_empty() {
+        return form;
+    }
+    for field in &mut form.fields {
+        let Some(var) = field.var.as_deref() else {
+            continue;
+        };
+        let series: Vec<&str> = subs
+            .iter()
+            .filter(|s| s.identifier.prm.as_str() == var)
+            .map(|s| s.identifier.series.as_str())
+            .collect();
+        if !series.is_empty() {
+            field
+                .values
+                .push(format!("subscribed: {}", series.join(", ")));
+        }
+    }
+    let lines: Vec<String> = subs.iter().map(|s| s.identifier.to_string()).collect();
+    form.fields.push(
+        crate::xmpp::forms::text_multi("subscriptions", "Your subscriptions")
+            .lines(&lines.join("\n")),
+    );
+    form
+}
+
+/// The subscriptions of `requester` (none when the store cannot be read: the list
+/// is informative, the failure is logged).
+pub async fn subscriptions_of(ctx: &AgentContext, requester: &BareJid) -> Vec<Subscription> {
+    let peer = requester.to_string();
+    match ctx.store.call(move |s| s.subscriptions_of(&peer)).await {
+        Ok(subs) => subs,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read subscriptions");
+            Vec::new()
+        }
+    }
+}
