@@ -220,11 +220,8 @@ impl Agent {
                 .with_graceful_shutdown(web_stop.cancelled_owned())
                 .await
         });
-        let mut session = tokio::spawn(xmpp.run(
-            commands(ctx.clone()),
-            ctx.peers.clone(),
-            shutdown.clone(),
-        ));
+        let mut session =
+            tokio::spawn(xmpp.run(commands(ctx.clone()), ctx.peers.clone(), shutdown.clone()));
         let watcher = tokio::spawn(watch_session(ctx.clone()));
 
         let settings = ctx.settings();
