@@ -326,7 +326,12 @@ async fn peers_read_only_what_they_are_granted() {
     nodes.sort();
     assert_eq!(
         nodes,
-        ["get_daily", "get_history", "get_load_curve", "list_usage_points"]
+        [
+            "get_daily",
+            "get_history",
+            "get_load_curve",
+            "list_usage_points"
+        ]
     );
 
     // A peer asking for a PRM granted to someone else learns nothing about it.

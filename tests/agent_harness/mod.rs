@@ -368,11 +368,18 @@ impl Deployment {
     /// Starts everything with these settings and waits until the agent is healthy.
     /// Peer accounts are registered (password [`PASSWORD`]).
     pub async fn start(settings: AgentSettings) -> Deployment {
-        Deployment::start_with(settings, &[]).await
+        let mut d = Deployment::launch(settings, &[], &[]).await;
+        d.agent.wait_healthy(Duration::from_secs(60)).await;
+        d
     }
 
-    /// As [`Deployment::start`], with extra `enedis-sim` arguments.
-    pub async fn start_with(settings: AgentSettings, sim_args: &[&str]) -> Deployment {
+    /// Starts everything without waiting for the agent: extra `enedis-sim`
+    /// arguments, extra environment of the agent.
+    pub async fn launch(
+        settings: AgentSettings,
+        sim_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Deployment {
         let prosody = Prosody::start_with(ProsodyOptions::default()).await;
         prosody.register(AGENT, PASSWORD).await;
         for p in &settings.peers {
@@ -394,8 +401,7 @@ impl Deployment {
             web_port: free_port(),
         };
         files.write(&settings);
-        let mut agent = AgentProcess::spawn(&files.path(), dir.path(), files.web_port, &[]);
-        agent.wait_healthy(Duration::from_secs(60)).await;
+        let agent = AgentProcess::spawn(&files.path(), dir.path(), files.web_port, env);
         Deployment {
             agent,
             sim,
