@@ -231,11 +231,8 @@ impl Agent {
                 .with_graceful_shutdown(web_stop.cancelled_owned())
                 .await
         });
-        let mut session = tokio::spawn(xmpp.run(
-            commands(ctx.clone()),
-            ctx.peers.clone(),
-            shutdown.clone(),
-        ));
+        let mut session =
+            tokio::spawn(xmpp.run(commands(ctx.clone()), ctx.peers.clone(), shutdown.clone()));
         let watcher = tokio::spawn(watch_session(ctx.clone()));
         let pushes = tokio::spawn(Scheduler::new(ctx.clone()).run(shutdown.clone()));
 
