@@ -330,7 +330,9 @@ async fn peers_read_only_what_they_are_granted() {
             "get_daily",
             "get_history",
             "get_load_curve",
-            "list_usage_points"
+            "list_usage_points",
+            "subscribe",
+            "unsubscribe"
         ]
     );
 
