@@ -92,9 +92,11 @@ pub fn parse_instant(input: &str) -> Result<Timestamp, TimeError> {
         .parse::<Timestamp>()
         .map_err(|e| TimeError::Instant {
             input: shorten(input),
+            // `get`, not indexing: byte 10 may fall inside a multi-byte character
+            // of what a peer sent (found by fuzzing).
             reason: if trimmed.len() >= 10
                 && !trimmed.contains(['+', 'Z', 'z'])
-                && trimmed[10..].rfind('-').is_none()
+                && trimmed.get(10..).is_some_and(|rest| rest.rfind('-').is_none())
             {
                 "no offset: add Z or ±hh:mm".to_owned()
             } else {
