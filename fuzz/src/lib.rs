@@ -27,8 +27,11 @@ use quoalise_agent::upstream::error::{excerpt, fault_from_answer, parse_error_bo
 use quoalise_agent::upstream::{Callback, ConsentDuration, api2026, dialect, parse_prm_list};
 use quoalise_agent::xmpp::{Command, SubmittedForm};
 
+/// One fuzzing entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the regression runner.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("form", form),
     ("identifier", identifier),
     ("dates", dates),
@@ -108,12 +111,11 @@ pub fn dates(data: &[u8]) {
         if let Ok(local) = parse_local_datetime(text) {
             let _ = convert_load_curve([(local, Step::PT30M, Some(1.0))]);
         }
-        if let Ok(instant) = parse_instant(text) {
-            if let Ok(later) = instant.checked_add(jiff::SignedDuration::from_hours(1))
-                && let Ok(window) = Window::new(instant, later)
-            {
-                let _ = window.paris_dates();
-            }
+        if let Ok(instant) = parse_instant(text)
+            && let Ok(later) = instant.checked_add(jiff::SignedDuration::from_hours(1))
+            && let Ok(window) = Window::new(instant, later)
+        {
+            let _ = window.paris_dates();
         }
         let _ = ConsentDuration::parse_at(text, date(2026, 11, 29));
     }

@@ -263,6 +263,9 @@ struct Diagnostics {
     last_failure: Option<(&'static str, String, &'static str)>,
     /// When the last connection logged in.
     last_login: Option<std::time::Instant>,
+    /// Whether a session was established (bound or resumed) since that login: a
+    /// login lost before (a failed resumption) is not a fight over the resource.
+    established_since_login: bool,
     /// Sessions in a row that died within `FLAP_WINDOW` of their login.
     short_sessions: u32,
     /// Pause before reconnecting when sessions keep dying young.
@@ -371,6 +374,8 @@ impl XmppAgent {
             session,
             diagnostics,
             connector,
+            established: None,
+            failed_resumptions: 0,
         }
         .run(shutdown)
         .await
@@ -409,6 +414,7 @@ fn reconnector(connector: Connector, diagnostics: Arc<Mutex<Diagnostics>>) -> Re
                 match d.last_login {
                     // One short session is, say, a server restart; several in a
                     // row are a fight over the resource.
+                    Some(at) if at.elapsed() < FLAP_WINDOW && !d.established_since_login => None,
                     Some(at) if at.elapsed() < FLAP_WINDOW => {
                         d.short_sessions += 1;
                         if d.short_sessions >= 2 {
@@ -454,6 +460,7 @@ fn reconnector(connector: Connector, diagnostics: Arc<Mutex<Diagnostics>>) -> Re
                             let mut d = lock(&diagnostics);
                             d.last_failure = None;
                             d.last_login = Some(std::time::Instant::now());
+                            d.established_since_login = false;
                         }
                         // If the stream is gone, the fresh connection is dropped.
                         let _ = slot.send(connection);
@@ -503,9 +510,46 @@ struct Driver<C> {
     session: SessionSettings,
     diagnostics: Arc<Mutex<Diagnostics>>,
     connector: Connector,
+    /// When the last session was established (bound or resumed).
+    established: Option<std::time::Instant>,
+    /// Logins in a row that were lost before any session was established.
+    failed_resumptions: u32,
 }
 
 impl<C: Send + Sync + 'static> Driver<C> {
+    /// A connection that logged in was lost before a session was established:
+    /// after two in a row, start over with a new stream.
+    ///
+    /// Why: when the server lost our session (it crashed or restarted without
+    /// closing the stream), it answers the resumption request with
+    /// `<failed xmlns='urn:xmpp:sm:3'>` WITHOUT an `h` attribute (Prosody 0.12),
+    /// which xmpp-parsers 0.23 refuses to parse; tokio-xmpp then treats it as an
+    /// I/O error, keeps the stale stream-management state and tries to resume
+    /// again on every reconnection, forever. A new stream has no state to resume.
+    fn restart_if_resumption_fails(&mut self) {
+        let login = lock(&self.diagnostics).last_login;
+        let lost_before_session = match (login, self.established) {
+            (Some(login), Some(established)) => login > established,
+            (Some(_), None) => false,
+            (None, _) => false,
+        };
+        if !lost_before_session {
+            self.failed_resumptions = 0;
+            return;
+        }
+        self.failed_resumptions += 1;
+        if self.failed_resumptions >= 2 {
+            tracing::warn!(
+                "XMPP: the server cannot resume the previous session; starting a new one (stanzas queued meanwhile are dropped)"
+            );
+            self.failed_resumptions = 0;
+            self.stream = StanzaStream::new(
+                reconnector(self.connector.clone(), self.diagnostics.clone()),
+                QUEUE_DEPTH,
+            );
+        }
+    }
+
     async fn run(mut self, shutdown: CancellationToken) {
         let mut ever_up = false;
         let mut deadline_reported = false;
@@ -533,6 +577,8 @@ impl<C: Send + Sync + 'static> Driver<C> {
                                 tracing::info!(jid = %bound_jid, "XMPP: session up");
                             }
                             ever_up = true;
+                            self.established = Some(std::time::Instant::now());
+                            lock(&self.diagnostics).established_since_login = true;
                             if bound_jid != self.handle.jid().clone() {
                                 tracing::warn!(configured = %self.handle.jid(), bound = %bound_jid, "XMPP: the server bound another resource than the configured one; peers addressing the configured JID will not reach the agent");
                             }
@@ -544,9 +590,12 @@ impl<C: Send + Sync + 'static> Driver<C> {
                         Event::Stream(StreamEvent::Suspended) => {
                             tracing::warn!("XMPP: connection lost; reconnecting (stanzas are queued meanwhile)");
                             self.handle.set_state(SessionState::Suspended);
+                            self.restart_if_resumption_fails();
                         }
                         Event::Stream(StreamEvent::Resumed) => {
                             tracing::info!("XMPP: session resumed");
+                            self.established = Some(std::time::Instant::now());
+                            lock(&self.diagnostics).established_since_login = true;
                             self.handle.set_state(SessionState::Up);
                         }
                         Event::Stanza(stanza) => {

@@ -1,0 +1,689 @@
+//! The operator's figures that the load generator (`xmpp_load`) does not give, from
+//! the REAL release binaries (agent, simulator) and a real Prosody:
+//!
+//! - upstream calls per request, cold and warm (the cache), counted by the
+//!   simulator: 30 closed days of load curve, and yesterday (never cached);
+//! - latency of a cached `get_history` against the bare Prosody round trip (a
+//!   XEP-0199 ping to the server) and a ping to the agent, one request at a time;
+//! - the agent's memory (RSS) idle, and after a loaded period (with its CPU against
+//!   Prosody's during it);
+//! - the same latencies with 100,000 consents in the store, for a peer reading on
+//!   its consent, and `list_usage_points`.
+//!
+//! Run by `bench/run`, or `cargo bench --bench operations`. Knobs: `BENCH_SAMPLES`
+//! (sequential requests per latency figure, default 500), `BENCH_SECS` (loaded
+//! period, default 10), `BENCH_CONSENTS` (default 100000). Needs root (Prosody runs
+//! as its own user) and the Debian `prosody` package.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use minidom::Element;
+use quoalise_agent::config::{Secret, XmppConfig};
+use quoalise_agent::time::{PARIS, add_days, day_start, paris_today};
+use quoalise_agent::xmpp::{AllowList, Command as AdHoc, CommandSet, XmppAgent, XmppHandle};
+use tokio_util::sync::CancellationToken;
+use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
+use xmpp_parsers::iq::IqRequestPayload;
+use xmpp_parsers::jid::Jid;
+
+const AGENT_BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
+const SIM_BIN: &str = env!("CARGO_BIN_EXE_enedis-sim");
+const PASSWORD: &str = "bench-password";
+const PRM: &str = "22516914714270";
+const LOAD_CURVE: &str = "GET /mesure_synchrone_auto/v2/courbe_de_charge_consommation";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn run(program: &str, args: &[&str], cwd: &Path) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process stopped on drop (SIGTERM, then SIGKILL); `pid` is the process
+/// to signal (Prosody itself, not `runuser`).
+struct Proc {
+    child: Child,
+    pid: u32,
+}
+
+impl Proc {
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+// The child is waited for by `Proc`'s Drop, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn start_prosody(dir: &Path, port: u16) -> Proc {
+    let d = dir.display();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=bench CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run("openssl", &ca, dir);
+    let mut leaf = vec!["req"];
+    leaf.extend(ec);
+    leaf.extend([
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run("openssl", &leaf, dir);
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+        dir,
+    );
+    // As in production: no debug log, no mod_limits, Nagle off.
+    let config = format!(
+        r#"pidfile = "{d}/prosody.pid"
+data_path = "{d}/data"
+certificates = "{d}/certs"
+log = {{ warn = "{d}/prosody.log" }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {port} }}
+c2s_direct_tls_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+network_settings = {{ nagle = false }}
+authentication = "internal_hashed"
+storage = "internal"
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "smacks"; "posix" }}
+modules_disabled = {{ "s2s"; "offline" }}
+c2s_require_encryption = true
+VirtualHost "localhost"
+  ssl = {{ certificate = "{d}/leaf.pem"; key = "{d}/leaf.key" }}
+"#
+    );
+    let cfg = dir.join("prosody.cfg.lua");
+    std::fs::write(&cfg, config).unwrap();
+    run("chown", &["-R", "prosody:prosody", "."], dir);
+    run("chmod", &["755", "."], dir);
+    let mut child = Command::new("runuser")
+        .args(["-u", "prosody", "--", "prosody", "-F", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prosody (needs root and the prosody package)");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pid = std::fs::read_to_string(dir.join("prosody.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        if let Some(pid) = pid
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            return Proc { child, pid };
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("prosody did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn register(dir: &Path, user: &str) {
+    let cfg = dir.join("prosody.cfg.lua");
+    run(
+        "prosodyctl",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "register",
+            user,
+            "localhost",
+            PASSWORD,
+        ],
+        dir,
+    );
+}
+
+fn start_sim() -> (Proc, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(SIM_BIN)
+        .args(["--listen", "127.0.0.1:0", "--quota-per-second", "0"])
+        .args(["--quota-per-hour", "1000000000"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start enedis-sim");
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let pid = child.id();
+    (Proc { child, pid }, format!("http://{addr}"))
+}
+
+fn write_secret(path: &Path, value: &str) {
+    std::fs::write(path, format!("{value}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn write_config(dir: &Path, xmpp_port: u16, sim: &str, web: u16) {
+    write_secret(&dir.join("xmpp_password"), PASSWORD);
+    write_secret(&dir.join("client_secret"), "sim-secret");
+    let config = format!(
+        r#"[xmpp]
+jid = "agent@localhost/agent"
+password_file = "xmpp_password"
+server = "127.0.0.1:{xmpp_port}"
+ca_file = "{ca}"
+[enedis]
+base_url = "{sim}"
+client_id = "sim-client"
+client_secret_file = "client_secret"
+calls_per_second = 1000000
+calls_per_hour = 4000000000
+[web]
+listen = "127.0.0.1:{web}"
+public_url = "http://127.0.0.1:{web}"
+[store]
+path = "agent.db"
+[log]
+level = "info"
+[[peers]]
+jid = "granted@localhost"
+usage_points = ["{PRM}"]
+[[peers]]
+jid = "consented@localhost"
+usage_points = []
+"#,
+        ca = dir.join("prosody/ca.pem").display()
+    );
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+}
+
+fn start_agent(dir: &Path, web: u16) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))
+        .unwrap();
+    let child = Command::new(AGENT_BIN)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start quoalise-agent");
+    let pid = child.id();
+    let agent = Proc { child, pid };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        use std::io::{Read, Write};
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", web)) {
+            let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
+                return agent;
+            }
+        }
+        assert!(Instant::now() < deadline, "the agent is not healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Peer {
+    handle: XmppHandle,
+    stop: CancellationToken,
+}
+
+async fn connect(port: u16, ca: &Path, user: &str) -> Peer {
+    let config = XmppConfig {
+        jid: format!("{user}@localhost/bench"),
+        password: Secret::new(PASSWORD),
+        server: Some(format!("127.0.0.1:{port}")),
+        ca_file: Some(ca.to_owned()),
+        allow_plaintext: false,
+        request_timeout_secs: 60,
+        ping_interval_secs: 60,
+        first_session_deadline_secs: 30,
+    };
+    let agent = XmppAgent::new(&config).expect("peer config");
+    let handle = agent.handle();
+    let stop = CancellationToken::new();
+    tokio::spawn(agent.run(CommandSet::new(()), AllowList::default(), stop.clone()));
+    assert!(handle.wait_until_up(Duration::from_secs(30)).await);
+    Peer { handle, stop }
+}
+
+fn agent_jid() -> Jid {
+    Jid::new("agent@localhost/agent").unwrap()
+}
+
+/// Paris midnight `days` days before today, ISO 8601 with offset.
+fn midnight(days: i64) -> String {
+    let today = paris_today(jiff::Timestamp::now());
+    let s = day_start(add_days(today, -days).unwrap()).unwrap();
+    let ts = jiff::Timestamp::from_second(s).unwrap();
+    ts.display_with_offset(PARIS.to_offset(ts)).to_string()
+}
+
+/// `get_history` of the 30-minute load curve over `[today - from, today - to[`.
+fn history(from: i64, to: i64) -> Element {
+    let form = DataForm {
+        type_: DataFormType::Submit,
+        title: None,
+        instructions: None,
+        fields: vec![
+            Field::text_single(
+                "identifier",
+                &format!("urn:dev:prm:{PRM}_consumption/power/active/raw"),
+            ),
+            Field::text_single("start_time", &midnight(from)),
+            Field::text_single("end_time", &midnight(to)),
+        ],
+    };
+    AdHoc::execute("get_history", Some(form)).to_element()
+}
+
+fn ping() -> Element {
+    Element::builder("ping", "urn:xmpp:ping").build()
+}
+
+async fn ask(peer: &Peer, to: Option<Jid>, payload: IqRequestPayload) -> Duration {
+    let started = Instant::now();
+    match peer
+        .handle
+        .send_iq(to, payload, Duration::from_secs(60))
+        .await
+    {
+        Ok(_) => started.elapsed(),
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
+
+struct Latency {
+    p50: f64,
+    p99: f64,
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> Latency {
+    samples.sort();
+    let at = |p: f64| {
+        samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0
+    };
+    Latency {
+        p50: at(0.5),
+        p99: at(0.99),
+    }
+}
+
+/// `n` sequential round trips of `payload` to `to`.
+async fn sequential(
+    peer: &Peer,
+    n: usize,
+    to: Option<Jid>,
+    payload: impl Fn(usize) -> IqRequestPayload,
+) -> Latency {
+    for i in 0..20 {
+        ask(peer, to.clone(), payload(i)).await;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        samples.push(ask(peer, to.clone(), payload(i)).await);
+    }
+    percentiles(samples)
+}
+
+async fn sim_calls(http: &reqwest::Client, sim: &str, endpoint: &str) -> u64 {
+    let v: serde_json::Value = http
+        .get(format!("{sim}/sim/admin/calls"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    if endpoint.is_empty() {
+        return v["total"].as_u64().unwrap_or(0);
+    }
+    v["endpoints"][endpoint]["count"].as_u64().unwrap_or(0)
+}
+
+async fn clear_calls(http: &reqwest::Client, sim: &str) {
+    http.delete(format!("{sim}/sim/admin/calls"))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// 100,000 consents of other peers, one PRM each, and one of `consented` for PRM,
+/// written in one transaction straight into the store's tables (what years of
+/// `consents add` and consent pages would leave).
+fn fill_consents(db: &Path, n: usize) {
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut consent = tx
+            .prepare(
+                "INSERT INTO consents (generation, owner, autorisation_id, valid_from, valid_until, \
+                 state, created_at, updated_at) VALUES ('2026', ?1, ?2, ?3, ?4, 'active', ?3, ?3)",
+            )
+            .unwrap();
+        let mut prm = tx
+            .prepare("INSERT INTO consent_prms (consent_id, prm) VALUES (?1, ?2)")
+            .unwrap();
+        for i in 0..n {
+            consent
+                .execute(rusqlite::params![
+                    format!("user{i}@example.org"),
+                    i as i64,
+                    now - 86_400,
+                    now + 365 * 86_400
+                ])
+                .unwrap();
+            let id = tx.last_insert_rowid();
+            prm.execute(rusqlite::params![
+                id,
+                format!("{:014}", 50_000_000_000_000u64 + i as u64)
+            ])
+            .unwrap();
+        }
+        consent
+            .execute(rusqlite::params![
+                "consented@localhost",
+                -1,
+                now - 86_400,
+                now + 365 * 86_400
+            ])
+            .unwrap();
+        let id = tx.last_insert_rowid();
+        prm.execute(rusqlite::params![id, PRM]).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("operations: run with `cargo bench --bench operations`");
+        return;
+    }
+    let samples: usize = env_or("BENCH_SAMPLES", 500);
+    let secs: f64 = env_or("BENCH_SECS", 10.0);
+    let consents: usize = env_or("BENCH_CONSENTS", 100_000);
+
+    let dir = tempfile::Builder::new()
+        .prefix("operations-")
+        .tempdir()
+        .unwrap();
+    let prosody_dir = dir.path().join("prosody");
+    std::fs::create_dir_all(&prosody_dir).unwrap();
+    let xmpp_port = free_port();
+    let prosody = start_prosody(&prosody_dir, xmpp_port);
+    for user in ["agent", "granted", "consented"] {
+        register(&prosody_dir, user);
+    }
+    let (sim, sim_url) = start_sim();
+    let web = free_port();
+    write_config(dir.path(), xmpp_port, &sim_url, web);
+    let mut agent = start_agent(dir.path(), web);
+    let ca: PathBuf = prosody_dir.join("ca.pem");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let granted = connect(xmpp_port, &ca, "granted").await;
+        let agent_to = Some(agent_jid());
+        let server: Option<Jid> = Some(Jid::new("localhost").unwrap());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle = rss_mib(agent.pid);
+
+        println!("== upstream calls per request (2026 simulator; counted by the simulator)");
+        for (label, from, to) in [("30 closed days of load curve", 32, 2), ("yesterday only (never cached)", 1, 0)] {
+            clear_calls(&http, &sim_url).await;
+            ask(&granted, agent_to.clone(), IqRequestPayload::Set(history(from, to))).await;
+            let cold = sim_calls(&http, &sim_url, LOAD_CURVE).await;
+            clear_calls(&http, &sim_url).await;
+            ask(&granted, agent_to.clone(), IqRequestPayload::Set(history(from, to))).await;
+            let warm = sim_calls(&http, &sim_url, LOAD_CURVE).await;
+            println!("{label:<34} cold {cold:>2} data calls, warm {warm:>2}");
+        }
+
+        println!("\n== latency, one request at a time ({samples} samples each)");
+        let bare = sequential(&granted, samples, server.clone(), |_| IqRequestPayload::Get(ping())).await;
+        let to_agent = sequential(&granted, samples, agent_to.clone(), |_| IqRequestPayload::Get(ping())).await;
+        // Warm one day per sample, then ask them again.
+        let days = 40usize;
+        for d in 0..days {
+            ask(&granted, agent_to.clone(), IqRequestPayload::Set(history(3 + d as i64, 2 + d as i64))).await;
+        }
+        let cached = sequential(&granted, samples, agent_to.clone(), |i| {
+            let d = 3 + (i % days) as i64;
+            IqRequestPayload::Set(history(d, d - 1))
+        })
+        .await;
+        let row = |label: &str, l: &Latency| println!("{label:<46} p50 {:>6.2} ms   p99 {:>6.2} ms", l.p50, l.p99);
+        row("ping to the server (bare Prosody round trip)", &bare);
+        row("ping to the agent (through Prosody)", &to_agent);
+        row("cached get_history, 1 day, 48 records", &cached);
+        println!(
+            "cached get_history over the bare round trip:   p50 +{:.2} ms   p99 +{:.2} ms (goal: p99 under +10 ms)",
+            cached.p50 - bare.p50,
+            cached.p99 - bare.p99
+        );
+
+        println!("\n== memory and CPU");
+        // A loaded period: 50 requests in flight, cached days.
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = granted.handle.clone();
+        let cpu_before = (cpu_seconds(agent.pid), cpu_seconds(prosody.pid));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..50usize {
+            let handle = handle.clone();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let d = 3 + ((w + n * 50) % days) as i64;
+                    let _ = handle
+                        .send_iq(Some(agent_jid()), IqRequestPayload::Set(history(d, d - 1)), Duration::from_secs(60))
+                        .await;
+                    n += 1;
+                }
+                n
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut done = 0;
+        for t in tasks {
+            done += t.await.unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu = (cpu_seconds(agent.pid) - cpu_before.0, cpu_seconds(prosody.pid) - cpu_before.1);
+        let loaded = rss_mib(agent.pid);
+        println!("agent RSS idle                 {:>7.1} MiB", idle.0);
+        println!("agent RSS after load           {:>7.1} MiB (peak {:.1} MiB)", loaded.0, loaded.1);
+        println!(
+            "loaded period: {:.0} cached get_history/s at 50 in flight; CPU agent {:.2} s, Prosody {:.2} s over {:.1} s: agent = {:.0} % of Prosody",
+            done as f64 / elapsed,
+            cpu.0,
+            cpu.1,
+            elapsed,
+            100.0 * cpu.0 / cpu.1.max(1e-9)
+        );
+        granted.stop.cancel();
+    });
+
+    println!("\n== with {consents} consents in the store");
+    agent.stop();
+    let filled = Instant::now();
+    fill_consents(&dir.path().join("agent.db"), consents);
+    let fill = filled.elapsed();
+    let started = Instant::now();
+    let agent = start_agent(dir.path(), web);
+    let startup = started.elapsed();
+    println!(
+        "written in {:.1} s; agent healthy {:.2} s after start; RSS {:.1} MiB",
+        fill.as_secs_f64(),
+        startup.as_secs_f64(),
+        rss_mib(agent.pid).0
+    );
+    runtime.block_on(async {
+        let consented = connect(xmpp_port, &ca, "consented").await;
+        let granted = connect(xmpp_port, &ca, "granted").await;
+        let to = Some(agent_jid());
+        let days = 40usize;
+        let payload = |i: usize| {
+            let d = 3 + (i % days) as i64;
+            IqRequestPayload::Set(history(d, d - 1))
+        };
+        let on_consent = sequential(&consented, samples, to.clone(), payload).await;
+        let on_grant = sequential(&granted, samples, to.clone(), payload).await;
+        let list = sequential(&consented, samples.min(50), to.clone(), |_| {
+            IqRequestPayload::Set(AdHoc::execute("list_usage_points", None).to_element())
+        })
+        .await;
+        let row = |label: &str, l: &Latency| {
+            println!("{label:<46} p50 {:>6.2} ms   p99 {:>6.2} ms", l.p50, l.p99)
+        };
+        row("cached get_history, reading on a consent", &on_consent);
+        row("cached get_history, reading on a grant", &on_grant);
+        row("list_usage_points", &list);
+        consented.stop.cancel();
+        granted.stop.cancel();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    });
+    drop(agent);
+    drop(sim);
+    drop(prosody);
+}
