@@ -204,7 +204,12 @@ fn prosody_pid(d: &Deployment) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prosody_killed_and_restarted_the_agent_reconnects_by_itself() {
-    let mut d = Deployment::launch(AgentSettings::with_peers(vec![peer("alice", &[PRM])]), &[], &[("RUST_LOG", "info,quoalise_agent=debug,tokio_xmpp=trace")]).await;
+    let mut d = Deployment::launch(
+        AgentSettings::with_peers(vec![peer("alice", &[PRM])]),
+        &[],
+        &[("RUST_LOG", "info,quoalise_agent=debug,tokio_xmpp=trace")],
+    )
+    .await;
     d.agent.wait_healthy(Duration::from_secs(60)).await;
     let alice = Peer::login(&d.prosody, "alice@localhost/a").await;
     ok(&alice, yesterday(PRM, POWER)).await;
