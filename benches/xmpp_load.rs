@@ -231,6 +231,12 @@ VirtualHost "localhost"
         .spawn()
         .expect("start prosody (needs root and the prosody package)");
     let runner = child.id();
+    // Until Prosody writes its pid, signals go to runuser; Drop stops it either way.
+    let mut proc = Proc {
+        child,
+        pid: runner,
+        name: "prosody",
+    };
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let pid = std::fs::read_to_string(dir.join("prosody.pid"))
@@ -240,19 +246,10 @@ VirtualHost "localhost"
             && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         {
             // Stop Prosody itself on drop (runuser would sleep before forwarding).
-            return (
-                Proc {
-                    child,
-                    pid,
-                    name: "prosody",
-                },
-                pid,
-            );
+            proc.pid = pid;
+            return (proc, pid);
         }
-        assert!(
-            Instant::now() < deadline,
-            "prosody did not start (runner {runner})"
-        );
+        assert!(Instant::now() < deadline, "prosody did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
