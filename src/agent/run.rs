@@ -12,7 +12,8 @@
 //!
 //! The XMPP session reconnects forever: a wrong password or an unreachable
 //! server is logged clearly and retried, never fatal. `run` exits non-zero only
-//! when it cannot start (invalid configuration, store or port unusable).
+//! when it cannot start (invalid configuration, store or port unusable), or if
+//! its web server or XMPP task ever ended on its own (so systemd restarts it).
 //!
 //! To serve another command, add it in [`commands`]; to serve other web pages,
 //! merge their router in [`web_router`]. Both receive the shared
@@ -192,7 +193,7 @@ impl Agent {
         })
     }
 
-    /// The shared context (for a router or command to be added by the caller).
+    /// The shared context, as commands and web handlers will see it.
     pub fn context(&self) -> &Arc<AgentContext> {
         &self.ctx
     }
@@ -203,8 +204,10 @@ impl Agent {
     }
 
     /// Serves until [`Control::Shutdown`] (or `control` closing), then shuts
-    /// down gracefully.
-    pub async fn serve(self, mut control: mpsc::Receiver<Control>) {
+    /// down gracefully. Returns false when it stopped because the web server or
+    /// the XMPP session ended on their own (a bug: the process should exit
+    /// non-zero so that systemd restarts it).
+    pub async fn serve(self, mut control: mpsc::Receiver<Control>) -> bool {
         let Agent {
             ctx,
             xmpp,
@@ -239,6 +242,7 @@ impl Agent {
         let mut beat = tokio::time::interval(beat_every);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
 
+        let mut clean = true;
         loop {
             tokio::select! {
                 c = control.recv() => match c {
@@ -252,10 +256,12 @@ impl Agent {
                 r = &mut web => {
                     // axum only returns on shutdown; anything else is an I/O failure.
                     tracing::error!(result = ?r.map(|r| r.map_err(|e| e.to_string())), "the web server stopped unexpectedly");
+                    clean = false;
                     break;
                 }
                 _ = &mut session => {
                     tracing::error!("the XMPP session task ended unexpectedly");
+                    clean = false;
                     break;
                 }
             }
@@ -287,6 +293,7 @@ impl Agent {
             w.abort();
         }
         tracing::info!("stopped");
+        clean
     }
 }
 
@@ -417,8 +424,11 @@ pub fn main(config_path: &Path) -> ExitCode {
         };
         match Agent::start(config, config_path.to_owned()).await {
             Ok(agent) => {
-                agent.serve(control).await;
-                ExitCode::SUCCESS
+                if agent.serve(control).await {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
