@@ -18,8 +18,8 @@ pub struct Migration {
 /// Every migration, oldest first. Append only.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
-    name: "consents and per-consent tokens",
-    sql: r#"
+        name: "consents and per-consent tokens",
+        sql: r#"
 CREATE TABLE consents (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     -- Enedis API generation the consent was given through: '2026', 'v5', 'v4', 'v3'.

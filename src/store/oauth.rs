@@ -245,7 +245,9 @@ impl Store {
             return Ok(false);
         }
         tx.execute(
-            &format!("INSERT INTO oauth_states ({STATE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            &format!(
+                "INSERT INTO oauth_states ({STATE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ),
             params![
                 state.state,
                 state.description_id,
@@ -380,7 +382,9 @@ mod tests {
     #[test]
     fn a_state_is_consumed_once_and_then_recognised_as_used() {
         let (_dir, store) = store();
-        store.create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES).unwrap();
+        store
+            .create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES)
+            .unwrap();
         assert_eq!(store.live_oauth_states(1_000).unwrap(), 1);
         match store.consume_oauth_state("s1", 1_010).unwrap() {
             Consumed::Fresh(s) => assert_eq!(s, state("s1", 1_000)),
@@ -400,7 +404,9 @@ mod tests {
     #[test]
     fn an_expired_state_is_not_honoured() {
         let (_dir, store) = store();
-        store.create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES).unwrap();
+        store
+            .create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES)
+            .unwrap();
         assert_eq!(
             store.consume_oauth_state("s1", 2_800).unwrap(),
             Consumed::Expired { expires_at: 2_800 }
@@ -415,11 +421,17 @@ mod tests {
     #[test]
     fn dead_states_are_purged_after_a_day() {
         let (_dir, store) = store();
-        store.create_oauth_state(&state("old", 1_000), MAX_LIVE_STATES).unwrap();
-        store.create_oauth_state(&state("used", 1_000), MAX_LIVE_STATES).unwrap();
+        store
+            .create_oauth_state(&state("old", 1_000), MAX_LIVE_STATES)
+            .unwrap();
+        store
+            .create_oauth_state(&state("used", 1_000), MAX_LIVE_STATES)
+            .unwrap();
         store.consume_oauth_state("used", 1_100).unwrap();
         let later = 1_000 + 1800 + STATE_RETENTION_SECS + 1;
-        store.create_oauth_state(&state("new", later), MAX_LIVE_STATES).unwrap();
+        store
+            .create_oauth_state(&state("new", later), MAX_LIVE_STATES)
+            .unwrap();
         assert_eq!(
             store.consume_oauth_state("old", later).unwrap(),
             Consumed::Unknown
@@ -433,7 +445,9 @@ mod tests {
     #[test]
     fn racing_consumers_get_one_fresh_state() {
         let (_dir, store) = store();
-        store.create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES).unwrap();
+        store
+            .create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES)
+            .unwrap();
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let store = store.clone();
@@ -454,7 +468,10 @@ mod tests {
         assert!(store.create_oauth_state(&state("a", 1_000), 2).unwrap());
         assert!(store.create_oauth_state(&state("b", 1_000), 2).unwrap());
         assert!(!store.create_oauth_state(&state("c", 1_000), 2).unwrap());
-        assert_eq!(store.consume_oauth_state("c", 1_001).unwrap(), Consumed::Unknown);
+        assert_eq!(
+            store.consume_oauth_state("c", 1_001).unwrap(),
+            Consumed::Unknown
+        );
         // A consumed one frees its place.
         store.consume_oauth_state("a", 1_001).unwrap();
         assert!(store.create_oauth_state(&state("c", 1_001), 2).unwrap());

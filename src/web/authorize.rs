@@ -283,7 +283,12 @@ fn consent_page(
         .logo_url
         .as_deref()
         .filter(|u| u.starts_with("https://"))
-        .map(|u| format!("<img src=\"{}\" alt=\"\" width=\"64\" height=\"64\">", escape(u)))
+        .map(|u| {
+            format!(
+                "<img src=\"{}\" alt=\"\" width=\"64\" height=\"64\">",
+                escape(u)
+            )
+        })
         .unwrap_or_default();
     let name = escape(&description.name);
     let text = sanitize_description(&description.description);
@@ -300,11 +305,7 @@ fn consent_page(
         .map(|d| format!(", jusqu'au <strong>{}</strong>", french_date(d)))
         .unwrap_or_default();
     let sandbox = test_client
-        .map(|d| {
-            format!(
-                "<p class=\"small\">Bac à sable Enedis : client de test n°{d}.</p>"
-            )
-        })
+        .map(|d| format!("<p class=\"small\">Bac à sable Enedis : client de test n°{d}.</p>"))
         .unwrap_or_default();
     let body = format!(
         r#"<div class="card">

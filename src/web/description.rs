@@ -149,14 +149,23 @@ mod tests {
     #[test]
     fn checks_each_field_and_names_it() {
         let owner = "app@example.org";
-        assert!(input("Elec Expert", Some("https://example.fr/logo.png"), "<p>x</p>")
+        assert!(
+            input(
+                "Elec Expert",
+                Some("https://example.fr/logo.png"),
+                "<p>x</p>"
+            )
             .validate(owner)
-            .is_ok());
+            .is_ok()
+        );
         for (bad, field) in [
             (input("  ", None, "x"), "'name'"),
             (input(&"n".repeat(101), None, "x"), "'name'"),
             (input("a\nb", None, "x"), "'name'"),
-            (input("A", Some("http://example.fr/logo.png"), "x"), "'logo_url'"),
+            (
+                input("A", Some("http://example.fr/logo.png"), "x"),
+                "'logo_url'",
+            ),
             (input("A", Some("javascript:alert(1)"), "x"), "'logo_url'"),
             (input("A", Some("logo.png"), "x"), "'logo_url'"),
             (input("A", None, &"x".repeat(20_001)), "'description'"),

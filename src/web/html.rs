@@ -192,7 +192,10 @@ mod tests {
 <a href="javascript:alert(1)">piège</a> <a href="/relative">rel</a></p>
 <img src="https://evil.example/x.png" onerror="alert(1)"><iframe src="https://evil.example"></iframe>"#,
         );
-        assert!(out.contains("<p>Bonjour <strong>vous</strong></p>"), "{out}");
+        assert!(
+            out.contains("<p>Bonjour <strong>vous</strong></p>"),
+            "{out}"
+        );
         assert!(
             out.contains(
                 r#"<a href="https://app.example.org/cgu" rel="noopener noreferrer nofollow">conditions</a>"#
@@ -200,8 +203,16 @@ mod tests {
             "{out}"
         );
         for banned in [
-            "script", "alert", "style", "onclick", "onmouseover", "onerror", "javascript", "img",
-            "iframe", "/relative",
+            "script",
+            "alert",
+            "style",
+            "onclick",
+            "onmouseover",
+            "onerror",
+            "javascript",
+            "img",
+            "iframe",
+            "/relative",
         ] {
             assert!(!out.contains(banned), "{banned} in {out}");
         }
