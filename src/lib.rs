@@ -2,7 +2,9 @@
 //! Connect data to authorised peers.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod health;
 pub mod logging;

@@ -36,6 +36,12 @@ enum Command {
     Check,
     /// Manage the consent store: list, add, remove, refresh v3/v4 tokens.
     Consents(quoalise_agent::cli::consents::ConsentsArgs),
+    /// Run the agent: connect to XMPP, serve peers and the web port until
+    /// SIGTERM/SIGINT; SIGHUP reloads peers and grants.
+    Run,
+    /// Ask an agent for data as a peer (no agent configuration needed): prints
+    /// the records, or the agent's error with a non-zero exit status.
+    Query(quoalise_agent::cli::query::QueryArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +49,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Check => check(&cli.config),
         Command::Consents(args) => consents(&cli.config, args),
+        Command::Run => return quoalise_agent::agent::run::main(&cli.config),
+        Command::Query(args) => return quoalise_agent::cli::query::main(args),
     };
     match result {
         Ok(code) => code,

@@ -2,3 +2,4 @@
 //! they can be tested without the binary; `src/main.rs` only dispatches to them.
 
 pub mod consents;
+pub mod query;

@@ -1,0 +1,297 @@
+//! Who may read which PRM.
+//!
+//! A peer (already on the allow-list: the XMPP router refused everyone else) may
+//! read a PRM when its `[[peers]] usage_points` list it, or when it owns a consent
+//! in the store that covers the PRM, is active, valid now, and was given through
+//! the configured API generation. Anything else is `not-authorized`, with a text
+//! that says why in terms of the requester's OWN situation (no consent, consent
+//! expired or revoked, not granted): whether another peer holds a consent for the
+//! PRM is never looked at, so it can never leak.
+
+use xmpp_parsers::jid::BareJid;
+
+use super::context::{AgentContext, Settings};
+use crate::quoalise::Prm;
+use crate::store::consents::fmt_instant;
+use crate::store::{Consent, ConsentState, now_seconds};
+use crate::xmpp::CommandError;
+
+/// Why a peer may read a PRM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// The PRM is in the peer's `usage_points`.
+    Configured,
+    /// The peer owns this consent (the newest usable one).
+    Consent {
+        id: i64,
+        /// End of validity, UTC seconds (excluded).
+        valid_until: i64,
+    },
+}
+
+/// Checks that `requester` may read `prm` now.
+pub async fn authorise(
+    ctx: &AgentContext,
+    settings: &Settings,
+    requester: &BareJid,
+    prm: Prm,
+) -> Result<Grant, CommandError> {
+    if settings.grants(requester, &prm) {
+        return Ok(Grant::Configured);
+    }
+    let owner = requester.to_string();
+    let generation = settings.generation();
+    let now = now_seconds();
+    let usable = {
+        let owner = owner.clone();
+        ctx.store
+            .call(move |s| s.consents_for_peer(&owner, &prm, now))
+            .await
+    }
+    .map_err(|e| store_failure(&e))?;
+    if let Some(consent) = usable.iter().find(|c| c.generation == generation) {
+        return Ok(Grant::Consent {
+            id: consent.id,
+            valid_until: consent.valid_until,
+        });
+    }
+    // Refused: find out why, among the requester's own consents only.
+    let own = ctx
+        .store
+        .call(move |s| {
+            Ok(s.list_consents()?
+                .into_iter()
+                .filter(|c| c.owner == owner && c.covers(&prm))
+                .collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| store_failure(&e))?;
+    Err(CommandError::not_authorized(refusal(
+        requester,
+        prm,
+        &own,
+        settings,
+        now,
+    )))
+}
+
+fn store_failure(e: &crate::store::StoreError) -> CommandError {
+    tracing::error!(error = %e, "the consent store failed during authorisation");
+    CommandError::internal(
+        "the agent cannot read its consent store; its operator can find details in its log",
+    )
+}
+
+/// The text of a refusal, from the requester's own consents covering `prm`.
+fn refusal(
+    requester: &BareJid,
+    prm: Prm,
+    own: &[Consent],
+    settings: &Settings,
+    now: i64,
+) -> String {
+    let generation = settings.generation();
+    let how = "a consumer gives one through get_authorize_uri";
+    // The most telling consent: the latest to end among those of this generation,
+    // else among all.
+    let latest = |generation: Option<crate::config::ApiGeneration>| {
+        own.iter()
+            .filter(move |c| generation.is_none_or(|g| c.generation == g))
+            .max_by_key(|c| c.valid_until)
+    };
+    let Some(consent) = latest(Some(generation)) else {
+        if let Some(other) = latest(None) {
+            return format!(
+                "no consent for PRM {prm}: {requester} holds consent {} given through Enedis API {}, but this agent now uses API {}; the consumer must consent again ({how})",
+                other.id,
+                other.generation.as_str(),
+                generation.as_str()
+            );
+        }
+        return format!(
+            "PRM {prm} is not granted to {requester}: it is not among its usage points and {requester} holds no consent for it ({how})"
+        );
+    };
+    match consent.state {
+        ConsentState::Revoked => format!(
+            "no consent for PRM {prm}: consent {} of {requester} was revoked ({how} again)",
+            consent.id
+        ),
+        ConsentState::Expired => format!(
+            "no consent for PRM {prm}: consent {} of {requester} expired on {} ({how} again)",
+            consent.id,
+            fmt_instant(consent.valid_until)
+        ),
+        ConsentState::Active if consent.valid_until <= now => format!(
+            "no consent for PRM {prm}: consent {} of {requester} expired on {} ({how} again)",
+            consent.id,
+            fmt_instant(consent.valid_until)
+        ),
+        ConsentState::Active if consent.valid_from > now => format!(
+            "no consent for PRM {prm} yet: consent {} of {requester} is valid from {}",
+            consent.id,
+            fmt_instant(consent.valid_from)
+        ),
+        // Usable consents were found by the first query: this only happens when
+        // the consent changed in between.
+        ConsentState::Active => format!(
+            "PRM {prm} is not granted to {requester} right now; try again"
+        ),
+    }
+}
+
+/// One PRM a peer may read, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readable {
+    pub prm: Prm,
+    /// Listed in the peer's `usage_points`.
+    pub configured: bool,
+    /// The peer's usable consents of the configured generation covering it.
+    pub consents: Vec<Consent>,
+}
+
+impl Readable {
+    /// End of access, UTC seconds: `None` when the configuration grants it.
+    pub fn valid_until(&self) -> Option<i64> {
+        if self.configured {
+            return None;
+        }
+        self.consents.iter().map(|c| c.valid_until).max()
+    }
+}
+
+/// Every PRM `requester` may read now, in PRM order.
+pub async fn readable(
+    ctx: &AgentContext,
+    settings: &Settings,
+    requester: &BareJid,
+) -> Result<Vec<Readable>, CommandError> {
+    let owner = requester.to_string();
+    let generation = settings.generation();
+    let now = now_seconds();
+    let consents = ctx
+        .store
+        .call(move |s| {
+            Ok(s.list_consents()?
+                .into_iter()
+                .filter(|c| c.owner == owner && c.generation == generation && c.is_usable_at(now))
+                .collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| store_failure(&e))?;
+    let mut by_prm: std::collections::BTreeMap<Prm, Readable> = Default::default();
+    if let Some(configured) = settings.usage_points(requester) {
+        for prm in configured {
+            by_prm.insert(
+                *prm,
+                Readable {
+                    prm: *prm,
+                    configured: true,
+                    consents: Vec::new(),
+                },
+            );
+        }
+    }
+    for consent in consents {
+        for prm in &consent.prms {
+            by_prm
+                .entry(*prm)
+                .or_insert_with(|| Readable {
+                    prm: *prm,
+                    configured: false,
+                    consents: Vec::new(),
+                })
+                .consents
+                .push(consent.clone());
+        }
+    }
+    Ok(by_prm.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApiGeneration;
+
+    fn settings(api: ApiGeneration) -> Settings {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[xmpp]
+jid = "agent@example.org/agent"
+password = "x"
+[enedis]
+api = "{}"
+client_id = "id"
+client_secret = "s"
+[web]
+public_url = "https://agent.example.org"
+[[peers]]
+jid = "app@example.org"
+usage_points = ["22516914714270"]
+"#,
+                api.as_str()
+            ),
+        )
+        .unwrap();
+        let config = crate::config::Config::load_with_env(&path, Vec::<(String, String)>::new())
+            .unwrap();
+        Settings::new(config)
+    }
+
+    fn consent(id: i64, generation: ApiGeneration, state: ConsentState, from: i64, until: i64) -> Consent {
+        Consent {
+            id,
+            generation,
+            owner: "app@example.org".into(),
+            prms: vec!["11453290002823".parse().unwrap()],
+            autorisation_id: None,
+            valid_from: from,
+            valid_until: until,
+            state,
+            created_at: from,
+            updated_at: from,
+            has_refresh_token: false,
+        }
+    }
+
+    #[test]
+    fn configured_usage_points_are_granted() {
+        let s = settings(ApiGeneration::Api2026);
+        let app: BareJid = "app@example.org".parse().unwrap();
+        let other: BareJid = "other@example.org".parse().unwrap();
+        let prm: Prm = "22516914714270".parse().unwrap();
+        assert!(s.grants(&app, &prm));
+        assert!(!s.grants(&other, &prm));
+        assert!(!s.grants(&app, &"11453290002823".parse().unwrap()));
+    }
+
+    #[test]
+    fn refusals_say_why_from_the_requesters_own_consents() {
+        let s = settings(ApiGeneration::Api2026);
+        let app: BareJid = "app@example.org".parse().unwrap();
+        let prm: Prm = "11453290002823".parse().unwrap();
+        let now = 1_800_000_000;
+        let text = refusal(&app, prm, &[], &s, now);
+        assert!(text.contains("is not granted to app@example.org"), "{text}");
+        assert!(text.contains("holds no consent"), "{text}");
+
+        let expired = consent(7, ApiGeneration::Api2026, ConsentState::Expired, now - 100, now - 10);
+        let text = refusal(&app, prm, &[expired], &s, now);
+        assert!(text.contains("consent 7 of app@example.org expired on"), "{text}");
+
+        let lapsed = consent(8, ApiGeneration::Api2026, ConsentState::Active, now - 100, now - 10);
+        assert!(refusal(&app, prm, &[lapsed], &s, now).contains("expired on"));
+
+        let revoked = consent(9, ApiGeneration::Api2026, ConsentState::Revoked, now - 100, now + 100);
+        assert!(refusal(&app, prm, &[revoked], &s, now).contains("was revoked"));
+
+        let old = consent(3, ApiGeneration::V5, ConsentState::Active, now - 100, now + 100);
+        let text = refusal(&app, prm, &[old], &s, now);
+        assert!(text.contains("given through Enedis API v5"), "{text}");
+        assert!(text.contains("now uses API 2026"), "{text}");
+    }
+}

@@ -1,0 +1,20 @@
+//! The running agent: its shared [`context`], who may read what
+//! ([`authorise`]), the one [`data`] path every data command goes through, the
+//! start-up/serve/shutdown wiring ([`run`]) and configuration [`reload`].
+//!
+//! ```text
+//! signals ─► run::Agent::serve ─┬─ xmpp::XmppAgent::run ─► router ─► commands::* ─► data::fetch
+//!                               │                                                  ├ authorise
+//!                               │                                                  ├ upstream
+//!                               │                                                  └ quoalise::encode
+//!                               └─ axum on web.listen ─► run::web_router (/healthz, /metrics, …)
+//! ```
+
+pub mod authorise;
+pub mod context;
+pub mod data;
+pub mod reload;
+pub mod run;
+
+pub use context::{AgentContext, Settings};
+pub use run::{Agent, Control, commands, web_router};

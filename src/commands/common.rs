@@ -1,0 +1,343 @@
+//! What the agent's commands have in common: the request log line and metrics
+//! around every command ([`begin`], [`finish`]), the form fields and defaults
+//! shown to Gajim/Psi users, reading the legacy (first Data Connect proxy)
+//! form, and the result of a data command.
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use tracing::Instrument;
+use xmpp_parsers::data_forms::DataForm;
+use xmpp_parsers::jid::BareJid;
+
+use crate::agent::authorise::{Readable, readable};
+use crate::agent::context::AgentContext;
+use crate::agent::data::{DataAnswer, DataRequest, fetch};
+use crate::logging::RequestLog;
+use crate::quoalise::{Direction, Identifier, MetaForm, Prm, Series};
+use crate::time::{PARIS, Window, add_days, day_start, parse_date, paris_today};
+use crate::xmpp::forms::{fixed, list_single, text_single};
+use crate::xmpp::{CommandError, FieldExt, FormBuilder, Note, Outcome, Request, SubmittedForm};
+
+/// Starts the log line of a request, and the span to run it in (so every line it
+/// logs says which request it belongs to).
+pub fn begin(request: &Request) -> (RequestLog, tracing::Span) {
+    let log = RequestLog::start(&request.from, &request.node);
+    let span = log.span();
+    (log, span)
+}
+
+/// Writes the request's log line and records its metrics.
+pub fn finish(
+    ctx: &AgentContext,
+    command: &'static str,
+    log: RequestLog,
+    result: &Result<Outcome, CommandError>,
+) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => outcome_name(e),
+    };
+    let duration = log.finish(outcome);
+    ctx.metrics.request(command, outcome, duration);
+}
+
+/// The stanza error condition a failure is answered with, as logs and metrics
+/// name it.
+pub fn outcome_name(e: &CommandError) -> &'static str {
+    match e {
+        CommandError::NotAuthorized(_) => "not-authorized",
+        CommandError::BadRequest(_)
+        | CommandError::BadSessionId(_)
+        | CommandError::BadAction(_)
+        | CommandError::MalformedAction(_) => "bad-request",
+        CommandError::ItemNotFound(_) => "item-not-found",
+        CommandError::FeatureNotImplemented(_) => "feature-not-implemented",
+        CommandError::ServiceUnavailable { .. } => "service-unavailable",
+        CommandError::ResourceConstraint(_) => "resource-constraint",
+        CommandError::Upstream { .. } => "undefined-condition",
+        CommandError::Internal(_) => "internal-server-error",
+        CommandError::SessionExpired(_) => "not-allowed",
+    }
+}
+
+/// The default period offered to a human: yesterday, Paris time (the latest
+/// day Enedis has).
+pub fn default_days() -> (Date, Date) {
+    let today = paris_today(Timestamp::now());
+    let yesterday = add_days(today, -1).unwrap_or(today);
+    (yesterday, today)
+}
+
+/// Paris midnight starting `date`, as an ISO 8601 date-time with its offset
+/// (`2026-11-28T00:00:00+01:00`).
+pub fn paris_midnight(date: Date) -> String {
+    day_start(date)
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .map(|ts| ts.display_with_offset(PARIS.to_offset(ts)).to_string())
+        .unwrap_or_else(|| format!("{date}T00:00:00+01:00"))
+}
+
+/// The PRMs a human is reminded of in a form: at most a dozen, then "…".
+pub fn prm_hint(readable: &[Readable]) -> String {
+    const SHOWN: usize = 12;
+    let mut list: Vec<String> = readable
+        .iter()
+        .take(SHOWN)
+        .map(|r| r.prm.to_string())
+        .collect();
+    if readable.len() > SHOWN {
+        list.push(format!("… ({} in all, see list_usage_points)", readable.len()));
+    }
+    if list.is_empty() {
+        "none yet (ask the agent's operator, or a consumer's consent through get_authorize_uri)"
+            .to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// The period of the legacy commands: `start_date`, `end_date` (`YYYY-MM-DD`,
+/// Paris days, end excluded).
+pub const LEGACY_PERIOD_FIELDS: &str = "start_date/end_date";
+
+/// A request of the first Data Connect proxy's commands (`get_load_curve`,
+/// `get_daily`): `usage_point_id`, `direction` (default consumption),
+/// `start_date`, `end_date`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegacyQuery {
+    pub prm: Prm,
+    pub direction: Direction,
+    pub window: Window,
+}
+
+impl LegacyQuery {
+    /// Reads the form; errors name the field and say why.
+    pub fn from_form(form: &SubmittedForm) -> Result<LegacyQuery, CommandError> {
+        let prm: Prm = form.parse_required("usage_point_id", |s| s.parse::<Prm>())?;
+        let direction = match form.choice(
+            "direction",
+            &["consumption", "production"],
+            Some("consumption"),
+        )? {
+            Some(d) if d == "production" => Direction::Production,
+            _ => Direction::Consumption,
+        };
+        let start = form.parse_required("start_date", parse_date)?;
+        let end = form.parse_required("end_date", parse_date)?;
+        let window = Window::from_dates(start, end).map_err(|e| {
+            CommandError::bad_request(format!("fields {LEGACY_PERIOD_FIELDS}: {e}"))
+        })?;
+        Ok(LegacyQuery {
+            prm,
+            direction,
+            window,
+        })
+    }
+}
+
+/// The form of a legacy command, with defaults: the first readable PRM,
+/// consumption, yesterday.
+pub fn legacy_form(title: &str, instructions: &str, readable: &[Readable]) -> DataForm {
+    let (start, end) = default_days();
+    let mut prm_field = text_single("usage_point_id", "Usage point (PRM, 14 digits)")
+        .required()
+        .desc(&format!("Usage points you may read: {}", prm_hint(readable)));
+    if let Some(first) = readable.first() {
+        prm_field = prm_field.value(first.prm.as_str());
+    }
+    FormBuilder::form(title)
+        .instructions(instructions)
+        .field(prm_field)
+        .field(
+            list_single(
+                "direction",
+                "Direction",
+                &[("consumption", "Consumption"), ("production", "Production")],
+            )
+            .value("consumption"),
+        )
+        .field(
+            text_single("start_date", "First day (YYYY-MM-DD, Paris)")
+                .required()
+                .value(&start.to_string()),
+        )
+        .field(
+            text_single("end_date", "Day after the last one (YYYY-MM-DD, excluded)")
+                .required()
+                .value(&end.to_string()),
+        )
+        .build()
+}
+
+/// The answer of a data command: a result form titled `title` whose fixed
+/// `result` field, labelled `label`, says "Success"; the clamping notes; the
+/// Quoalise payload.
+pub fn data_outcome(answer: DataAnswer, title: &str, label: &str) -> Outcome {
+    let form = FormBuilder::result(title)
+        .field(fixed(Some("result"), Some(label), "Success"))
+        .build();
+    let mut outcome = Outcome::new().with_form(form);
+    for note in answer.notes {
+        outcome = outcome.with_note(Note::warn(note));
+    }
+    outcome.with_payload(answer.payload)
+}
+
+/// What distinguishes `get_load_curve` from `get_daily`; everything else about
+/// the two legacy commands is shared ([`legacy_execute`], [`legacy_form_for`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Legacy {
+    pub node: &'static str,
+    pub kind: LegacyKind,
+    /// Title of the form and of the result.
+    pub title: &'static str,
+    pub instructions: &'static str,
+}
+
+impl Legacy {
+    fn series(&self, direction: Direction) -> Series {
+        match self.kind {
+            LegacyKind::LoadCurve => Series::load_curve(direction),
+            LegacyKind::Daily => Series::daily_energy(direction),
+        }
+    }
+}
+
+/// Which legacy command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyKind {
+    LoadCurve,
+    Daily,
+}
+
+/// The form of a legacy command for this requester.
+pub async fn legacy_form_for(
+    legacy: Legacy,
+    ctx: &AgentContext,
+    requester: &BareJid,
+) -> Result<DataForm, CommandError> {
+    let settings = ctx.settings();
+    let readable = readable(ctx, &settings, requester).await?;
+    Ok(legacy_form(legacy.title, legacy.instructions, &readable))
+}
+
+/// Runs a legacy command: reads its form, then the data path with the NESTED
+/// meta form.
+pub async fn legacy_execute(
+    legacy: Legacy,
+    ctx: &AgentContext,
+    request: Request,
+) -> Result<Outcome, CommandError> {
+    let (mut log, span) = begin(&request);
+    async move {
+        let result = async {
+            let query = LegacyQuery::from_form(&request.form)?;
+            let identifier = Identifier::new(query.prm, legacy.series(query.direction));
+            let data = DataRequest {
+                requester: request.requester.clone(),
+                identifier,
+                window: query.window,
+                meta: MetaForm::Nested,
+                period_fields: LEGACY_PERIOD_FIELDS,
+                deadline: request.deadline,
+            };
+            let answer = fetch(ctx, &data, &mut log).await?;
+            Ok(data_outcome(
+                answer,
+                legacy.title,
+                &format!("{} of {}", legacy.title, query.prm),
+            ))
+        }
+        .await;
+        finish(ctx, legacy.node, log, &result);
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minidom::Element;
+
+    fn form(xml: &str) -> SubmittedForm {
+        let element: Element = xml.parse().unwrap();
+        SubmittedForm::new(DataForm::try_from(element).unwrap()).unwrap()
+    }
+
+    fn legacy(fields: &[(&str, &str)]) -> Result<LegacyQuery, CommandError> {
+        let inner: String = fields
+            .iter()
+            .map(|(k, v)| format!(r#"<field var="{k}"><value>{v}</value></field>"#))
+            .collect();
+        LegacyQuery::from_form(&form(&format!(
+            r#"<x xmlns="jabber:x:data" type="submit">{inner}</x>"#
+        )))
+    }
+
+    #[test]
+    fn legacy_forms_default_to_consumption() {
+        let q = legacy(&[
+            ("usage_point_id", "22516914714270"),
+            ("start_date", "2026-03-29"),
+            ("end_date", "2026-03-30"),
+        ])
+        .unwrap();
+        assert_eq!(q.direction, Direction::Consumption);
+        assert_eq!(q.prm.as_str(), "22516914714270");
+        // The spring-forward day lasts 23 hours.
+        assert_eq!(q.window.end - q.window.start, 23 * 3600);
+    }
+
+    #[test]
+    fn legacy_errors_name_the_field() {
+        let bad = |fields: &[(&str, &str)]| legacy(fields).unwrap_err().to_string();
+        let text = bad(&[
+            ("usage_point_id", "2251691471427"),
+            ("start_date", "2026-03-29"),
+            ("end_date", "2026-03-30"),
+        ]);
+        assert_eq!(
+            text,
+            "field 'usage_point_id': a PRM has 14 digits, this one has 13 characters"
+        );
+        let text = bad(&[
+            ("usage_point_id", "22516914714270"),
+            ("direction", "both"),
+            ("start_date", "2026-03-29"),
+            ("end_date", "2026-03-30"),
+        ]);
+        assert!(text.starts_with("field 'direction' must be one of"), "{text}");
+        let text = bad(&[
+            ("usage_point_id", "22516914714270"),
+            ("start_date", "2026-3-29"),
+            ("end_date", "2026-03-30"),
+        ]);
+        assert!(text.starts_with("field 'start_date': invalid date"), "{text}");
+        let text = bad(&[
+            ("usage_point_id", "22516914714270"),
+            ("start_date", "2026-03-30"),
+            ("end_date", "2026-03-30"),
+        ]);
+        assert!(
+            text.starts_with("fields start_date/end_date: the period is empty"),
+            "{text}"
+        );
+        let text = bad(&[("usage_point_id", "22516914714270"), ("start_date", "2026-03-30")]);
+        assert_eq!(text, "missing required field 'end_date'");
+    }
+
+    #[test]
+    fn paris_midnight_carries_the_offset_of_the_day() {
+        assert_eq!(
+            paris_midnight(jiff::civil::date(2026, 1, 15)),
+            "2026-01-15T00:00:00+01:00"
+        );
+        assert_eq!(
+            paris_midnight(jiff::civil::date(2026, 7, 15)),
+            "2026-07-15T00:00:00+02:00"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! `list_usage_points`: the PRMs the requesting peer may read now (from its
+//! `usage_points` in the configuration and from the valid consents it owns in
+//! the store), with the series that may be asked and until when.
+//!
+//! xmpp-parsers' data forms have no `<reported>`/`<item>` tables, so the
+//! answer is a result form of readable fields, which Gajim and Psi show as is
+//! and a program reads as easily:
+//!
+//! - `usage_points` (text-multi): one PRM per value;
+//! - one text-multi field per PRM, `var` = the PRM, with lines
+//!   `series: …`, `access: …`, `valid until: …`.
+
+use tracing::Instrument;
+use xmpp_parsers::data_forms::DataForm;
+
+use super::common::{begin, finish};
+use crate::agent::authorise::{Readable, readable};
+use crate::agent::context::AgentContext;
+use crate::quoalise::Series;
+use crate::store::consents::fmt_instant;
+use crate::xmpp::forms::text_multi;
+use crate::xmpp::{AdHocCommand, BoxFuture, CommandError, FieldExt, FormBuilder, Outcome, Request};
+
+const NODE: &str = "list_usage_points";
+
+/// The `list_usage_points` command.
+pub struct ListUsagePoints;
+
+/// The result form listing `readable`.
+pub fn usage_points_form(readable: &[Readable]) -> DataForm {
+    let instructions = match readable.len() {
+        0 => "You may read no usage point yet: ask the agent's operator, or a consumer's \
+              consent through get_authorize_uri."
+            .to_owned(),
+        1 => "You may read 1 usage point.".to_owned(),
+        n => format!("You may read {n} usage points."),
+    };
+    let series: Vec<&str> = Series::ALL.iter().map(|s| s.as_str()).collect();
+    let series = format!("series: {}", series.join(", "));
+    let mut form = FormBuilder::result("Usage points")
+        .instructions(instructions)
+        .field(
+            text_multi("usage_points", "Usage points you may read").lines(
+                &readable
+                    .iter()
+                    .map(|r| r.prm.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+        );
+    for r in readable {
+        let mut lines = vec![series.clone()];
+        let mut access = Vec::new();
+        if r.configured {
+            access.push("granted by the agent's configuration".to_owned());
+        }
+        for c in &r.consents {
+            access.push(format!("consent {} (Enedis API {})", c.id, c.generation.as_str()));
+        }
+        lines.push(format!("access: {}", access.join("; ")));
+        lines.push(format!(
+            "valid until: {}",
+            r.valid_until()
+                .map(fmt_instant)
+                .unwrap_or_else(|| "no end".to_owned())
+        ));
+        form = form.field(
+            text_multi(r.prm.as_str(), &format!("PRM {}", r.prm)).lines(&lines.join("\n")),
+        );
+    }
+    form.build()
+}
+
+impl AdHocCommand<AgentContext> for ListUsagePoints {
+    fn node(&self) -> &str {
+        NODE
+    }
+
+    fn name(&self) -> &str {
+        "List usage points"
+    }
+
+    fn form(&self) -> DataForm {
+        FormBuilder::form("List usage points").build()
+    }
+
+    fn needs_input(&self) -> bool {
+        false
+    }
+
+    fn execute<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+        let (log, span) = begin(&request);
+        Box::pin(
+            async move {
+                let settings = ctx.settings();
+                let result = readable(ctx, &settings, &request.requester)
+                    .await
+                    .map(|list| Outcome::new().with_form(usage_points_form(&list)));
+                finish(ctx, NODE, log, &result);
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApiGeneration;
+    use crate::store::{Consent, ConsentState};
+
+    fn values(form: &DataForm, var: &str) -> Vec<String> {
+        form.fields
+            .iter()
+            .find(|f| f.var.as_deref() == Some(var))
+            .map(|f| f.values.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn lists_each_prm_with_series_access_and_validity() {
+        let configured = Readable {
+            prm: "22516914714270".parse().unwrap(),
+            configured: true,
+            consents: Vec::new(),
+        };
+        let consented = Readable {
+            prm: "11453290002823".parse().unwrap(),
+            configured: false,
+            consents: vec![Consent {
+                id: 4,
+                generation: ApiGeneration::Api2026,
+                owner: "app@example.org".into(),
+                prms: vec!["11453290002823".parse().unwrap()],
+                autorisation_id: Some(100000002),
+                valid_from: 1_700_000_000,
+                valid_until: 1_800_000_000,
+                state: ConsentState::Active,
+                created_at: 1_700_000_000,
+                updated_at: 1_700_000_000,
+                has_refresh_token: false,
+            }],
+        };
+        let form = usage_points_form(&[consented, configured]);
+        assert_eq!(
+            values(&form, "usage_points"),
+            ["11453290002823", "22516914714270"]
+        );
+        assert_eq!(form.instructions.as_deref(), Some("You may read 2 usage points."));
+        let lines = values(&form, "22516914714270");
+        assert!(lines[0].starts_with("series: consumption/power/active/raw, "), "{lines:?}");
+        assert_eq!(lines[1], "access: granted by the agent's configuration");
+        assert_eq!(lines[2], "valid until: no end");
+        let lines = values(&form, "11453290002823");
+        assert_eq!(lines[1], "access: consent 4 (Enedis API 2026)");
+        assert_eq!(lines[2], "valid until: 2027-01-15T08:00:00Z");
+    }
+
+    #[test]
+    fn an_empty_list_says_how_to_get_one() {
+        let form = usage_points_form(&[]);
+        assert!(values(&form, "usage_points").is_empty());
+        assert!(form.instructions.unwrap().contains("get_authorize_uri"));
+    }
+}

@@ -1,0 +1,17 @@
+//! The agent's ad-hoc commands, one file each; [`common`] holds what they
+//! share (request log line and metrics, form defaults, the legacy form).
+//!
+//! Every data command goes through the one data path,
+//! [`crate::agent::data::fetch`]. The commands the agent serves are registered
+//! in [`crate::agent::run::commands`].
+
+pub mod common;
+pub mod get_daily;
+pub mod get_history;
+pub mod get_load_curve;
+pub mod list_usage_points;
+
+pub use get_daily::GetDaily;
+pub use get_history::GetHistory;
+pub use get_load_curve::GetLoadCurve;
+pub use list_usage_points::ListUsagePoints;
