@@ -67,11 +67,7 @@ pub async fn authorise(
         .await
         .map_err(|e| store_failure(&e))?;
     Err(CommandError::not_authorized(refusal(
-        requester,
-        prm,
-        &own,
-        settings,
-        now,
+        requester, prm, &own, settings, now,
     )))
 }
 
@@ -134,9 +130,9 @@ fn refusal(
         ),
         // Usable consents were found by the first query: this only happens when
         // the consent changed in between.
-        ConsentState::Active => format!(
-            "PRM {prm} is not granted to {requester} right now; try again"
-        ),
+        ConsentState::Active => {
+            format!("PRM {prm} is not granted to {requester} right now; try again")
+        }
     }
 }
 
@@ -237,12 +233,18 @@ usage_points = ["22516914714270"]
             ),
         )
         .unwrap();
-        let config = crate::config::Config::load_with_env(&path, Vec::<(String, String)>::new())
-            .unwrap();
+        let config =
+            crate::config::Config::load_with_env(&path, Vec::<(String, String)>::new()).unwrap();
         Settings::new(config)
     }
 
-    fn consent(id: i64, generation: ApiGeneration, state: ConsentState, from: i64, until: i64) -> Consent {
+    fn consent(
+        id: i64,
+        generation: ApiGeneration,
+        state: ConsentState,
+        from: i64,
+        until: i64,
+    ) -> Consent {
         Consent {
             id,
             generation,
@@ -279,17 +281,44 @@ usage_points = ["22516914714270"]
         assert!(text.contains("is not granted to app@example.org"), "{text}");
         assert!(text.contains("holds no consent"), "{text}");
 
-        let expired = consent(7, ApiGeneration::Api2026, ConsentState::Expired, now - 100, now - 10);
+        let expired = consent(
+            7,
+            ApiGeneration::Api2026,
+            ConsentState::Expired,
+            now - 100,
+            now - 10,
+        );
         let text = refusal(&app, prm, &[expired], &s, now);
-        assert!(text.contains("consent 7 of app@example.org expired on"), "{text}");
+        assert!(
+            text.contains("consent 7 of app@example.org expired on"),
+            "{text}"
+        );
 
-        let lapsed = consent(8, ApiGeneration::Api2026, ConsentState::Active, now - 100, now - 10);
+        let lapsed = consent(
+            8,
+            ApiGeneration::Api2026,
+            ConsentState::Active,
+            now - 100,
+            now - 10,
+        );
         assert!(refusal(&app, prm, &[lapsed], &s, now).contains("expired on"));
 
-        let revoked = consent(9, ApiGeneration::Api2026, ConsentState::Revoked, now - 100, now + 100);
+        let revoked = consent(
+            9,
+            ApiGeneration::Api2026,
+            ConsentState::Revoked,
+            now - 100,
+            now + 100,
+        );
         assert!(refusal(&app, prm, &[revoked], &s, now).contains("was revoked"));
 
-        let old = consent(3, ApiGeneration::V5, ConsentState::Active, now - 100, now + 100);
+        let old = consent(
+            3,
+            ApiGeneration::V5,
+            ConsentState::Active,
+            now - 100,
+            now + 100,
+        );
         let text = refusal(&app, prm, &[old], &s, now);
         assert!(text.contains("given through Enedis API v5"), "{text}");
         assert!(text.contains("now uses API 2026"), "{text}");

@@ -77,21 +77,23 @@ pub async fn fetch(
 
     let grant = authorise(ctx, &settings, &request.requester, prm).await?;
 
-    let (from, to) = request.window.paris_dates().map_err(|e| {
-        CommandError::bad_request(format!("fields {}: {e}", request.period_fields))
-    })?;
+    let (from, to) = request
+        .window
+        .paris_dates()
+        .map_err(|e| CommandError::bad_request(format!("fields {}: {e}", request.period_fields)))?;
     let due = request.deadline - DEADLINE_MARGIN;
-    let fetched =
-        match tokio::time::timeout_at(due, ctx.upstream.readings(prm, series, from, to)).await {
-            Ok(Ok(fetched)) => fetched,
-            Ok(Err(e)) => return Err(upstream_error(&e, request.period_fields)),
-            Err(_) => {
-                tracing::warn!(%prm, %series, %from, %to, "Enedis did not answer before the request's deadline");
-                return Err(CommandError::unavailable(
-                    "Enedis Data Connect did not answer in time; try again later, or ask for a shorter period",
-                ));
-            }
-        };
+    let fetched = match tokio::time::timeout_at(due, ctx.upstream.readings(prm, series, from, to))
+        .await
+    {
+        Ok(Ok(fetched)) => fetched,
+        Ok(Err(e)) => return Err(upstream_error(&e, request.period_fields)),
+        Err(_) => {
+            tracing::warn!(%prm, %series, %from, %to, "Enedis did not answer before the request's deadline");
+            return Err(CommandError::unavailable(
+                "Enedis Data Connect did not answer in time; try again later, or ask for a shorter period",
+            ));
+        }
+    };
     log.upstream_calls(fetched.calls);
 
     let mut readings = fetched.readings;
@@ -99,7 +101,9 @@ pub async fn fetch(
     let series = TimeSeries::new(request.identifier, readings);
     let payload = encode_element(&series, request.meta).map_err(|e| {
         tracing::error!(error = %e, "cannot encode a Quoalise payload");
-        CommandError::internal("the agent could not encode the answer; its operator can find details in its log")
+        CommandError::internal(
+            "the agent could not encode the answer; its operator can find details in its log",
+        )
     })?;
     Ok(DataAnswer {
         series,
@@ -168,7 +172,10 @@ mod tests {
     #[test]
     fn refusals_carry_the_enedis_code_and_message() {
         let e = upstream_error(
-            &refused(Some("ADAM-ERR0123"), "The requested period cannot be anterior to the meter's last activation date"),
+            &refused(
+                Some("ADAM-ERR0123"),
+                "The requested period cannot be anterior to the meter's last activation date",
+            ),
             "start_time/end_time",
         );
         assert_eq!(
@@ -198,7 +205,10 @@ mod tests {
             },
             "x",
         );
-        assert!(matches!(e, CommandError::ServiceUnavailable { retry: true, .. }));
+        assert!(matches!(
+            e,
+            CommandError::ServiceUnavailable { retry: true, .. }
+        ));
         assert!(!e.to_string().contains("10.0.0.7"), "{e}");
     }
 

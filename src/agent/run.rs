@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::AgentContext;
 use super::reload::{Reloaded, reload};
-use crate::commands::{GetDaily, GetHistory, GetLoadCurve, ListUsagePoints};
+use crate::commands::{GetAuthorizeUri, GetDaily, GetHistory, GetLoadCurve, ListUsagePoints};
 use crate::config::Config;
 use crate::health::{Health, check_fn};
 use crate::metrics::Metrics;
@@ -56,12 +56,15 @@ pub fn commands(ctx: Arc<AgentContext>) -> CommandSet<AgentContext> {
         .with(GetLoadCurve)
         .with(GetDaily)
         .with(ListUsagePoints)
+        .with(GetAuthorizeUri)
 }
 
 /// The web server's routes (`/healthz`, `/metrics`). Merge other routers here,
 /// e.g. `.merge(crate::web::router(ctx.clone()))`.
 pub fn web_router(ctx: &Arc<AgentContext>) -> Router {
-    Router::new().merge(health(ctx).router())
+    Router::new()
+        .merge(health(ctx).router())
+        .merge(crate::web::router(crate::web::agent_state(ctx)))
 }
 
 /// `/healthz`: the store answers, and the XMPP session is up.
@@ -220,11 +223,8 @@ impl Agent {
                 .with_graceful_shutdown(web_stop.cancelled_owned())
                 .await
         });
-        let mut session = tokio::spawn(xmpp.run(
-            commands(ctx.clone()),
-            ctx.peers.clone(),
-            shutdown.clone(),
-        ));
+        let mut session =
+            tokio::spawn(xmpp.run(commands(ctx.clone()), ctx.peers.clone(), shutdown.clone()));
         let watcher = tokio::spawn(watch_session(ctx.clone()));
 
         let settings = ctx.settings();

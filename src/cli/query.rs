@@ -213,8 +213,8 @@ pub fn main(args: &QueryArgs) -> ExitCode {
 
 /// Logs in, runs the command, writes the answer to `out`.
 pub async fn run(args: &QueryArgs, out: &mut impl Write) -> Result<(), QueryError> {
-    let to = Jid::new(&args.to)
-        .map_err(|e| fail(format!("--to '{}' is not a JID: {e}", args.to)))?;
+    let to =
+        Jid::new(&args.to).map_err(|e| fail(format!("--to '{}' is not a JID: {e}", args.to)))?;
     if to.resource().is_none() {
         return Err(fail(format!(
             "--to '{}' must be the agent's FULL JID, with its resource (e.g. {}/agent): the server answers commands sent to a bare JID itself",
@@ -236,13 +236,19 @@ pub async fn run(args: &QueryArgs, out: &mut impl Write) -> Result<(), QueryErro
                 e.likely_cause()
             )));
         }
-        Err(_) => return Err(fail(format!("cannot log in within {} s", timeout.as_secs()))),
+        Err(_) => {
+            return Err(fail(format!(
+                "cannot log in within {} s",
+                timeout.as_secs()
+            )));
+        }
     }
 
     let agent = XmppAgent::new(&config).map_err(|e| fail(e.to_string()))?;
     let handle = agent.handle();
     let shutdown = CancellationToken::new();
-    let session = tokio::spawn(agent.run(CommandSet::new(()), AllowList::default(), shutdown.clone()));
+    let session =
+        tokio::spawn(agent.run(CommandSet::new(()), AllowList::default(), shutdown.clone()));
     let result = async {
         if !handle.wait_until_up(timeout).await {
             return Err(fail(format!(
@@ -376,7 +382,9 @@ fn print_answer(
         .payloads
         .iter()
         .find(|p| p.is("quoalise", NS_QUOALISE))
-        .ok_or_else(|| fail("the agent's answer holds no <quoalise xmlns=\"urn:quoalise:0\"> payload"))?;
+        .ok_or_else(|| {
+            fail("the agent's answer holds no <quoalise xmlns=\"urn:quoalise:0\"> payload")
+        })?;
     let data = decode_element(quoalise)
         .map_err(|e| fail(format!("the agent's payload does not decode: {e}")))?;
     let series: Vec<TimeSeries> = data

@@ -14,7 +14,7 @@ use crate::agent::context::AgentContext;
 use crate::agent::data::{DataAnswer, DataRequest, fetch};
 use crate::logging::RequestLog;
 use crate::quoalise::{Direction, Identifier, MetaForm, Prm, Series};
-use crate::time::{PARIS, Window, add_days, day_start, parse_date, paris_today};
+use crate::time::{PARIS, Window, add_days, day_start, paris_today, parse_date};
 use crate::xmpp::forms::{fixed, list_single, text_single};
 use crate::xmpp::{CommandError, FieldExt, FormBuilder, Note, Outcome, Request, SubmittedForm};
 
@@ -87,7 +87,10 @@ pub fn prm_hint(readable: &[Readable]) -> String {
         .map(|r| r.prm.to_string())
         .collect();
     if readable.len() > SHOWN {
-        list.push(format!("… ({} in all, see list_usage_points)", readable.len()));
+        list.push(format!(
+            "… ({} in all, see list_usage_points)",
+            readable.len()
+        ));
     }
     if list.is_empty() {
         "none yet (ask the agent's operator, or a consumer's consent through get_authorize_uri)"
@@ -142,7 +145,10 @@ pub fn legacy_form(title: &str, instructions: &str, readable: &[Readable]) -> Da
     let (start, end) = default_days();
     let mut prm_field = text_single("usage_point_id", "Usage point (PRM, 14 digits)")
         .required()
-        .desc(&format!("Usage points you may read: {}", prm_hint(readable)));
+        .desc(&format!(
+            "Usage points you may read: {}",
+            prm_hint(readable)
+        ));
     if let Some(first) = readable.first() {
         prm_field = prm_field.value(first.prm.as_str());
     }
@@ -309,13 +315,19 @@ mod tests {
             ("start_date", "2026-03-29"),
             ("end_date", "2026-03-30"),
         ]);
-        assert!(text.starts_with("field 'direction' must be one of"), "{text}");
+        assert!(
+            text.starts_with("field 'direction' must be one of"),
+            "{text}"
+        );
         let text = bad(&[
             ("usage_point_id", "22516914714270"),
             ("start_date", "2026-3-29"),
             ("end_date", "2026-03-30"),
         ]);
-        assert!(text.starts_with("field 'start_date': invalid date"), "{text}");
+        assert!(
+            text.starts_with("field 'start_date': invalid date"),
+            "{text}"
+        );
         let text = bad(&[
             ("usage_point_id", "22516914714270"),
             ("start_date", "2026-03-30"),
@@ -325,7 +337,10 @@ mod tests {
             text.starts_with("fields start_date/end_date: the period is empty"),
             "{text}"
         );
-        let text = bad(&[("usage_point_id", "22516914714270"), ("start_date", "2026-03-30")]);
+        let text = bad(&[
+            ("usage_point_id", "22516914714270"),
+            ("start_date", "2026-03-30"),
+        ]);
         assert_eq!(text, "missing required field 'end_date'");
     }
 

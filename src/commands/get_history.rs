@@ -18,7 +18,7 @@ use crate::agent::authorise::readable;
 use crate::agent::context::AgentContext;
 use crate::agent::data::{DataRequest, fetch};
 use crate::quoalise::{Identifier, MetaForm, Series};
-use crate::time::{Window, day_start, paris_date, parse_instant, paris_today};
+use crate::time::{Window, day_start, paris_date, paris_today, parse_instant};
 use crate::xmpp::forms::text_single;
 use crate::xmpp::{
     AdHocCommand, BoxFuture, CommandError, FieldExt, FormBuilder, Outcome, Request, SubmittedForm,
@@ -166,7 +166,9 @@ mod tests {
     fn form(fields: &[(&str, &str)]) -> SubmittedForm {
         let inner: String = fields
             .iter()
-            .map(|(k, v)| format!(r#"<field var="{k}" type="text-single"><value>{v}</value></field>"#))
+            .map(|(k, v)| {
+                format!(r#"<field var="{k}" type="text-single"><value>{v}</value></field>"#)
+            })
             .collect();
         let element: Element = format!(r#"<x xmlns="jabber:x:data" type="submit">{inner}</x>"#)
             .parse()
@@ -208,18 +210,27 @@ mod tests {
     fn errors_name_the_field_and_reuse_the_parsers_messages() {
         let err = |fields: &[(&str, &str)]| parse(&form(fields)).unwrap_err().to_string();
         assert_eq!(
-            err(&[("identifier", "urn:dev:prm:3000161007184_consumption/power/active/raw")]),
+            err(&[(
+                "identifier",
+                "urn:dev:prm:3000161007184_consumption/power/active/raw"
+            )]),
             "field 'identifier': invalid PRM \"3000161007184\" in identifier: a PRM has 14 digits, this one has 13 characters"
         );
         let text = err(&[("identifier", ID), ("start_time", "2020-03-01T00:00:00")]);
-        assert!(text.starts_with("field 'start_time': invalid date-time"), "{text}");
+        assert!(
+            text.starts_with("field 'start_time': invalid date-time"),
+            "{text}"
+        );
         assert!(text.contains("no offset"), "{text}");
         let text = err(&[
             ("identifier", ID),
             ("start_time", "2020-03-08T00:00:00+01:00"),
             ("end_time", "2020-03-01T00:00:00+01:00"),
         ]);
-        assert!(text.starts_with("fields start_time/end_time: the period is empty"), "{text}");
+        assert!(
+            text.starts_with("fields start_time/end_time: the period is empty"),
+            "{text}"
+        );
         assert_eq!(err(&[]), "missing required field 'identifier'");
     }
 }

@@ -55,7 +55,11 @@ pub fn usage_points_form(readable: &[Readable]) -> DataForm {
             access.push("granted by the agent's configuration".to_owned());
         }
         for c in &r.consents {
-            access.push(format!("consent {} (Enedis API {})", c.id, c.generation.as_str()));
+            access.push(format!(
+                "consent {} (Enedis API {})",
+                c.id,
+                c.generation.as_str()
+            ));
         }
         lines.push(format!("access: {}", access.join("; ")));
         lines.push(format!(
@@ -64,9 +68,8 @@ pub fn usage_points_form(readable: &[Readable]) -> DataForm {
                 .map(fmt_instant)
                 .unwrap_or_else(|| "no end".to_owned())
         ));
-        form = form.field(
-            text_multi(r.prm.as_str(), &format!("PRM {}", r.prm)).lines(&lines.join("\n")),
-        );
+        form = form
+            .field(text_multi(r.prm.as_str(), &format!("PRM {}", r.prm)).lines(&lines.join("\n")));
     }
     form.build()
 }
@@ -151,9 +154,15 @@ mod tests {
             values(&form, "usage_points"),
             ["11453290002823", "22516914714270"]
         );
-        assert_eq!(form.instructions.as_deref(), Some("You may read 2 usage points."));
+        assert_eq!(
+            form.instructions.as_deref(),
+            Some("You may read 2 usage points.")
+        );
         let lines = values(&form, "22516914714270");
-        assert!(lines[0].starts_with("series: consumption/power/active/raw, "), "{lines:?}");
+        assert!(
+            lines[0].starts_with("series: consumption/power/active/raw, "),
+            "{lines:?}"
+        );
         assert_eq!(lines[1], "access: granted by the agent's configuration");
         assert_eq!(lines[2], "valid until: no end");
         let lines = values(&form, "11453290002823");

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use jiff::Timestamp;
 
 use super::html::{self, escape, french_date, french_duration, sanitize_description};
-use super::redirect_uri::check_redirect_uri;
+use super::redirect_uri::{RedirectUriError, check_redirect_uri};
 use super::{Page, WebState, new_oauth_state, problem_page};
 use crate::quoalise::Series;
 use crate::store::now_seconds;
@@ -96,15 +96,13 @@ fn internal(detail: &str) -> Page {
 /// What each series means to a consumer, in the order a consumer reads them.
 fn series_labels() -> [(Series, &'static str); 5] {
     let label = |series: Series| match series {
-        Series::ConsumptionEnergyDaily => "votre consommation d'électricité jour par jour",
+        Series::ConsumptionEnergyDaily => "votre consommation jour par jour",
         Series::ConsumptionPower => {
-            "votre courbe de charge : la puissance moyenne consommée toutes les 10 à 60 minutes"
+            "votre courbe de charge (puissance moyenne toutes les 10 à 60 minutes)"
         }
-        Series::ConsumptionMaxPower => "la puissance maximale atteinte chaque jour",
-        Series::ProductionEnergyDaily => {
-            "votre production d'électricité jour par jour, si vous en produisez"
-        }
-        Series::ProductionPower => "votre courbe de production, si vous produisez de l'électricité",
+        Series::ConsumptionMaxPower => "votre puissance maximale de chaque jour",
+        Series::ProductionEnergyDaily => "votre production jour par jour, si vous en avez",
+        Series::ProductionPower => "votre courbe de production, si vous en avez",
     };
     [
         Series::ConsumptionEnergyDaily,
@@ -186,16 +184,23 @@ async fn authorize(web: &WebState, raw: &str) -> Result<Page, Page> {
             Ok(url) => Some(url),
             Err(why) => {
                 tracing::warn!(owner = %description.owner, reason = %why, "refused a redirect_uri on the consent page");
+                let explanation = match why {
+                    RedirectUriError::NotAllowed | RedirectUriError::NoneConfigured => format!(
+                        "Après Enedis, ce lien vous renverrait vers une adresse que \
+                         l'application <strong>{}</strong> n'a pas déclarée.",
+                        escape(&description.name)
+                    ),
+                    other => format!(
+                        "L'adresse de retour demandée par ce lien est refusée : {}.",
+                        escape(&other.to_string())
+                    ),
+                };
                 return Err(problem_page(
                     StatusCode::BAD_REQUEST,
                     "Adresse de retour refusée",
                     &format!(
-                        "<p>Ce lien demande à vous renvoyer, après Enedis, vers une adresse \
-                         que l'application <strong>{}</strong> n'a pas déclarée : {}. Par \
-                         prudence, la demande est refusée. Si vous pensez qu'il s'agit d'une \
-                         erreur, contactez l'application.</p>",
-                        escape(&description.name),
-                        escape(&why.to_string())
+                        "<p>{explanation} Par prudence, la demande s'arrête là. Si vous \
+                         pensez qu'il s'agit d'une erreur, contactez l'application.</p>"
                     ),
                     Some(&requested.chars().take(300).collect::<String>()),
                 ));
@@ -318,7 +323,7 @@ fn consent_page(
 <p class="period">Pendant <strong>{duration}</strong>{until}. Vous pourrez retirer votre accord à tout moment depuis votre espace client Enedis.</p>
 <p>Vous allez être redirigé vers le site d'Enedis pour vous identifier et donner votre accord.</p>
 <a class="button" id="enedis" href="{enedis}">Continuer vers Enedis</a>
-{sandbox}<p class="small">Ce lien est valable {ttl_minutes} minutes. Vos données transiteront par l'agent Quoalise de {name}.</p>
+{sandbox}<p class="small">Ce lien est valable {ttl_minutes} minutes.</p>
 </div>"#,
         duration = escape(&french_duration(duration.as_str())),
         enedis = escape(enedis_url),
