@@ -807,3 +807,180 @@ async fn consent_through_a_browser_v4_sandbox() {
     )
     .await;
 }
+
+/// `get_authorize_uri` as Gajim (multi-stage, prefilled form) and as a program
+/// (one execute) drive it, against the real agent binary; and the admin's
+/// `authorize-url`, which gives the same URI for the same description.
+#[tokio::test]
+async fn get_authorize_uri_for_humans_programs_and_admins() {
+    let s = setup("2026", false).await;
+    let slix = Slix::new(&s.prosody, &format!("{PEER_USER}@{DOMAIN}/gajim"));
+
+    // A human first gets a form; the name defaults to the JID's local part.
+    let flow = slix
+        .run(
+            &[],
+            "multistage",
+            &[
+                "get_authorize_uri",
+                "description=<p>Première ligne</p>\n<p>Seconde <a href=\"https://example.fr/\">ligne</a></p>",
+            ],
+        )
+        .await;
+    let first = &flow["steps"][0];
+    assert_eq!(first["status"], "executing", "{flow}");
+    let fields = first["form"]["fields"].as_array().unwrap();
+    let vars: Vec<&str> = fields.iter().map(|f| f["var"].as_str().unwrap()).collect();
+    assert_eq!(vars, ["name", "logo_url", "description"], "{flow}");
+    assert_eq!(fields[0]["values"], json!([PEER_USER]), "{flow}");
+    assert_eq!(fields[2]["type"], "text-multi", "{flow}");
+    let done = &flow["steps"][1];
+    assert_eq!(done["status"], "completed", "{flow}");
+    let answer = &done["form"]["fields"][0];
+    assert_eq!(answer["var"], "authorize_uri", "{flow}");
+    // text-single (XEP-0004's default type, which xmpp-parsers leaves implicit):
+    // a field Psi users can select and copy.
+    assert!(
+        matches!(answer["type"].as_str(), Some("" | "text-single")),
+        "{flow}"
+    );
+    let uri = answer["values"][0].as_str().unwrap().to_owned();
+    assert!(
+        uri.starts_with(&format!("{}/authorize?id=", s.web)),
+        "{uri}"
+    );
+
+    // The page shows both description lines, as HTML.
+    let page = reqwest::get(&uri).await.unwrap().text().await.unwrap();
+    assert!(page.contains("<p>Première ligne</p>"), "{page}");
+    assert!(
+        page.contains(
+            "<a href=\"https://example.fr/\" rel=\"noopener noreferrer nofollow\">ligne</a>"
+        ),
+        "{page}"
+    );
+
+    // Next time the form is prefilled with that description, and submitting it
+    // unchanged gives the same URI.
+    let again = slix.run(&[], "multistage", &["get_authorize_uri"]).await;
+    let fields = again["steps"][0]["form"]["fields"].as_array().unwrap();
+    assert_eq!(fields[0]["values"], json!([PEER_USER]), "{again}");
+    assert_eq!(
+        fields[2]["values"],
+        json!([
+            "<p>Première ligne</p>",
+            "<p>Seconde <a href=\"https://example.fr/\">ligne</a></p>"
+        ]),
+        "{again}"
+    );
+    assert_eq!(
+        again["steps"][1]["form"]["fields"][0]["values"][0],
+        uri.as_str(),
+        "{again}"
+    );
+
+    // A program sends everything at once; mistakes name the field.
+    let answer = slix
+        .run(
+            &[],
+            "single",
+            &[
+                "get_authorize_uri",
+                "name=Elec Expert",
+                "logo_url=http://example.fr/logo.png",
+                "description=x",
+            ],
+        )
+        .await;
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["condition"], "bad-request", "{answer}");
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap()
+            .contains("field 'logo_url'"),
+        "{answer}"
+    );
+    let answer = slix
+        .run(&[], "single", &["get_authorize_uri", "description=x"])
+        .await;
+    assert_eq!(answer["condition"], "bad-request", "{answer}");
+    assert!(
+        answer["text"].as_str().unwrap().contains("'name'"),
+        "{answer}"
+    );
+    let answer = slix
+        .run(
+            &[],
+            "single",
+            &[
+                "get_authorize_uri",
+                "name=Elec Expert",
+                "logo_url=https://example.fr/logo.png",
+                "description=<p>Pour vous</p>",
+            ],
+        )
+        .await;
+    assert_eq!(answer["status"], "completed", "{answer}");
+    let program_uri = answer["form"]["fields"][0]["values"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(program_uri, uri);
+
+    // The admin's command line: the same description gives the same URI.
+    let description = s._dir.path().join("description.html");
+    std::fs::write(&description, "<p>Pour vous</p>\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&s.agent.config)
+        .args([
+            "authorize-url",
+            "--peer",
+            "App@Localhost",
+            "--name",
+            "Elec Expert",
+        ])
+        .args([
+            "--logo-url",
+            "https://example.fr/logo.png",
+            "--description-file",
+        ])
+        .arg(&description)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), program_uri);
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&s.agent.config)
+        .args([
+            "authorize-url",
+            "--peer",
+            "stranger@localhost",
+            "--name",
+            "X",
+            "--description-file",
+        ])
+        .arg(&description)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stranger@localhost is not a configured peer"),
+        "{stderr}"
+    );
+    // Another peer's description is not shown under this one's name: owners differ.
+    let page = reqwest::get(&program_uri)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Elec Expert souhaite"), "{page}");
+}
