@@ -58,6 +58,8 @@ struct Options {
     api: ApiGeneration,
     sandbox: bool,
     state_ttl: Duration,
+    /// A path in `public_url` (a reverse proxy's prefix), e.g. `/dataconnect`.
+    public_path: &'static str,
 }
 
 impl Options {
@@ -66,6 +68,7 @@ impl Options {
             api,
             sandbox: true,
             state_ttl: web::STATE_TTL,
+            public_path: "",
         }
     }
 }
@@ -104,7 +107,11 @@ fn peer_config(redirects: &[&str]) -> PeerConfig {
 impl Flow {
     async fn start(options: Options) -> Flow {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let base = format!(
+            "http://{}{}",
+            listener.local_addr().unwrap(),
+            options.public_path
+        );
         let redirect = format!("{base}/redirect");
         let sim = sim::Sim::start(&["--redirect-uri", &redirect]);
         let dir = tempfile::tempdir().unwrap();
@@ -875,4 +882,37 @@ async fn neither_states_nor_codes_reach_the_logs() {
         "the full state is in the logs:\n{logs}"
     );
     assert!(!logs.contains(&code), "the code is in the logs:\n{logs}");
+}
+
+#[tokio::test]
+async fn a_public_url_with_a_path_works_with_or_without_the_prefix() {
+    let mut options = Options::new(ApiGeneration::V5);
+    options.public_path = "/dataconnect";
+    let mut flow = Flow::start(options).await;
+    assert!(
+        flow.uri.contains("/dataconnect/authorize?id="),
+        "{}",
+        flow.uri
+    );
+    // Through a proxy that keeps the prefix: the whole trip.
+    let (status, to, body) = flow
+        .consent(
+            &[("test_client", "0"), ("redirect_uri", PEER_REDIRECT)],
+            &[],
+        )
+        .await;
+    assert_eq!(status, 303, "{body}");
+    assert!(to.unwrap().ends_with("usage_points=22516914714270"));
+    flow.notification().await;
+    let css = flow
+        .http
+        .get(format!("{}/static/consent.css", flow.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
+    // Through a proxy that strips it.
+    let stripped = flow.uri.replace("/dataconnect/authorize", "/authorize");
+    let (status, body) = flow.open_uri(&stripped, &[]).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -222,14 +222,31 @@ impl WebState {
 /// The consent pages, to merge into the agent's web server:
 /// `GET /authorize`, `GET <callback_path>` (default `/redirect`) and
 /// `GET /static/consent.css`.
+///
+/// When `public_url` has a path (`https://agent.example.org/dataconnect`), the
+/// pages are served both at the root and under that path, so a reverse proxy may
+/// strip the prefix or pass it through.
 pub fn router(state: WebState) -> Router {
     let callback_path = state.settings().callback_path.clone();
-    Router::new()
+    let prefix = public_path(&state.settings().public_url);
+    let pages: Router<WebState> = Router::new()
         .route("/authorize", get(authorize::handle))
         .route(&callback_path, get(callback::handle))
-        .route("/static/consent.css", get(stylesheet))
+        .route("/static/consent.css", get(stylesheet));
+    let pages = match prefix {
+        Some(prefix) => pages.clone().nest(&prefix, pages),
+        None => pages,
+    };
+    pages
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// The path of `public_url` without trailing slash, when it has one.
+fn public_path(public_url: &str) -> Option<String> {
+    let url = Url::parse(public_url).ok()?;
+    let path = url.path().trim_end_matches('/');
+    (!path.is_empty()).then(|| path.to_owned())
 }
 
 async fn stylesheet() -> Response {
