@@ -236,123 +236,25 @@ pub async fn legacy_execute(
     request: Request,
 ) -> Result<Outcome, CommandError> {
     let (mut log, span) = begin(&request);
-    async move {
-        let result = async {
-            let query = LegacyQuery::from_form(&request.form)?;
-            let identifier = Identifier::new(query.prm, legacy.series(query.direction));
-            let data = DataRequest {
-                requester: request.requester.clone(),
-                identifier,
-                window: query.window,
-                meta: MetaForm::Nested,
-                period_fields: LEGACY_PERIOD_FIELDS,
-                deadline: request.deadline,
-            };
-            let answer = fetch(ctx, &data, &mut log).await?;
-            Ok(data_outcome(
-                answer,
-                legacy.title,
-                &format!("{} of {}", legacy.title, query.prm),
-            ))
-        }
-        .await;
-        finish(ctx, legacy.node, log, &result);
-        result
-    }
-    .instrument(span)
-    .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use minidom::Element;
-
-    fn form(xml: &str) -> SubmittedForm {
-        let element: Element = xml.parse().unwrap();
-        SubmittedForm::new(DataForm::try_from(element).unwrap()).unwrap()
-    }
-
-    fn legacy(fields: &[(&str, &str)]) -> Result<LegacyQuery, CommandError> {
-        let inner: String = fields
-            .iter()
-            .map(|(k, v)| format!(r#"<field var="{k}"><value>{v}</value></field>"#))
-            .collect();
-        LegacyQuery::from_form(&form(&format!(
-            r#"<x xmlns="jabber:x:data" type="submit">{inner}</x>"#
-        )))
-    }
-
-    #[test]
-    fn legacy_forms_default_to_consumption() {
-        let q = legacy(&[
-            ("usage_point_id", "22516914714270"),
-            ("start_date", "2026-03-29"),
-            ("end_date", "2026-03-30"),
-        ])
-        .unwrap();
-        assert_eq!(q.direction, Direction::Consumption);
-        assert_eq!(q.prm.as_str(), "22516914714270");
-        // The spring-forward day lasts 23 hours.
-        assert_eq!(q.window.end - q.window.start, 23 * 3600);
-    }
-
-    #[test]
-    fn legacy_errors_name_the_field() {
-        let bad = |fields: &[(&str, &str)]| legacy(fields).unwrap_err().to_string();
-        let text = bad(&[
-            ("usage_point_id", "2251691471427"),
-            ("start_date", "2026-03-29"),
-            ("end_date", "2026-03-30"),
-        ]);
-        assert_eq!(
-            text,
-            "field 'usage_point_id': a PRM has 14 digits, this one has 13 characters"
-        );
-        let text = bad(&[
-            ("usage_point_id", "22516914714270"),
-            ("direction", "both"),
-            ("start_date", "2026-03-29"),
-            ("end_date", "2026-03-30"),
-        ]);
-        assert!(
-            text.starts_with("field 'direction' must be one of"),
-            "{text}"
-        );
-        let text = bad(&[
-            ("usage_point_id", "22516914714270"),
-            ("start_date", "2026-3-29"),
-            ("end_date", "2026-03-30"),
-        ]);
-        assert!(
-            text.starts_with("field 'start_date': invalid date"),
-            "{text}"
-        );
-        let text = bad(&[
-            ("usage_point_id", "22516914714270"),
-            ("start_date", "2026-03-30"),
-            ("end_date", "2026-03-30"),
-        ]);
-        assert!(
-            text.starts_with("fields start_date/end_date: the period is empty"),
-            "{text}"
-        );
-        let text = bad(&[
-            ("usage_point_id", "22516914714270"),
-            ("start_date", "2026-03-30"),
-        ]);
-        assert_eq!(text, "missing required field 'end_date'");
-    }
-
-    #[test]
-    fn paris_midnight_carries_the_offset_of_the_day() {
-        assert_eq!(
-            paris_midnight(jiff::civil::date(2026, 1, 15)),
-            "2026-01-15T00:00:00+01:00"
-        );
-        assert_eq!(
-            paris_midnight(jiff::civil::date(2026, 7, 15)),
-            "2026-07-15T00:00:00+02:00"
-        );
-    }
+    let work = async {
+        let query = LegacyQuery::from_form(&request.form)?;
+        let identifier = Identifier::new(query.prm, legacy.series(query.direction));
+        let data = DataRequest {
+            requester: request.requester.clone(),
+            identifier,
+            window: query.window,
+            meta: MetaForm::Nested,
+            period_fields: LEGACY_PERIOD_FIELDS,
+            deadline: request.deadline,
+        };
+        let answer = fetch(ctx, &data, &mut log).await?;
+        Ok(data_outcome(
+            answer,
+            legacy.title,
+            &format!("{} of {}", legacy.title, query.prm),
+        ))
+    };
+    let result = work.instrument(span).await;
+    finish(ctx, legacy.node, log, &result);
+    result
 }

@@ -130,31 +130,29 @@ impl AdHocCommand<AgentContext> for GetHistory {
         request: Request,
     ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
         let (mut log, span) = begin(&request);
-        Box::pin(
-            async move {
-                let result = async {
-                    let (identifier, window) = parse(&request.form)?;
-                    let data = DataRequest {
-                        requester: request.requester.clone(),
-                        identifier,
-                        window,
-                        meta: MetaForm::Flat,
-                        period_fields: PERIOD_FIELDS,
-                        deadline: request.deadline,
-                    };
-                    let answer = fetch(ctx, &data, &mut log).await?;
-                    Ok(data_outcome(
-                        answer,
-                        "Get history",
-                        &format!("Get {identifier}"),
-                    ))
-                }
-                .await;
-                finish(ctx, NODE, log, &result);
-                result
-            }
-            .instrument(span),
-        )
+        Box::pin(async move {
+            let work = async {
+                let (identifier, window) = parse(&request.form)?;
+                let data = DataRequest {
+                    requester: request.requester.clone(),
+                    identifier,
+                    window,
+                    meta: MetaForm::Flat,
+                    period_fields: PERIOD_FIELDS,
+                    deadline: request.deadline,
+                };
+                let answer = fetch(ctx, &data, &mut log).await?;
+                Ok(data_outcome(
+                    answer,
+                    "Get history",
+                    &format!("Get {identifier}"),
+                ))
+            };
+            let result = work.instrument(span).await;
+            // Outside the span: the line carries peer and command itself.
+            finish(ctx, NODE, log, &result);
+            result
+        })
     }
 }
 

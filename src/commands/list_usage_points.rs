@@ -97,17 +97,15 @@ impl AdHocCommand<AgentContext> for ListUsagePoints {
         request: Request,
     ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
         let (log, span) = begin(&request);
-        Box::pin(
-            async move {
-                let settings = ctx.settings();
-                let result = readable(ctx, &settings, &request.requester)
-                    .await
-                    .map(|list| Outcome::new().with_form(usage_points_form(&list)));
-                finish(ctx, NODE, log, &result);
-                result
-            }
-            .instrument(span),
-        )
+        Box::pin(async move {
+            let settings = ctx.settings();
+            let result = readable(ctx, &settings, &request.requester)
+                .instrument(span)
+                .await
+                .map(|list| Outcome::new().with_form(usage_points_form(&list)));
+            finish(ctx, NODE, log, &result);
+            result
+        })
     }
 }
 

@@ -1,0 +1,511 @@
+//! A whole deployment for the agent's integration tests: a real Prosody
+//! (tests/common/prosody.rs), the REAL `enedis-sim` binary (tests/common/sim.rs)
+//! and the REAL `quoalise-agent` binary running `run` with a configuration
+//! written here, all on 127.0.0.1 with free ports and temporary directories.
+//! Everything is stopped on Drop (SIGTERM, then kill), also when a test fails;
+//! the agent's log is printed then.
+//!
+//! Peers: Rust ones from tests/common/xmpp_harness.rs (`Peer`), slixmpp ones
+//! through tests/interop/quoalise_peer.py ([`Deployment::python`]), and the
+//! `query` command line ([`Deployment::query`]).
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use jiff::civil::Date;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::common::prosody::{DOMAIN, Prosody, ProsodyOptions};
+use crate::common::xmpp_harness::{AGENT, PASSWORD, agent_jid};
+use crate::sim::Sim;
+
+pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
+
+/// Profile-0 PRM (consumption, 30-minute load curve, no gaps).
+pub const PRM: &str = "22516914714270";
+/// Profile 1: commissioned 2019-08-27 (ADAM-ERR0123 before).
+pub const PRM_PROFILE_1: &str = "11453290002823";
+/// The 10-minute meter.
+pub const PRM_PT10M: &str = "30000000000010";
+
+/// One `[[peers]]` entry.
+#[derive(Debug, Clone)]
+pub struct PeerSpec {
+    /// Local part on the test domain (`alice` → `alice@localhost`).
+    pub user: String,
+    pub usage_points: Vec<String>,
+}
+
+pub fn peer(user: &str, usage_points: &[&str]) -> PeerSpec {
+    PeerSpec {
+        user: user.to_owned(),
+        usage_points: usage_points.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// What the written configuration says, beyond the addresses.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub peers: Vec<PeerSpec>,
+    /// `xmpp.request_timeout_secs`.
+    pub request_timeout_secs: u64,
+    /// `enedis.max_retries`.
+    pub max_retries: u32,
+    /// `enedis.calls_per_second`.
+    pub calls_per_second: u32,
+    /// `enedis.calls_per_hour`.
+    pub calls_per_hour: u32,
+    /// The agent's password as configured (the account has [`PASSWORD`]).
+    pub xmpp_password: String,
+    /// `xmpp.first_session_deadline_secs`.
+    pub first_session_deadline_secs: u64,
+    /// `log.level`.
+    pub log_level: String,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            peers: Vec::new(),
+            request_timeout_secs: 30,
+            max_retries: 1,
+            calls_per_second: 50,
+            calls_per_hour: 100_000,
+            xmpp_password: PASSWORD.to_owned(),
+            first_session_deadline_secs: 30,
+            log_level: "info,quoalise_agent=debug".to_owned(),
+        }
+    }
+}
+
+impl AgentSettings {
+    pub fn with_peers(peers: Vec<PeerSpec>) -> Self {
+        AgentSettings {
+            peers,
+            ..AgentSettings::default()
+        }
+    }
+}
+
+/// Writes the files of an agent configuration in `dir`.
+pub struct ConfigFiles {
+    pub dir: PathBuf,
+    pub xmpp_server: String,
+    pub ca_file: PathBuf,
+    pub sim_base: String,
+    pub web_port: u16,
+}
+
+impl ConfigFiles {
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// Writes config.toml (and the secret files, 0600).
+    pub fn write(&self, settings: &AgentSettings) {
+        write_secret(&self.dir.join("xmpp_password"), &settings.xmpp_password);
+        write_secret(
+            &self.dir.join("enedis_client_secret"),
+            crate::sim::CLIENT_SECRET,
+        );
+        let mut text = format!(
+            r#"# Written by tests/agent_harness.
+[xmpp]
+jid = "{AGENT}@{DOMAIN}/agent"
+password_file = "xmpp_password"
+server = "{server}"
+ca_file = "{ca}"
+request_timeout_secs = {timeout}
+first_session_deadline_secs = {deadline}
+
+[enedis]
+api = "2026"
+base_url = "{sim}"
+authorize_url = "{sim}"
+client_id = "{client_id}"
+client_secret_file = "enedis_client_secret"
+calls_per_second = {per_second}
+calls_per_hour = {per_hour}
+max_retries = {retries}
+connect_timeout_secs = 2
+quota_wait_secs = 5
+
+[web]
+listen = "127.0.0.1:{web}"
+public_url = "http://127.0.0.1:{web}"
+
+[store]
+path = "agent.db"
+
+[log]
+level = "{level}"
+"#,
+            server = self.xmpp_server,
+            ca = self.ca_file.display(),
+            timeout = settings.request_timeout_secs,
+            deadline = settings.first_session_deadline_secs,
+            sim = self.sim_base,
+            client_id = crate::sim::CLIENT_ID,
+            per_second = settings.calls_per_second,
+            per_hour = settings.calls_per_hour,
+            retries = settings.max_retries,
+            web = self.web_port,
+            level = settings.log_level,
+        );
+        for p in &settings.peers {
+            let points: Vec<String> = p.usage_points.iter().map(|u| format!("\"{u}\"")).collect();
+            text.push_str(&format!(
+                "\n[[peers]]\njid = \"{}@{DOMAIN}\"\nusage_points = [{}]\n",
+                p.user,
+                points.join(", ")
+            ));
+        }
+        std::fs::write(self.path(), text).expect("write config.toml");
+    }
+}
+
+fn write_secret(path: &Path, value: &str) {
+    std::fs::write(path, format!("{value}\n")).expect("write a secret file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends a signal with the `kill` program.
+pub fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The REAL agent binary running `run`.
+pub struct AgentProcess {
+    child: Option<Child>,
+    pid: u32,
+    log: PathBuf,
+    pub web_port: u16,
+    http: reqwest::Client,
+}
+
+impl AgentProcess {
+    /// Starts `quoalise-agent --config CONFIG run`, stderr to `dir/agent.log`.
+    pub fn spawn(config: &Path, dir: &Path, web_port: u16, env: &[(&str, &str)]) -> AgentProcess {
+        let log = dir.join("agent.log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("agent log file");
+        let mut command = Command::new(AGENT_BIN);
+        command
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr));
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("spawn quoalise-agent");
+        let pid = child.id().expect("pid");
+        AgentProcess {
+            child: Some(child),
+            pid,
+            log,
+            web_port,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.log().contains(needle)
+    }
+
+    /// `GET /healthz`: status and body (`None` when nothing answers).
+    pub async fn healthz(&self) -> Option<(u16, String)> {
+        let response = self
+            .http
+            .get(format!("http://127.0.0.1:{}/healthz", self.web_port))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.unwrap_or_default()))
+    }
+
+    /// `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("http://127.0.0.1:{}/metrics", self.web_port))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Waits for `/healthz` to answer 200 (store usable, XMPP session up).
+    pub async fn wait_healthy(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((200, _)) = self.healthz().await {
+                return;
+            }
+            if let Some(status) = self.try_status() {
+                panic!(
+                    "the agent exited ({status}) before being healthy:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent is not healthy within {timeout:?}: {:?}\n{}",
+                self.healthz().await,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The exit status if the process has ended.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid, sig);
+    }
+
+    /// Waits for the process to end.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("the agent was started");
+        match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(status) => status.expect("wait for the agent"),
+            Err(_) => panic!("the agent did not exit within {timeout:?}:\n{}", self.log()),
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(Some(_)) = child.try_wait() {
+            if std::thread::panicking() {
+                eprintln!("--- agent log ---\n{}", self.log());
+            }
+            return;
+        }
+        signal(self.pid, "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.start_kill();
+        if std::thread::panicking() {
+            eprintln!("--- agent log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Prosody + enedis-sim + the agent, with a config in a temporary directory.
+pub struct Deployment {
+    // Drop order: the agent first (it says goodbye to Prosody), then the others.
+    pub agent: AgentProcess,
+    pub sim: Sim,
+    pub prosody: Prosody,
+    pub files: ConfigFiles,
+    pub dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    /// Starts everything with these settings and waits until the agent is healthy.
+    /// Peer accounts are registered (password [`PASSWORD`]).
+    pub async fn start(settings: AgentSettings) -> Deployment {
+        let mut d = Deployment::launch(settings, &[], &[]).await;
+        d.agent.wait_healthy(Duration::from_secs(60)).await;
+        d
+    }
+
+    /// Starts everything without waiting for the agent: extra `enedis-sim`
+    /// arguments, extra environment of the agent.
+    pub async fn launch(
+        settings: AgentSettings,
+        sim_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Deployment {
+        let prosody = Prosody::start_with(ProsodyOptions::default()).await;
+        prosody.register(AGENT, PASSWORD).await;
+        for p in &settings.peers {
+            prosody.register(&p.user, PASSWORD).await;
+        }
+        // Quotas off at the simulator: tests count calls, they do not wait for slots.
+        let mut args = vec!["--quota-per-second", "0"];
+        args.extend_from_slice(sim_args);
+        let sim = Sim::start(&args);
+        let dir = tempfile::Builder::new()
+            .prefix("agent-test-")
+            .tempdir()
+            .expect("temp dir");
+        let files = ConfigFiles {
+            dir: dir.path().to_owned(),
+            xmpp_server: prosody.server(),
+            ca_file: prosody.ca_file(),
+            sim_base: sim.base_url().to_owned(),
+            web_port: free_port(),
+        };
+        files.write(&settings);
+        let agent = AgentProcess::spawn(&files.path(), dir.path(), files.web_port, env);
+        Deployment {
+            agent,
+            sim,
+            prosody,
+            files,
+            dir,
+        }
+    }
+
+    /// Runs tests/interop/quoalise_peer.py as `user@localhost/resource`.
+    pub async fn python(&self, jid: &str, action: &str, args: &[&str]) -> Value {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let python = root.join(".venv/bin/python");
+        assert!(
+            python.is_file(),
+            "no Python venv with slixmpp at {}: run scripts/setup-python.sh first",
+            python.display()
+        );
+        let out = Command::new(&python)
+            .arg(root.join("tests/interop/quoalise_peer.py"))
+            .args(["--jid", jid, "--password", PASSWORD])
+            .args(["--server", &self.prosody.server()])
+            .arg("--ca-file")
+            .arg(self.prosody.ca_file())
+            .args(["--agent", agent_jid().as_str()])
+            .arg(action)
+            .args(args)
+            .output()
+            .await
+            .expect("run quoalise_peer.py");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "quoalise_peer.py {action} {args:?} failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!("quoalise_peer.py printed no JSON ({e}):\n{stdout}\n{stderr}")
+        })
+    }
+
+    /// Runs `quoalise-agent query` as `user@localhost`: (exit code, stdout, stderr).
+    pub async fn query(&self, user: &str, args: &[&str]) -> (i32, String, String) {
+        let password = self.dir.path().join(format!("{user}.password"));
+        if !password.exists() {
+            write_secret(&password, PASSWORD);
+        }
+        let out = Command::new(AGENT_BIN)
+            .arg("query")
+            .args(["--jid", &format!("{user}@{DOMAIN}")])
+            .arg("--password-file")
+            .arg(&password)
+            .args(["--to", agent_jid().as_str()])
+            .args(["--server", &self.prosody.server()])
+            .arg("--ca-file")
+            .arg(self.prosody.ca_file())
+            .args(["--timeout", "60"])
+            .args(args)
+            .output()
+            .await
+            .expect("run quoalise-agent query");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Rewrites the configuration (the agent reads it again on SIGHUP).
+    pub fn rewrite(&self, settings: &AgentSettings) {
+        self.files.write(settings);
+    }
+}
+
+// --- dates -------------------------------------------------------------------
+
+/// Today in Paris.
+pub fn today() -> Date {
+    quoalise_agent::time::paris_today(jiff::Timestamp::now())
+}
+
+/// `date` at Paris midnight, ISO 8601 with its offset.
+pub fn midnight(date: Date) -> String {
+    let seconds = quoalise_agent::time::day_start(date).unwrap();
+    let ts = jiff::Timestamp::from_second(seconds).unwrap();
+    ts.display_with_offset(quoalise_agent::time::PARIS.to_offset(ts))
+        .to_string()
+}
+
+/// UTC seconds of Paris midnight starting `date`.
+pub fn midnight_seconds(date: Date) -> i64 {
+    quoalise_agent::time::day_start(date).unwrap()
+}
+
+/// The most recent day before yesterday that lasts `hours` hours in Paris
+/// (23: spring forward, 25: fall back).
+pub fn last_dst_day(hours: i64) -> Date {
+    let mut day = today().yesterday().unwrap().yesterday().unwrap();
+    loop {
+        let length = midnight_seconds(day.tomorrow().unwrap()) - midnight_seconds(day);
+        if length == hours * 3600 {
+            return day;
+        }
+        day = day.yesterday().unwrap();
+    }
+}
