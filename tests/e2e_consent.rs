@@ -172,6 +172,17 @@ impl Drop for AgentProcess {
 
 // ------------------------------------------------------------------ the browser
 
+/// The Chromium binary (Debian: `chromium`).
+fn chromium() -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["chromium", "chromium-browser"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/usr/bin/chromium".to_owned())
+}
+
 /// chromedriver (its own process group, so that the browsers it starts go with
 /// it on Drop) and one WebDriver session of headless Chromium.
 struct Browser {
@@ -226,7 +237,7 @@ impl Browser {
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
             "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
+                "binary": chromium(),
                 "args": [
                     "--headless",
                     "--no-sandbox",

@@ -50,9 +50,11 @@ async fn complete(web: &WebState, callback: &Callback) -> Result<Response, Respo
                 .call(move |s| s.consume_oauth_state(&state, now))
                 .await;
         }
+        // Debug formatting: these come from the query string, and must not be able
+        // to forge a log line.
         tracing::info!(
-            error = %error,
-            description = callback.error_description.as_deref().unwrap_or(""),
+            error = ?error,
+            description = ?callback.error_description.as_deref().unwrap_or(""),
             "Enedis sent the consumer back without consent"
         );
         return Err(refusal_page(error, callback.error_description.as_deref()).into_response());
