@@ -15,4 +15,5 @@ pub mod store;
 pub mod systemd;
 pub mod time;
 pub mod upstream;
+pub mod web;
 pub mod xmpp;

@@ -48,6 +48,9 @@ enum Command {
     /// Ask an agent for data as a peer (no agent configuration needed): prints
     /// the records, or the agent's error with a non-zero exit status.
     Query(quoalise_agent::cli::query::QueryArgs),
+    /// Print the consent page address of a peer's application (what
+    /// get_authorize_uri answers), storing its description.
+    AuthorizeUrl(quoalise_agent::cli::authorize_url::AuthorizeUrlArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Consents(args) => consents(&cli.config, args),
         Command::Run => return quoalise_agent::agent::run::main(&cli.config),
         Command::Query(args) => return quoalise_agent::cli::query::main(args),
+        Command::AuthorizeUrl(args) => authorize_url(&cli.config, args),
     };
     match result {
         Ok(code) => code,
@@ -91,5 +95,14 @@ fn consents(
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     quoalise_agent::cli::consents::run(&config, args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn authorize_url(
+    path: &Path,
+    args: &quoalise_agent::cli::authorize_url::AuthorizeUrlArgs,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    quoalise_agent::cli::authorize_url::run(&config, args)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -327,6 +327,7 @@ async fn peers_read_only_what_they_are_granted() {
     assert_eq!(
         nodes,
         [
+            "get_authorize_uri",
             "get_daily",
             "get_history",
             "get_load_curve",

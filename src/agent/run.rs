@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::AgentContext;
 use super::reload::{Reloaded, reload};
-use crate::commands::{GetDaily, GetHistory, GetLoadCurve, ListUsagePoints};
+use crate::commands::{GetAuthorizeUri, GetDaily, GetHistory, GetLoadCurve, ListUsagePoints};
 use crate::config::Config;
 use crate::health::{Health, check_fn};
 use crate::metrics::Metrics;
@@ -57,12 +57,15 @@ pub fn commands(ctx: Arc<AgentContext>) -> CommandSet<AgentContext> {
         .with(GetLoadCurve)
         .with(GetDaily)
         .with(ListUsagePoints)
+        .with(GetAuthorizeUri)
 }
 
 /// The web server's routes (`/healthz`, `/metrics`). Merge other routers here,
 /// e.g. `.merge(crate::web::router(ctx.clone()))`.
 pub fn web_router(ctx: &Arc<AgentContext>) -> Router {
-    Router::new().merge(health(ctx).router())
+    Router::new()
+        .merge(health(ctx).router())
+        .merge(crate::web::router(crate::web::agent_state(ctx)))
 }
 
 /// `/healthz`: the store answers, and the XMPP session is up.

@@ -6,11 +6,13 @@
 //! in [`crate::agent::run::commands`].
 
 pub mod common;
+pub mod get_authorize_uri;
 pub mod get_daily;
 pub mod get_history;
 pub mod get_load_curve;
 pub mod list_usage_points;
 
+pub use get_authorize_uri::GetAuthorizeUri;
 pub use get_daily::GetDaily;
 pub use get_history::GetHistory;
 pub use get_load_curve::GetLoadCurve;

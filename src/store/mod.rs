@@ -12,6 +12,7 @@
 
 pub mod consents;
 pub mod migrations;
+pub mod oauth;
 
 pub use consents::{Consent, ConsentState, NewConsent, StoredTokens, TokenSet};
 
