@@ -53,6 +53,7 @@ agent_pid='' sim_pid='' prosody_pid='' prosody_runner=''
 # Stops what was started, newest first, and removes the directory.
 cleanup() {
   local status=$?
+  { set +x; } 2>/dev/null
   trap - EXIT INT TERM
   for pid in "$agent_pid" "$sim_pid"; do
     [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true

@@ -17,4 +17,5 @@ pub mod subscriptions;
 pub mod systemd;
 pub mod time;
 pub mod upstream;
+pub mod web;
 pub mod xmpp;

@@ -96,7 +96,9 @@ pub fn parse_instant(input: &str) -> Result<Timestamp, TimeError> {
             // of what a peer sent (found by fuzzing).
             reason: if trimmed.len() >= 10
                 && !trimmed.contains(['+', 'Z', 'z'])
-                && trimmed.get(10..).is_some_and(|rest| rest.rfind('-').is_none())
+                && trimmed
+                    .get(10..)
+                    .is_some_and(|rest| rest.rfind('-').is_none())
             {
                 "no offset: add Z or ±hh:mm".to_owned()
             } else {

@@ -12,7 +12,8 @@
 //!
 //! The XMPP session reconnects forever: a wrong password or an unreachable
 //! server is logged clearly and retried, never fatal. `run` exits non-zero only
-//! when it cannot start (invalid configuration, store or port unusable).
+//! when it cannot start (invalid configuration, store or port unusable), or if
+//! its web server or XMPP task ever ended on its own (so systemd restarts it).
 //!
 //! To serve another command, add it in [`commands`]; to serve other web pages,
 //! merge their router in [`web_router`]. Both receive the shared
@@ -32,14 +33,14 @@ use super::context::AgentContext;
 use super::reload::{Reloaded, reload};
 use crate::cache::CachedUpstream;
 use crate::commands::{
-    GetDaily, GetHistory, GetLoadCurve, ListUsagePoints, Subscribe, Unsubscribe,
+    GetAuthorizeUri, GetDaily, GetHistory, GetLoadCurve, ListUsagePoints, Subscribe, Unsubscribe,
 };
 use crate::config::Config;
 use crate::health::{Health, check_fn};
 use crate::metrics::Metrics;
 use crate::store::{ConsentState, Store, StoreError, now_seconds};
-use crate::systemd::{self, Heartbeat, Watchdog};
 use crate::subscriptions::Scheduler;
+use crate::systemd::{self, Heartbeat, Watchdog};
 use crate::upstream::{self, UpstreamError};
 use crate::xmpp::{CommandSet, InvalidPeerJid, SessionState, SetupError, XmppAgent};
 
@@ -60,6 +61,7 @@ pub fn commands(ctx: Arc<AgentContext>) -> CommandSet<AgentContext> {
         .with(GetLoadCurve)
         .with(GetDaily)
         .with(ListUsagePoints)
+        .with(GetAuthorizeUri)
         .with(Subscribe)
         .with(Unsubscribe)
 }
@@ -67,7 +69,9 @@ pub fn commands(ctx: Arc<AgentContext>) -> CommandSet<AgentContext> {
 /// The web server's routes (`/healthz`, `/metrics`). Merge other routers here,
 /// e.g. `.merge(crate::web::router(ctx.clone()))`.
 pub fn web_router(ctx: &Arc<AgentContext>) -> Router {
-    Router::new().merge(health(ctx).router())
+    Router::new()
+        .merge(health(ctx).router())
+        .merge(crate::web::router(crate::web::agent_state(ctx)))
 }
 
 /// `/healthz`: the store answers, and the XMPP session is up.
@@ -203,7 +207,7 @@ impl Agent {
         })
     }
 
-    /// The shared context (for a router or command to be added by the caller).
+    /// The shared context, as commands and web handlers will see it.
     pub fn context(&self) -> &Arc<AgentContext> {
         &self.ctx
     }
@@ -214,8 +218,10 @@ impl Agent {
     }
 
     /// Serves until [`Control::Shutdown`] (or `control` closing), then shuts
-    /// down gracefully.
-    pub async fn serve(self, mut control: mpsc::Receiver<Control>) {
+    /// down gracefully. Returns false when it stopped because the web server or
+    /// the XMPP session ended on their own (a bug: the process should exit
+    /// non-zero so that systemd restarts it).
+    pub async fn serve(self, mut control: mpsc::Receiver<Control>) -> bool {
         let Agent {
             ctx,
             xmpp,
@@ -251,6 +257,7 @@ impl Agent {
         let mut beat = tokio::time::interval(beat_every);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
 
+        let mut clean = true;
         loop {
             tokio::select! {
                 c = control.recv() => match c {
@@ -264,10 +271,12 @@ impl Agent {
                 r = &mut web => {
                     // axum only returns on shutdown; anything else is an I/O failure.
                     tracing::error!(result = ?r.map(|r| r.map_err(|e| e.to_string())), "the web server stopped unexpectedly");
+                    clean = false;
                     break;
                 }
                 _ = &mut session => {
                     tracing::error!("the XMPP session task ended unexpectedly");
+                    clean = false;
                     break;
                 }
             }
@@ -300,6 +309,7 @@ impl Agent {
             w.abort();
         }
         tracing::info!("stopped");
+        clean
     }
 }
 
@@ -360,10 +370,7 @@ async fn watch_session(ctx: Arc<AgentContext>) {
 
 /// Mirrors the peers' `usage_points` into the store's grants, which the audit
 /// trail and the cache check against (at start; [`super::reload`] on reload).
-async fn sync_grants(
-    store: &Store,
-    peers: &[crate::config::PeerConfig],
-) -> Result<(), StoreError> {
+async fn sync_grants(store: &Store, peers: &[crate::config::PeerConfig]) -> Result<(), StoreError> {
     let peers = peers.to_vec();
     let changes = store.call(move |s| s.sync_peer_grants(&peers)).await?;
     tracing::info!(
@@ -453,8 +460,11 @@ pub fn main(config_path: &Path) -> ExitCode {
         };
         match Agent::start(config, config_path.to_owned()).await {
             Ok(agent) => {
-                agent.serve(control).await;
-                ExitCode::SUCCESS
+                if agent.serve(control).await {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");

@@ -2,6 +2,7 @@
 //! they can be tested without the binary; `src/main.rs` only dispatches to them.
 
 pub mod audit;
+pub mod authorize_url;
 pub mod backup;
 pub mod consents;
 pub mod query;

@@ -334,13 +334,9 @@ pub fn describe_error(error: &StanzaError, to: &Jid) -> String {
         .as_ref()
         .filter(|e| e.is("upstream-error", NS_QUOALISE))
     {
-        return format!(
-            "{} refused the request ({} {}): {text}",
-            upstream.attr("issuer").unwrap_or("the upstream"),
-            upstream.attr("issuer").map_or("", |_| "code"),
-            upstream.attr("code").unwrap_or("unknown")
-        )
-        .replace(" ( code", " (code");
+        let issuer = upstream.attr("issuer").unwrap_or("the upstream service");
+        let code = upstream.attr("code").unwrap_or("unknown");
+        return format!("{issuer} refused the request (code {code}): {text}");
     }
     let hint = match condition.as_str() {
         "service-unavailable" if text.is_empty() => {

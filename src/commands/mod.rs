@@ -6,6 +6,7 @@
 //! in [`crate::agent::run::commands`].
 
 pub mod common;
+pub mod get_authorize_uri;
 pub mod get_daily;
 pub mod get_history;
 pub mod get_load_curve;
@@ -13,6 +14,7 @@ pub mod list_usage_points;
 pub mod subscribe;
 pub mod unsubscribe;
 
+pub use get_authorize_uri::GetAuthorizeUri;
 pub use get_daily::GetDaily;
 pub use get_history::GetHistory;
 pub use get_load_curve::GetLoadCurve;

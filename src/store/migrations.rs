@@ -57,6 +57,44 @@ CREATE TABLE consent_tokens (
 "#,
     },
     Migration {
+        name: "consent flow: descriptions and OAuth states",
+        sql: r#"
+-- What a peer registered with get_authorize_uri: shown to consumers on /authorize.
+CREATE TABLE consent_descriptions (
+    -- Unguessable, URL-safe; the `id` of the authorize URI.
+    id          TEXT    PRIMARY KEY,
+    -- Bare JID of the peer that registered it (normalised).
+    owner       TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    -- https only, or NULL.
+    logo_url    TEXT,
+    -- HTML or plain text as submitted; sanitised when shown.
+    description TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX consent_descriptions_owner ON consent_descriptions (owner);
+
+-- One consumer's trip to Enedis and back. Single use (consumed_at), short-lived
+-- (expires_at); kept a day after its end so that a replay is recognised.
+CREATE TABLE oauth_states (
+    state          TEXT    PRIMARY KEY,
+    description_id TEXT    NOT NULL,
+    owner          TEXT    NOT NULL,
+    -- ISO 8601 duration asked of Enedis.
+    duration       TEXT    NOT NULL,
+    -- The peer's own state, echoed in its notification.
+    peer_state     TEXT,
+    -- Where the consumer goes back (checked against the peer's redirect_uris).
+    redirect_uri   TEXT,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    consumed_at    INTEGER,
+    CHECK (created_at < expires_at)
+) WITHOUT ROWID;
+CREATE INDEX oauth_states_expires ON oauth_states (expires_at);
+"#,
+    },
+    Migration {
         name: "grants and the audit trail",
         sql: super::audit::MIGRATION,
     },

@@ -15,6 +15,7 @@ pub mod backup;
 pub mod cache;
 pub mod consents;
 pub mod migrations;
+pub mod oauth;
 pub mod subscriptions;
 
 pub use audit::{

@@ -571,7 +571,7 @@ impl<C: Send + Sync + 'static> Router<C> {
                 self.lock_sessions()
                     .take(&sid, &node, &from, self.settings.session_ttl)?;
                 let answer = Command::answer(node, Some(sid), Status::Canceled);
-                Ok(Some(result_iq(Some(from), id, Some(answer.to_element()))))
+                Ok(Some(result_iq(Some(from), id, Some(answer.into_element()))))
             }
             (Action::Cancel, None) => Err(CommandError::BadSessionId(
                 "'cancel' needs the sessionid of an open command session".to_owned(),
@@ -745,7 +745,7 @@ impl<C: Send + Sync + 'static> Router<C> {
             let reply = match result {
                 Ok(answer) => {
                     tracing::debug!(to = %to, node = ?answer.node, status = ?answer.status, elapsed_ms = started.elapsed().as_millis() as u64, "command answered");
-                    result_iq(Some(to), id, Some(answer.to_element()))
+                    result_iq(Some(to), id, Some(answer.into_element()))
                 }
                 Err(e) => {
                     tracing::debug!(to = %to, error = %e, "command failed");

@@ -1,0 +1,487 @@
+//! The consent flow's state: the descriptions peers register with
+//! `get_authorize_uri` (what a consumer is shown before going to Enedis), and the
+//! OAuth `state`s that bind one trip to Enedis and back to a peer, a duration, the
+//! peer's own state and the peer's redirect URI.
+//!
+//! A state is created when a consumer opens the consent page and consumed when
+//! Enedis sends them back. Consuming is one `UPDATE … WHERE consumed_at IS NULL AND
+//! expires_at > now RETURNING …`: two redirects racing with the same state cannot
+//! both win, an expired state is never honoured, and a used one is remembered (for a
+//! day) so that a replay gets a precise answer rather than "unknown".
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError};
+
+/// How long consumed or expired states are kept, so a late replay is recognised as
+/// such; older ones are purged.
+pub const STATE_RETENTION_SECS: i64 = 24 * 3600;
+
+/// Default cap on live (unexpired, unconsumed) states: the consent page is public,
+/// and must not let anybody fill the disk.
+pub const MAX_LIVE_STATES: i64 = 10_000;
+
+/// What a peer asked consumers to be shown, owned by that peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentDescription {
+    /// Unguessable, URL-safe: the `id` of the authorize URI.
+    pub id: String,
+    /// Bare JID of the peer that registered it.
+    pub owner: String,
+    /// The application's name, as the peer gave it (plain text).
+    pub name: String,
+    /// An https logo, if any.
+    pub logo_url: Option<String>,
+    /// HTML (or plain text) as submitted; sanitised when shown.
+    pub description: String,
+    pub created_at: i64,
+}
+
+/// A description to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDescription {
+    pub owner: String,
+    pub name: String,
+    pub logo_url: Option<String>,
+    pub description: String,
+}
+
+/// One trip to Enedis in progress.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthState {
+    /// The value sent to Enedis as `state`. A credential for the trip: never logged
+    /// whole (see [`OAuthState::log_id`]).
+    pub state: String,
+    pub description_id: String,
+    /// Bare JID of the peer the consent will belong to.
+    pub owner: String,
+    /// The ISO 8601 duration asked of Enedis.
+    pub duration: String,
+    /// The peer's own `state`, returned to it in the notification.
+    pub peer_state: Option<String>,
+    /// Where to send the consumer back (already checked against the peer's list).
+    pub redirect_uri: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for OAuthState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthState")
+            .field("state", &log_id(&self.state))
+            .field("description_id", &self.description_id)
+            .field("owner", &self.owner)
+            .field("duration", &self.duration)
+            .field("peer_state", &self.peer_state)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl OAuthState {
+    /// A short prefix that identifies the state in logs without revealing it.
+    pub fn log_id(&self) -> String {
+        log_id(&self.state)
+    }
+}
+
+/// The first 6 characters of a state followed by `…`: enough to follow one trip in
+/// the logs, far too little to replay it.
+pub fn log_id(state: &str) -> String {
+    let prefix: String = state.chars().take(6).collect();
+    format!("{prefix}…")
+}
+
+/// What consuming a state found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumed {
+    /// Live until now; it is now spent.
+    Fresh(OAuthState),
+    /// It existed but its time ran out (at `expires_at`).
+    Expired { expires_at: i64 },
+    /// It was already used (at `consumed_at`).
+    AlreadyUsed { consumed_at: i64 },
+    /// Never issued here, or purged long ago.
+    Unknown,
+}
+
+const STATE_COLUMNS: &str = "state, description_id, owner, duration, peer_state, redirect_uri, \
+     created_at, expires_at";
+
+fn read_state(row: &rusqlite::Row<'_>) -> rusqlite::Result<OAuthState> {
+    Ok(OAuthState {
+        state: row.get(0)?,
+        description_id: row.get(1)?,
+        owner: row.get(2)?,
+        duration: row.get(3)?,
+        peer_state: row.get(4)?,
+        redirect_uri: row.get(5)?,
+        created_at: row.get(6)?,
+        expires_at: row.get(7)?,
+    })
+}
+
+fn read_description(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConsentDescription> {
+    Ok(ConsentDescription {
+        id: row.get(0)?,
+        owner: row.get(1)?,
+        name: row.get(2)?,
+        logo_url: row.get(3)?,
+        description: row.get(4)?,
+        created_at: row.get(5)?,
+    })
+}
+
+const DESCRIPTION_COLUMNS: &str = "id, owner, name, logo_url, description, created_at";
+
+impl Store {
+    /// Record a description for `new.owner`; an identical one of the same owner is
+    /// returned instead of a copy, so a peer asking again gets the same URI.
+    /// `new_id` makes the id of a new row (unguessable, URL-safe).
+    pub fn save_description(
+        &self,
+        new: &NewDescription,
+        new_id: impl FnOnce() -> String,
+        now: i64,
+    ) -> Result<ConsentDescription, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::sqlite("begin saving a description"))?;
+        let existing = tx
+            .query_row(
+                &format!(
+                    "SELECT {DESCRIPTION_COLUMNS} FROM consent_descriptions \
+                     WHERE owner = ?1 AND name = ?2 AND logo_url IS ?3 AND description = ?4"
+                ),
+                params![new.owner, new.name, new.logo_url, new.description],
+                read_description,
+            )
+            .optional()
+            .map_err(StoreError::sqlite("look up a description"))?;
+        if let Some(existing) = existing {
+            return Ok(existing);
+        }
+        let id = new_id();
+        tx.execute(
+            "INSERT INTO consent_descriptions (id, owner, name, logo_url, description, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, new.owner, new.name, new.logo_url, new.description, now],
+        )
+        .map_err(StoreError::sqlite("insert a description"))?;
+        tx.commit()
+            .map_err(StoreError::sqlite("commit a description"))?;
+        Ok(ConsentDescription {
+            id,
+            owner: new.owner.clone(),
+            name: new.name.clone(),
+            logo_url: new.logo_url.clone(),
+            description: new.description.clone(),
+            created_at: now,
+        })
+    }
+
+    /// The description with this id, if any.
+    pub fn description(&self, id: &str) -> Result<Option<ConsentDescription>, StoreError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {DESCRIPTION_COLUMNS} FROM consent_descriptions WHERE id = ?1"),
+                params![id],
+                read_description,
+            )
+            .optional()
+            .map_err(StoreError::sqlite("read a description"))
+    }
+
+    /// Every description owned by `owner`, oldest first.
+    pub fn descriptions_of(&self, owner: &str) -> Result<Vec<ConsentDescription>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {DESCRIPTION_COLUMNS} FROM consent_descriptions \
+                 WHERE owner = ?1 ORDER BY created_at, id"
+            ))
+            .map_err(StoreError::sqlite("list descriptions"))?;
+        stmt.query_map(params![owner], read_description)
+            .map_err(StoreError::sqlite("list descriptions"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::sqlite("list descriptions"))
+    }
+
+    /// Record a new state, after purging states dead for more than a day. Returns
+    /// `false`, recording nothing, when `max_live` states are already live (see
+    /// [`MAX_LIVE_STATES`]).
+    pub fn create_oauth_state(
+        &self,
+        state: &OAuthState,
+        max_live: i64,
+    ) -> Result<bool, StoreError> {
+        if state.expires_at <= state.created_at {
+            return Err(StoreError::Invalid(
+                "an OAuth state must expire after its creation".into(),
+            ));
+        }
+        let now = state.created_at;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::sqlite("begin creating an OAuth state"))?;
+        tx.execute(
+            "DELETE FROM oauth_states WHERE expires_at < ?1 AND \
+             (consumed_at IS NULL OR consumed_at < ?1)",
+            params![now - STATE_RETENTION_SECS],
+        )
+        .map_err(StoreError::sqlite("purge old OAuth states"))?;
+        let live: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM oauth_states WHERE consumed_at IS NULL AND expires_at > ?1",
+                params![now],
+                |row| row.get(0),
+            )
+            .map_err(StoreError::sqlite("count live OAuth states"))?;
+        if live >= max_live {
+            return Ok(false);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO oauth_states ({STATE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ),
+            params![
+                state.state,
+                state.description_id,
+                state.owner,
+                state.duration,
+                state.peer_state,
+                state.redirect_uri,
+                state.created_at,
+                state.expires_at
+            ],
+        )
+        .map_err(StoreError::sqlite("insert an OAuth state"))?;
+        tx.commit()
+            .map_err(StoreError::sqlite("commit an OAuth state"))?;
+        Ok(true)
+    }
+
+    /// Spend `state` at `now`: [`Consumed::Fresh`] exactly once for a live state,
+    /// whoever races for it.
+    pub fn consume_oauth_state(&self, state: &str, now: i64) -> Result<Consumed, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::sqlite("begin consuming an OAuth state"))?;
+        let fresh = tx
+            .query_row(
+                &format!(
+                    "UPDATE oauth_states SET consumed_at = ?2 \
+                     WHERE state = ?1 AND consumed_at IS NULL AND expires_at > ?2 \
+                     RETURNING {STATE_COLUMNS}"
+                ),
+                params![state, now],
+                read_state,
+            )
+            .optional()
+            .map_err(StoreError::sqlite("consume an OAuth state"))?;
+        let outcome = match fresh {
+            Some(found) => Consumed::Fresh(found),
+            None => {
+                let row: Option<(i64, Option<i64>)> = tx
+                    .query_row(
+                        "SELECT expires_at, consumed_at FROM oauth_states WHERE state = ?1",
+                        params![state],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(StoreError::sqlite("look up an OAuth state"))?;
+                match row {
+                    None => Consumed::Unknown,
+                    Some((_, Some(consumed_at))) => Consumed::AlreadyUsed { consumed_at },
+                    Some((expires_at, None)) => Consumed::Expired { expires_at },
+                }
+            }
+        };
+        tx.commit()
+            .map_err(StoreError::sqlite("commit consuming an OAuth state"))?;
+        Ok(outcome)
+    }
+
+    /// States not yet consumed nor expired at `now` (for tests and metrics).
+    pub fn live_oauth_states(&self, now: i64) -> Result<i64, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT count(*) FROM oauth_states WHERE consumed_at IS NULL AND expires_at > ?1",
+                params![now],
+                |row| row.get(0),
+            )
+            .map_err(StoreError::sqlite("count live OAuth states"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("agent.db")).unwrap();
+        (dir, store)
+    }
+
+    fn description(owner: &str, text: &str) -> NewDescription {
+        NewDescription {
+            owner: owner.into(),
+            name: "Mon appli".into(),
+            logo_url: None,
+            description: text.into(),
+        }
+    }
+
+    fn state(value: &str, now: i64) -> OAuthState {
+        OAuthState {
+            state: value.into(),
+            description_id: "d1".into(),
+            owner: "app@example.org".into(),
+            duration: "P1Y".into(),
+            peer_state: Some("peer-42".into()),
+            redirect_uri: Some("https://app.example.org/linky/".into()),
+            created_at: now,
+            expires_at: now + 1800,
+        }
+    }
+
+    #[test]
+    fn identical_descriptions_of_one_owner_share_their_id() {
+        let (_dir, store) = store();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("id{n}")
+        };
+        let a = store
+            .save_description(&description("app@example.org", "<p>x</p>"), &mut next, 10)
+            .unwrap();
+        let again = store
+            .save_description(&description("app@example.org", "<p>x</p>"), &mut next, 20)
+            .unwrap();
+        assert_eq!(a, again);
+        let other_owner = store
+            .save_description(&description("b@example.org", "<p>x</p>"), &mut next, 30)
+            .unwrap();
+        assert_ne!(other_owner.id, a.id);
+        let mut with_logo = description("app@example.org", "<p>x</p>");
+        with_logo.logo_url = Some("https://app.example.org/logo.png".into());
+        let with_logo = store.save_description(&with_logo, &mut next, 40).unwrap();
+        assert_ne!(with_logo.id, a.id);
+        assert_eq!(store.description(&a.id).unwrap(), Some(a.clone()));
+        assert_eq!(store.description("nope").unwrap(), None);
+        assert_eq!(store.descriptions_of("app@example.org").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_state_is_consumed_once_and_then_recognised_as_used() {
+        let (_dir, store) = store();
+        store
+            .create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES)
+            .unwrap();
+        assert_eq!(store.live_oauth_states(1_000).unwrap(), 1);
+        match store.consume_oauth_state("s1", 1_010).unwrap() {
+            Consumed::Fresh(s) => assert_eq!(s, state("s1", 1_000)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            store.consume_oauth_state("s1", 1_020).unwrap(),
+            Consumed::AlreadyUsed { consumed_at: 1_010 }
+        );
+        assert_eq!(
+            store.consume_oauth_state("s2", 1_020).unwrap(),
+            Consumed::Unknown
+        );
+        assert_eq!(store.live_oauth_states(1_020).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_expired_state_is_not_honoured() {
+        let (_dir, store) = store();
+        store
+            .create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES)
+            .unwrap();
+        assert_eq!(
+            store.consume_oauth_state("s1", 2_800).unwrap(),
+            Consumed::Expired { expires_at: 2_800 }
+        );
+        // Still not usable afterwards.
+        assert_eq!(
+            store.consume_oauth_state("s1", 2_801).unwrap(),
+            Consumed::Expired { expires_at: 2_800 }
+        );
+    }
+
+    #[test]
+    fn dead_states_are_purged_after_a_day() {
+        let (_dir, store) = store();
+        store
+            .create_oauth_state(&state("old", 1_000), MAX_LIVE_STATES)
+            .unwrap();
+        store
+            .create_oauth_state(&state("used", 1_000), MAX_LIVE_STATES)
+            .unwrap();
+        store.consume_oauth_state("used", 1_100).unwrap();
+        let later = 1_000 + 1800 + STATE_RETENTION_SECS + 1;
+        store
+            .create_oauth_state(&state("new", later), MAX_LIVE_STATES)
+            .unwrap();
+        assert_eq!(
+            store.consume_oauth_state("old", later).unwrap(),
+            Consumed::Unknown
+        );
+        assert_eq!(
+            store.consume_oauth_state("used", later).unwrap(),
+            Consumed::Unknown
+        );
+    }
+
+    #[test]
+    fn racing_consumers_get_one_fresh_state() {
+        let (_dir, store) = store();
+        store
+            .create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES)
+            .unwrap();
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || store.consume_oauth_state("s1", 1_001).unwrap())
+            })
+            .collect();
+        let fresh = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|c| matches!(c, Consumed::Fresh(_)))
+            .count();
+        assert_eq!(fresh, 1);
+    }
+
+    #[test]
+    fn live_states_are_capped() {
+        let (_dir, store) = store();
+        assert!(store.create_oauth_state(&state("a", 1_000), 2).unwrap());
+        assert!(store.create_oauth_state(&state("b", 1_000), 2).unwrap());
+        assert!(!store.create_oauth_state(&state("c", 1_000), 2).unwrap());
+        assert_eq!(
+            store.consume_oauth_state("c", 1_001).unwrap(),
+            Consumed::Unknown
+        );
+        // A consumed one frees its place.
+        store.consume_oauth_state("a", 1_001).unwrap();
+        assert!(store.create_oauth_state(&state("c", 1_001), 2).unwrap());
+    }
+
+    #[test]
+    fn states_are_never_debug_printed_whole() {
+        let s = state("abcdefghijklmnopqrstuvwxyz", 0);
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("abcdefghijklmnop"), "{printed}");
+        assert!(printed.contains("abcdef…"), "{printed}");
+    }
+}
