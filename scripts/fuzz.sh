@@ -35,6 +35,7 @@ for target in "${targets[@]}"; do
   for dir in "seeds/$target" "regressions/$target"; do
     if compgen -G "$dir/*" >/dev/null; then cp -n "$dir"/* "corpus/$target/"; fi
   done
+  rm -rf "artifacts/$target"
   echo "fuzz: $target for ${SECONDS_PER_TARGET}s"
   if ! cargo fuzz run -O "$target" "corpus/$target" -- \
     -max_total_time="$SECONDS_PER_TARGET" -max_len=65536 -rss_limit_mb=2048 \
