@@ -3,7 +3,8 @@
 //! A relay between the agent and `enedis-sim` records every token that crosses it
 //! (`access_token`/`refresh_token` in answers, `refresh_token`/`client_secret` in
 //! forms, bearer tokens in headers). Then, at debug level for every crate:
-//! a v4 agent with a consent added by `consents add` (refresh token from a file),
+//! a v4 agent with a consent added by `consents add` (refresh token from a file)
+//! and one given through the agent's consent pages (authorization code exchanged),
 //! data requests (token refresh), expired tokens (401 → renewal), upstream errors,
 //! `consents refresh`; then a 2026 agent (application token, renewal after
 //! expiry). The logs of the agent runs, of the command lines and of the simulator
@@ -134,12 +135,9 @@ async fn no_secret_token_or_password_reaches_any_log() {
     let prosody = Prosody::start_with(ProsodyOptions::default()).await;
     prosody.register(AGENT, PASSWORD).await;
     prosody.register("alice", PASSWORD).await;
-    let sim = sim::Sim::start(&[
-        "--quota-per-second",
-        "0",
-        "--redirect-uri",
-        "http://127.0.0.1:9/cb",
-    ]);
+    let web_port = free_port();
+    let agent_redirect = format!("http://127.0.0.1:{web_port}/redirect");
+    let sim = sim::Sim::start(&["--quota-per-second", "0", "--redirect-uri", &agent_redirect]);
     let seen: Seen = Arc::default();
     let relay = relay(sim.base_url().to_owned(), seen.clone()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -148,7 +146,7 @@ async fn no_secret_token_or_password_reaches_any_log() {
         xmpp_server: prosody.server(),
         ca_file: prosody.ca_file(),
         sim_base: relay.clone(),
-        web_port: free_port(),
+        web_port,
     };
     let mut settings = AgentSettings::with_peers(vec![peer("alice", &[PRM])]);
     settings.log_level = "debug".into();
@@ -195,6 +193,83 @@ async fn no_secret_token_or_password_reaches_any_log() {
         &[("RUST_LOG", "debug")],
     );
     agent.wait_healthy(Duration::from_secs(60)).await;
+
+    // A consumer consents through the agent's pages and Enedis': the agent
+    // exchanges the authorization code for the consent's tokens.
+    let description = dir.path().join("description.html");
+    std::fs::write(&description, "<p>Suivi de consommation</p>").unwrap();
+    let mut out = String::new();
+    assert!(
+        cli(
+            &files.path(),
+            &[
+                "authorize-url",
+                "--peer",
+                "alice@localhost",
+                "--name",
+                "App",
+                "--description-file",
+                description.to_str().unwrap()
+            ],
+            &mut out,
+        )
+        .await,
+        "{out}"
+    );
+    let page_url = out
+        .lines()
+        .find(|l| l.starts_with("http"))
+        .unwrap_or_else(|| panic!("no URI in {out}"))
+        .trim()
+        .to_owned();
+    logs.push_str(&out);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(&page_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = r#"id="enedis" href=""#;
+    let start = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("no Enedis link in {page}"))
+        + marker.len();
+    let end = start + page[start..].find('"').unwrap();
+    let mut enedis = url::Url::parse(&page[start..end].replace("&amp;", "&")).unwrap();
+    enedis
+        .query_pairs_mut()
+        .append_pair("sim_auto", "accept")
+        .append_pair("sim_prm", PRM);
+    let back = http.get(enedis).send().await.unwrap();
+    let location = back.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&agent_redirect), "{location}");
+    harvest(
+        &seen,
+        url::Url::parse(&location)
+            .unwrap()
+            .query()
+            .unwrap_or("")
+            .as_bytes(),
+    );
+    let done = http.get(&location).send().await.unwrap();
+    assert!(
+        done.status().is_success() || done.status().is_redirection(),
+        "{}",
+        done.status()
+    );
+    let store = quoalise_agent::store::Store::open(dir.path().join("agent.db")).unwrap();
+    assert_eq!(
+        store.list_consents().unwrap().len(),
+        2,
+        "the web consent is stored"
+    );
+
     let alice = Peer::login(&prosody, "alice@localhost/a").await;
     alice
         .command(history("consumption/power/active/raw"))
@@ -258,6 +333,10 @@ async fn no_secret_token_or_password_reaches_any_log() {
     assert!(seen.len() >= 6, "{seen:?}");
     assert!(logs.contains("request"), "the request log lines are there");
     assert!(logs.contains("refresh"), "token refreshes are logged");
+    assert!(
+        logs.contains("consent granted through the consent page"),
+        "the consent return is logged"
+    );
 
     let mut secrets = seen;
     secrets.push(sim::CLIENT_SECRET.to_owned());
