@@ -48,7 +48,7 @@ struct Inner {
     start_time: f64,
     requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     request_duration: Mutex<BTreeMap<&'static str, Histogram>>,
-    upstream_calls: Mutex<BTreeMap<(&'static str, UpstreamStatus), u64>>,
+    upstream_calls: Mutex<BTreeMap<(String, UpstreamStatus), u64>>,
     quota_waits: AtomicU64,
     /// f64 bits; only ever increased through [`add_f64`].
     quota_wait_seconds: AtomicU64,
@@ -164,11 +164,19 @@ impl Metrics {
     /// One upstream HTTP call to `endpoint` (a fixed name such as
     /// `"metering/daily_consumption"` or `"oauth2/token"`), with the HTTP status it
     /// got, or `None` when no response came (rendered as [`NO_RESPONSE`]).
-    pub fn upstream_call(&self, endpoint: &'static str, status: Option<u16>) {
+    pub fn upstream_call(&self, endpoint: &str, status: Option<u16>) {
         let status = status.map_or(UpstreamStatus::NoResponse, UpstreamStatus::Http);
-        *lock(&self.inner.upstream_calls)
-            .entry((endpoint, status))
-            .or_default() += 1;
+        let mut calls = lock(&self.inner.upstream_calls);
+        // The endpoints are a small fixed set: allocate only the first time.
+        match calls
+            .iter_mut()
+            .find(|((e, s), _)| e == endpoint && *s == status)
+        {
+            Some((_, n)) => *n += 1,
+            None => {
+                calls.insert((endpoint.to_owned(), status), 1);
+            }
+        }
     }
 
     /// A request had to wait `waited` for the upstream call quota.
@@ -288,7 +296,7 @@ impl Metrics {
              (no_response: connection failure or timeout).",
             "counter",
         );
-        for (&(endpoint, status), &n) in lock(&inner.upstream_calls).iter() {
+        for ((endpoint, status), &n) in lock(&inner.upstream_calls).iter() {
             sample(
                 &mut out,
                 "quoalise_agent_upstream_calls_total",

@@ -181,6 +181,17 @@ async fn each_upstream_fault_maps_to_its_error_and_clears_by_itself() {
         r#"quoalise_agent_requests_total{command="get_history",outcome="service-unavailable"}"#,
     );
     assert!(unavailable >= 6, "{metrics}");
+    // Every upstream call is counted by endpoint and status, and the 429 pauses
+    // show up as quota waits.
+    let curve = "quoalise_agent_upstream_calls_total{endpoint=\"mesure_synchrone_auto/v2/courbe_de_charge_consommation\"";
+    for (status, at_least) in [("200", 8), ("500", 2), ("429", 2), ("403", 1)] {
+        let n = counter(&metrics, &format!("{curve},status=\"{status}\"}}"));
+        assert!(n >= at_least, "{status}: {n} calls\n{metrics}");
+    }
+    assert!(
+        counter(&metrics, "quoalise_agent_quota_waits_total") >= 1,
+        "{metrics}"
+    );
 }
 
 /// The value of the metric line starting with `name`.

@@ -178,7 +178,7 @@ impl Agent {
         tracing::info!(path = %store.path().display(), "store open");
         sync_grants(&store, &config.peers).await?;
         let metrics = Metrics::new();
-        let upstream = upstream::connect(&config.enedis, store.clone())?;
+        let upstream = upstream::connect(&config.enedis, store.clone(), metrics.clone())?;
         // Every read goes through the cache and coalescing (crate::cache).
         let upstream =
             Arc::new(CachedUpstream::new(upstream, store.clone()).with_metrics(metrics.clone()));

@@ -21,12 +21,15 @@ use url::Url;
 use super::error::{EnedisFault, UpstreamError, excerpt, fault_from_answer, strip_bom};
 use super::limiter::QuotaLimiter;
 use crate::config::{EnedisConfig, Secret};
+use crate::metrics::Metrics;
 
 /// Largest body read; a week of 5-minute load curve is about 200 KB.
 const MAX_BODY: usize = 32 * 1024 * 1024;
 /// First retry delay; doubled at each retry, then jittered by ±50 %.
 const RETRY_BASE: Duration = Duration::from_millis(250);
 const RETRY_CAP: Duration = Duration::from_secs(8);
+/// A wait for a call slot shorter than this is not a quota wait, only the lock.
+const QUOTA_WAIT_THRESHOLD: Duration = Duration::from_millis(1);
 
 /// The body of a call.
 pub(crate) enum Body {
@@ -107,6 +110,8 @@ pub(crate) struct Http {
     limiter: Arc<QuotaLimiter>,
     max_retries: u32,
     quota_wait: Duration,
+    /// Where calls and quota waits are counted (`/metrics`), when the agent runs.
+    metrics: Option<Metrics>,
 }
 
 impl Http {
@@ -137,7 +142,14 @@ impl Http {
             limiter,
             max_retries: config.max_retries,
             quota_wait: Duration::from_secs(config.quota_wait_secs),
+            metrics: None,
         })
+    }
+
+    /// Count every call and quota wait in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Http {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Send `call` until it gets an answer worth returning (see the module doc).
@@ -151,7 +163,16 @@ impl Http {
         let deadline = Instant::now() + self.quota_wait;
         let mut failures = 0u32;
         loop {
-            self.limiter.acquire(deadline).await.map_err(|e| {
+            let asked = Instant::now();
+            let slot = self.limiter.acquire(deadline).await;
+            if let Some(metrics) = &self.metrics {
+                let waited = asked.elapsed();
+                // Taking a free slot costs microseconds; anything longer was a wait.
+                if waited >= QUOTA_WAIT_THRESHOLD || slot.is_err() {
+                    metrics.quota_wait(waited);
+                }
+            }
+            slot.map_err(|e| {
                 UpstreamError::Quota(format!(
                     "no call slot for {} within {} s ({}; next slot in {} s)",
                     call.endpoint,
@@ -162,6 +183,10 @@ impl Http {
             })?;
             tally.add();
             let outcome = self.once(call, bearer).await;
+            if let Some(metrics) = &self.metrics {
+                let status = outcome.as_ref().ok().map(|(answer, _)| answer.status);
+                metrics.upstream_call(&call.endpoint, status);
+            }
             let failure = match outcome {
                 Ok((answer, headers)) => {
                     if answer.status == 429 {

@@ -46,6 +46,7 @@ use self::http::{Body, Call, Http, Tally};
 use self::normalise::ShapeError;
 use self::token::{AppToken, ConsentTokens};
 use crate::config::{ApiGeneration, EnedisConfig, Secret};
+use crate::metrics::Metrics;
 use crate::quoalise::{Prm, Reading, Series};
 use crate::store::{Consent, NewConsent, Store, now_seconds};
 use crate::time::{day_start, paris_today};
@@ -188,9 +189,31 @@ impl EnedisClient {
         store: Store,
         limiter: Arc<QuotaLimiter>,
     ) -> Result<EnedisClient, UpstreamError> {
+        EnedisClient::build(Http::new(config, limiter)?, config, store)
+    }
+
+    /// A client whose calls and quota waits are counted in `metrics` (the agent's).
+    pub fn with_metrics(
+        config: &EnedisConfig,
+        store: Store,
+        metrics: Metrics,
+    ) -> Result<EnedisClient, UpstreamError> {
+        let limiter = Arc::new(QuotaLimiter::new(
+            config.calls_per_second,
+            config.calls_per_hour,
+        ));
+        let http = Http::new(config, limiter)?.with_metrics(metrics);
+        EnedisClient::build(http, config, store)
+    }
+
+    fn build(
+        http: Http,
+        config: &EnedisConfig,
+        store: Store,
+    ) -> Result<EnedisClient, UpstreamError> {
         Ok(EnedisClient {
             shared: Arc::new(Shared {
-                http: Http::new(config, limiter)?,
+                http,
                 config: config.clone(),
                 store,
             }),
@@ -585,7 +608,13 @@ impl Upstream for EnedisClient {
     }
 }
 
-/// The upstream for `config`, ready to share.
-pub fn connect(config: &EnedisConfig, store: Store) -> Result<Arc<dyn Upstream>, UpstreamError> {
-    Ok(Arc::new(EnedisClient::new(config, store)?))
+/// The upstream for `config`, ready to share, counting its calls in `metrics`.
+pub fn connect(
+    config: &EnedisConfig,
+    store: Store,
+    metrics: Metrics,
+) -> Result<Arc<dyn Upstream>, UpstreamError> {
+    Ok(Arc::new(EnedisClient::with_metrics(
+        config, store, metrics,
+    )?))
 }
