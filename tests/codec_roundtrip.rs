@@ -105,6 +105,23 @@ proptest! {
     }
 
     #[test]
+    fn the_element_is_the_encoded_bytes_parsed(series in time_series_strategy()) {
+        for form in [MetaForm::Flat, MetaForm::Nested] {
+            let element = encode_element(&series, form).expect("builds");
+            let bytes = encode(&series, form);
+            let parsed: minidom::Element =
+                std::str::from_utf8(&bytes).expect("UTF-8").parse().expect("parses");
+            prop_assert_eq!(&element, &parsed);
+            // And it serialises to the same document.
+            let mut written = Vec::new();
+            element.write_to(&mut written).expect("writes");
+            let again: minidom::Element =
+                std::str::from_utf8(&written).expect("UTF-8").parse().expect("parses");
+            prop_assert_eq!(&again, &parsed);
+        }
+    }
+
+    #[test]
     fn the_element_path_decodes_the_same(series in time_series_strategy()) {
         let element = encode_element(&series, MetaForm::Flat).expect("parses");
         let from_element = decode_element(&element).expect("decodes");

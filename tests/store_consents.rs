@@ -589,3 +589,47 @@ fn admin_command_refuses_bad_input_precisely() {
         );
     }
 }
+
+#[test]
+fn a_peers_consents_and_the_count_by_state_come_from_indexed_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("agent.db")).unwrap();
+    let a1 = store
+        .add_consent(
+            &new_consent(ApiGeneration::Api2026, "a@example.org", &["22516914714270"]),
+            None,
+        )
+        .unwrap();
+    store
+        .add_consent(
+            &new_consent(ApiGeneration::Api2026, "b@example.org", &["22516914714270"]),
+            None,
+        )
+        .unwrap();
+    let a2 = store
+        .add_consent(
+            &new_consent(
+                ApiGeneration::V5,
+                "a@example.org",
+                &["22516914714271", "22516914714272"],
+            ),
+            None,
+        )
+        .unwrap();
+    store
+        .set_consent_state(a2.id, ConsentState::Revoked)
+        .unwrap();
+
+    let own = store.consents_of_owner("a@example.org").unwrap();
+    assert_eq!(own.iter().map(|c| c.id).collect::<Vec<_>>(), [a1.id, a2.id]);
+    assert_eq!(own[1].prms.len(), 2);
+    assert_eq!(own[1].state, ConsentState::Revoked);
+    assert!(store.consents_of_owner("c@example.org").unwrap().is_empty());
+
+    let mut counts = store.count_consents_by_state().unwrap();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        counts,
+        [(ConsentState::Active, 2), (ConsentState::Revoked, 1)]
+    );
+}

@@ -59,9 +59,9 @@ pub async fn authorise(
     let own = ctx
         .store
         .call(move |s| {
-            Ok(s.list_consents()?
+            Ok(s.consents_of_owner(&owner)?
                 .into_iter()
-                .filter(|c| c.owner == owner && c.covers(&prm))
+                .filter(|c| c.covers(&prm))
                 .collect::<Vec<_>>())
         })
         .await
@@ -168,9 +168,9 @@ pub async fn readable(
     let consents = ctx
         .store
         .call(move |s| {
-            Ok(s.list_consents()?
+            Ok(s.consents_of_owner(&owner)?
                 .into_iter()
-                .filter(|c| c.owner == owner && c.generation == generation && c.is_usable_at(now))
+                .filter(|c| c.generation == generation && c.is_usable_at(now))
                 .collect::<Vec<_>>())
         })
         .await

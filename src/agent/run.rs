@@ -394,11 +394,11 @@ async fn count_consents(ctx: Arc<AgentContext>) {
             if purged > 0 {
                 tracing::info!(purged, "cached days without a consent or grant removed");
             }
-            Ok((expired, s.list_consents()?))
+            Ok((expired, s.count_consents_by_state()?))
         })
         .await;
     match counted {
-        Ok((expired, consents)) => {
+        Ok((expired, by_state)) => {
             if expired > 0 {
                 tracing::info!(expired, "consents past their validity marked expired");
             }
@@ -410,8 +410,11 @@ async fn count_consents(ctx: Arc<AgentContext>) {
             let counts: Vec<(&'static str, u64)> = states
                 .iter()
                 .map(|state| {
-                    let n = consents.iter().filter(|c| c.state == *state).count();
-                    (state.as_str(), n as u64)
+                    let n = by_state
+                        .iter()
+                        .find(|(s, _)| s == state)
+                        .map_or(0, |&(_, n)| n);
+                    (state.as_str(), n)
                 })
                 .collect();
             ctx.metrics.set_consents(&counts);

@@ -210,61 +210,11 @@ pub struct GrantChanges {
 impl Store {
     /// Record one access; returns its id. An allowed access without a valid basis
     /// is refused by the schema: [`AuditError::NoBasis`].
+    /// Written on every request, so without an fsync of its own (see
+    /// [`super::without_fsync`]).
     pub fn record_access(&self, access: &Access) -> Result<i64, AuditError> {
-        let (outcome, error) = match &access.outcome {
-            AccessOutcome::Allowed { error } => ("allowed", error.as_ref()),
-            AccessOutcome::Refused(error) => ("refused", Some(error)),
-        };
-        let (consent_id, via_grant) = match access.basis {
-            Some(AccessBasis::Consent(id)) => (Some(id), false),
-            Some(AccessBasis::Grant) => (None, true),
-            None => (None, false),
-        };
         let conn = self.conn();
-        let result = conn.execute(
-            "INSERT INTO audit (at, peer, command, prm, series, range_start, range_end, \
-             consent_id, via_grant, outcome, error, error_code, detail, upstream_calls, \
-             duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            params![
-                access.at,
-                access.peer,
-                access.command,
-                access.prm.as_ref().map(Prm::as_str),
-                access.series.map(Series::as_str),
-                access.range.map(|r| r.0),
-                access.range.map(|r| r.1),
-                consent_id,
-                via_grant,
-                outcome,
-                error.map(|e| e.condition.as_str()),
-                error.and_then(|e| e.code.as_deref()),
-                error.map(|e| e.text.as_str()),
-                access.upstream_calls,
-                access.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
-            ],
-        );
-        match result {
-            Ok(_) => Ok(conn.last_insert_rowid()),
-            Err(rusqlite::Error::SqliteFailure(e, message))
-                if e.code == ErrorCode::ConstraintViolation && outcome == "allowed" =>
-            {
-                Err(AuditError::NoBasis(format!(
-                    "cannot record an allowed access of {} to PRM {} on {}: {}",
-                    access.peer,
-                    access.prm.as_ref().map(Prm::as_str).unwrap_or("(none)"),
-                    access
-                        .basis
-                        .map(|b| b.to_string())
-                        .unwrap_or_else(|| "no basis".into()),
-                    message.unwrap_or_else(|| "constraint failed".into())
-                )))
-            }
-            Err(e) => Err(StoreError::Sqlite {
-                op: "record an access",
-                source: e,
-            }
-            .into()),
-        }
+        super::without_fsync(&conn, || insert_access(&conn, access))
     }
 
     /// Recorded accesses matching `filter`, oldest first.
@@ -438,5 +388,68 @@ impl Store {
             return Ok(Some(AccessBasis::Consent(consent.id)));
         }
         Ok(self.has_grant(peer, prm)?.then_some(AccessBasis::Grant))
+    }
+}
+
+/// The audit insert itself; the schema refuses an allowed access without a basis.
+fn insert_access(conn: &rusqlite::Connection, access: &Access) -> Result<i64, AuditError> {
+    let (outcome, error) = match &access.outcome {
+        AccessOutcome::Allowed { error } => ("allowed", error.as_ref()),
+        AccessOutcome::Refused(error) => ("refused", Some(error)),
+    };
+    let (consent_id, via_grant) = match access.basis {
+        Some(AccessBasis::Consent(id)) => (Some(id), false),
+        Some(AccessBasis::Grant) => (None, true),
+        None => (None, false),
+    };
+    // Cached: the statement carries the compiled trigger, and this runs on
+    // every request.
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO audit (at, peer, command, prm, series, range_start, range_end, \
+             consent_id, via_grant, outcome, error, error_code, detail, upstream_calls, \
+             duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )
+        .map_err(StoreError::sqlite("prepare the audit insert"))?;
+    let result = insert.execute(params![
+        access.at,
+        access.peer,
+        access.command,
+        access.prm.as_ref().map(Prm::as_str),
+        access.series.map(Series::as_str),
+        access.range.map(|r| r.0),
+        access.range.map(|r| r.1),
+        consent_id,
+        via_grant,
+        outcome,
+        error.map(|e| e.condition.as_str()),
+        error.and_then(|e| e.code.as_deref()),
+        error.map(|e| e.text.as_str()),
+        access.upstream_calls,
+        access
+            .duration_ms
+            .map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
+    ]);
+    match result {
+        Ok(_) => Ok(conn.last_insert_rowid()),
+        Err(rusqlite::Error::SqliteFailure(e, message))
+            if e.code == ErrorCode::ConstraintViolation && outcome == "allowed" =>
+        {
+            Err(AuditError::NoBasis(format!(
+                "cannot record an allowed access of {} to PRM {} on {}: {}",
+                access.peer,
+                access.prm.as_ref().map(Prm::as_str).unwrap_or("(none)"),
+                access
+                    .basis
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "no basis".into()),
+                message.unwrap_or_else(|| "constraint failed".into())
+            )))
+        }
+        Err(e) => Err(StoreError::Sqlite {
+            op: "record an access",
+            source: e,
+        }
+        .into()),
     }
 }

@@ -215,34 +215,11 @@ impl Store {
         days: &[(Date, Vec<Reading>)],
         now: i64,
     ) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction()
-            .map_err(StoreError::sqlite("begin writing the cache"))?;
-        let mut written = 0;
-        {
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "INSERT OR REPLACE INTO cache_days (generation, prm, series, day, readings, \
-                     fetched_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE {COVERED}"
-                ))
-                .map_err(StoreError::sqlite("write the cache"))?;
-            for (day, readings) in days {
-                written += stmt
-                    .execute(params![
-                        generation.as_str(),
-                        prm.as_str(),
-                        series.as_str(),
-                        day.to_string(),
-                        encode_day(readings),
-                        now
-                    ])
-                    .map_err(StoreError::sqlite("write the cache"))?;
-            }
-        }
-        tx.commit()
-            .map_err(StoreError::sqlite("commit the cache"))?;
-        Ok(written)
+        let conn = self.conn();
+        // Readings can be fetched again: no fsync of their own.
+        super::without_fsync(&conn, || {
+            write_days(&conn, generation, prm, series, days, now)
+        })
     }
 
     /// Delete the cached days whose PRM no consent (of their generation) or grant
@@ -275,6 +252,43 @@ impl Store {
             )
             .map_err(StoreError::sqlite("count the cache"))
     }
+}
+
+/// One transaction writing `days`, each only while a consent or grant covers the PRM.
+fn write_days(
+    conn: &rusqlite::Connection,
+    generation: ApiGeneration,
+    prm: &Prm,
+    series: Series,
+    days: &[(Date, Vec<Reading>)],
+    now: i64,
+) -> Result<usize, StoreError> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Deferred)
+        .map_err(StoreError::sqlite("begin writing the cache"))?;
+    let mut written = 0;
+    {
+        let mut stmt = tx
+            .prepare_cached(&format!(
+                "INSERT OR REPLACE INTO cache_days (generation, prm, series, day, readings, \
+                 fetched_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE {COVERED}"
+            ))
+            .map_err(StoreError::sqlite("write the cache"))?;
+        for (day, readings) in days {
+            written += stmt
+                .execute(params![
+                    generation.as_str(),
+                    prm.as_str(),
+                    series.as_str(),
+                    day.to_string(),
+                    encode_day(readings),
+                    now
+                ])
+                .map_err(StoreError::sqlite("write the cache"))?;
+        }
+    }
+    tx.commit()
+        .map_err(StoreError::sqlite("commit the cache"))?;
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -245,6 +245,32 @@ impl Store {
         )
     }
 
+    /// Every consent owned by `owner` (a bare JID), oldest first, whatever its state.
+    pub fn consents_of_owner(&self, owner: &str) -> Result<Vec<Consent>, StoreError> {
+        let conn = self.conn();
+        query(
+            &conn,
+            &format!("SELECT {CONSENT_COLUMNS} FROM consents c WHERE c.owner = ?1 ORDER BY c.id"),
+            params![owner],
+        )
+    }
+
+    /// How many consents are in each state (states without any are left out).
+    pub fn count_consents_by_state(&self) -> Result<Vec<(ConsentState, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT state, COUNT(*) FROM consents GROUP BY state")
+            .map_err(StoreError::sqlite("count consents"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(StoreError::sqlite("count consents"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::sqlite("count consents"))?;
+        rows.into_iter()
+            .map(|(state, n)| Ok((ConsentState::parse(&state)?, n.max(0) as u64)))
+            .collect()
+    }
+
     /// Consents owned by `owner` that cover `prm` and are usable at `now`, newest first.
     pub fn consents_for_peer(
         &self,

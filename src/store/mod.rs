@@ -2,7 +2,9 @@
 //!
 //! What a crash must not lose lives here: consents, and for the v3/v4 generations each
 //! consent's refresh token. The file runs in WAL mode with `synchronous=FULL`, so a
-//! committed transaction survives a power cut, and every write is one transaction, so
+//! committed transaction survives a power cut (audit rows and cached readings, written
+//! on every request, are the exception: see [`without_fsync`]), and every write is one
+//! transaction, so
 //! a crash at any instant leaves either the old or the new state. The schema is
 //! versioned ([`migrations`]); other parts of the agent add their tables there.
 //!
@@ -192,6 +194,9 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 /// Connection settings: WAL so readers never block the writer, `synchronous=FULL` so
 /// a commit is on disk before it returns (consents and refresh tokens must survive a
 /// power cut), foreign keys for the cascades, and a busy timeout for other processes.
+/// Compiled statements kept per connection.
+const STATEMENT_CACHE: usize = 128;
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
@@ -199,10 +204,78 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
         tracing::warn!(mode, "the store could not switch to WAL mode");
     }
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    // Every statement of a request's path stays compiled (rusqlite keeps 16 by
+    // default; the store has more than that, and some carry triggers).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
+}
+
+/// Runs `write` with `synchronous = NORMAL`, then puts `FULL` back whatever
+/// happened. Only for rows that may be lost on a power cut without harm to anyone's
+/// consent: audit rows and cached readings (both are committed to the WAL, so they
+/// survive a crash of the agent, and reach the disk with the next synced commit or
+/// checkpoint). Consents and tokens are never written here: the fsync per commit is
+/// most of the CPU of a cached request (see docs/operations.md).
+pub(crate) fn without_fsync<T, E: From<StoreError>>(
+    conn: &Connection,
+    write: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    set_synchronous(conn, "PRAGMA synchronous = NORMAL")?;
+    let result = write();
+    // Every other write must reach the disk before it returns.
+    let restored = set_synchronous(conn, "PRAGMA synchronous = FULL");
+    let value = result?;
+    restored?;
+    Ok(value)
+}
+
+fn set_synchronous(conn: &Connection, pragma: &'static str) -> Result<(), StoreError> {
+    conn.prepare_cached(pragma)
+        .and_then(|mut stmt| stmt.execute([]).map(|_| ()))
+        .map_err(StoreError::sqlite("set synchronous"))
 }
 
 /// Current UTC time in seconds, the unit of every stored instant.
 pub fn now_seconds() -> i64 {
     jiff::Timestamp::now().as_second()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(store: &Store) -> i64 {
+        store
+            .conn()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn relaxed_writes_put_full_sync_back_even_when_they_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("agent.db")).unwrap();
+        const FULL: i64 = 2;
+        const NORMAL: i64 = 1;
+        assert_eq!(synchronous(&store), FULL);
+        let conn = store.conn();
+        let seen: Result<i64, StoreError> = without_fsync(&conn, || {
+            Ok(conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap())
+        });
+        assert_eq!(seen.unwrap(), NORMAL);
+        let failed: Result<(), StoreError> = without_fsync(&conn, || {
+            conn.execute("INSERT INTO no_such_table VALUES (1)", [])
+                .map(|_| ())
+                .map_err(StoreError::sqlite("insert"))
+        });
+        assert!(failed.is_err());
+        drop(conn);
+        assert_eq!(
+            synchronous(&store),
+            FULL,
+            "consents written next are synced"
+        );
+    }
 }
