@@ -33,12 +33,18 @@ const RECORD_BYTES: usize = 40;
 const FIXED_BYTES: usize = 768;
 /// Records are handed to the writer in chunks of about this size.
 const CHUNK_BYTES: usize = 8 * 1024;
+/// The stack buffer records are assembled in.
+const RECORDS_BUFFER: usize = 4096;
 
 /// The payload as UTF-8 XML bytes.
 pub fn encode(series: &TimeSeries, form: MetaForm) -> Vec<u8> {
     let buffer = Vec::with_capacity(FIXED_BYTES + RECORD_BYTES * series.readings.len());
-    match encode_to(series, form, Sink(buffer)) {
-        Ok(Sink(bytes)) => bytes,
+    let mut w = Writer::new(Sink(buffer));
+    // The records go straight into the output buffer (no chunk to copy).
+    match write_envelope(&mut w, series, form, |w| {
+        write_sensml(w, series, Some(|sink: &mut Sink| &mut sink.0))
+    }) {
+        Ok(()) => w.into_inner().0,
         // `Sink` never returns an error (a full Vec aborts on OOM).
         Err(e) => unreachable!("writing to a Vec<u8> failed: {e}"),
     }
@@ -85,7 +91,7 @@ impl io::Write for Sink {
 /// `BufWriter`: the encoder issues many small writes.
 pub fn encode_to<W: io::Write>(series: &TimeSeries, form: MetaForm, out: W) -> io::Result<W> {
     let mut w = Writer::new(out);
-    write_envelope(&mut w, series, form, |w| write_sensml(w, series))?;
+    write_envelope(&mut w, series, form, |w| write_sensml(w, series, None))?;
     Ok(w.into_inner())
 }
 
@@ -182,7 +188,13 @@ fn write_envelope<W: io::Write>(
     w.write_event(Event::End(quoalise.to_end()))
 }
 
-fn write_sensml<W: io::Write>(w: &mut Writer<W>, series: &TimeSeries) -> io::Result<()> {
+/// `direct` gives the output buffer itself when `W` is one (then records are
+/// appended to it in place); otherwise they go through a chunk buffer.
+fn write_sensml<W: io::Write>(
+    w: &mut Writer<W>,
+    series: &TimeSeries,
+    direct: Option<fn(&mut W) -> &mut Vec<u8>>,
+) -> io::Result<()> {
     let mut sensml = BytesStart::new("sensml");
     sensml.push_attribute(("xmlns", NS_SENML));
 
@@ -204,26 +216,120 @@ fn write_sensml<W: io::Write>(w: &mut Writer<W>, series: &TimeSeries) -> io::Res
     w.write_event(Event::Empty(first))?;
 
     // Later records hold only numbers, which never need escaping: they are
-    // assembled as bytes in a chunk buffer (no allocation or escape scan per
-    // record) and handed to the underlying writer a few kilobytes at a time.
+    // assembled as bytes (no allocation, escape scan or writer call per record).
     // `Writer::new` does not indent, so these bytes are exactly what the writer
     // would have written.
-    let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + RECORD_BYTES * 2);
-    for (start, value) in values {
-        chunk.extend_from_slice(br#"<senml t=""#);
-        // Saturating: starts are UTC seconds of real readings, far from overflow,
-        // but an absurd input must not panic.
-        chunk.extend_from_slice(numbers.int(start.saturating_sub(base_time)).as_bytes());
-        chunk.extend_from_slice(br#"" v=""#);
-        chunk.extend_from_slice(numbers.value(value).as_bytes());
-        chunk.extend_from_slice(br#""/>"#);
-        if chunk.len() >= CHUNK_BYTES {
+    match direct {
+        Some(buffer_of) => {
+            push_records(
+                buffer_of(w.get_mut()),
+                values,
+                base_time,
+                &mut numbers,
+                |_| Ok(()),
+            )?;
+        }
+        None => {
+            let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + RECORD_BYTES * 2);
+            push_records(&mut chunk, values, base_time, &mut numbers, |chunk| {
+                w.get_mut().write_all(chunk)?;
+                chunk.clear();
+                Ok(())
+            })?;
             w.get_mut().write_all(&chunk)?;
-            chunk.clear();
         }
     }
-    w.get_mut().write_all(&chunk)?;
     w.write_event(Event::End(sensml.to_end()))
+}
+
+/// Appends `<senml t="…" v="…"/>` for each value to `out`; `full` is called
+/// whenever `out` holds [`CHUNK_BYTES`] or more.
+///
+/// Records are assembled in a stack buffer of a few kilobytes, integers written
+/// digit pairs at a time straight into it, and the buffer appended to `out` when
+/// nearly full: profiling showed a copy per fragment (and the integer formatter's
+/// own buffer) taking two thirds of the time of a simpler version.
+#[inline]
+fn push_records(
+    out: &mut Vec<u8>,
+    values: impl Iterator<Item = (i64, f64)>,
+    base_time: i64,
+    numbers: &mut Numbers,
+    mut full: impl FnMut(&mut Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
+    const OPEN: &[u8] = br#"<senml t=""#;
+    const MIDDLE: &[u8] = br#"" v=""#;
+    const CLOSE: &[u8] = br#""/>"#;
+    /// The longest record with integers: two of at most 20 characters, the tags.
+    const LONGEST: usize = 64;
+    let mut buf = [0u8; RECORDS_BUFFER];
+    let mut at = 0;
+    for (start, value) in values {
+        if at + LONGEST > buf.len() {
+            out.extend_from_slice(&buf[..at]);
+            at = 0;
+            if out.len() >= CHUNK_BYTES {
+                full(out)?;
+            }
+        }
+        at = put(&mut buf, at, OPEN);
+        // Saturating: starts are UTC seconds of real readings, far from overflow,
+        // but an absurd input must not panic.
+        at = put_int(&mut buf, at, start.saturating_sub(base_time));
+        at = put(&mut buf, at, MIDDLE);
+        match whole(value) {
+            Some(n) => at = put_int(&mut buf, at, n),
+            None => {
+                // Shortest round-trip form; it can be long (5e-324 has 324 digits).
+                out.extend_from_slice(&buf[..at]);
+                out.extend_from_slice(numbers.value(value).as_bytes());
+                at = 0;
+            }
+        }
+        at = put(&mut buf, at, CLOSE);
+    }
+    out.extend_from_slice(&buf[..at]);
+    Ok(())
+}
+
+/// Copies `bytes` into `buf` at `at`; returns the position after them.
+#[inline(always)]
+fn put(buf: &mut [u8], at: usize, bytes: &[u8]) -> usize {
+    buf[at..at + bytes.len()].copy_from_slice(bytes);
+    at + bytes.len()
+}
+
+/// Two-digit groups "00" to "99".
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes `n` in decimal into `buf` at `at` (at most 20 characters); returns the
+/// position after it.
+#[inline(always)]
+fn put_int(buf: &mut [u8], mut at: usize, n: i64) -> usize {
+    if n < 0 {
+        buf[at] = b'-';
+        at += 1;
+    }
+    let mut u = n.unsigned_abs();
+    let len = u.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let mut end = at + len;
+    while u >= 100 {
+        let pair = (u % 100) as usize * 2;
+        u /= 100;
+        buf[end - 2..end].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        end -= 2;
+    }
+    if u >= 10 {
+        let pair = u as usize * 2;
+        buf[end - 2..end].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
+        buf[end - 1] = b'0' + u as u8;
+    }
+    at + len
 }
 
 /// Reusable number formatting buffers.
@@ -386,6 +492,22 @@ mod tests {
         assert_eq!(records.len(), 2);
         assert_eq!(records[1].attr("t"), Some("600"));
         assert_eq!(records[1].attr("v"), Some("2.5"));
+    }
+
+    #[test]
+    fn integers_print_as_rust_prints_them() {
+        let mut samples = vec![0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 1800, 86_400];
+        samples.extend([i64::MAX, i64::MIN, i64::MIN + 1, -1, -10, -100, -86_400]);
+        let mut n = 1i64;
+        while let Some(next) = n.checked_mul(10) {
+            samples.extend([n - 1, n, n + 1, -n]);
+            n = next;
+        }
+        for n in samples {
+            let mut buf = [0u8; 64];
+            let end = put_int(&mut buf, 3, n);
+            assert_eq!(std::str::from_utf8(&buf[3..end]).unwrap(), n.to_string());
+        }
     }
 
     #[test]
