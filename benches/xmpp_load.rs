@@ -9,7 +9,8 @@
 //! of Prosody's CPU at saturation).
 //!
 //! Requests: `get_history` of ONE day of a 30-minute load curve (48 records,
-//! one upstream call each: the agent has no cache yet), or with
+//! days 2 to 60 days old, served from the agent's cache after the first pass:
+//! docs/operations.md), or with
 //! `BENCH_COMMAND=list_usage_points` the agent-only path (no upstream).
 //!
 //! Knobs (environment): `BENCH_PEERS` (default 20 peer accounts),
@@ -578,7 +579,7 @@ fn main() {
     println!(
         "xmpp_load: {command} ({}), {peers_n} peers, {secs} s per level, agent log.level={log}",
         if command == "get_history" {
-            "1 day of 30-min load curve, 48 records, 1 upstream call"
+            "1 day of 30-min load curve, 48 records, cached after the first pass"
         } else {
             "no upstream call"
         }

@@ -100,6 +100,9 @@ fn health(ctx: &Arc<AgentContext>) -> Health {
     )
 }
 
+/// How often the store's WAL is checkpointed, off the request path.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 /// Why the agent cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -175,6 +178,7 @@ impl Agent {
         let store = tokio::task::spawn_blocking(move || Store::open(path))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
+        store.checkpoint_in_background(CHECKPOINT_EVERY)?;
         tracing::info!(path = %store.path().display(), "store open");
         sync_grants(&store, &config.peers).await?;
         let metrics = Metrics::new();
