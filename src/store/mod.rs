@@ -305,25 +305,24 @@ mod tests {
         store
             .checkpoint_in_background(Duration::from_millis(200))
             .unwrap();
+        // No commit checkpoints any more (SQLite's own rule with 0)…
+        let automatic: i64 = store
+            .conn()
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(automatic, 0);
+        // …and the thread does: pages written to the WAL reach the database file.
         let db_size = || std::fs::metadata(&path).unwrap().len();
         let before = db_size();
         {
             let conn = store.conn();
             conn.execute_batch("CREATE TABLE filler (x BLOB)").unwrap();
-            // Well past the 1,000 pages at which SQLite would checkpoint in a commit.
             for _ in 0..1_500 {
                 conn.execute("INSERT INTO filler VALUES (zeroblob(4096))", [])
                     .unwrap();
             }
-            // Had a commit checkpointed, the pages would be in the file already.
-            assert!(
-                db_size() < before + 1_000 * 4096,
-                "{} -> {}",
-                before,
-                db_size()
-            );
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while db_size() < before + 1_500 * 4096 {
             assert!(
                 std::time::Instant::now() < deadline,
