@@ -22,290 +22,19 @@
 //! Needs root (Prosody runs as its own user) and the Debian `prosody` package.
 //! Prosody runs with a minimal config: no debug log, no mod_limits, Nagle off.
 
-use std::os::unix::fs::PermissionsExt;
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use quoalise_agent::config::{Secret, XmppConfig};
-use quoalise_agent::xmpp::{
-    AllowList, Command as AdHoc, CommandSet, IqError, XmppAgent, XmppHandle,
-};
-use tokio_util::sync::CancellationToken;
+use quoalise_agent::xmpp::{Command as AdHoc, IqError};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 use xmpp_parsers::iq::IqRequestPayload;
 use xmpp_parsers::jid::Jid;
-
-const AGENT_BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
-const SIM_BIN: &str = env!("CARGO_BIN_EXE_enedis-sim");
-const PASSWORD: &str = "bench-password";
-const PRM: &str = "22516914714270";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn run(program: &str, args: &[&str], cwd: &Path) {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills a child on drop (SIGTERM, then SIGKILL).
-struct Proc {
-    child: Child,
-    pid: u32,
-    name: &'static str,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} did not stop; killing it", self.name);
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.pid.to_string()])
-            .status();
-        let _ = self.child.kill();
-    }
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0);
-    ticks / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
-/// Prosody for the load test, in `dir`, as its own user.
-fn start_prosody(dir: &Path, port: u16) -> (Proc, u32) {
-    let d = dir.display();
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    std::fs::create_dir_all(dir.join("certs")).unwrap();
-    run(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=bench CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-        dir,
-    );
-    run(
-        "openssl",
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-        dir,
-    );
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-        ],
-        dir,
-    );
-    let config = format!(
-        r#"pidfile = "{d}/prosody.pid"
-data_path = "{d}/data"
-certificates = "{d}/certs"
-log = {{ warn = "{d}/prosody.log" }}
-interfaces = {{ "127.0.0.1" }}
-c2s_ports = {{ {port} }}
-c2s_direct_tls_ports = {{ }}
-http_ports = {{ }}
-https_ports = {{ }}
-network_settings = {{ nagle = false }}
-authentication = "internal_hashed"
-storage = "internal"
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "smacks"; "posix" }}
-modules_disabled = {{ "s2s"; "offline" }}
-c2s_require_encryption = true
-VirtualHost "localhost"
-  ssl = {{ certificate = "{d}/leaf.pem"; key = "{d}/leaf.key" }}
-"#
-    );
-    let cfg = dir.join("prosody.cfg.lua");
-    std::fs::write(&cfg, config).unwrap();
-    run("chown", &["-R", "prosody:prosody", "."], dir);
-    run("chmod", &["755", "."], dir);
-    let child = Command::new("runuser")
-        .args(["-u", "prosody", "--", "prosody", "-F", "--config"])
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prosody (needs root and the prosody package)");
-    let runner = child.id();
-    // Until Prosody writes its pid, signals go to runuser; Drop stops it either way.
-    let mut proc = Proc {
-        child,
-        pid: runner,
-        name: "prosody",
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let pid = std::fs::read_to_string(dir.join("prosody.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        if let Some(pid) = pid
-            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        {
-            // Stop Prosody itself on drop (runuser would sleep before forwarding).
-            proc.pid = pid;
-            return (proc, pid);
-        }
-        assert!(Instant::now() < deadline, "prosody did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn register(dir: &Path, user: &str) {
-    run(
-        "prosodyctl",
-        &[
-            "--config",
-            dir.join("prosody.cfg.lua").to_str().unwrap(),
-            "register",
-            user,
-            "localhost",
-            PASSWORD,
-        ],
-        dir,
-    );
-}
-
-fn start_sim() -> (Proc, String) {
-    use std::io::BufRead;
-    let mut child = Command::new(SIM_BIN)
-        .args(["--listen", "127.0.0.1:0", "--quota-per-second", "0"])
-        .args(["--quota-per-hour", "1000000000"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start enedis-sim");
-    let stdout = child.stdout.take().unwrap();
-    let mut reader = std::io::BufReader::new(stdout);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("enedis-sim prints its address")
-        .to_owned();
-    let pid = child.id();
-    (
-        Proc {
-            child,
-            pid,
-            name: "enedis-sim",
-        },
-        format!("http://{addr}"),
-    )
-}
-
-fn write_secret(path: &Path, value: &str) {
-    std::fs::write(path, format!("{value}\n")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
 
 fn start_agent(dir: &Path, xmpp_port: u16, sim: &str, peers: usize, log: &str) -> (Proc, u16) {
     let web = free_port();
@@ -351,14 +80,7 @@ level = "{log}"
         .spawn()
         .expect("start quoalise-agent");
     let pid = child.id();
-    (
-        Proc {
-            child,
-            pid,
-            name: "quoalise-agent",
-        },
-        web,
-    )
+    (Proc { child, pid }, web)
 }
 
 fn wait_healthy(web: u16) {
@@ -376,34 +98,6 @@ fn wait_healthy(web: u16) {
         assert!(Instant::now() < deadline, "the agent is not healthy");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// One logged-in peer.
-struct Peer {
-    handle: XmppHandle,
-    stop: CancellationToken,
-}
-
-async fn connect(port: u16, ca: &Path, user: &str) -> Peer {
-    let config = XmppConfig {
-        jid: format!("{user}@localhost/load"),
-        password: Secret::new(PASSWORD),
-        server: Some(format!("127.0.0.1:{port}")),
-        ca_file: Some(ca.to_owned()),
-        allow_plaintext: false,
-        request_timeout_secs: 60,
-        ping_interval_secs: 60,
-        first_session_deadline_secs: 30,
-    };
-    let agent = XmppAgent::new(&config).expect("peer config");
-    let handle = agent.handle();
-    let stop = CancellationToken::new();
-    tokio::spawn(agent.run(CommandSet::new(()), AllowList::default(), stop.clone()));
-    assert!(
-        handle.wait_until_up(Duration::from_secs(30)).await,
-        "{user} cannot log in"
-    );
-    Peer { handle, stop }
 }
 
 fn request(command: &str, day: usize) -> AdHoc {
@@ -561,7 +255,8 @@ fn main() {
         .unwrap();
     std::fs::create_dir_all(dir.path().join("prosody")).unwrap();
     let xmpp_port = free_port();
-    let (prosody, prosody_pid) = start_prosody(&dir.path().join("prosody"), xmpp_port);
+    let prosody = start_prosody(&dir.path().join("prosody"), xmpp_port);
+    let prosody_pid = prosody.pid;
     register(&dir.path().join("prosody"), "agent");
     for i in 0..peers_n {
         register(&dir.path().join("prosody"), &format!("peer{i}"));

@@ -1,0 +1,316 @@
+//! What the benchmarks through Prosody share: processes stopped on drop, a
+//! Prosody with its own CA on 127.0.0.1 (as its own user), `enedis-sim`, peers on
+//! the library's XMPP session, and /proc readings (CPU seconds, RSS).
+
+// Each bench uses its own part of this module.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use quoalise_agent::config::{Secret, XmppConfig};
+use quoalise_agent::xmpp::{AllowList, CommandSet, XmppAgent, XmppHandle};
+use tokio_util::sync::CancellationToken;
+
+pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
+
+pub const SIM_BIN: &str = env!("CARGO_BIN_EXE_enedis-sim");
+
+pub const PASSWORD: &str = "bench-password";
+
+pub const PRM: &str = "22516914714270";
+
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn run(program: &str, args: &[&str], cwd: &Path) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process stopped on drop (SIGTERM, then SIGKILL); `pid` is the process
+/// to signal (Prosody itself, not `runuser`).
+pub struct Proc {
+    pub child: Child,
+    pub pid: u32,
+}
+
+impl Proc {
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            // Gone already is fine.
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// CPU seconds (user + system) a process has used so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / clock_ticks()
+}
+
+pub fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
+pub fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+// The child is waited for by `Proc`'s Drop, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+pub fn start_prosody(dir: &Path, port: u16) -> Proc {
+    let d = dir.display();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=bench CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run("openssl", &ca, dir);
+    let mut leaf = vec!["req"];
+    leaf.extend(ec);
+    leaf.extend([
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run("openssl", &leaf, dir);
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+        dir,
+    );
+    // As in production: no debug log, no mod_limits, Nagle off.
+    let config = format!(
+        r#"pidfile = "{d}/prosody.pid"
+data_path = "{d}/data"
+certificates = "{d}/certs"
+log = {{ warn = "{d}/prosody.log" }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {port} }}
+c2s_direct_tls_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+network_settings = {{ nagle = false }}
+authentication = "internal_hashed"
+storage = "internal"
+modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "smacks"; "posix" }}
+modules_disabled = {{ "s2s"; "offline" }}
+c2s_require_encryption = true
+VirtualHost "localhost"
+  ssl = {{ certificate = "{d}/leaf.pem"; key = "{d}/leaf.key" }}
+"#
+    );
+    let cfg = dir.join("prosody.cfg.lua");
+    std::fs::write(&cfg, config).unwrap();
+    run("chown", &["-R", "prosody:prosody", "."], dir);
+    run("chmod", &["755", "."], dir);
+    let mut child = Command::new("runuser")
+        .args(["-u", "prosody", "--", "prosody", "-F", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prosody (needs root and the prosody package)");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pid = std::fs::read_to_string(dir.join("prosody.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        if let Some(pid) = pid
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            return Proc { child, pid };
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("prosody did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn register(dir: &Path, user: &str) {
+    let cfg = dir.join("prosody.cfg.lua");
+    run(
+        "prosodyctl",
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "register",
+            user,
+            "localhost",
+            PASSWORD,
+        ],
+        dir,
+    );
+}
+
+pub fn start_sim() -> (Proc, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(SIM_BIN)
+        .args(["--listen", "127.0.0.1:0", "--quota-per-second", "0"])
+        .args(["--quota-per-hour", "1000000000"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start enedis-sim");
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let pid = child.id();
+    (Proc { child, pid }, format!("http://{addr}"))
+}
+
+pub fn write_secret(path: &Path, value: &str) {
+    std::fs::write(path, format!("{value}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+pub struct Peer {
+    pub handle: XmppHandle,
+    pub stop: CancellationToken,
+}
+
+pub async fn connect(port: u16, ca: &Path, user: &str) -> Peer {
+    let config = XmppConfig {
+        jid: format!("{user}@localhost/bench"),
+        password: Secret::new(PASSWORD),
+        server: Some(format!("127.0.0.1:{port}")),
+        ca_file: Some(ca.to_owned()),
+        allow_plaintext: false,
+        request_timeout_secs: 60,
+        ping_interval_secs: 60,
+        first_session_deadline_secs: 30,
+    };
+    let agent = XmppAgent::new(&config).expect("peer config");
+    let handle = agent.handle();
+    let stop = CancellationToken::new();
+    tokio::spawn(agent.run(CommandSet::new(()), AllowList::default(), stop.clone()));
+    assert!(handle.wait_until_up(Duration::from_secs(30)).await);
+    Peer { handle, stop }
+}
