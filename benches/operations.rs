@@ -8,7 +8,10 @@
 //! - the agent's memory (RSS) idle, and after a loaded period (with its CPU against
 //!   Prosody's during it);
 //! - the same latencies with 100,000 consents in the store, for a peer reading on
-//!   its consent, and `list_usage_points`.
+//!   its consent, and `list_usage_points`;
+//! - the audit write of every request, 5,000 in a row on a store of its own, with
+//!   SQLite's checkpoints inside commits (its default) and on the agent's
+//!   background thread.
 //!
 //! Run by `bench/run`, or `cargo bench --bench operations`. Knobs: `BENCH_SAMPLES`
 //! (sequential requests per latency figure, default 500), `BENCH_SECS` (loaded
@@ -407,4 +410,64 @@ fn main() {
     drop(agent);
     drop(sim);
     drop(prosody);
+
+    println!("\n== audit writes, 5,000 in a row (the store alone)");
+    for (label, background) in [
+        ("checkpoints inside commits (SQLite's default)", false),
+        ("checkpoints on the agent's background thread", true),
+    ] {
+        let l = audit_writes(5_000, background);
+        println!(
+            "{label:<46} p50 {:>6.3} ms   p99 {:>6.3} ms   max {:>6.2} ms",
+            l.p50, l.p99, l.max
+        );
+    }
+}
+
+struct WriteLatency {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+/// `n` audit rows written one after the other, as requests do.
+fn audit_writes(n: usize, background_checkpoints: bool) -> WriteLatency {
+    use quoalise_agent::quoalise::Series;
+    use quoalise_agent::store::{Access, AccessBasis, AccessOutcome, Store, now_seconds};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("agent.db")).unwrap();
+    if background_checkpoints {
+        store
+            .checkpoint_in_background(Duration::from_secs(1))
+            .unwrap();
+    }
+    let prm = PRM.parse().unwrap();
+    let prms = [prm];
+    store.sync_grants([("app@localhost", &prms[..])]).unwrap();
+    let mut samples: Vec<Duration> = (0..n)
+        .map(|i| {
+            let access = Access {
+                at: now_seconds(),
+                peer: "app@localhost".into(),
+                command: "get_history".into(),
+                prm: Some(prm),
+                series: Some(Series::ConsumptionPower),
+                range: Some((0, 86_400)),
+                basis: Some(AccessBasis::Grant),
+                outcome: AccessOutcome::Allowed { error: None },
+                upstream_calls: 0,
+                duration_ms: Some(i as u64),
+            };
+            let started = Instant::now();
+            store.record_access(&access).unwrap();
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    WriteLatency {
+        p50: ms(samples[n / 2]),
+        p99: ms(samples[n * 99 / 100]),
+        max: ms(samples[n - 1]),
+    }
 }
