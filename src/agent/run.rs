@@ -33,7 +33,7 @@ use super::context::AgentContext;
 use super::reload::{Reloaded, reload};
 use crate::cache::CachedUpstream;
 use crate::commands::{
-    GetAuthorizeUri, GetDaily, GetHistory, GetLoadCurve, ListUsagePoints, Subscribe, Unsubscribe,
+    GET_DAILY, GET_LOAD_CURVE, GetAuthorizeUri, GetHistory, ListUsagePoints, Subscribe, Unsubscribe,
 };
 use crate::config::Config;
 use crate::health::{Health, check_fn};
@@ -58,8 +58,8 @@ const WEB_CLOSE: Duration = Duration::from_secs(5);
 pub fn commands(ctx: Arc<AgentContext>) -> CommandSet<AgentContext> {
     CommandSet::with_shared(ctx)
         .with(GetHistory)
-        .with(GetLoadCurve)
-        .with(GetDaily)
+        .with(GET_LOAD_CURVE)
+        .with(GET_DAILY)
         .with(ListUsagePoints)
         .with(GetAuthorizeUri)
         .with(Subscribe)

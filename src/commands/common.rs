@@ -16,7 +16,10 @@ use crate::logging::RequestLog;
 use crate::quoalise::{Direction, Identifier, MetaForm, Prm, Series};
 use crate::time::{PARIS, Window, add_days, day_start, paris_today, parse_date};
 use crate::xmpp::forms::{fixed, list_single, text_single};
-use crate::xmpp::{CommandError, FieldExt, FormBuilder, Note, Outcome, Request, SubmittedForm};
+use crate::xmpp::{
+    AdHocCommand, BoxFuture, CommandError, FieldExt, FormBuilder, Note, Outcome, Request,
+    SubmittedForm,
+};
 
 /// Starts the log line of a request, and the span to run it in (so every line it
 /// logs says which request it belongs to).
@@ -199,6 +202,38 @@ pub struct Legacy {
     /// Title of the form and of the result.
     pub title: &'static str,
     pub instructions: &'static str,
+}
+
+/// Both legacy commands are a [`Legacy`] description: `get_load_curve` and
+/// `get_daily` differ only in it.
+impl AdHocCommand<AgentContext> for Legacy {
+    fn node(&self) -> &str {
+        self.node
+    }
+
+    fn name(&self) -> &str {
+        self.title
+    }
+
+    fn form(&self) -> DataForm {
+        legacy_form(self.title, self.instructions, &[])
+    }
+
+    fn form_for<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        requester: &'a BareJid,
+    ) -> BoxFuture<'a, Result<DataForm, CommandError>> {
+        Box::pin(legacy_form_for(*self, ctx, requester))
+    }
+
+    fn execute<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+        Box::pin(legacy_execute(*self, ctx, request))
+    }
 }
 
 impl Legacy {

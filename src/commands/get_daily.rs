@@ -5,50 +5,13 @@
 //! midnight starting the day, in UTC, with the NESTED meta form those
 //! applications read.
 
-use xmpp_parsers::data_forms::DataForm;
-use xmpp_parsers::jid::BareJid;
+use super::common::{Legacy, LegacyKind};
 
-use super::common::{Legacy, LegacyKind, legacy_execute, legacy_form, legacy_form_for};
-use crate::agent::context::AgentContext;
-use crate::xmpp::{AdHocCommand, BoxFuture, CommandError, Outcome, Request};
-
-const LEGACY: Legacy = Legacy {
+/// The `get_daily` command.
+pub const GET_DAILY: Legacy = Legacy {
     node: "get_daily",
     kind: LegacyKind::Daily,
     title: "Get daily energy",
     instructions: "Energy of each Paris day (Wh) of [start_date, end_date[; values are \
                    stamped at the Paris midnight starting their day, in UTC.",
 };
-
-/// The `get_daily` command.
-pub struct GetDaily;
-
-impl AdHocCommand<AgentContext> for GetDaily {
-    fn node(&self) -> &str {
-        LEGACY.node
-    }
-
-    fn name(&self) -> &str {
-        LEGACY.title
-    }
-
-    fn form(&self) -> DataForm {
-        legacy_form(LEGACY.title, LEGACY.instructions, &[])
-    }
-
-    fn form_for<'a>(
-        &'a self,
-        ctx: &'a AgentContext,
-        requester: &'a BareJid,
-    ) -> BoxFuture<'a, Result<DataForm, CommandError>> {
-        Box::pin(legacy_form_for(LEGACY, ctx, requester))
-    }
-
-    fn execute<'a>(
-        &'a self,
-        ctx: &'a AgentContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
-        Box::pin(legacy_execute(LEGACY, ctx, request))
-    }
-}

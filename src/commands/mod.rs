@@ -15,9 +15,9 @@ pub mod subscribe;
 pub mod unsubscribe;
 
 pub use get_authorize_uri::GetAuthorizeUri;
-pub use get_daily::GetDaily;
+pub use get_daily::GET_DAILY;
 pub use get_history::GetHistory;
-pub use get_load_curve::GetLoadCurve;
+pub use get_load_curve::GET_LOAD_CURVE;
 pub use list_usage_points::ListUsagePoints;
 pub use subscribe::Subscribe;
 pub use unsubscribe::Unsubscribe;

@@ -7,7 +7,7 @@
 //! ```ignore
 //! let agent = XmppAgent::new(&config.xmpp)?;          // validates JID, server, CA file
 //! let xmpp = agent.handle();                          // for notifications, /healthz
-//! let commands = CommandSet::new(ctx).with(GetHistory).with(GetLoadCurve);
+//! let commands = CommandSet::new(ctx).with(GetHistory).with(GET_LOAD_CURVE);
 //! let peers = AllowList::from_peers(&config.peers)?;  // peers.replace(…) on SIGHUP
 //! agent.run(commands, peers, shutdown_token).await;   // returns after a clean shutdown
 //! ```
