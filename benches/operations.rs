@@ -22,7 +22,6 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -37,71 +36,12 @@ use xmpp_parsers::jid::Jid;
 const LOAD_CURVE: &str = "GET /mesure_synchrone_auto/v2/courbe_de_charge_consommation";
 
 fn write_config(dir: &Path, xmpp_port: u16, sim: &str, web: u16) {
-    write_secret(&dir.join("xmpp_password"), PASSWORD);
-    write_secret(&dir.join("client_secret"), "sim-secret");
-    let config = format!(
-        r#"[xmpp]
-jid = "agent@localhost/agent"
-password_file = "xmpp_password"
-server = "127.0.0.1:{xmpp_port}"
-ca_file = "{ca}"
-[enedis]
-base_url = "{sim}"
-client_id = "sim-client"
-client_secret_file = "client_secret"
-calls_per_second = 1000000
-calls_per_hour = 4000000000
-[web]
-listen = "127.0.0.1:{web}"
-public_url = "http://127.0.0.1:{web}"
-[store]
-path = "agent.db"
-[log]
-level = "info"
-[[peers]]
-jid = "granted@localhost"
-usage_points = ["{PRM}"]
-[[peers]]
-jid = "consented@localhost"
-usage_points = []
-"#,
-        ca = dir.join("prosody/ca.pem").display()
-    );
+    let mut config = agent_config(dir, xmpp_port, sim, web, "info");
+    config.push_str(&format!(
+        "[[peers]]\njid = \"granted@localhost\"\nusage_points = [\"{PRM}\"]\n\
+         [[peers]]\njid = \"consented@localhost\"\nusage_points = []\n"
+    ));
     std::fs::write(dir.join("config.toml"), config).unwrap();
-}
-
-fn start_agent(dir: &Path, web: u16) -> Proc {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("agent.log"))
-        .unwrap();
-    let child = Command::new(AGENT_BIN)
-        .arg("--config")
-        .arg(dir.join("config.toml"))
-        .arg("run")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start quoalise-agent");
-    let pid = child.id();
-    let agent = Proc { child, pid };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        use std::io::{Read, Write};
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", web)) {
-            let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
-            let mut answer = String::new();
-            let _ = s.read_to_string(&mut answer);
-            if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
-                return agent;
-            }
-        }
-        assert!(Instant::now() < deadline, "the agent is not healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn agent_jid() -> Jid {

@@ -26,7 +26,6 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -36,68 +35,14 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 use xmpp_parsers::iq::IqRequestPayload;
 use xmpp_parsers::jid::Jid;
 
-fn start_agent(dir: &Path, xmpp_port: u16, sim: &str, peers: usize, log: &str) -> (Proc, u16) {
-    let web = free_port();
-    write_secret(&dir.join("xmpp_password"), PASSWORD);
-    write_secret(&dir.join("client_secret"), "sim-secret");
-    let mut config = format!(
-        r#"[xmpp]
-jid = "agent@localhost/agent"
-password_file = "xmpp_password"
-server = "127.0.0.1:{xmpp_port}"
-ca_file = "{ca}"
-[enedis]
-base_url = "{sim}"
-client_id = "sim-client"
-client_secret_file = "client_secret"
-calls_per_second = 1000000
-calls_per_hour = 4000000000
-[web]
-listen = "127.0.0.1:{web}"
-public_url = "http://127.0.0.1:{web}"
-[store]
-path = "agent.db"
-[log]
-level = "{log}"
-"#,
-        ca = dir.join("prosody/ca.pem").display()
-    );
+fn write_config(dir: &Path, xmpp_port: u16, sim: &str, web: u16, peers: usize, log: &str) {
+    let mut config = agent_config(dir, xmpp_port, sim, web, log);
     for i in 0..peers {
         config.push_str(&format!(
             "[[peers]]\njid = \"peer{i}@localhost\"\nusage_points = [\"{PRM}\"]\n"
         ));
     }
     std::fs::write(dir.join("config.toml"), config).unwrap();
-    let log_file = std::fs::File::create(dir.join("agent.log")).unwrap();
-    let child = Command::new(AGENT_BIN)
-        .arg("--config")
-        .arg(dir.join("config.toml"))
-        .arg("run")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("start quoalise-agent");
-    let pid = child.id();
-    (Proc { child, pid }, web)
-}
-
-fn wait_healthy(web: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        use std::io::{Read, Write};
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", web)) {
-            let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
-            let mut answer = String::new();
-            let _ = s.read_to_string(&mut answer);
-            if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "the agent is not healthy");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn request(command: &str, day: usize) -> AdHoc {
@@ -262,8 +207,9 @@ fn main() {
         register(&dir.path().join("prosody"), &format!("peer{i}"));
     }
     let (sim, sim_url) = start_sim();
-    let (agent, web) = start_agent(dir.path(), xmpp_port, &sim_url, peers_n, &log);
-    wait_healthy(web);
+    let web = free_port();
+    write_config(dir.path(), xmpp_port, &sim_url, web, peers_n, &log);
+    let agent = start_agent(dir.path(), web);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -314,3 +314,68 @@ pub async fn connect(port: u16, ca: &Path, user: &str) -> Peer {
     assert!(handle.wait_until_up(Duration::from_secs(30)).await);
     Peer { handle, stop }
 }
+
+/// The agent's configuration for a bench, without `[[peers]]`: secrets written
+/// beside it, Prosody's CA in `dir/prosody`, the simulator at `sim`, no quota.
+pub fn agent_config(dir: &Path, xmpp_port: u16, sim: &str, web: u16, log: &str) -> String {
+    write_secret(&dir.join("xmpp_password"), PASSWORD);
+    write_secret(&dir.join("client_secret"), "sim-secret");
+    format!(
+        r#"[xmpp]
+jid = "agent@localhost/agent"
+password_file = "xmpp_password"
+server = "127.0.0.1:{xmpp_port}"
+ca_file = "{ca}"
+[enedis]
+base_url = "{sim}"
+client_id = "sim-client"
+client_secret_file = "client_secret"
+calls_per_second = 1000000
+calls_per_hour = 4000000000
+[web]
+listen = "127.0.0.1:{web}"
+public_url = "http://127.0.0.1:{web}"
+[store]
+path = "agent.db"
+[log]
+level = "{log}"
+"#,
+        ca = dir.join("prosody/ca.pem").display()
+    )
+}
+
+/// The real agent on `dir/config.toml`, its log appended to `dir/agent.log`,
+/// once `/healthz` on `web` answers 200.
+pub fn start_agent(dir: &Path, web: u16) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))
+        .unwrap();
+    let child = Command::new(AGENT_BIN)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start quoalise-agent");
+    let pid = child.id();
+    let agent = Proc { child, pid };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        use std::io::{Read, Write};
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", web)) {
+            let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
+                return agent;
+            }
+        }
+        assert!(Instant::now() < deadline, "the agent is not healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
