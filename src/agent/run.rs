@@ -446,7 +446,12 @@ pub fn main(config_path: &Path) -> ExitCode {
         eprintln!("quoalise-agent: {e}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread for the event loop, as Prosody has: the agent's work per request
+    // is a fraction of a millisecond, and with a worker per core the workers kept
+    // waking each other for every stanza (a fifth of the agent's CPU under load,
+    // docs/agent.md). Disk work still runs on the blocking pool, except the short
+    // statements that need no waiting (`Store::call_now`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("quoalise-agent")
         .build()
