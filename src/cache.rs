@@ -169,7 +169,7 @@ impl CachedUpstream {
             let (a, b) = (plan.from, plan.to.min(open));
             match self
                 .store
-                .call(move |s| s.cached_days(generation, &prm, series, a, b))
+                .call_now(move |s| s.cached_days(generation, &prm, series, a, b))
                 .await
             {
                 Ok(days) => days,

@@ -126,8 +126,9 @@ impl Audit {
             }
         };
         let access = self.access(outcome);
+        // On the request path: written at once unless SQLite would wait.
         let written = store
-            .call(move |s| match s.record_access(&access) {
+            .call_now(move |s| match s.record_access(&access) {
                 Ok(id) => Ok(Ok(id)),
                 Err(AuditError::NoBasis(why)) => {
                     // Record the refusal the peer is about to get.
@@ -139,8 +140,13 @@ impl Audit {
                     let mut refused = access.clone();
                     refused.basis = None;
                     refused.outcome = AccessOutcome::Refused(refusal);
-                    if let Err(e) = s.record_access(&refused) {
-                        tracing::error!(error = %e, "cannot record a refused access in the audit trail");
+                    match s.record_access(&refused) {
+                        Ok(_) => {}
+                        // Nothing was written: both inserts run again, where they may wait.
+                        Err(AuditError::Store(e)) if e.is_busy() => return Err(e),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot record a refused access in the audit trail");
+                        }
                     }
                     Ok(Err(why))
                 }
@@ -198,10 +204,18 @@ pub async fn record_decision(
         upstream_calls: 0,
         duration_ms: None,
     };
-    match ctx.store.call(move |s| Ok(s.record_access(&access))).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(AuditError::NoBasis(why))) => Err(CommandError::not_authorized(why)),
-        Ok(Err(AuditError::Store(e))) | Err(e) => {
+    let written = ctx
+        .store
+        .call_now(move |s| match s.record_access(&access) {
+            Ok(_) => Ok(Ok(())),
+            Err(AuditError::NoBasis(why)) => Ok(Err(why)),
+            Err(AuditError::Store(e)) => Err(e),
+        })
+        .await;
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(why)) => Err(CommandError::not_authorized(why)),
+        Err(e) => {
             tracing::error!(error = %e, "cannot write the audit trail");
             Err(CommandError::internal(
                 "the agent cannot record this request in its audit trail; its operator can find details in its log",

@@ -45,7 +45,7 @@ pub async fn authorise(
     let usable = {
         let owner = owner.clone();
         ctx.store
-            .call(move |s| s.consents_for_peer(&owner, &prm, now))
+            .call_now(move |s| s.consents_for_peer(&owner, &prm, now))
             .await
     }
     .map_err(|e| store_failure(&e))?;
@@ -167,7 +167,7 @@ pub async fn readable(
     let now = now_seconds();
     let consents = ctx
         .store
-        .call(move |s| {
+        .call_now(move |s| {
             Ok(s.consents_of_owner(&owner)?
                 .into_iter()
                 .filter(|c| c.generation == generation && c.is_usable_at(now))

@@ -10,7 +10,9 @@
 //!
 //! [`Store`] is a cheap-to-clone handle. Its methods are synchronous (the admin command
 //! line calls them directly); async code goes through [`Store::call`], which runs them
-//! on tokio's blocking pool so the runtime never waits on the disk.
+//! on tokio's blocking pool so the runtime never waits on the disk, or, for the short
+//! statements of every request, through [`Store::call_now`], which runs them at once
+//! on a second connection that never waits for a lock.
 
 pub mod audit;
 pub mod backup;
@@ -27,10 +29,11 @@ pub use consents::{Consent, ConsentState, NewConsent, StoredTokens, TokenSet};
 pub use subscriptions::{SubscribeError, Subscription};
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, ErrorCode};
 
 /// How long a write waits for another process holding the database lock (e.g. the
 /// admin command line while the agent runs).
@@ -74,20 +77,40 @@ impl StoreError {
     pub(crate) fn sqlite(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
         move |source| StoreError::Sqlite { op, source }
     }
+
+    /// SQLite refused because another connection holds a lock it needs (only
+    /// [`Store::call_now`]'s connection, which does not wait, gets this in practice).
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        )
+    }
 }
 
-/// A handle on the store; clones share one connection.
+/// A handle on the store; clones share its connections.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// This handle's statements use the connection of [`Store::call_now`].
+    now: bool,
 }
 
 struct Inner {
     path: PathBuf,
-    /// One connection for the process. A std `Mutex` is right here: it is only ever
+    /// The connection of the process. A std `Mutex` is right here: it is only ever
     /// taken on a blocking thread (or in the command line), never across an `.await`,
     /// and SQLite serialises writers anyway.
     conn: Mutex<Connection>,
+    /// The connection of [`Store::call_now`], opened on first use (`None`: it could
+    /// not be opened, and everything goes through `conn`). Its busy timeout is zero:
+    /// a statement that would wait for a lock fails at once instead.
+    now: OnceLock<Option<Mutex<Connection>>>,
+    /// Checkpoints run on their own thread: no connection checkpoints in a commit.
+    background_checkpoints: AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -123,7 +146,10 @@ impl Store {
             inner: Arc::new(Inner {
                 path,
                 conn: Mutex::new(conn),
+                now: OnceLock::new(),
+                background_checkpoints: AtomicBool::new(false),
             }),
+            now: false,
         })
     }
 
@@ -170,9 +196,17 @@ impl Store {
                 }
             })
             .map_err(|e| StoreError::Write(format!("start the checkpoint thread: {e}")))?;
-        self.conn()
-            .pragma_update(None, "wal_autocheckpoint", 0)
+        self.inner
+            .background_checkpoints
+            .store(true, Ordering::SeqCst);
+        let main = self.conn();
+        main.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(StoreError::sqlite("turn automatic checkpoints off"))?;
+        if let Some(Some(now)) = self.inner.now.get() {
+            lock(now)
+                .pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(StoreError::sqlite("turn automatic checkpoints off"))?;
+        }
         Ok(())
     }
 
@@ -188,14 +222,70 @@ impl Store {
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// Runs `f` at once, on the calling thread, when SQLite can do it without
+    /// waiting; otherwise as [`Store::call`] does. For the short statements of the
+    /// request path, from async code: a cached `get_history` reads the cache and
+    /// writes an audit row, each in tens of microseconds, and handing each to the
+    /// blocking pool and back cost more CPU than the statement (thread wake-ups on
+    /// both sides: docs/agent.md).
+    ///
+    /// `f` runs first on a second connection whose busy timeout is zero: when another
+    /// connection or process holds a lock it needs (a consent being written, the
+    /// admin command line, a backup), SQLite fails at once and `f` runs again on the
+    /// blocking pool, where it may wait. A statement that failed busy changed nothing,
+    /// so `f` must only return [`StoreError::is_busy`] errors it got from a statement
+    /// of its own that failed. Reads see every commit, whichever connection made it
+    /// (WAL).
+    pub async fn call_now<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(&Store) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if let Some(now) = self.now_handle() {
+            match f(&now) {
+                Err(e) if e.is_busy() => {
+                    tracing::debug!(error = %e, "store busy: statement moved to the blocking pool");
+                }
+                done => return done,
+            }
+        }
+        self.call(f).await
+    }
+
+    /// A handle whose statements use the connection of [`Store::call_now`], if it
+    /// can be opened.
+    fn now_handle(&self) -> Option<Store> {
+        let opened = self.inner.now.get_or_init(|| match self.open_now() {
+            Ok(conn) => Some(Mutex::new(conn)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the store's second connection: every statement goes through the blocking pool");
+                None
+            }
+        });
+        opened.as_ref().map(|_| Store {
+            inner: Arc::clone(&self.inner),
+            now: true,
+        })
+    }
+
+    fn open_now(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open(self.path())?;
+        configure(&conn)?;
+        conn.busy_timeout(Duration::ZERO)?;
+        if self.inner.background_checkpoints.load(Ordering::SeqCst) {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
+        Ok(conn)
+    }
+
     /// The connection, for the table modules. A panic while it was held cannot have
     /// left a transaction half done (rusqlite rolls back on drop), so a poisoned lock
     /// is taken over.
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.inner
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        match (self.now, self.inner.now.get()) {
+            (true, Some(Some(now))) => lock(now),
+            _ => lock(&self.inner.conn),
+        }
     }
 
     /// SQLite's own consistency check; `Ok("ok")` when the file is sound.
@@ -218,6 +308,10 @@ impl Store {
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(StoreError::sqlite("read the schema version"))
     }
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Create the file with mode 0600 if it does not exist yet (SQLite would use 0644, and
@@ -295,6 +389,70 @@ mod tests {
             .conn()
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn call_now_runs_at_once_unless_sqlite_would_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .conn()
+            .execute_batch("CREATE TABLE t (x INTEGER)")
+            .unwrap();
+        let insert = |s: &Store| {
+            s.conn()
+                .execute("INSERT INTO t VALUES (1)", [])
+                .map_err(StoreError::sqlite("insert"))?;
+            Ok(std::thread::current().id())
+        };
+        let here = std::thread::current().id();
+        // Nothing holds a lock: on the caller's thread.
+        assert_eq!(store.call_now(insert).await.unwrap(), here);
+
+        // Another process holds the write lock: the statement fails busy at once
+        // and runs again on the blocking pool, which waits for the lock.
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { store.call_now(insert).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "it did not wait for the lock");
+        other.execute_batch("COMMIT").unwrap();
+        let ran_on = waiting.await.unwrap().unwrap();
+        assert_ne!(ran_on, here);
+        // Each insert happened once.
+        let rows: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
+    }
+
+    #[test]
+    fn the_second_connection_never_waits_nor_checkpoints_in_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let pragma = |store: &Store, name: &str| -> i64 {
+            store
+                .conn()
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        // Opened before and after the checkpoint thread starts.
+        for opened_first in [true, false] {
+            let store = Store::open(dir.path().join(format!("{opened_first}.db"))).unwrap();
+            let early = opened_first.then(|| store.now_handle().expect("opens"));
+            store
+                .checkpoint_in_background(Duration::from_secs(3600))
+                .unwrap();
+            let now = early.unwrap_or_else(|| store.now_handle().expect("opens"));
+            assert_eq!(pragma(&now, "wal_autocheckpoint"), 0);
+            assert_eq!(pragma(&now, "busy_timeout"), 0);
+            // The main connection waits for other processes.
+            assert_eq!(pragma(&store, "busy_timeout"), 10_000);
+        }
     }
 
     #[test]
