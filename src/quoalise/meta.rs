@@ -19,9 +19,9 @@
 use std::io;
 
 use quick_xml::Writer;
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesEnd, BytesStart, Event};
 
-use super::{Direction, Identifier, Prm, Series, SeriesKind, Step};
+use super::{Direction, Identifier, NS_QUOALISE, Prm, Series, SeriesKind, Step};
 
 /// Which `<measurement>` form a `<meta>` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -179,53 +179,70 @@ impl Meta {
 
     /// Write `<meta>…</meta>` (in the namespace already in scope, `urn:quoalise:0`).
     pub fn write<W: io::Write>(&self, w: &mut Writer<W>) -> io::Result<()> {
-        w.write_event(Event::Start(BytesStart::new("meta")))?;
+        self.emit(w)
+    }
 
-        let mut device = BytesStart::new("device");
-        push(&mut device, "type", &self.device_type);
-        w.write_event(Event::Start(device.borrow()))?;
-        let mut identifier = BytesStart::new("identifier");
-        push(&mut identifier, "authority", &self.authority);
-        push(&mut identifier, "type", &self.identifier_type);
-        push(&mut identifier, "value", &self.identifier);
-        w.write_event(Event::Empty(identifier))?;
-        w.write_event(Event::End(device.to_end()))?;
+    /// `<meta>…</meta>` as a minidom element in `urn:quoalise:0`: the same
+    /// elements and attributes as [`Meta::write`], from the same description.
+    pub fn to_element(&self) -> minidom::Element {
+        let mut tree = TreeSink(vec![minidom::Element::bare("meta", NS_QUOALISE)]);
+        match self.emit_children(&mut tree) {
+            Ok(()) => {}
+            Err(never) => match never {},
+        }
+        tree.0.swap_remove(0)
+    }
 
+    fn emit<S: MetaSink>(&self, sink: &mut S) -> Result<(), S::Error> {
+        sink.open("meta", &[])?;
+        self.emit_children(sink)?;
+        sink.close("meta")
+    }
+
+    /// The one description of what `<meta>` holds, for both outputs.
+    fn emit_children<S: MetaSink>(&self, sink: &mut S) -> Result<(), S::Error> {
+        sink.open("device", &[("type", &self.device_type)])?;
+        sink.leaf(
+            "identifier",
+            &[
+                ("authority", &self.authority),
+                ("type", &self.identifier_type),
+                ("value", &self.identifier),
+            ],
+        )?;
+        sink.close("device")?;
         match self.form {
-            MetaForm::Flat => {
-                let mut m = BytesStart::new("measurement");
-                push(&mut m, "name", &self.name);
-                push(&mut m, "direction", &self.direction);
-                push(&mut m, "quantity", &self.quantity);
-                push(&mut m, "type", &self.measurement_type);
-                push(&mut m, "unit", &self.unit);
-                push(&mut m, "aggregation", &self.aggregation);
-                push(&mut m, "sampling-interval", &self.sampling);
-                w.write_event(Event::Empty(m))?;
-            }
+            MetaForm::Flat => sink.leaf(
+                "measurement",
+                &[
+                    ("name", &self.name),
+                    ("direction", &self.direction),
+                    ("quantity", &self.quantity),
+                    ("type", &self.measurement_type),
+                    ("unit", &self.unit),
+                    ("aggregation", &self.aggregation),
+                    ("sampling-interval", &self.sampling),
+                ],
+            ),
             MetaForm::Nested => {
-                let m = BytesStart::new("measurement");
-                w.write_event(Event::Start(m.borrow()))?;
-                let mut physical = BytesStart::new("physical");
-                push(&mut physical, "quantity", &self.quantity);
-                push(&mut physical, "type", &self.measurement_type);
-                push(&mut physical, "unit", &self.unit);
-                w.write_event(Event::Empty(physical))?;
-                let mut business = BytesStart::new("business");
-                push(&mut business, "graph", &self.graph);
-                push(&mut business, "direction", &self.direction);
-                w.write_event(Event::Empty(business))?;
-                let mut aggregate = BytesStart::new("aggregate");
-                push(&mut aggregate, "type", &self.aggregation);
-                w.write_event(Event::Empty(aggregate))?;
-                let mut sampling = BytesStart::new("sampling");
-                push(&mut sampling, "interval", &self.sampling);
-                w.write_event(Event::Empty(sampling))?;
-                w.write_event(Event::End(m.to_end()))?;
+                sink.open("measurement", &[])?;
+                sink.leaf(
+                    "physical",
+                    &[
+                        ("quantity", &self.quantity),
+                        ("type", &self.measurement_type),
+                        ("unit", &self.unit),
+                    ],
+                )?;
+                sink.leaf(
+                    "business",
+                    &[("graph", &self.graph), ("direction", &self.direction)],
+                )?;
+                sink.leaf("aggregate", &[("type", &self.aggregation)])?;
+                sink.leaf("sampling", &[("interval", &self.sampling)])?;
+                sink.close("measurement")
             }
         }
-
-        w.write_event(Event::End(quick_xml::events::BytesEnd::new("meta")))
     }
 
     /// The meter's PRM (`<identifier value>`).
@@ -321,9 +338,87 @@ impl Meta {
     }
 }
 
-fn push(element: &mut BytesStart<'_>, name: &str, value: &Option<String>) {
-    if let Some(value) = value {
-        element.push_attribute((name, value.as_str()));
+/// Attributes of a `<meta>` element; absent values are left out.
+type Attributes<'a> = [(&'a str, &'a Option<String>)];
+
+/// Where [`Meta::emit`] writes `<meta>`: bytes, or a tree.
+trait MetaSink {
+    type Error;
+    /// A start tag, children follow until [`MetaSink::close`].
+    fn open(&mut self, name: &str, attributes: &Attributes<'_>) -> Result<(), Self::Error>;
+    /// An element without children.
+    fn leaf(&mut self, name: &str, attributes: &Attributes<'_>) -> Result<(), Self::Error>;
+    fn close(&mut self, name: &str) -> Result<(), Self::Error>;
+}
+
+fn start<'a>(name: &'a str, attributes: &Attributes<'_>) -> BytesStart<'a> {
+    let mut element = BytesStart::new(name);
+    for (name, value) in attributes {
+        if let Some(value) = value {
+            element.push_attribute((*name, value.as_str()));
+        }
+    }
+    element
+}
+
+impl<W: io::Write> MetaSink for Writer<W> {
+    type Error = io::Error;
+
+    fn open(&mut self, name: &str, attributes: &Attributes<'_>) -> io::Result<()> {
+        self.write_event(Event::Start(start(name, attributes)))
+    }
+
+    fn leaf(&mut self, name: &str, attributes: &Attributes<'_>) -> io::Result<()> {
+        self.write_event(Event::Empty(start(name, attributes)))
+    }
+
+    fn close(&mut self, name: &str) -> io::Result<()> {
+        self.write_event(Event::End(BytesEnd::new(name)))
+    }
+}
+
+/// Builds the tree: the open elements, innermost last.
+struct TreeSink(Vec<minidom::Element>);
+
+impl TreeSink {
+    fn element(name: &str, attributes: &Attributes<'_>) -> minidom::Element {
+        let mut element = minidom::Element::bare(name, NS_QUOALISE);
+        for (name, value) in attributes {
+            if let (Some(value), Ok(name)) = (value, minidom::rxml::NcName::try_from(*name)) {
+                element.set_attr(minidom::rxml::Namespace::NONE, name, value.as_str());
+            }
+        }
+        element
+    }
+
+    fn append(&mut self, child: minidom::Element) {
+        if let Some(parent) = self.0.last_mut() {
+            parent.append_child(child);
+        }
+    }
+}
+
+impl MetaSink for TreeSink {
+    type Error = std::convert::Infallible;
+
+    fn open(&mut self, name: &str, attributes: &Attributes<'_>) -> Result<(), Self::Error> {
+        self.0.push(TreeSink::element(name, attributes));
+        Ok(())
+    }
+
+    fn leaf(&mut self, name: &str, attributes: &Attributes<'_>) -> Result<(), Self::Error> {
+        self.append(TreeSink::element(name, attributes));
+        Ok(())
+    }
+
+    fn close(&mut self, _name: &str) -> Result<(), Self::Error> {
+        // The outermost element stays for `to_element` to take.
+        if self.0.len() > 1
+            && let Some(done) = self.0.pop()
+        {
+            self.append(done);
+        }
+        Ok(())
     }
 }
 
