@@ -311,7 +311,7 @@ impl Command {
             }
         }
         if let Some(form) = form {
-            element.append_child(Element::from(form));
+            element.append_child(super::forms::form_element(form));
         }
         for payload in payloads {
             element.append_child(payload);

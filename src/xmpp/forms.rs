@@ -1,7 +1,10 @@
 //! XEP-0004 data-form helpers: reading a submitted form with precise errors, and
 //! building the forms a Gajim/Psi user fills and the result forms peers read.
 
+use minidom::Element;
+use minidom::rxml::{Namespace, NcName};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType, Option_};
+use xmpp_parsers::ns;
 
 use super::errors::CommandError;
 
@@ -318,6 +321,87 @@ impl FieldExt for Field {
     }
 }
 
+/// The form as a minidom element: the element `Element::from(form)` gives (the
+/// tests compare them), built directly. xmpp-parsers' conversion replays the form
+/// as serialiser events and rebuilds it from them, which was about 4 % of the
+/// agent's CPU per cached request (the result form of every answer). Fields with
+/// media or validation rules, which this agent never builds, still go through it.
+pub fn form_element(form: DataForm) -> Element {
+    if form
+        .fields
+        .iter()
+        .any(|f| !f.media.is_empty() || f.validate.is_some())
+    {
+        return Element::from(form);
+    }
+    let DataForm {
+        type_,
+        title,
+        instructions,
+        fields,
+    } = form;
+    let mut x = Element::bare("x", ns::DATA_FORMS);
+    attribute(&mut x, "type", type_);
+    for (name, text) in [("title", title), ("instructions", instructions)] {
+        if let Some(text) = text {
+            x.append_child(text_element(name, text));
+        }
+    }
+    for field in fields {
+        x.append_child(field_element(field));
+    }
+    x
+}
+
+fn field_element(field: Field) -> Element {
+    let Field {
+        var,
+        type_,
+        label,
+        required,
+        desc,
+        options,
+        values,
+        media: _,
+        validate: _,
+    } = field;
+    let mut element = Element::bare("field", ns::DATA_FORMS);
+    attribute(&mut element, "var", var);
+    // The default type (text-single) is left out, as xmpp-parsers does.
+    attribute(&mut element, "type", type_);
+    attribute(&mut element, "label", label);
+    if required {
+        element.append_child(Element::bare("required", ns::DATA_FORMS));
+    }
+    if let Some(desc) = desc {
+        element.append_child(text_element("desc", desc));
+    }
+    for option in options {
+        let mut o = Element::bare("option", ns::DATA_FORMS);
+        attribute(&mut o, "label", option.label);
+        o.append_child(text_element("value", option.value));
+        element.append_child(o);
+    }
+    for value in values {
+        element.append_child(text_element("value", value));
+    }
+    element
+}
+
+fn text_element(name: &str, text: String) -> Element {
+    let mut element = Element::bare(name, ns::DATA_FORMS);
+    element.append_text_node(text);
+    element
+}
+
+/// Sets an attribute; no value (or the type's default) leaves it out.
+fn attribute(element: &mut Element, name: &'static str, value: impl minidom::IntoAttributeValue) {
+    // Names here are constants, all valid.
+    if let Ok(name) = NcName::try_from(name) {
+        element.set_attr(Namespace::NONE, name, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,5 +565,44 @@ mod tests {
                 r#"</x>"#
             ),
         );
+    }
+
+    #[test]
+    fn the_direct_element_is_xmpp_parsers_element() {
+        let mut unlabelled = list_single("kind", "Kind", &[("a", "A")]);
+        unlabelled.options.push(Option_ {
+            label: None,
+            value: "b".into(),
+        });
+        let forms = [
+            FormBuilder::form("Get load curve")
+                .instructions("Mean power <W> & \"more\"")
+                .field(text_single("usage_point_id", "Usage point (PRM)").required())
+                .field(unlabelled.value("a").desc("pick one"))
+                .field(text_multi("description", "Description").lines("a\nb"))
+                .field(boolean("agree", "Agree").value("true"))
+                .field(hidden("FORM_TYPE", "urn:example"))
+                .field(text_single("empty", "Empty").value(""))
+                .build(),
+            FormBuilder::result("Get history")
+                .field(fixed(None, None, "Success"))
+                .field(fixed(Some("result"), Some("Get it"), "Success"))
+                .build(),
+            DataForm {
+                type_: DataFormType::Submit,
+                title: None,
+                instructions: None,
+                fields: vec![Field::new("bare", FieldType::TextSingle)],
+            },
+            DataForm {
+                type_: DataFormType::Cancel,
+                title: None,
+                instructions: None,
+                fields: Vec::new(),
+            },
+        ];
+        for form in forms {
+            assert_eq!(form_element(form.clone()), Element::from(form));
+        }
     }
 }
