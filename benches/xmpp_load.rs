@@ -15,7 +15,8 @@
 //!
 //! Knobs (environment): `BENCH_PEERS` (default 20 peer accounts),
 //! `BENCH_LEVELS` (in-flight requests per level, default "20,100,200"),
-//! `BENCH_SECS` (measured seconds per level, default 10), `BENCH_LOG` (the
+//! `BENCH_SECS` (measured seconds per level, default 10), `BENCH_AGENT_BIN` (another
+//! build of the agent, to compare), `BENCH_LOG` (the
 //! agent's log.level, default "info": one request line per request, as in
 //! production).
 //!

@@ -16,6 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
 
+/// The agent binary to measure: `BENCH_AGENT_BIN` when set (to compare two builds
+/// under the same load), else the one cargo just built.
+pub fn agent_bin() -> String {
+    std::env::var("BENCH_AGENT_BIN").unwrap_or_else(|_| AGENT_BIN.to_owned())
+}
+
 pub const SIM_BIN: &str = env!("CARGO_BIN_EXE_enedis-sim");
 
 pub const PASSWORD: &str = "bench-password";
@@ -352,7 +358,7 @@ pub fn start_agent(dir: &Path, web: u16) -> Proc {
         .append(true)
         .open(dir.join("agent.log"))
         .unwrap();
-    let child = Command::new(AGENT_BIN)
+    let child = Command::new(agent_bin())
         .arg("--config")
         .arg(dir.join("config.toml"))
         .arg("run")
