@@ -232,10 +232,10 @@ impl Store {
     /// `f` runs first on a second connection whose busy timeout is zero: when another
     /// connection or process holds a lock it needs (a consent being written, the
     /// admin command line, a backup), SQLite fails at once and `f` runs again on the
-    /// blocking pool, where it may wait. A statement that failed busy changed nothing,
-    /// so `f` must only return [`StoreError::is_busy`] errors it got from a statement
-    /// of its own that failed. Reads see every commit, whichever connection made it
-    /// (WAL).
+    /// blocking pool, where it may wait. So `f` may run twice: when it returns a
+    /// [`StoreError::is_busy`] error, nothing it did may have been committed (a
+    /// statement that failed busy changed nothing; make `f` one write, or one
+    /// transaction). Reads see every commit, whichever connection made it (WAL).
     pub async fn call_now<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: Fn(&Store) -> Result<T, StoreError> + Send + 'static,
