@@ -111,6 +111,8 @@ struct Inner {
     now: OnceLock<Option<Mutex<Connection>>>,
     /// Checkpoints run on their own thread: no connection checkpoints in a commit.
     background_checkpoints: AtomicBool,
+    /// Cached days read through `now`, in memory ([`cache::HotDays`]).
+    hot_days: Mutex<cache::HotDays>,
 }
 
 impl std::fmt::Debug for Store {
@@ -148,6 +150,7 @@ impl Store {
                 conn: Mutex::new(conn),
                 now: OnceLock::new(),
                 background_checkpoints: AtomicBool::new(false),
+                hot_days: Mutex::new(cache::HotDays::default()),
             }),
             now: false,
         })
