@@ -14,10 +14,11 @@
 //! [`Store::purge_cache`] (housekeeping) catches those.
 //!
 //! Days read through [`Store::call_now`]'s connection are also kept in memory
-//! ([`HotDays`]) while nothing else changes the database: any commit by another
-//! connection or process (a new day cached, a consent revoked, the admin command
-//! line) empties them, so they never outlive the rows they copy, and housekeeping
-//! empties them every minute in any case.
+//! ([`HotDays`]) while nothing else changes the database: they are only served
+//! while no other connection or process has committed since they were read (a
+//! new day cached, a consent revoked, the admin command line), and housekeeping
+//! empties them every minute, so they outlive the rows they copy by a minute at
+//! most and are never served after them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
