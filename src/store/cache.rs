@@ -214,11 +214,7 @@ impl Store {
     }
 
     fn hot_days(&self) -> std::sync::MutexGuard<'_, HotDays> {
-        // Held for map operations only.
-        self.inner
-            .hot_days
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        super::lock(&self.inner.hot_days)
     }
 
     /// Cached days of `(generation, prm, series)` within `[from, to[`. A row that
@@ -250,7 +246,7 @@ impl Store {
         } else {
             None
         };
-        let days = self.read_cached_days(&conn, generation, prm, series, from, to)?;
+        let days = read_days(&conn, generation, prm, series, from, to)?;
         if let Some(version) = version {
             let mut hot = self.hot_days();
             if hot.version == Some(version) {
@@ -265,48 +261,50 @@ impl Store {
         }
         Ok(days)
     }
+}
 
-    fn read_cached_days(
-        &self,
-        conn: &rusqlite::Connection,
-        generation: ApiGeneration,
-        prm: &Prm,
-        series: Series,
-        from: Date,
-        to: Date,
-    ) -> Result<BTreeMap<Date, Vec<Reading>>, StoreError> {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT day, readings FROM cache_days WHERE generation = ?1 AND prm = ?2 \
+/// The cached days of `[from, to[` as stored.
+fn read_days(
+    conn: &rusqlite::Connection,
+    generation: ApiGeneration,
+    prm: &Prm,
+    series: Series,
+    from: Date,
+    to: Date,
+) -> Result<BTreeMap<Date, Vec<Reading>>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT day, readings FROM cache_days WHERE generation = ?1 AND prm = ?2 \
                  AND series = ?3 AND day >= ?4 AND day < ?5",
-            )
-            .map_err(StoreError::sqlite("read the cache"))?;
-        let rows = stmt
-            .query_map(
-                params![
-                    generation.as_str(),
-                    prm.as_str(),
-                    series.as_str(),
-                    from.to_string(),
-                    to.to_string()
-                ],
-                |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)),
-            )
-            .map_err(StoreError::sqlite("read the cache"))?;
-        let mut days = BTreeMap::new();
-        for row in rows {
-            let (day, bytes) = row.map_err(StoreError::sqlite("read the cache"))?;
-            match (crate::time::parse_date(&day), decode_day(&bytes)) {
-                (Ok(date), Ok(readings)) => {
-                    days.insert(date, readings);
-                }
-                (Err(e), _) => tracing::warn!(%prm, day, error = %e, "cached day ignored"),
-                (_, Err(e)) => tracing::warn!(%prm, day, error = %e, "cached day ignored"),
+        )
+        .map_err(StoreError::sqlite("read the cache"))?;
+    let rows = stmt
+        .query_map(
+            params![
+                generation.as_str(),
+                prm.as_str(),
+                series.as_str(),
+                from.to_string(),
+                to.to_string()
+            ],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)),
+        )
+        .map_err(StoreError::sqlite("read the cache"))?;
+    let mut days = BTreeMap::new();
+    for row in rows {
+        let (day, bytes) = row.map_err(StoreError::sqlite("read the cache"))?;
+        match (crate::time::parse_date(&day), decode_day(&bytes)) {
+            (Ok(date), Ok(readings)) => {
+                days.insert(date, readings);
             }
+            (Err(e), _) => tracing::warn!(%prm, day, error = %e, "cached day ignored"),
+            (_, Err(e)) => tracing::warn!(%prm, day, error = %e, "cached day ignored"),
         }
-        Ok(days)
     }
+    Ok(days)
+}
 
+impl Store {
     /// Store whole days of `(generation, prm, series)`, fetched at `now`. A day is
     /// written only while a consent of that generation or a grant covers the PRM at
     /// `now`; returns how many were written.

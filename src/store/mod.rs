@@ -281,9 +281,7 @@ impl Store {
         Ok(conn)
     }
 
-    /// The connection, for the table modules. A panic while it was held cannot have
-    /// left a transaction half done (rusqlite rolls back on drop), so a poisoned lock
-    /// is taken over.
+    /// The connection of this handle (see [`lock`]), for the table modules.
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         match (self.now, self.inner.now.get()) {
             (true, Some(Some(now))) => lock(now),
@@ -313,8 +311,14 @@ impl Store {
     }
 }
 
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Locks the store's connections and in-memory state. Each is held for one
+/// statement or map operation, never across an await; a panic while one was held
+/// left nothing half done (rusqlite rolls back on drop), so a poisoned lock is
+/// taken over.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Create the file with mode 0600 if it does not exist yet (SQLite would use 0644, and
