@@ -213,8 +213,7 @@ impl Store {
     /// Written on every request, so without an fsync of its own (see
     /// [`super::without_fsync`]).
     pub fn record_access(&self, access: &Access) -> Result<i64, AuditError> {
-        let conn = self.conn();
-        super::without_fsync(&conn, || insert_access(&conn, access))
+        self.relaxed_write(|conn| insert_access(conn, access))
     }
 
     /// Recorded accesses matching `filter`, oldest first.

@@ -316,11 +316,8 @@ impl Store {
         days: &[(Date, Vec<Reading>)],
         now: i64,
     ) -> Result<usize, StoreError> {
-        let conn = self.conn();
         // Readings can be fetched again: no fsync of their own.
-        super::without_fsync(&conn, || {
-            write_days(&conn, generation, prm, series, days, now)
-        })
+        self.relaxed_write(|conn| write_days(conn, generation, prm, series, days, now))
     }
 
     /// Delete the cached days whose PRM no consent (of their generation) or grant
@@ -480,30 +477,36 @@ mod tests {
         };
         assert_eq!(read().await.get(&day), Some(&readings), "read from SQLite");
 
-        // The row goes, on the very connection that read it (its own commits do
-        // not change its data version): the day is still served, from memory.
+        // That connection commits an audit row, as every request does: its own
+        // commits leave its data version, and so the days in memory, alone.
+        let version = store.hot_days().version;
+        assert!(version.is_some());
+        let access = crate::store::Access {
+            at: 1_790_000_000,
+            peer: "app@example.org".into(),
+            command: "get_history".into(),
+            prm: Some(prm),
+            series: Some(series),
+            range: None,
+            basis: Some(crate::store::AccessBasis::Grant),
+            outcome: crate::store::AccessOutcome::Allowed { error: None },
+            upstream_calls: 0,
+            duration_ms: None,
+        };
         store
-            .call_now(|s| {
-                s.conn()
-                    .execute("DELETE FROM cache_days", [])
-                    .map_err(StoreError::sqlite("delete"))
+            .call_now(move |s| {
+                s.record_access(&access)
+                    .map_err(|e| StoreError::Write(e.to_string()))
             })
             .await
             .unwrap();
-        assert_eq!(
-            read().await.get(&day),
-            Some(&readings),
-            "served from memory"
-        );
+        assert_eq!(read().await.get(&day), Some(&readings));
+        assert_eq!(store.hot_days().version, version, "served from memory");
 
-        // Another process commits anything: memory is emptied, SQLite has no row.
+        // Another process commits (here, deletes the row): memory is emptied, and
+        // SQLite has no row.
         let other = rusqlite::Connection::open(&path).unwrap();
-        other
-            .execute(
-                "INSERT INTO grants (peer, prm) VALUES ('other@example.org', '22516914714270')",
-                [],
-            )
-            .unwrap();
+        other.execute("DELETE FROM cache_days", []).unwrap();
         assert!(read().await.is_empty(), "memory outlived the row");
     }
 }

@@ -271,14 +271,37 @@ impl Store {
         })
     }
 
+    /// The connection of [`Store::call_now`]. Its commits are not synced
+    /// (`synchronous = NORMAL`): it writes audit rows, which [`without_fsync`] allows
+    /// to lose on a power cut, and SQLite refuses it any other write
+    /// ([`audit_rows_only`]), so a consent or a token can never be written unsynced
+    /// through it. Setting `synchronous` per write, as on the other connection,
+    /// re-prepares two statements per audit row.
     fn open_now(&self) -> rusqlite::Result<Connection> {
-        let conn = Connection::open(self.path())?;
+        let mut conn = Connection::open(self.path())?;
         configure(&conn)?;
         conn.busy_timeout(Duration::ZERO)?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
         if self.inner.background_checkpoints.load(Ordering::SeqCst) {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         }
+        conn.authorizer(Some(audit_rows_only))?;
         Ok(conn)
+    }
+
+    /// Runs `write` on this handle's connection, for rows that may be lost on a
+    /// power cut ([`without_fsync`]): audit rows and cached readings.
+    pub(crate) fn relaxed_write<T, E: From<StoreError>>(
+        &self,
+        write: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let conn = self.conn();
+        if self.now {
+            // Never synced, and only audit rows (open_now).
+            write(&conn)
+        } else {
+            without_fsync(&conn, || write(&conn))
+        }
     }
 
     /// The connection of this handle (see [`lock`]), for the table modules.
@@ -319,6 +342,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The authorizer of [`Store::call_now`]'s connection, checked when a statement is
+/// compiled (not when it runs): reads, and inserts into `audit`; no other write,
+/// no schema change.
+fn audit_rows_only(context: rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization {
+    use rusqlite::hooks::{AuthAction, Authorization};
+    match context.action {
+        AuthAction::Insert {
+            table_name: "audit",
+        }
+        | AuthAction::Read { .. }
+        | AuthAction::Select
+        | AuthAction::Function { .. }
+        | AuthAction::Pragma { .. }
+        | AuthAction::Transaction { .. }
+        | AuthAction::Savepoint { .. }
+        | AuthAction::Recursive => Authorization::Allow,
+        _ => Authorization::Deny,
+    }
 }
 
 /// Create the file with mode 0600 if it does not exist yet (SQLite would use 0644, and
@@ -398,24 +441,46 @@ mod tests {
             .unwrap()
     }
 
+    fn store_error(e: AuditError) -> StoreError {
+        match e {
+            AuditError::Store(e) => e,
+            AuditError::NoBasis(why) => StoreError::Invalid(why),
+        }
+    }
+
+    /// An allowed access on a grant of the configuration (which this adds).
+    fn granted_access(store: &Store) -> Access {
+        let prm: crate::quoalise::Prm = "30001610071843".parse().unwrap();
+        store
+            .sync_grants([("app@example.org", &[prm][..])])
+            .unwrap();
+        Access {
+            at: now_seconds(),
+            peer: "app@example.org".into(),
+            command: "get_history".into(),
+            prm: Some(prm),
+            series: Some(crate::quoalise::Series::ConsumptionPower),
+            range: Some((0, 86_400)),
+            basis: Some(AccessBasis::Grant),
+            outcome: AccessOutcome::Allowed { error: None },
+            upstream_calls: 0,
+            duration_ms: Some(3),
+        }
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn call_now_runs_at_once_unless_sqlite_would_wait() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.db");
         let store = Store::open(&path).unwrap();
-        store
-            .conn()
-            .execute_batch("CREATE TABLE t (x INTEGER)")
-            .unwrap();
-        let insert = |s: &Store| {
-            s.conn()
-                .execute("INSERT INTO t VALUES (1)", [])
-                .map_err(StoreError::sqlite("insert"))?;
+        let access = granted_access(&store);
+        let insert = move |s: &Store| {
+            s.record_access(&access).map_err(store_error)?;
             Ok(std::thread::current().id())
         };
         let here = std::thread::current().id();
         // Nothing holds a lock: on the caller's thread.
-        assert_eq!(store.call_now(insert).await.unwrap(), here);
+        assert_eq!(store.call_now(insert.clone()).await.unwrap(), here);
 
         // Another process holds the write lock: the statement fails busy at once
         // and runs again on the blocking pool, which waits for the lock.
@@ -423,6 +488,7 @@ mod tests {
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let waiting = tokio::spawn({
             let store = store.clone();
+            let insert = insert.clone();
             async move { store.call_now(insert).await }
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -433,7 +499,7 @@ mod tests {
         // Each insert happened once.
         let rows: i64 = store
             .conn()
-            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 2);
     }
@@ -460,6 +526,47 @@ mod tests {
             // The main connection waits for other processes.
             assert_eq!(pragma(&store, "busy_timeout"), 10_000);
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_second_connection_writes_audit_rows_unsynced_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("agent.db")).unwrap();
+        let access = granted_access(&store);
+        let now = store.now_handle().expect("opens");
+        const NORMAL: i64 = 1;
+        assert_eq!(synchronous(&now), NORMAL);
+        assert_eq!(synchronous(&store), 2, "the other connection syncs");
+
+        let id = store
+            .call_now(move |s| s.record_access(&access).map_err(store_error))
+            .await
+            .unwrap();
+        assert_eq!(store.audit(&AuditFilter::default()).unwrap()[0].id, id);
+        assert_eq!(synchronous(&now), NORMAL, "left as it was");
+
+        // A consent (or anything but an audit row) cannot be written unsynced:
+        // SQLite refuses to compile the statement, and it is not retried.
+        for sql in [
+            "INSERT INTO grants (peer, prm) VALUES ('x@example.org', '22516914714270')",
+            "DELETE FROM grants",
+            "UPDATE consents SET state = 'revoked'",
+            "DELETE FROM audit",
+            "CREATE TABLE t (x)",
+        ] {
+            let err = store
+                .call_now(move |s| {
+                    s.conn()
+                        .execute(sql, [])
+                        .map_err(StoreError::sqlite("write"))
+                })
+                .await
+                .unwrap_err();
+            assert!(!err.is_busy(), "{sql}: {err}");
+            assert!(err.to_string().contains("not authorized"), "{sql}: {err}");
+        }
+        assert_eq!(store.grants().unwrap().len(), 1);
+        assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 1);
     }
 
     #[test]
