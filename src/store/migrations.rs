@@ -106,6 +106,10 @@ CREATE INDEX oauth_states_expires ON oauth_states (expires_at);
         name: "subscriptions",
         sql: super::subscriptions::MIGRATION,
     },
+    Migration {
+        name: "audit rows without AUTOINCREMENT",
+        sql: super::audit::MIGRATION_ROWID,
+    },
 ];
 
 /// The schema version this build knows.
@@ -150,4 +154,141 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version, name = migration.name, "store migrated");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Access, AccessBasis, AccessError, AccessOutcome, AuditError, Store};
+
+    /// A migration that shipped never changes: databases already past it would
+    /// not get the change, and new databases would differ from theirs.
+    #[test]
+    fn shipped_migrations_are_unchanged() {
+        fn fnv1a(text: &str) -> u64 {
+            text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
+        }
+        let shipped: [(u64, usize); 5] = [
+            (0x9fb2_c6a9_c044_4e66, 1526),
+            (0x26f5_9c8b_a0aa_6efc, 1386),
+            (0xc4e2_4bad_fcba_4d3c, 3084),
+            (0xe0b2_1494_1dff_72d0, 2292),
+            (0xbea2_fdd3_1915_65fc, 4221),
+        ];
+        for (migration, expected) in MIGRATIONS.iter().zip(shipped) {
+            assert_eq!(
+                (fnv1a(migration.sql), migration.sql.len()),
+                expected,
+                "{}",
+                migration.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_audit_trail_loses_autoincrement_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.db");
+        // A store as the previous build left it, with a grant and two rows.
+        let rowid = MIGRATIONS
+            .iter()
+            .position(|m| m.sql == crate::store::audit::MIGRATION_ROWID)
+            .unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            for migration in &MIGRATIONS[..rowid] {
+                conn.execute_batch(migration.sql).unwrap();
+            }
+            conn.execute_batch(&format!(
+                "PRAGMA user_version = {rowid};
+                 INSERT INTO grants VALUES ('app@example.org', '30001610071843');
+                 INSERT INTO audit (at, peer, command, prm, via_grant, outcome)
+                   VALUES (100, 'app@example.org', 'get_history', '30001610071843', 1, 'allowed');
+                 INSERT INTO audit (at, peer, command, outcome, error)
+                   VALUES (101, 'eve@example.org', 'get_history', 'refused', 'not-authorized');"
+            ))
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), latest_version());
+        let conn = store.conn();
+        let schema: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'audit'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!schema.contains("AUTOINCREMENT"), "{schema}");
+        let sequences: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_sequence WHERE name LIKE 'audit%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(sequences, 0);
+        let objects: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE tbl_name = 'audit' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            objects,
+            [
+                "audit",
+                "audit_allowed_needs_a_basis",
+                "audit_at",
+                "audit_peer",
+                "audit_prm",
+                "audit_rows_are_final"
+            ]
+        );
+        drop(conn);
+
+        let rows = store.audit(&Default::default()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].id, rows[0].at, rows[0].via_grant), (1, 100, true));
+        assert_eq!((rows[1].id, rows[1].peer.as_str()), (2, "eve@example.org"));
+
+        // Ids go on from the last one; the triggers still hold.
+        let prm = "30001610071843".parse().unwrap();
+        let access = |basis, outcome| Access {
+            at: 102,
+            peer: "app@example.org".into(),
+            command: "get_history".into(),
+            prm: Some(prm),
+            series: None,
+            range: None,
+            basis,
+            outcome,
+            upstream_calls: 0,
+            duration_ms: None,
+        };
+        let allowed = AccessOutcome::Allowed { error: None };
+        assert_eq!(
+            store
+                .record_access(&access(Some(AccessBasis::Grant), allowed.clone()))
+                .unwrap(),
+            3
+        );
+        assert!(matches!(
+            store.record_access(&access(Some(AccessBasis::Consent(7)), allowed)),
+            Err(AuditError::NoBasis(_))
+        ));
+        let refused = AccessOutcome::Refused(AccessError {
+            condition: "bad-request".into(),
+            code: None,
+            text: "no".into(),
+        });
+        assert_eq!(store.record_access(&access(None, refused)).unwrap(), 4);
+        let changed = store
+            .conn()
+            .execute("UPDATE audit SET at = 0 WHERE id = 1", []);
+        assert!(changed.is_err());
+    }
 }
