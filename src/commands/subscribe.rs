@@ -189,7 +189,7 @@ pub fn with_subscriptions(mut form: DataForm, subs: &[Subscription]) -> DataForm
 /// is informative, the failure is logged).
 pub async fn subscriptions_of(ctx: &AgentContext, requester: &BareJid) -> Vec<Subscription> {
     let peer = requester.to_string();
-    match ctx.store.call(move |s| s.subscriptions_of(&peer)).await {
+    match ctx.store.call_now(move |s| s.subscriptions_of(&peer)).await {
         Ok(subs) => subs,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read subscriptions");
