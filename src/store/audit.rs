@@ -115,12 +115,13 @@ CREATE TABLE audit (
     audit_indexes_and_triggers!()
 );
 
-/// The audit trail without `AUTOINCREMENT`. Rows are never deleted, so a plain
-/// rowid key gives the same ids (the largest plus one), without updating
-/// `sqlite_sequence` in every request's commit: one page fewer to copy into the
-/// WAL, about a fifth of the CPU of an audit row (docs/agent.md). The agent never
-/// deletes audit rows. The table is copied, ids included, then indexes and triggers are
-/// made again; dropping the old table drops its `sqlite_sequence` row.
+/// The audit trail without `AUTOINCREMENT`: every request's commit updated
+/// `sqlite_sequence`, one more page to copy into the WAL, about a fifth of the CPU
+/// of an audit row (docs/agent.md). A plain rowid key numbers rows the same way
+/// (the largest id plus one) as long as the newest row stays: the agent deletes
+/// none, and retention deletes the oldest (docs/operations.md). The table is
+/// copied, ids included, then its indexes and triggers are made again; dropping
+/// the old table drops its `sqlite_sequence` row.
 pub const MIGRATION_ROWID: &str = concat!(
     r#"
 CREATE TABLE audit_rebuilt (
