@@ -370,10 +370,16 @@ struct WriteLatency {
     max: f64,
 }
 
-/// `n` audit rows written one after the other, as requests do.
+/// `n` audit rows written one after the other, as requests do: at once on
+/// `Store::call_now`'s connection, from the agent's kind of event loop.
 fn audit_writes(n: usize, background_checkpoints: bool) -> WriteLatency {
     use quoalise_agent::quoalise::Series;
-    use quoalise_agent::store::{Access, AccessBasis, AccessOutcome, Store, now_seconds};
+    use quoalise_agent::store::{
+        Access, AccessBasis, AccessOutcome, Store, StoreError, now_seconds,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("agent.db")).unwrap();
     if background_checkpoints {
@@ -399,7 +405,12 @@ fn audit_writes(n: usize, background_checkpoints: bool) -> WriteLatency {
                 duration_ms: Some(i as u64),
             };
             let started = Instant::now();
-            store.record_access(&access).unwrap();
+            runtime
+                .block_on(store.call_now(move |s| {
+                    s.record_access(&access)
+                        .map_err(|e| StoreError::Write(e.to_string()))
+                }))
+                .unwrap();
             started.elapsed()
         })
         .collect();
