@@ -176,10 +176,10 @@ type DayKey = (ApiGeneration, Prm, Series, Date);
 
 /// Cached days in memory, valid for one `PRAGMA data_version` of
 /// [`Store::call_now`]'s connection: the value changes when any other connection
-/// commits (that connection's own commits do not change it, and it only writes
-/// audit rows, which no cached day depends on). A repeated request then costs no
-/// SQL read and no decoding (a fifth of the store's CPU per cached request,
-/// docs/agent.md).
+/// commits (that connection's own commits do not change it, and SQLite lets it
+/// write audit rows only, which no cached day depends on). A repeated request
+/// then costs no SQL read and no decoding (a fifth of the store's CPU per cached
+/// request, docs/agent.md).
 #[derive(Default)]
 pub(crate) struct HotDays {
     version: Option<i64>,
