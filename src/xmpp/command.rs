@@ -258,7 +258,7 @@ impl Command {
     ///
     /// A plain request (known attributes, at most one `<actions/>` and one data
     /// form, notes, payloads, blank text) is read directly, with its form read by
-    /// [`super::forms::form_from_element`]: the derived reader replays the element
+    /// [`super::forms::plain_form`]: the derived reader replays the element
     /// as parser events, which cost about 6 % of the agent's CPU per cached request.
     /// Anything else goes through the derived reader, with its precise errors.
     pub fn from_element(mut element: Element) -> Result<Self, xso::error::FromElementError> {

@@ -402,21 +402,14 @@ fn attribute(element: &mut Element, name: &'static str, value: impl minidom::Int
     }
 }
 
-/// Reads a data form as `DataForm::try_from` does (the tests compare them), directly
-/// when it is a plain form: the submitted forms of peers and of Gajim or Psi. Going
-/// through xmpp-parsers replays the element as parser events into its generated
-/// reader, which was, with the `<command/>` around it, about 6 % of the agent's CPU
-/// per cached request (`cargo bench --bench xmpp_load`, perf). Anything else (a
-/// title, options, media, validation rules, an attribute or text out of place, a
-/// form xmpp-parsers would refuse) goes through xmpp-parsers, with its errors.
-pub fn form_from_element(element: Element) -> Result<DataForm, xso::error::FromElementError> {
-    match plain_form(&element) {
-        Some(form) => Ok(form),
-        None => DataForm::try_from(element),
-    }
-}
-
-/// `x` read directly, or `None` when it is not plain (see [`form_from_element`]).
+/// A data form read as `DataForm::try_from` reads it (the `<command/>` tests
+/// compare them), directly, when it is a plain form: the submitted forms of peers
+/// and of Gajim or Psi. xmpp-parsers replays the element as parser events into its
+/// generated reader, which was, with the `<command/>` around it, about 6 % of the
+/// agent's CPU per cached request (`cargo bench --bench xmpp_load`, perf). `None`
+/// for anything else (a title, options, media, validation rules, an attribute or
+/// text out of place, a form xmpp-parsers would refuse): the caller then leaves it
+/// to xmpp-parsers, with its errors ([`super::command::Command::from_element`]).
 pub(crate) fn plain_form(x: &Element) -> Option<DataForm> {
     if !x.is("x", ns::DATA_FORMS) || !only_attributes(x, &["type"]) {
         return None;
