@@ -443,10 +443,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.db");
         let store = Store::open(&path).unwrap();
+        // Grants app@example.org this PRM.
+        let access = crate::store::tests::granted_access(&store);
         let prm: Prm = "30001610071843".parse().unwrap();
-        store
-            .sync_grants([("app@example.org", &[prm][..])])
-            .unwrap();
         let day = jiff::civil::date(2026, 10, 1);
         let readings = vec![Reading {
             start: 1_790_000_000,
@@ -481,22 +480,10 @@ mod tests {
         // commits leave its data version, and so the days in memory, alone.
         let version = store.hot_days().version;
         assert!(version.is_some());
-        let access = crate::store::Access {
-            at: 1_790_000_000,
-            peer: "app@example.org".into(),
-            command: "get_history".into(),
-            prm: Some(prm),
-            series: Some(series),
-            range: None,
-            basis: Some(crate::store::AccessBasis::Grant),
-            outcome: crate::store::AccessOutcome::Allowed { error: None },
-            upstream_calls: 0,
-            duration_ms: None,
-        };
         store
             .call_now(move |s| {
                 s.record_access(&access)
-                    .map_err(|e| StoreError::Write(e.to_string()))
+                    .map_err(crate::store::tests::store_error)
             })
             .await
             .unwrap();

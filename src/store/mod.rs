@@ -441,7 +441,8 @@ mod tests {
             .unwrap()
     }
 
-    fn store_error(e: AuditError) -> StoreError {
+    /// The store error inside an audit error, so that `call_now` sees busy as busy.
+    pub(super) fn store_error(e: AuditError) -> StoreError {
         match e {
             AuditError::Store(e) => e,
             AuditError::NoBasis(why) => StoreError::Invalid(why),
@@ -449,7 +450,7 @@ mod tests {
     }
 
     /// An allowed access on a grant of the configuration (which this adds).
-    fn granted_access(store: &Store) -> Access {
+    pub(super) fn granted_access(store: &Store) -> Access {
         let prm: crate::quoalise::Prm = "30001610071843".parse().unwrap();
         store
             .sync_grants([("app@example.org", &[prm][..])])
