@@ -43,6 +43,7 @@ use tokio_xmpp::xmlstream::{
     initiate_stream,
 };
 
+use super::wire::{SpliceIo, Splices, StanzaLimit};
 use crate::config::{Secret, XmppConfig};
 
 /// TCP connect attempt to one address.
@@ -174,6 +175,10 @@ pub struct Connector {
     tls: Arc<ClientConfig>,
     allow_plaintext: bool,
     timeouts: Timeouts,
+    /// Payloads written in place of their placeholders by every connection.
+    splices: Splices,
+    /// `xmpp.max_stanza_bytes`, and what the server last advertised.
+    limit: StanzaLimit,
 }
 
 impl std::fmt::Debug for Connector {
@@ -257,7 +262,19 @@ impl Connector {
             tls,
             allow_plaintext: config.allow_plaintext,
             timeouts,
+            splices: Splices::new(),
+            limit: StanzaLimit::new(config.max_stanza_bytes),
         })
+    }
+
+    /// The payloads its connections splice into stanzas.
+    pub fn splices(&self) -> &Splices {
+        &self.splices
+    }
+
+    /// The largest stanza its sessions may send.
+    pub fn limit(&self) -> &StanzaLimit {
+        &self.limit
     }
 
     pub fn jid(&self) -> &FullJid {
@@ -291,7 +308,7 @@ impl Connector {
             id: None,
         };
         let pending = initiate_stream(
-            BufStream::new(tcp),
+            SpliceIo::new(BufStream::new(tcp), self.splices.clone()),
             ns::JABBER_CLIENT,
             header(),
             self.timeouts,
@@ -319,7 +336,7 @@ impl Connector {
                 })?;
             let channel_binding = channel_binding(&tls);
             let pending = initiate_stream(
-                BufStream::new(tls),
+                SpliceIo::new(BufStream::new(tls), self.splices.clone()),
                 ns::JABBER_CLIENT,
                 header(),
                 self.timeouts,
@@ -429,6 +446,13 @@ impl Connector {
             .recv_features::<FallibleStreamElement>()
             .await
             .map_err(|e| ConnectError::Stream(e.to_string()))?;
+        // XEP-0478: what the server accepts from this authenticated stream.
+        let advertised = features
+            .limits
+            .as_ref()
+            .and_then(|l| l.max_bytes)
+            .and_then(|n| usize::try_from(n.get()).ok());
+        self.limit.set_advertised(advertised);
         Ok(Connection {
             stream: stream.box_stream(),
             features,
@@ -458,7 +482,7 @@ fn parse_host_port(server: &str) -> Result<Target, SetupError> {
 
 /// Sends `<starttls/>`, waits for `<proceed/>` and hands back the raw TCP stream.
 async fn starttls(
-    mut stream: XmlStream<BufStream<TcpStream>, FallibleStreamElement>,
+    mut stream: XmlStream<SpliceIo<BufStream<TcpStream>>, FallibleStreamElement>,
 ) -> Result<TcpStream, ConnectError> {
     stream
         .send(&XmppStreamElement::Starttls(starttls::Nonza::Request(
@@ -493,7 +517,7 @@ async fn starttls(
         }
     }
     // Nothing follows <proceed/> before the TLS handshake, so the buffers are empty.
-    Ok(stream.into_inner().into_inner())
+    Ok(stream.into_inner().into_inner().into_inner())
 }
 
 /// TLS 1.3 exporter channel binding, as tokio-xmpp's own connector computes it.

@@ -20,13 +20,16 @@ pub mod errors;
 pub mod forms;
 pub mod router;
 pub mod session;
+pub mod wire;
 
 pub use auth::{AllowList, InvalidPeerJid};
 pub use command::{Action, Actions, Command, NS_COMMANDS, Note, NoteType, Status};
 pub use connector::{ConnectError, SetupError};
-pub use errors::{CommandError, ISSUER_ENEDIS, NS_QUOALISE};
+pub use errors::{CommandError, ISSUER_ENEDIS, NS_QUOALISE, TooLarge};
 pub use forms::{FieldExt, FormBuilder, FormError, SubmittedForm};
-pub use router::{AdHocCommand, BoxFuture, CommandSet, Outcome, Request, RouterSettings};
+pub use router::{
+    AdHocCommand, BoxFuture, CommandSet, Continuation, Outcome, Request, RouterSettings,
+};
 pub use session::{IqError, SendError, SessionState, XmppAgent, XmppHandle, run_xmpp};
 
 #[cfg(test)]

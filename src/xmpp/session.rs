@@ -27,6 +27,7 @@ use xmpp_parsers::stanza_error::StanzaError;
 use super::auth::AllowList;
 use super::connector::{ConnectError, Connector, SetupError, Transport};
 use super::router::{CommandSet, Router, RouterSettings, new_id};
+use super::wire::{Splice, Splices, StanzaLimit, stanza_size};
 use crate::config::XmppConfig;
 
 /// Stanzas buffered between the handles and the stream, and inside the stream.
@@ -54,6 +55,19 @@ pub enum SessionState {
 pub enum SendError {
     #[error("the XMPP session has stopped")]
     Stopped,
+    /// The stanza is larger than the server accepts: sending it would make the
+    /// server close the agent's whole stream. Nothing was sent.
+    #[error("the stanza is {size} bytes, more than the {limit} bytes the XMPP server accepts")]
+    TooLarge { size: usize, limit: usize },
+    /// The stanza cannot be serialised (a bug); nothing was sent.
+    #[error("the stanza cannot be serialised: {0}")]
+    Unserialisable(String),
+}
+
+/// A stanza on its way to the stream, with the payload to splice into it.
+pub(crate) struct Outgoing {
+    stanza: Stanza,
+    splice: Option<Splice>,
 }
 
 /// Why an outgoing iq got no result.
@@ -65,6 +79,8 @@ pub enum IqError {
     Error(Box<StanzaError>),
     #[error("the XMPP session has stopped")]
     Stopped,
+    #[error("the request cannot be sent: {0}")]
+    Unsendable(SendError),
 }
 
 struct PendingIq {
@@ -75,7 +91,9 @@ struct PendingIq {
 
 struct HandleInner {
     jid: FullJid,
-    out: mpsc::Sender<Box<Stanza>>,
+    out: mpsc::Sender<Box<Outgoing>>,
+    splices: Splices,
+    limit: StanzaLimit,
     state: watch::Sender<SessionState>,
     pending: Mutex<HashMap<String, PendingIq>>,
 }
@@ -108,11 +126,18 @@ impl Drop for PendingGuard<'_> {
 }
 
 impl XmppHandle {
-    fn new(jid: FullJid, out: mpsc::Sender<Box<Stanza>>) -> Self {
+    fn new(
+        jid: FullJid,
+        out: mpsc::Sender<Box<Outgoing>>,
+        splices: Splices,
+        limit: StanzaLimit,
+    ) -> Self {
         XmppHandle {
             inner: Arc::new(HandleInner {
                 jid,
                 out,
+                splices,
+                limit,
                 state: watch::Sender::new(SessionState::Connecting),
                 pending: Mutex::new(HashMap::new()),
             }),
@@ -149,12 +174,60 @@ impl XmppHandle {
         }
     }
 
+    /// The largest stanza the session may send now, envelope included:
+    /// `xmpp.max_stanza_bytes`, or less when the server advertises less.
+    pub fn max_stanza_bytes(&self) -> usize {
+        self.inner.limit.get()
+    }
+
+    /// Prepares a payload already serialised (one XML element) to be sent in a
+    /// stanza: put [`Splice::placeholder`] where it belongs, then
+    /// [`XmppHandle::send_spliced`].
+    pub fn prepare(&self, payload: bytes::Bytes) -> Splice {
+        self.inner.splices.prepare(payload)
+    }
+
+    /// The exact size of `stanza` on the wire, with `splice`'s payload in place
+    /// of its placeholder.
+    pub fn measure(&self, stanza: &Stanza, splice: Option<&Splice>) -> Result<usize, SendError> {
+        let envelope = stanza_size(stanza).map_err(|e| SendError::Unserialisable(e.to_string()))?;
+        Ok(match splice {
+            Some(splice) => (envelope as isize + splice.growth()).max(0) as usize,
+            None => envelope,
+        })
+    }
+
     /// Queues a stanza (a message to a peer, say). While the connection is down
-    /// it waits in the queue and goes out after the reconnection.
+    /// it waits in the queue and goes out after the reconnection. A stanza
+    /// larger than the server accepts is refused, not sent.
     pub async fn send(&self, stanza: impl Into<Stanza>) -> Result<(), SendError> {
+        self.queue(stanza.into(), None).await
+    }
+
+    /// Queues `stanza` with `splice`'s payload in place of its placeholder; the
+    /// whole is sized before it is queued and refused when too large.
+    pub async fn send_spliced(
+        &self,
+        stanza: impl Into<Stanza>,
+        splice: Splice,
+    ) -> Result<(), SendError> {
+        self.queue(stanza.into(), Some(splice)).await
+    }
+
+    async fn queue(&self, stanza: Stanza, splice: Option<Splice>) -> Result<(), SendError> {
+        let size = self.measure(&stanza, splice.as_ref())?;
+        let limit = self.max_stanza_bytes();
+        if size > limit {
+            tracing::warn!(
+                size,
+                limit,
+                "XMPP: not sending a stanza larger than the server accepts"
+            );
+            return Err(SendError::TooLarge { size, limit });
+        }
         self.inner
             .out
-            .send(Box::new(stanza.into()))
+            .send(Box::new(Outgoing { stanza, splice }))
             .await
             .map_err(|_| SendError::Stopped)
     }
@@ -200,7 +273,10 @@ impl XmppHandle {
             },
         };
         let exchange = async {
-            self.send(iq).await.map_err(|_| IqError::Stopped)?;
+            self.send(iq).await.map_err(|e| match e {
+                SendError::Stopped => IqError::Stopped,
+                other => IqError::Unsendable(other),
+            })?;
             match rx.await {
                 Ok(Iq::Result { payload, .. }) => Ok(payload),
                 Ok(Iq::Error { error, .. }) => Err(IqError::Error(Box::new(error))),
@@ -281,7 +357,7 @@ const FLAP_WINDOW: Duration = Duration::from_secs(10);
 pub struct XmppAgent {
     connector: Connector,
     handle: XmppHandle,
-    out_rx: mpsc::Receiver<Box<Stanza>>,
+    out_rx: mpsc::Receiver<Box<Outgoing>>,
     inbound: Option<mpsc::Sender<Stanza>>,
     session: SessionSettings,
     router: RouterSettings,
@@ -303,7 +379,12 @@ impl XmppAgent {
         };
         let connector = Connector::new(config, timeouts)?;
         let (out_tx, out_rx) = mpsc::channel(QUEUE_DEPTH);
-        let handle = XmppHandle::new(connector.jid().clone(), out_tx);
+        let handle = XmppHandle::new(
+            connector.jid().clone(),
+            out_tx,
+            connector.splices().clone(),
+            connector.limit().clone(),
+        );
         Ok(XmppAgent {
             connector,
             handle,
@@ -504,7 +585,7 @@ fn note_failure(
 struct Driver<C> {
     stream: StanzaStream,
     handle: XmppHandle,
-    out_rx: mpsc::Receiver<Box<Stanza>>,
+    out_rx: mpsc::Receiver<Box<Outgoing>>,
     inbound: Option<mpsc::Sender<Stanza>>,
     router: Arc<Router<C>>,
     session: SessionSettings,
@@ -606,7 +687,7 @@ impl<C: Send + Sync + 'static> Driver<C> {
                     }
                 }
                 Some(out) = self.out_rx.recv() => {
-                    self.stream.send(out).await;
+                    self.transmit(out).await;
                 }
                 _ = ping.tick(), if self.handle.is_up() => {
                     self.keepalive();
@@ -632,6 +713,33 @@ impl<C: Send + Sync + 'static> Driver<C> {
             }
         }
         self.goodbye().await;
+    }
+
+    /// Hands a queued stanza to the stream. A spliced payload is made available
+    /// to the connections until tokio-xmpp no longer holds the stanza: acked by
+    /// the server (XEP-0198), failed, or dropped with a stream that is
+    /// replaced; a stanza resent after a resumption is spliced again.
+    async fn transmit(&mut self, out: Box<Outgoing>) {
+        let Outgoing { stanza, splice } = *out;
+        match splice {
+            None => {
+                self.stream.send(Box::new(stanza)).await;
+            }
+            Some(splice) => {
+                let splices = self.handle.inner.splices.clone();
+                splices.register(&splice);
+                let mut token = self.stream.send(Box::new(stanza)).await;
+                let id = splice.id();
+                tokio::spawn(async move {
+                    // Acked, Failed and Dropped all come after Acked; the
+                    // token's channel closes when the stanza is dropped.
+                    let _ = token
+                        .wait_for(tokio_xmpp::stanzastream::StanzaStage::Acked)
+                        .await;
+                    splices.release(id);
+                });
+            }
+        }
     }
 
     /// Dispatches one incoming stanza; returns a quick reply to send, if any.
@@ -706,7 +814,7 @@ impl<C: Send + Sync + 'static> Driver<C> {
                 ),
                 // A server without XEP-0199 still proves the link is alive.
                 Err(IqError::Error(_)) => {}
-                Err(IqError::Stopped) => {}
+                Err(IqError::Stopped) | Err(IqError::Unsendable(_)) => {}
                 Err(IqError::Timeout(t)) => {
                     tracing::warn!(
                         timeout_secs = t.as_secs(),
@@ -741,7 +849,7 @@ impl<C: Send + Sync + 'static> Driver<C> {
     async fn goodbye(mut self) {
         self.out_rx.close();
         while let Ok(out) = self.out_rx.try_recv() {
-            self.stream.send(out).await;
+            self.transmit(out).await;
         }
         if self.handle.is_up() {
             self.stream
