@@ -115,7 +115,17 @@ pub struct XmppConfig {
     pub ping_interval_secs: u64,
     /// Deadline for the first session before the log says loudly that it is not up (default 30).
     pub first_session_deadline_secs: u64,
+    /// The largest stanza the agent sends, envelope included (default 262,144: Prosody's
+    /// and ejabberd's usual c2s limit). Lowered at run time to what the server
+    /// advertises (XEP-0478) when it advertises less.
+    pub max_stanza_bytes: usize,
 }
+
+/// Default of `xmpp.max_stanza_bytes`: 256 KiB, Prosody's `c2s_stanza_size_limit`.
+pub const DEFAULT_MAX_STANZA_BYTES: usize = 262_144;
+/// The smallest `xmpp.max_stanza_bytes` accepted: room for an answer's envelope and
+/// a useful page of records (Prosody refuses limits under 10,000 too).
+pub const MIN_MAX_STANZA_BYTES: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct EnedisConfig {
@@ -223,6 +233,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "request_timeout_secs",
             "ping_interval_secs",
             "first_session_deadline_secs",
+            "max_stanza_bytes",
         ],
     ),
     (
@@ -1075,7 +1086,25 @@ impl Walker {
             request_timeout_secs: self.secs(t, "request_timeout_secs", 120),
             ping_interval_secs: self.secs(t, "ping_interval_secs", 60),
             first_session_deadline_secs: self.secs(t, "first_session_deadline_secs", 30),
+            max_stanza_bytes: self.max_stanza_bytes(t),
         }
+    }
+
+    fn max_stanza_bytes(&mut self, t: &mut Table) -> usize {
+        let key = t.key("max_stanza_bytes");
+        t.take("max_stanza_bytes")
+            .and_then(|v| {
+                self.integer(
+                    &key,
+                    v,
+                    MIN_MAX_STANZA_BYTES as u64,
+                    // Above what any server accepts by default; a bound keeps the
+                    // arithmetic on sizes far from overflow.
+                    64 * 1024 * 1024,
+                )
+            })
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(DEFAULT_MAX_STANZA_BYTES)
     }
 
     /// The Enedis section, and `redirect_uri` if given (its default needs `[web]`).

@@ -312,6 +312,7 @@ pub async fn connect(port: u16, ca: &Path, user: &str) -> Peer {
         request_timeout_secs: 60,
         ping_interval_secs: 60,
         first_session_deadline_secs: 30,
+        max_stanza_bytes: quoalise_agent::config::DEFAULT_MAX_STANZA_BYTES,
     };
     let agent = XmppAgent::new(&config).expect("peer config");
     let handle = agent.handle();

@@ -274,6 +274,7 @@ pub async fn run(args: &QueryArgs, out: &mut impl Write) -> Result<(), QueryErro
                 t.as_secs()
             ))),
             Err(IqError::Stopped) => Err(fail("the XMPP session stopped before the answer came")),
+            Err(IqError::Unsendable(e)) => Err(fail(format!("cannot send the request: {e}"))),
         }
     }
     .await;
@@ -315,6 +316,7 @@ fn peer_config(args: &QueryArgs) -> Result<XmppConfig, QueryError> {
         request_timeout_secs: args.timeout,
         ping_interval_secs: 60,
         first_session_deadline_secs: args.timeout,
+        max_stanza_bytes: crate::config::DEFAULT_MAX_STANZA_BYTES,
     })
 }
 

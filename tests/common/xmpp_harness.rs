@@ -43,6 +43,7 @@ pub fn xmpp_config(prosody: &Prosody, user: &str, resource: &str) -> XmppConfig 
         request_timeout_secs: 10,
         ping_interval_secs: 60,
         first_session_deadline_secs: 10,
+        max_stanza_bytes: quoalise_agent::config::DEFAULT_MAX_STANZA_BYTES,
     }
 }
 
