@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::Message;
 
+use crate::agent::answer::split;
 use crate::agent::context::AgentContext;
 use crate::agent::data::{DataRequest, fetch};
 use crate::cache::Clock;
@@ -235,6 +236,7 @@ impl Scheduler {
             meta: MetaForm::Flat,
             period_fields: "subscription",
             deadline: tokio::time::Instant::now() + DELIVERY_DEADLINE,
+            max_payload: None,
         };
         let (delivery, outcome) = match fetch(&self.ctx, &request, &mut log).await {
             Ok(answer) if !has_day(&answer.series, through) => (Delivery::Late, "late"),
@@ -245,9 +247,7 @@ impl Scheduler {
                         "service-unavailable",
                     )
                 } else {
-                    let message = Message::normal(Some(Jid::from(requester)))
-                        .with_payloads(vec![answer.payload]);
-                    match self.ctx.xmpp.send_message(message).await {
+                    match self.push(&requester, &answer.series).await {
                         Ok(()) => {
                             let id = sub.id;
                             if let Err(e) = self
@@ -290,6 +290,35 @@ impl Scheduler {
             .metrics
             .request(PUSH_COMMAND, outcome_label(outcome), duration);
         delivery
+    }
+
+    /// Sends `series` to `peer` in as many messages as the stanza size limit
+    /// needs (a catch-up of weeks of 10-minute readings does not fit one), in
+    /// order; each carries a complete Quoalise payload.
+    async fn push(&self, peer: &BareJid, series: &TimeSeries) -> Result<(), String> {
+        let xmpp = &self.ctx.xmpp;
+        let to = Jid::from(peer.clone());
+        let probe = xmpp.prepare(bytes::Bytes::new());
+        let envelope = Message::normal(Some(to.clone())).with_payloads(vec![probe.placeholder()]);
+        let envelope = xmpp
+            .measure(&envelope.into(), None)
+            .map_err(|e| e.to_string())?
+            .saturating_sub(probe.marker_len());
+        let room = xmpp.max_stanza_bytes().saturating_sub(envelope);
+        let parts = split(series, MetaForm::Flat, room).map_err(|e| e.text)?;
+        let count = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            let splice = xmpp.prepare(part);
+            let message =
+                Message::normal(Some(to.clone())).with_payloads(vec![splice.placeholder()]);
+            xmpp.send_spliced(message, splice)
+                .await
+                .map_err(|e| format!("message {} of {count}: {e}", i + 1))?;
+        }
+        if count > 1 {
+            tracing::info!(peer = %peer, identifier = %series.identifier, messages = count, "pushed in several messages: larger than one stanza");
+        }
+        Ok(())
     }
 
     /// Runs passes until `shutdown`: one at start (catching up), one at each

@@ -19,14 +19,13 @@
 
 use std::time::Duration;
 
-use minidom::Element;
 use xmpp_parsers::jid::BareJid;
 
 use super::audit::Audit;
 use super::authorise::{Grant, authorise};
 use super::context::AgentContext;
 use crate::logging::RequestLog;
-use crate::quoalise::{Identifier, MetaForm, TimeSeries, encode_element};
+use crate::quoalise::{Identifier, MetaForm, Step, TimeSeries};
 use crate::time::Window;
 use crate::upstream::{ErrorKind, UpstreamError};
 use crate::xmpp::CommandError;
@@ -50,22 +49,25 @@ pub struct DataRequest {
     pub period_fields: &'static str,
     /// When the answer is due.
     pub deadline: tokio::time::Instant,
+    /// For a peer that receives the answer in ONE stanza: the payload bytes
+    /// that stanza has room for. A range whose answer is predictably larger
+    /// (the meter's step known from the cache) is refused before Enedis is
+    /// called ([`super::answer::too_large`]).
+    pub max_payload: Option<super::answer::OneStanza>,
 }
 
-/// The readings of a request, encoded.
+/// The readings of a request.
 #[derive(Debug, Clone)]
 pub struct DataAnswer {
     /// The readings inside the window.
     pub series: TimeSeries,
-    /// `<quoalise xmlns="urn:quoalise:0">…</quoalise>`.
-    pub payload: Element,
     /// What the upstream clamped and why, for the peer.
     pub notes: Vec<String>,
     /// Why the peer could read the PRM.
     pub grant: Grant,
 }
 
-/// Authorise, fetch, encode: the one way readings reach a peer. Every access,
+/// Authorise and fetch: the one way readings reach a peer. Every access,
 /// allowed or refused, is written to the audit trail before it is answered
 /// ([`super::audit`]).
 pub async fn fetch(
@@ -73,9 +75,43 @@ pub async fn fetch(
     request: &DataRequest,
     log: &mut RequestLog,
 ) -> Result<DataAnswer, CommandError> {
+    fetch_with(ctx, request, log, Ok).await
+}
+
+/// [`fetch`], then `shape` (encoding, sizing) before the access is written to
+/// the audit trail, so that the trail records what the peer gets.
+pub async fn fetch_with<T: Send + 'static>(
+    ctx: &AgentContext,
+    request: &DataRequest,
+    log: &mut RequestLog,
+    shape: impl FnOnce(DataAnswer) -> Result<T, CommandError>,
+) -> Result<T, CommandError> {
     let mut audit = Audit::begin(request, log.command());
-    let result = fetch_unaudited(ctx, request, log, &mut audit).await;
+    let result = fetch_unaudited(ctx, request, log, &mut audit)
+        .await
+        .and_then(shape);
     audit.end(&ctx.store, result).await
+}
+
+/// The meter's step for `identifier`, when the cache knows it (the latest
+/// cached days before `to`), for predicting an answer's size.
+async fn known_step(ctx: &AgentContext, request: &DataRequest) -> Option<Step> {
+    if let Some(step) = request.identifier.series.fixed_step() {
+        return Some(step);
+    }
+    let (_, to) = request.window.paris_dates().ok()?;
+    let from = crate::time::add_days(to, -7).ok()?;
+    let generation = ctx.upstream.generation();
+    let prm = request.identifier.prm;
+    let series = request.identifier.series;
+    let days = ctx
+        .store
+        .call_now(move |s| s.cached_days(generation, &prm, series, from, to))
+        .await
+        .ok()?;
+    days.values()
+        .rev()
+        .find_map(|day| day.first().map(|r| r.step))
 }
 
 async fn fetch_unaudited(
@@ -92,6 +128,14 @@ async fn fetch_unaudited(
 
     let grant = authorise(ctx, &settings, &request.requester, prm).await?;
     audit.allowed_on(&grant);
+
+    if let Some(room) = request.max_payload
+        && let Some(step) = known_step(ctx, request).await
+        && let Some(refusal) = super::answer::too_large_before(request, step, room)
+    {
+        tracing::info!(%prm, %series, %step, "answer predictably too large for one stanza: refused before calling Enedis");
+        return Err(refusal);
+    }
 
     let (from, to) = request
         .window
@@ -116,15 +160,8 @@ async fn fetch_unaudited(
     let mut readings = fetched.readings;
     request.window.retain(&mut readings);
     let series = TimeSeries::new(request.identifier, readings);
-    let payload = encode_element(&series, request.meta).map_err(|e| {
-        tracing::error!(error = %e, "cannot encode a Quoalise payload");
-        CommandError::internal(
-            "the agent could not encode the answer; its operator can find details in its log",
-        )
-    })?;
     Ok(DataAnswer {
         series,
-        payload,
         notes: fetched.notes,
         grant,
     })

@@ -10,6 +10,7 @@
 //!                               └─ axum on web.listen ─► run::web_router (/healthz, /metrics, …)
 //! ```
 
+pub mod answer;
 pub mod audit;
 pub mod authorise;
 pub mod context;

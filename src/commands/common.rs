@@ -9,15 +9,16 @@ use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
+use crate::agent::answer::{Presentation, answer, next_page, paging_field, wants_pages};
 use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
-use crate::agent::data::{DataAnswer, DataRequest, fetch};
+use crate::agent::data::DataRequest;
 use crate::logging::RequestLog;
 use crate::quoalise::{Direction, Identifier, MetaForm, Prm, Series};
 use crate::time::{PARIS, Window, add_days, day_start, paris_today, parse_date};
-use crate::xmpp::forms::{fixed, list_single, text_single};
+use crate::xmpp::forms::{list_single, text_single};
 use crate::xmpp::{
-    AdHocCommand, BoxFuture, CommandError, FieldExt, FormBuilder, Note, Outcome, Request,
+    AdHocCommand, BoxFuture, CommandError, Continuation, FieldExt, FormBuilder, Outcome, Request,
     SubmittedForm,
 };
 
@@ -60,6 +61,7 @@ pub fn outcome_name(e: &CommandError) -> &'static str {
         CommandError::Upstream { .. } => "undefined-condition",
         CommandError::Internal(_) => "internal-server-error",
         CommandError::SessionExpired(_) => "not-allowed",
+        CommandError::TooLarge(_) => "not-acceptable",
     }
 }
 
@@ -176,21 +178,8 @@ pub fn legacy_form(title: &str, instructions: &str, readable: &[Readable]) -> Da
                 .required()
                 .value(&end.to_string()),
         )
+        .field(paging_field())
         .build()
-}
-
-/// The answer of a data command: a result form titled `title` whose fixed
-/// `result` field, labelled `label`, says "Success"; the clamping notes; the
-/// Quoalise payload.
-pub fn data_outcome(answer: DataAnswer, title: &str, label: &str) -> Outcome {
-    let form = FormBuilder::result(title)
-        .field(fixed(Some("result"), Some(label), "Success"))
-        .build();
-    let mut outcome = Outcome::new().with_form(form);
-    for note in answer.notes {
-        outcome = outcome.with_note(Note::warn(note));
-    }
-    outcome.with_payload(answer.payload)
 }
 
 /// What distinguishes `get_load_curve` from `get_daily`; everything else about
@@ -234,6 +223,23 @@ impl AdHocCommand<AgentContext> for Legacy {
     ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
         Box::pin(legacy_execute(*self, ctx, request))
     }
+
+    fn next<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+        more: Continuation,
+    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+        let node = self.node;
+        Box::pin(async move {
+            let (mut log, span) = begin(&request);
+            let result = next_page(ctx, &request, &more, &mut log)
+                .instrument(span)
+                .await;
+            finish(ctx, node, log, &result);
+            result
+        })
+    }
 }
 
 impl Legacy {
@@ -273,6 +279,7 @@ pub async fn legacy_execute(
     let (mut log, span) = begin(&request);
     let work = async {
         let query = LegacyQuery::from_form(&request.form)?;
+        let paging = wants_pages(&request.form)?;
         let identifier = Identifier::new(query.prm, legacy.series(query.direction));
         let data = DataRequest {
             requester: request.requester.clone(),
@@ -281,13 +288,14 @@ pub async fn legacy_execute(
             meta: MetaForm::Nested,
             period_fields: LEGACY_PERIOD_FIELDS,
             deadline: request.deadline,
+            max_payload: None,
         };
-        let answer = fetch(ctx, &data, &mut log).await?;
-        Ok(data_outcome(
-            answer,
-            legacy.title,
-            &format!("{} of {}", legacy.title, query.prm),
-        ))
+        let presentation = Presentation {
+            title: legacy.title,
+            label: format!("{} of {}", legacy.title, query.prm),
+            paging,
+        };
+        answer(ctx, &request, data, &mut log, presentation).await
     };
     let result = work.instrument(span).await;
     finish(ctx, legacy.node, log, &result);

@@ -13,15 +13,17 @@ use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
-use super::common::{begin, data_outcome, default_days, finish, paris_midnight, prm_hint};
+use super::common::{begin, default_days, finish, paris_midnight, prm_hint};
+use crate::agent::answer::{Presentation, answer, next_page, paging_field, wants_pages};
 use crate::agent::authorise::readable;
 use crate::agent::context::AgentContext;
-use crate::agent::data::{DataRequest, fetch};
+use crate::agent::data::DataRequest;
 use crate::quoalise::{Identifier, MetaForm, Series};
 use crate::time::{Window, day_start, paris_date, paris_today, parse_instant};
 use crate::xmpp::forms::text_single;
 use crate::xmpp::{
-    AdHocCommand, BoxFuture, CommandError, FieldExt, FormBuilder, Outcome, Request, SubmittedForm,
+    AdHocCommand, BoxFuture, CommandError, Continuation, FieldExt, FormBuilder, Outcome, Request,
+    SubmittedForm,
 };
 
 const NODE: &str = "get_history";
@@ -58,6 +60,7 @@ impl GetHistory {
                     .required()
                     .value(&paris_midnight(end)),
             )
+            .field(paging_field())
             .build()
     }
 }
@@ -133,6 +136,7 @@ impl AdHocCommand<AgentContext> for GetHistory {
         Box::pin(async move {
             let work = async {
                 let (identifier, window) = parse(&request.form)?;
+                let paging = wants_pages(&request.form)?;
                 let data = DataRequest {
                     requester: request.requester.clone(),
                     identifier,
@@ -140,16 +144,33 @@ impl AdHocCommand<AgentContext> for GetHistory {
                     meta: MetaForm::Flat,
                     period_fields: PERIOD_FIELDS,
                     deadline: request.deadline,
+                    max_payload: None,
                 };
-                let answer = fetch(ctx, &data, &mut log).await?;
-                Ok(data_outcome(
-                    answer,
-                    "Get history",
-                    &format!("Get {identifier}"),
-                ))
+                let presentation = Presentation {
+                    title: "Get history",
+                    label: format!("Get {identifier}"),
+                    paging,
+                };
+                answer(ctx, &request, data, &mut log, presentation).await
             };
             let result = work.instrument(span).await;
             // Outside the span: the line carries peer and command itself.
+            finish(ctx, NODE, log, &result);
+            result
+        })
+    }
+
+    fn next<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+        more: Continuation,
+    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+        let (mut log, span) = begin(&request);
+        Box::pin(async move {
+            let result = next_page(ctx, &request, &more, &mut log)
+                .instrument(span)
+                .await;
             finish(ctx, NODE, log, &result);
             result
         })

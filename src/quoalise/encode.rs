@@ -19,7 +19,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesEnd, BytesStart, Event};
 
 use super::meta::{Meta, MetaForm};
-use super::{NS_QUOALISE, NS_SENML, TimeSeries};
+use super::{Identifier, NS_QUOALISE, NS_SENML, Reading, TimeSeries};
 
 /// Why [`encode_element`] failed: the XML layer refused a name the encoder uses,
 /// which would be a bug in the encoder, reported rather than panicking.
@@ -337,6 +337,84 @@ fn put_int(buf: &mut [u8], mut at: usize, n: i64) -> usize {
     at + len
 }
 
+/// The longest prefix of `readings` whose payload (as [`encode`] writes it for
+/// `identifier` in `form`) fits in `budget` bytes: how many readings it takes,
+/// and the payload. Readings without a value take no room and are taken along
+/// while the next value fits. `None` when not even the first value fits.
+///
+/// Sizes are computed, not tried: the first record and the envelope come from
+/// encoding the readings up to the first value, every later record from the
+/// digits of its `t` and `v`. The result is encoded once, and checked (a step
+/// that changes within the readings can change the metadata's size).
+pub fn encode_fitting(
+    identifier: &Identifier,
+    readings: &[Reading],
+    form: MetaForm,
+    budget: usize,
+) -> Option<(usize, Vec<u8>)> {
+    let encode_prefix =
+        |n: usize| encode(&TimeSeries::new(*identifier, readings[..n].to_vec()), form);
+    let Some(first) = readings
+        .iter()
+        .position(|r| r.value.is_some_and(f64::is_finite))
+    else {
+        // No value at all: one empty payload, whatever the number of readings.
+        let bytes = encode_prefix(readings.len());
+        return (bytes.len() <= budget).then_some((readings.len(), bytes));
+    };
+    let head = encode_prefix(first + 1).len();
+    if head > budget {
+        return None;
+    }
+    let base_time = readings[first].start;
+    let mut numbers = Numbers::default();
+    let mut total = head;
+    let mut taken = first + 1;
+    for r in &readings[first + 1..] {
+        if let Some(v) = r.value.filter(|v| v.is_finite()) {
+            let record = record_len(r.start.saturating_sub(base_time), v, &mut numbers);
+            if total + record > budget {
+                break;
+            }
+            total += record;
+        }
+        taken += 1;
+    }
+    loop {
+        let bytes = encode_prefix(taken);
+        if bytes.len() <= budget {
+            return Some((taken, bytes));
+        }
+        // The metadata grew (a step changing within the readings): one value
+        // less, and try again.
+        let last = readings[..taken]
+            .iter()
+            .rposition(|r| r.value.is_some_and(f64::is_finite))?;
+        if last <= first {
+            return None;
+        }
+        taken = last;
+    }
+}
+
+/// The bytes of `<senml t="…" v="…"/>` for a record after the first.
+fn record_len(t: i64, v: f64, numbers: &mut Numbers) -> usize {
+    const TAGS: usize = r#"<senml t="" v=""/>"#.len();
+    let value = match whole(v) {
+        Some(n) => int_len(n),
+        None => numbers.value(v).len(),
+    };
+    TAGS + int_len(t) + value
+}
+
+/// Characters of `n` in decimal.
+fn int_len(n: i64) -> usize {
+    usize::from(n < 0)
+        + n.unsigned_abs()
+            .checked_ilog10()
+            .map_or(1, |l| l as usize + 1)
+}
+
 /// Reusable number formatting buffers.
 #[derive(Default)]
 struct Numbers {
@@ -387,6 +465,63 @@ mod tests {
                 .map(|&(start, value)| Reading { start, step, value })
                 .collect(),
         )
+    }
+
+    /// A year of half-hours with whole, fractional and missing values.
+    fn mixed_year() -> TimeSeries {
+        let start = 1_764_543_600;
+        series(
+            Series::ConsumptionPower,
+            Step::PT30M,
+            &(0..17_520)
+                .map(|i| {
+                    let value = match i % 97 {
+                        0 => None,
+                        1 => Some(1234.5),
+                        _ => Some(f64::from((i * 7919) % 36_000)),
+                    };
+                    (start + i64::from(i) * 1800, value)
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn fitted_pages_are_as_large_as_the_budget_allows() {
+        let year = mixed_year();
+        for budget in [2_000, 10_000, 100_000, 262_144, 1_000_000] {
+            let mut at = 0;
+            let mut pages = 0;
+            while at < year.readings.len() {
+                let rest = &year.readings[at..];
+                let (taken, bytes) =
+                    encode_fitting(&year.identifier, rest, MetaForm::Flat, budget).unwrap();
+                assert!(taken > 0);
+                assert!(bytes.len() <= budget, "{} > {budget}", bytes.len());
+                assert_eq!(
+                    bytes,
+                    encode(
+                        &TimeSeries::new(year.identifier, rest[..taken].to_vec()),
+                        MetaForm::Flat
+                    ),
+                    "the page is the encoding of the readings it took"
+                );
+                if taken < rest.len() {
+                    // One more reading would not fit.
+                    let more = encode(
+                        &TimeSeries::new(year.identifier, rest[..=taken].to_vec()),
+                        MetaForm::Flat,
+                    );
+                    assert!(more.len() > budget, "{} fits {budget}", more.len());
+                }
+                at += taken;
+                pages += 1;
+            }
+            if budget == 262_144 {
+                assert_eq!(pages, 2, "a year of half-hours is two pages of 256 KiB");
+            }
+        }
+        assert!(encode_fitting(&year.identifier, &year.readings, MetaForm::Flat, 300).is_none());
     }
 
     fn text(series: &TimeSeries, form: MetaForm) -> String {

@@ -172,6 +172,30 @@ impl Series {
         }
     }
 
+    /// The step of every reading when the series fixes it (`P1D` for daily
+    /// series); `None` for load curves, at the meter's own step.
+    pub fn fixed_step(self) -> Option<super::Step> {
+        match self.kind() {
+            SeriesKind::LoadCurve => None,
+            SeriesKind::DailyEnergy | SeriesKind::DailyMaxPower => Some(super::Step::Day),
+        }
+    }
+
+    /// What its values are, in words, for messages: "30-minute load curve".
+    pub fn describe(self, step: super::Step) -> String {
+        let what = match self.kind() {
+            SeriesKind::LoadCurve => "load curve",
+            SeriesKind::DailyEnergy => "daily energy",
+            SeriesKind::DailyMaxPower => "daily maximum power",
+        };
+        match step {
+            super::Step::Minutes(m) if self.kind() == SeriesKind::LoadCurve => {
+                format!("{m}-minute {what}")
+            }
+            _ => what.to_owned(),
+        }
+    }
+
     /// SenML unit of the values.
     pub fn unit(self) -> &'static str {
         match self.kind() {

@@ -9,7 +9,7 @@ pub mod identifier;
 pub mod meta;
 
 pub use decode::{Data, DecodeError, Record, decode, decode_bytes, decode_element};
-pub use encode::{EncodeError, encode, encode_element, encode_to};
+pub use encode::{EncodeError, encode, encode_element, encode_fitting, encode_to};
 pub use identifier::{Direction, Identifier, IdentifierError, Prm, PrmError, Series, SeriesKind};
 pub use meta::{Meta, MetaError, MetaForm};
 

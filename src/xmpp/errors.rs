@@ -61,6 +61,52 @@ pub enum CommandError {
     /// (`bad-request` + `<malformed-action/>`).
     #[error("{0}")]
     MalformedAction(String),
+    /// The answer would not fit in one stanza and the peer did not ask for
+    /// pages (`not-acceptable`, `modify`, plus
+    /// `<answer-too-large xmlns="urn:quoalise:0" …/>` with the same figures).
+    #[error("{}", .0.text)]
+    TooLarge(Box<TooLarge>),
+}
+
+/// The figures of a [`CommandError::TooLarge`] refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge {
+    /// The whole message, for people.
+    pub text: String,
+    /// SenML records the whole answer would hold (predicted when refused before
+    /// reading Enedis).
+    pub records: u64,
+    /// The largest stanza the agent may send.
+    pub max_bytes: u64,
+    /// The series' step (`PT30M`, `P1D`), when known.
+    pub step: Option<String>,
+    /// The longest range, in days, whose answer fits one stanza at that step.
+    pub max_days: Option<u64>,
+}
+
+impl TooLarge {
+    /// `<answer-too-large xmlns="urn:quoalise:0" records=… max-bytes=… step=… max-days=…/>`.
+    pub fn element(&self) -> Element {
+        let mut builder = Element::builder("answer-too-large", NS_QUOALISE)
+            .attr(
+                minidom::rxml::xml_ncname!("records").to_owned(),
+                self.records.to_string(),
+            )
+            .attr(
+                minidom::rxml::xml_ncname!("max-bytes").to_owned(),
+                self.max_bytes.to_string(),
+            );
+        if let Some(step) = &self.step {
+            builder = builder.attr(minidom::rxml::xml_ncname!("step").to_owned(), step.as_str());
+        }
+        if let Some(days) = self.max_days {
+            builder = builder.attr(
+                minidom::rxml::xml_ncname!("max-days").to_owned(),
+                days.to_string(),
+            );
+        }
+        builder.build()
+    }
 }
 
 impl CommandError {
@@ -141,6 +187,12 @@ impl CommandError {
                 C::BadRequest,
                 t,
                 Some(commands_condition("malformed-action")),
+            ),
+            CommandError::TooLarge(too_large) => (
+                T::Modify,
+                C::NotAcceptable,
+                &too_large.text,
+                Some(too_large.element()),
             ),
         };
         let mut error = StanzaError::new(type_, condition, "en", text.clone());

@@ -10,6 +10,7 @@
 //! - Each command request runs in its own task, bounded in number, with a deadline:
 //!   one slow command never delays another peer, and every request is answered.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -34,7 +35,8 @@ use super::command::{Action, Actions, Command, NS_COMMANDS, Note, Status};
 use super::disco;
 use super::errors::CommandError;
 use super::forms::SubmittedForm;
-use super::session::XmppHandle;
+use super::session::{SendError, XmppHandle};
+use super::wire::Splice;
 
 /// A boxed, sendable future: what [`AdHocCommand`] methods return, so that
 /// commands of different types can live in one [`CommandSet`].
@@ -57,15 +59,85 @@ pub struct Request {
     pub deadline: tokio::time::Instant,
     /// To send other stanzas (e.g. messages) on the agent's stream.
     pub xmpp: XmppHandle,
+    /// The request's iq id (the answer carries it).
+    pub id: String,
+    /// The XEP-0050 session of the answer.
+    pub sessionid: String,
 }
 
-/// A completed command's answer: a result form, notes, and payloads such as
-/// `<quoalise xmlns="urn:quoalise:0">`.
+impl Request {
+    /// The largest stanza the agent may send now.
+    pub fn max_stanza_bytes(&self) -> usize {
+        self.xmpp.max_stanza_bytes()
+    }
+
+    /// The exact size of this request's answer carrying `outcome`, WITHOUT the
+    /// bytes of `outcome.data` (the data payload is what the caller sizes to fit
+    /// what is left of [`Request::max_stanza_bytes`]).
+    pub fn envelope_bytes(&self, outcome: &Outcome) -> Result<usize, CommandError> {
+        let splice = self.xmpp.prepare(bytes::Bytes::new());
+        let answer = answer_command(
+            self.node.clone(),
+            self.sessionid.clone(),
+            outcome,
+            Some(&splice),
+        );
+        let iq = result_iq(
+            Some(self.from.clone()),
+            self.id.clone(),
+            Some(answer.into_element()),
+        );
+        let with_placeholder = self
+            .xmpp
+            .measure(&iq.into(), None)
+            .map_err(|e| CommandError::internal(format!("cannot size the answer: {e}")))?;
+        Ok(with_placeholder.saturating_sub(splice.marker_len()))
+    }
+}
+
+/// A command's answer: a result form, notes, payloads such as
+/// `<quoalise xmlns="urn:quoalise:0">` as elements or as bytes, and, for an
+/// answer in several stages (pages), what the next stage needs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
     pub form: Option<DataForm>,
     pub notes: Vec<Note>,
     pub payloads: Vec<Element>,
+    /// One payload already serialised (one XML element), sent after `payloads`
+    /// as bytes, without a tree (see [`super::wire`]).
+    pub data: Option<bytes::Bytes>,
+    /// Set when this answer is one stage of several: the answer is
+    /// `executing` with a `next` action, and the peer's `next` (or `execute`)
+    /// on the same session runs [`AdHocCommand::next`] with this.
+    pub more: Option<Continuation>,
+}
+
+/// What a command keeps between two stages of one answer (e.g. the readings
+/// still to page), opaque to the framework.
+#[derive(Clone)]
+pub struct Continuation(Arc<dyn Any + Send + Sync>);
+
+impl Continuation {
+    pub fn new<T: Any + Send + Sync>(state: T) -> Self {
+        Continuation(Arc::new(state))
+    }
+
+    /// The state, if it is a `T`.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for Continuation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Continuation")
+    }
+}
+
+impl PartialEq for Continuation {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Outcome {
@@ -142,6 +214,23 @@ pub trait AdHocCommand<C>: Send + Sync + 'static {
         ctx: &'a C,
         request: Request,
     ) -> BoxFuture<'a, Result<Outcome, CommandError>>;
+
+    /// The next stage of an answer whose previous stage set
+    /// [`Outcome::more`]; `request.form` is whatever the peer sent with its
+    /// `next` (usually nothing).
+    fn next<'a>(
+        &'a self,
+        _ctx: &'a C,
+        _request: Request,
+        _more: Continuation,
+    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+        Box::pin(async move {
+            Err(CommandError::BadAction(format!(
+                "'{}' has a single stage",
+                self.node()
+            )))
+        })
+    }
 }
 
 /// The commands the agent serves, with their shared context.
@@ -226,12 +315,14 @@ impl RouterSettings {
     }
 }
 
-/// A multi-stage session waiting for its form.
+/// A multi-stage session waiting for its form, or for `next`.
 #[derive(Debug)]
 struct PendingSession {
     node: String,
     owner: Jid,
     created: Instant,
+    /// Set for an answer in stages: what its next stage needs.
+    more: Option<Continuation>,
 }
 
 /// Open multi-stage sessions. Expired ones are kept for another TTL so that a
@@ -276,15 +367,48 @@ impl Sessions {
             )));
         }
         let id = new_id();
+        self.insert(id.clone(), node, owner, None);
+        Ok(id)
+    }
+
+    /// Keeps session `id` open for the next stage of its answer; its time to
+    /// live starts again. Counts towards the same limits as [`Sessions::open`].
+    fn resume_later(
+        &mut self,
+        id: String,
+        node: &str,
+        owner: &Jid,
+        more: Continuation,
+        settings: &RouterSettings,
+    ) -> Result<(), CommandError> {
+        self.purge(settings.session_ttl);
+        if !self.map.contains_key(&id) && self.map.len() >= settings.max_sessions {
+            return Err(CommandError::ResourceConstraint(format!(
+                "too many open command sessions ({}); try again in a few minutes",
+                self.map.len()
+            )));
+        }
+        self.insert(id, node, owner, Some(more));
+        Ok(())
+    }
+
+    fn insert(&mut self, id: String, node: &str, owner: &Jid, more: Option<Continuation>) {
         self.map.insert(
-            id.clone(),
+            id,
             PendingSession {
                 node: node.to_owned(),
                 owner: owner.clone(),
                 created: Instant::now(),
+                more,
             },
         );
-        Ok(id)
+    }
+
+    /// Whether `id` is an open session of `owner` waiting for `next`.
+    fn is_staged(&self, id: &str, owner: &Jid) -> bool {
+        self.map
+            .get(id)
+            .is_some_and(|s| &s.owner == owner && s.more.is_some())
     }
 
     /// Closes the session `id` of `owner` on `node`, or says why it cannot.
@@ -294,7 +418,7 @@ impl Sessions {
         node: &str,
         owner: &Jid,
         ttl: Duration,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Option<Continuation>, CommandError> {
         let unknown = || {
             CommandError::BadSessionId(format!(
                 "there is no open session '{id}' for '{node}' (it completed, was canceled, or was never opened): start the command again"
@@ -315,20 +439,97 @@ impl Sessions {
             )));
         }
         let expired = session.created.elapsed() >= ttl;
-        self.map.remove(id);
+        let more = self.map.remove(id).and_then(|s| s.more);
         if expired {
+            let what = if more.is_some() {
+                "the next page must be asked for"
+            } else {
+                "a form must be submitted"
+            };
             return Err(CommandError::SessionExpired(format!(
-                "session '{id}' expired: a form must be submitted within {} s; start the command again",
+                "session '{id}' expired: {what} within {} s; start the command again",
                 ttl.as_secs()
             )));
         }
-        Ok(())
+        Ok(more)
     }
 }
 
 /// A random identifier for sessions and outgoing iqs (128 bits, hex).
 pub(crate) fn new_id() -> String {
     format!("{:032x}", rand::random::<u128>())
+}
+
+/// One stage of a command request, as the router hands it to a task.
+struct Stage {
+    from: Jid,
+    requester: BareJid,
+    id: String,
+    node: String,
+    sessionid: String,
+    form: SubmittedForm,
+    payloads: Vec<Element>,
+    more: Option<Continuation>,
+}
+
+/// What a request task answers.
+enum Answer {
+    /// A ready `<command/>` (the form of the multi-stage flow).
+    Command(Command),
+    /// A command's outcome, to put in its `<command/>`.
+    Outcome {
+        node: String,
+        sessionid: String,
+        outcome: Outcome,
+    },
+}
+
+impl Answer {
+    /// The `<command/>` to send, and the payload to splice into it.
+    fn into_command(self, xmpp: &XmppHandle) -> (Command, Option<Splice>) {
+        match self {
+            Answer::Command(command) => (command, None),
+            Answer::Outcome {
+                node,
+                sessionid,
+                mut outcome,
+            } => {
+                let splice = outcome.data.take().map(|data| xmpp.prepare(data));
+                let command = answer_command(node, sessionid, &outcome, splice.as_ref());
+                (command, splice)
+            }
+        }
+    }
+}
+
+/// The `<command/>` answering with `outcome`: `completed`, or `executing` with a
+/// `next` action when more follows; `splice`'s placeholder after the payloads.
+fn answer_command(
+    node: String,
+    sessionid: String,
+    outcome: &Outcome,
+    splice: Option<&Splice>,
+) -> Command {
+    let status = if outcome.more.is_some() {
+        Status::Executing
+    } else {
+        Status::Completed
+    };
+    let mut answer = Command::answer(node, Some(sessionid), status);
+    if outcome.more.is_some() {
+        answer.actions = Some(Actions {
+            execute: Some(Action::Next),
+            next: true,
+            ..Actions::default()
+        });
+    }
+    answer.form = outcome.form.clone();
+    answer.notes = outcome.notes.clone();
+    answer.payloads = outcome.payloads.clone();
+    if let Some(splice) = splice {
+        answer.payloads.push(splice.placeholder());
+    }
+    answer
 }
 
 /// The iq dispatcher; one per running agent.
@@ -566,6 +767,7 @@ impl<C: Send + Sync + 'static> Router<C> {
         }
 
         let action = command.action_or_default();
+        let staged = |sid: &str| self.lock_sessions().is_staged(sid, &from);
         match (action, command.sessionid) {
             (Action::Cancel, Some(sid)) => {
                 self.lock_sessions()
@@ -576,23 +778,35 @@ impl<C: Send + Sync + 'static> Router<C> {
             (Action::Cancel, None) => Err(CommandError::BadSessionId(
                 "'cancel' needs the sessionid of an open command session".to_owned(),
             )),
+            // An answer in pages is read forward; the session stays open.
+            (Action::Prev | Action::Complete, Some(sid)) if staged(&sid) => {
+                Err(CommandError::BadAction(format!(
+                    "'{}' is not available here: this answer comes in pages, read in order; ask 'next' for the following page, or 'cancel'",
+                    action.as_str()
+                )))
+            }
             (Action::Prev, _) => Err(CommandError::BadAction(format!(
                 "'{node}' has a single stage: there is no previous stage"
             ))),
             (_, Some(sid)) => {
-                // Second stage of the multi-stage flow: the filled form.
-                self.lock_sessions()
-                    .take(&sid, &node, &from, self.settings.session_ttl)?;
+                // The next page of an answer, or the second stage of the
+                // multi-stage flow: the filled form.
+                let more =
+                    self.lock_sessions()
+                        .take(&sid, &node, &from, self.settings.session_ttl)?;
                 let form = submitted(command.form)?;
                 self.spawn_execute(
                     handler,
-                    from,
-                    requester,
-                    id,
-                    node,
-                    sid,
-                    form,
-                    command.payloads,
+                    Stage {
+                        from,
+                        requester,
+                        id,
+                        node,
+                        sessionid: sid,
+                        form,
+                        payloads: command.payloads,
+                        more,
+                    },
                 )?;
                 Ok(None)
             }
@@ -602,13 +816,16 @@ impl<C: Send + Sync + 'static> Router<C> {
                     let form = SubmittedForm::new(form)?;
                     self.spawn_execute(
                         handler,
-                        from,
-                        requester,
-                        id,
-                        node,
-                        new_id(),
-                        form,
-                        command.payloads,
+                        Stage {
+                            from,
+                            requester,
+                            id,
+                            node,
+                            sessionid: new_id(),
+                            form,
+                            payloads: command.payloads,
+                            more: None,
+                        },
                     )?;
                     Ok(None)
                 }
@@ -619,13 +836,16 @@ impl<C: Send + Sync + 'static> Router<C> {
                 None => {
                     self.spawn_execute(
                         handler,
-                        from,
-                        requester,
-                        id,
-                        node,
-                        new_id(),
-                        SubmittedForm::empty(),
-                        command.payloads,
+                        Stage {
+                            from,
+                            requester,
+                            id,
+                            node,
+                            sessionid: new_id(),
+                            form: SubmittedForm::empty(),
+                            payloads: command.payloads,
+                            more: None,
+                        },
                     )?;
                     Ok(None)
                 }
@@ -639,21 +859,26 @@ impl<C: Send + Sync + 'static> Router<C> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `handler.execute` in its own task and answers `completed`.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs `handler.execute` (or `handler.next` for the next stage of an
+    /// answer) in its own task and answers `completed`, or `executing` with a
+    /// `next` action when the outcome says more follows.
     fn spawn_execute(
         self: &Arc<Self>,
         handler: Arc<dyn AdHocCommand<C>>,
-        from: Jid,
-        requester: BareJid,
-        id: String,
-        node: String,
-        sessionid: String,
-        form: SubmittedForm,
-        payloads: Vec<Element>,
+        stage: Stage,
     ) -> Result<(), CommandError> {
         let ctx = self.commands.context().clone();
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
+        let Stage {
+            from,
+            requester,
+            id,
+            node,
+            sessionid,
+            form,
+            payloads,
+            more,
+        } = stage;
         let request = Request {
             requester,
             from: from.clone(),
@@ -662,14 +887,30 @@ impl<C: Send + Sync + 'static> Router<C> {
             payloads,
             deadline,
             xmpp: self.xmpp.clone(),
+            id: id.clone(),
+            sessionid: sessionid.clone(),
         };
+        let this = self.clone();
+        let owner = from.clone();
         let work = async move {
-            let outcome = handler.execute(&ctx, request).await?;
-            let mut answer = Command::answer(node, Some(sessionid), Status::Completed);
-            answer.form = outcome.form;
-            answer.notes = outcome.notes;
-            answer.payloads = outcome.payloads;
-            Ok(answer)
+            let outcome = match more {
+                None => handler.execute(&ctx, request).await?,
+                Some(more) => handler.next(&ctx, request, more).await?,
+            };
+            if let Some(more) = &outcome.more {
+                this.lock_sessions().resume_later(
+                    sessionid.clone(),
+                    &node,
+                    &owner,
+                    more.clone(),
+                    &this.settings,
+                )?;
+            }
+            Ok(Answer::Outcome {
+                node,
+                sessionid,
+                outcome,
+            })
         };
         self.spawn_answer(from, id, deadline, work)
     }
@@ -697,7 +938,7 @@ impl<C: Send + Sync + 'static> Router<C> {
                 ..Actions::default()
             });
             answer.form = Some(form);
-            Ok(answer)
+            Ok(Answer::Command(answer))
         };
         self.spawn_answer(from, id, deadline, work)
     }
@@ -709,7 +950,7 @@ impl<C: Send + Sync + 'static> Router<C> {
         to: Jid,
         id: String,
         deadline: tokio::time::Instant,
-        work: impl Future<Output = Result<Command, CommandError>> + Send + 'static,
+        work: impl Future<Output = Result<Answer, CommandError>> + Send + 'static,
     ) -> Result<(), CommandError> {
         let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
             CommandError::ResourceConstraint(format!(
@@ -742,18 +983,41 @@ impl<C: Send + Sync + 'static> Router<C> {
                     "the agent is shutting down and abandoned this request; try again in a moment",
                 )),
             };
-            let reply = match result {
+            let sent = match result {
                 Ok(answer) => {
+                    let (answer, splice) = answer.into_command(&this.xmpp);
                     tracing::debug!(to = %to, node = ?answer.node, status = ?answer.status, elapsed_ms = started.elapsed().as_millis() as u64, "command answered");
-                    result_iq(Some(to), id, Some(answer.into_element()))
+                    let reply = result_iq(Some(to.clone()), id.clone(), Some(answer.into_element()));
+                    match splice {
+                        Some(splice) => this.xmpp.send_spliced(reply, splice).await,
+                        None => this.xmpp.send(reply).await,
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(to = %to, error = %e, "command failed");
-                    error_iq(Some(to), id, &e)
+                    this.xmpp.send(error_iq(Some(to.clone()), id.clone(), &e)).await
                 }
             };
-            if this.xmpp.send(reply).await.is_err() {
-                tracing::debug!("answer dropped: the session has stopped");
+            match sent {
+                Ok(()) => {}
+                Err(SendError::Stopped) => tracing::debug!("answer dropped: the session has stopped"),
+                Err(e @ (SendError::TooLarge { .. } | SendError::Unserialisable(_))) => {
+                    // Never leave the peer waiting: a short error instead.
+                    let error = match e {
+                        SendError::TooLarge { size, limit } => CommandError::TooLarge(Box::new(super::errors::TooLarge {
+                            text: format!("the answer would be {size} bytes, more than the {limit} bytes the agent's XMPP server accepts in one stanza; ask for less"),
+                            records: 0,
+                            max_bytes: limit as u64,
+                            step: None,
+                            max_days: None,
+                        })),
+                        other => CommandError::internal(format!("the agent could not send its answer: {other}")),
+                    };
+                    tracing::error!(to = %to, error = %error, "answer not sent; answering with an error");
+                    if this.xmpp.send(error_iq(Some(to), id, &error)).await.is_err() {
+                        tracing::debug!("error answer dropped");
+                    }
+                }
             }
         });
         Ok(())
