@@ -16,6 +16,16 @@
 //! - c2s stays on 127.0.0.1 with a free port each ([`Prosody::server`]).
 //!
 //! Dropping a [`Federation`] stops both servers.
+//!
+//! Stanza sizes (for answers that must be paged): an answer leaves the agent on
+//! its own server's c2s stream (`c2s_stanza_size_limit`, 256 KiB by default in
+//! 0.12 and 13), then crosses s2s into the remote server (`s2s_stanza_size_limit`,
+//! 512 KiB; Prosody 13 advertises it to the sender in XEP-0478 `<limits>` and
+//! refuses to send more). To test paging with small limits, start the servers
+//! with `extra_config` set, e.g.
+//! `Federation::start_with(home, remote)` where `home.extra_config =
+//! "c2s_stanza_size_limit = 65536\n"`, then hand the federation to
+//! `Federated::start_on` (tests/agent_harness).
 
 #![allow(dead_code)]
 
