@@ -24,7 +24,9 @@ packages=(prosody lua-unbound lua5.4 lua-bitop lua-expat lua-filesystem lua-sec 
 if [[ "${1:-}" == "--minimal" ]]; then
   packages=(prosody lua-unbound lua5.4 lua-bitop lua-expat lua-filesystem lua-sec lua-socket libicu72 openssl ca-certificates)
 fi
-PROSODY13_VERSION="13.0.1-1~bpo12+1"
+# Whatever 13.x bookworm-backports has (13.0.1-1~bpo12+1 when this was written;
+# the archive keeps only the latest, so no exact version is pinned).
+PROSODY13_SERIES="13."
 PROSODY13_DIR="${PROSODY13_DIR:-/opt/prosody-13}"
 
 missing=()
@@ -33,7 +35,7 @@ for p in "${packages[@]}"; do
 done
 prosody13_ok() {
   [[ -x "$PROSODY13_DIR/bin/prosody" && -x "$PROSODY13_DIR/bin/prosodyctl" ]] &&
-    [[ "$(cat "$PROSODY13_DIR/VERSION" 2>/dev/null)" == "$PROSODY13_VERSION" ]]
+    [[ "$(cat "$PROSODY13_DIR/VERSION" 2>/dev/null)" == "$PROSODY13_SERIES"* ]]
 }
 if ((${#missing[@]} == 0)) && prosody13_ok; then
   exit 0
@@ -56,7 +58,7 @@ if ((${#missing[@]} > 0)); then
 fi
 
 if ! prosody13_ok; then
-  echo "installing Prosody $PROSODY13_VERSION into $PROSODY13_DIR"
+  echo "installing Prosody ${PROSODY13_SERIES}x (bookworm-backports) into $PROSODY13_DIR"
   list=/etc/apt/sources.list.d/bookworm-backports.list
   pin=/etc/apt/preferences.d/bookworm-backports
   if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -66,13 +68,15 @@ if ! prosody13_ok; then
   if [[ ! -f "$pin" ]]; then
     printf 'Package: *\nPin: release n=bookworm-backports\nPin-Priority: 1\n' | "${sudo[@]}" tee "$pin" >/dev/null
   fi
-  if ((updated == 0)) || ! apt-cache show "prosody=$PROSODY13_VERSION" >/dev/null 2>&1; then
+  if ((updated == 0)); then
     "${sudo[@]}" apt-get update -q
   fi
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   chmod 777 "$work" # apt downloads as _apt
-  (cd "$work" && "${sudo[@]}" apt-get download -q "prosody=$PROSODY13_VERSION")
+  (cd "$work" && "${sudo[@]}" apt-get download -q prosody/bookworm-backports)
+  version=$(dpkg-deb -f "$work"/prosody_*.deb Version)
+  [[ "$version" == "$PROSODY13_SERIES"* ]] || { echo "bookworm-backports has prosody $version, not ${PROSODY13_SERIES}x" >&2; exit 1; }
   "${sudo[@]}" rm -rf "$PROSODY13_DIR.new"
   "${sudo[@]}" mkdir -p "$PROSODY13_DIR.new/bin"
   "${sudo[@]}" dpkg -x "$work"/prosody_*.deb "$PROSODY13_DIR.new"
@@ -88,7 +92,7 @@ if ! prosody13_ok; then
   done
   # Debian's stock config includes conf.d (not shipped in the .deb: the postinst makes it).
   "${sudo[@]}" mkdir -p "$PROSODY13_DIR.new/etc/prosody/conf.d"
-  echo "$PROSODY13_VERSION" | "${sudo[@]}" tee "$PROSODY13_DIR.new/VERSION" >/dev/null
+  echo "$version" | "${sudo[@]}" tee "$PROSODY13_DIR.new/VERSION" >/dev/null
   "${sudo[@]}" rm -rf "$PROSODY13_DIR"
   "${sudo[@]}" mv "$PROSODY13_DIR.new" "$PROSODY13_DIR"
   "${sudo[@]}" "$PROSODY13_DIR/bin/prosodyctl" about | grep -E "^Prosody [0-9]"
