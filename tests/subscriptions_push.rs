@@ -46,6 +46,7 @@ async fn deploy(peers: Vec<PeerSpec>) -> Deployment {
     let prosody = Prosody::start_with(ProsodyOptions {
         tls: true,
         offline: true,
+        ..ProsodyOptions::default()
     })
     .await;
     prosody.register(AGENT, PASSWORD).await;

@@ -8,6 +8,10 @@
 //! Peers: Rust ones from tests/common/xmpp_harness.rs (`Peer`), slixmpp ones
 //! through tests/interop/quoalise_peer.py ([`Deployment::python`]), and the
 //! `query` command line ([`Deployment::query`]).
+//!
+//! [`Federated`] is the same deployment with the agent on one Prosody and its
+//! peers on another that federates with it (tests/common/federation.rs): peers
+//! in `[[peers]]` may be on any domain ([`peer_at`]).
 
 #![allow(dead_code)]
 
@@ -20,9 +24,11 @@ use jiff::civil::Date;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
+use crate::common::federation::Federation;
 use crate::common::prosody::{DOMAIN, Prosody, ProsodyOptions};
-use crate::common::xmpp_harness::{AGENT, PASSWORD, agent_jid};
+use crate::common::xmpp_harness::{AGENT, PASSWORD, agent_jid_at};
 use crate::sim::Sim;
+use xmpp_parsers::jid::Jid;
 
 pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
 
@@ -36,15 +42,37 @@ pub const PRM_PT10M: &str = "30000000000010";
 /// One `[[peers]]` entry.
 #[derive(Debug, Clone)]
 pub struct PeerSpec {
-    /// Local part on the test domain (`alice` → `alice@localhost`).
+    /// Local part (`alice` → `alice@localhost`).
     pub user: String,
+    /// Its server's domain: the test domain unless [`peer_at`] says otherwise.
+    pub domain: String,
     pub usage_points: Vec<String>,
 }
 
+impl PeerSpec {
+    /// The bare JID written in `[[peers]]`.
+    pub fn jid(&self) -> String {
+        format!("{}@{}", self.user, self.domain)
+    }
+}
+
+/// A peer on the test domain (`localhost`).
 pub fn peer(user: &str, usage_points: &[&str]) -> PeerSpec {
     PeerSpec {
         user: user.to_owned(),
+        domain: DOMAIN.to_owned(),
         usage_points: usage_points.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// A peer by bare JID, on any server (`app@remote.test`).
+pub fn peer_at(bare_jid: &str, usage_points: &[&str]) -> PeerSpec {
+    let (user, domain) = bare_jid
+        .split_once('@')
+        .unwrap_or_else(|| panic!("{bare_jid:?} is not a bare JID user@domain"));
+    PeerSpec {
+        domain: domain.to_owned(),
+        ..peer(user, usage_points)
     }
 }
 
@@ -66,6 +94,8 @@ pub struct AgentSettings {
     pub first_session_deadline_secs: u64,
     /// `log.level`.
     pub log_level: String,
+    /// The domain of the agent's JID (`agent@DOMAIN/agent`).
+    pub xmpp_domain: String,
 }
 
 impl Default for AgentSettings {
@@ -79,6 +109,7 @@ impl Default for AgentSettings {
             xmpp_password: PASSWORD.to_owned(),
             first_session_deadline_secs: 30,
             log_level: "info,quoalise_agent=debug".to_owned(),
+            xmpp_domain: DOMAIN.to_owned(),
         }
     }
 }
@@ -116,7 +147,7 @@ impl ConfigFiles {
         let mut text = format!(
             r#"# Written by tests/agent_harness.
 [xmpp]
-jid = "{AGENT}@{DOMAIN}/agent"
+jid = "{AGENT}@{domain}/agent"
 password_file = "xmpp_password"
 server = "{server}"
 ca_file = "{ca}"
@@ -145,6 +176,7 @@ path = "agent.db"
 [log]
 level = "{level}"
 "#,
+            domain = settings.xmpp_domain,
             server = self.xmpp_server,
             ca = self.ca_file.display(),
             timeout = settings.request_timeout_secs,
@@ -160,8 +192,8 @@ level = "{level}"
         for p in &settings.peers {
             let points: Vec<String> = p.usage_points.iter().map(|u| format!("\"{u}\"")).collect();
             text.push_str(&format!(
-                "\n[[peers]]\njid = \"{}@{DOMAIN}\"\nusage_points = [{}]\n",
-                p.user,
+                "\n[[peers]]\njid = \"{}\"\nusage_points = [{}]\n",
+                p.jid(),
                 points.join(", ")
             ));
         }
@@ -381,8 +413,25 @@ impl Deployment {
         env: &[(&str, &str)],
     ) -> Deployment {
         let prosody = Prosody::start_with(ProsodyOptions::default()).await;
+        Deployment::launch_on(prosody, settings, sim_args, env).await
+    }
+
+    /// Starts the simulator and the agent on `prosody` (the agent's server):
+    /// registers the agent and the peers of its domain. `settings.xmpp_domain`
+    /// is set to the server's domain.
+    pub async fn launch_on(
+        prosody: Prosody,
+        mut settings: AgentSettings,
+        sim_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Deployment {
+        settings.xmpp_domain = prosody.domain().to_owned();
         prosody.register(AGENT, PASSWORD).await;
-        for p in &settings.peers {
+        for p in settings
+            .peers
+            .iter()
+            .filter(|p| p.domain == prosody.domain())
+        {
             prosody.register(&p.user, PASSWORD).await;
         }
         // Quotas off at the simulator: tests count calls, they do not wait for slots.
@@ -411,37 +460,14 @@ impl Deployment {
         }
     }
 
+    /// The agent's full JID.
+    pub fn agent_jid(&self) -> Jid {
+        agent_jid_at(self.prosody.domain())
+    }
+
     /// Runs tests/interop/quoalise_peer.py as `user@localhost/resource`.
     pub async fn python(&self, jid: &str, action: &str, args: &[&str]) -> Value {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join(".venv/bin/python");
-        assert!(
-            python.is_file(),
-            "no Python venv with slixmpp at {}: run scripts/setup-python.sh first",
-            python.display()
-        );
-        let out = Command::new(&python)
-            .arg(root.join("tests/interop/quoalise_peer.py"))
-            .args(["--jid", jid, "--password", PASSWORD])
-            .args(["--server", &self.prosody.server()])
-            .arg("--ca-file")
-            .arg(self.prosody.ca_file())
-            .args(["--agent", agent_jid().as_str()])
-            .arg(action)
-            .args(args)
-            .output()
-            .await
-            .expect("run quoalise_peer.py");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "quoalise_peer.py {action} {args:?} failed ({}):\n{stdout}\n{stderr}",
-            out.status
-        );
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!("quoalise_peer.py printed no JSON ({e}):\n{stdout}\n{stderr}")
-        })
+        python_peer(&self.prosody, &self.agent_jid(), jid, action, args).await
     }
 
     /// Runs `quoalise-agent query` as `user@localhost`: (exit code, stdout, stderr).
@@ -452,10 +478,10 @@ impl Deployment {
         }
         let out = Command::new(AGENT_BIN)
             .arg("query")
-            .args(["--jid", &format!("{user}@{DOMAIN}")])
+            .args(["--jid", &format!("{user}@{}", self.prosody.domain())])
             .arg("--password-file")
             .arg(&password)
-            .args(["--to", agent_jid().as_str()])
+            .args(["--to", self.agent_jid().as_str()])
             .args(["--server", &self.prosody.server()])
             .arg("--ca-file")
             .arg(self.prosody.ca_file())
@@ -474,6 +500,107 @@ impl Deployment {
     /// Rewrites the configuration (the agent reads it again on SIGHUP).
     pub fn rewrite(&self, settings: &AgentSettings) {
         self.files.write(settings);
+    }
+}
+
+/// Runs tests/interop/quoalise_peer.py (slixmpp) as `jid`, logged in on
+/// `server`, against `agent`; its JSON answer.
+pub async fn python_peer(
+    server: &Prosody,
+    agent: &Jid,
+    jid: &str,
+    action: &str,
+    args: &[&str],
+) -> Value {
+    let python = venv_python();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(&python)
+        .arg(root.join("tests/interop/quoalise_peer.py"))
+        .args(["--jid", jid, "--password", PASSWORD])
+        .args(["--server", &server.server()])
+        .arg("--ca-file")
+        .arg(server.ca_file())
+        .args(["--agent", agent.as_str()])
+        .arg(action)
+        .args(args)
+        .output()
+        .await
+        .expect("run quoalise_peer.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "quoalise_peer.py {action} {args:?} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("quoalise_peer.py printed no JSON ({e}):\n{stdout}\n{stderr}"))
+}
+
+/// The slixmpp venv of scripts/setup-python.sh at the repository root.
+fn venv_python() -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "no Python venv with slixmpp at {}: run scripts/setup-python.sh first",
+        python.display()
+    );
+    python
+}
+
+/// The agent on the federation's home server, its peers on the remote one
+/// (tests/common/federation.rs). Drops the agent, the simulator and the home
+/// server first, then the remote server.
+pub struct Federated {
+    pub d: Deployment,
+    pub remote: Prosody,
+    _shared: tempfile::TempDir,
+}
+
+impl Federated {
+    /// Starts both servers ([`Federation::start`]: 0.12 home, 13 remote), the
+    /// simulator and the agent, and waits until the agent is healthy. Peers of
+    /// either domain are registered on their server (password [`PASSWORD`]).
+    pub async fn start(settings: AgentSettings) -> Federated {
+        Federated::start_on(Federation::start().await, settings, &[]).await
+    }
+
+    /// The same on a federation started by the caller, with extra `enedis-sim`
+    /// arguments.
+    pub async fn start_on(
+        federation: Federation,
+        settings: AgentSettings,
+        sim_args: &[&str],
+    ) -> Federated {
+        let Federation {
+            home,
+            remote,
+            shared,
+        } = federation;
+        for p in settings
+            .peers
+            .iter()
+            .filter(|p| p.domain == remote.domain())
+        {
+            remote.register(&p.user, PASSWORD).await;
+        }
+        let mut d = Deployment::launch_on(home, settings, sim_args, &[]).await;
+        d.agent.wait_healthy(Duration::from_secs(60)).await;
+        Federated {
+            d,
+            remote,
+            _shared: shared,
+        }
+    }
+
+    /// The agent's full JID (on the home server).
+    pub fn agent_jid(&self) -> Jid {
+        self.d.agent_jid()
+    }
+
+    /// quoalise_peer.py as `jid` on the remote server.
+    pub async fn python(&self, jid: &str, action: &str, args: &[&str]) -> Value {
+        python_peer(&self.remote, &self.agent_jid(), jid, action, args).await
     }
 }
 

@@ -1,16 +1,21 @@
 //! A real Prosody for one test: its own temporary directory (data, pid, log,
 //! certificates, config) owned by the `prosody` user, a self-signed CA and a
-//! leaf certificate for `localhost` made with `openssl`, a free port on
-//! 127.0.0.1, accounts registered with `prosodyctl`. It can be stopped and
-//! restarted on the same port (reconnection tests) and is stopped on `Drop`
-//! (SIGTERM, then SIGKILL), also when the test fails.
+//! leaf certificate for its domain (`localhost` unless told) made with
+//! `openssl`, a free port on 127.0.0.1, accounts registered with `prosodyctl`.
+//! It can be stopped and restarted on the same port (reconnection tests) and is
+//! stopped on `Drop` (SIGTERM, then SIGKILL), also when the test fails.
 //!
-//! Requires root (Prosody runs as its own user through `runuser`) and the
-//! Debian `prosody` package (`scripts/setup-system.sh`).
+//! [`ProsodyOptions`] chooses the version (Debian's 0.12 or Prosody 13 unpacked
+//! in /opt/prosody-13), the domain, a CA shared with other servers and s2s
+//! (tests/common/federation.rs runs two servers that federate).
+//!
+//! Requires root (Prosody runs as its own user through `runuser`), the Debian
+//! `prosody` package and, for [`ProsodyVersion::V13`], /opt/prosody-13
+//! (`scripts/setup-system.sh` installs both).
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -20,6 +25,49 @@ use tokio::process::{Child, Command};
 /// The XMPP domain every test server serves.
 pub const DOMAIN: &str = "localhost";
 
+/// Which Prosody runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProsodyVersion {
+    /// Debian bookworm's package (`prosody`, `prosodyctl` on the PATH).
+    V012,
+    /// bookworm-backports' 13.0.1 unpacked next to it by scripts/setup-system.sh
+    /// (`$PROSODY13_DIR`, default /opt/prosody-13). Advertises XEP-0478 limits.
+    V13,
+}
+
+impl ProsodyVersion {
+    fn program(self, name: &str) -> PathBuf {
+        match self {
+            ProsodyVersion::V012 => PathBuf::from(name),
+            ProsodyVersion::V13 => {
+                let dir = std::env::var_os("PROSODY13_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("/opt/prosody-13"));
+                let program = dir.join("bin").join(name);
+                assert!(
+                    program.is_file(),
+                    "Prosody 13 is not installed at {}: run scripts/setup-system.sh",
+                    program.display()
+                );
+                program
+            }
+        }
+    }
+}
+
+/// Server-to-server settings of a server that federates (see federation.rs).
+#[derive(Debug, Clone)]
+pub struct S2s {
+    /// The loopback address the server listens on for s2s, port 5269; the other
+    /// servers find it through `hosts_file`.
+    pub address: Ipv4Addr,
+    /// A hosts file mapping every test domain to its s2s address (libunbound's
+    /// `hoststxt`).
+    pub hosts_file: PathBuf,
+    /// The resolver configuration libunbound reads instead of /etc/resolv.conf.
+    pub resolv_conf: PathBuf,
+}
+
 /// How a test server is set up.
 #[derive(Debug, Clone)]
 pub struct ProsodyOptions {
@@ -27,6 +75,16 @@ pub struct ProsodyOptions {
     pub tls: bool,
     /// Keep `mod_offline` (off by default: stanzas to offline JIDs bounce).
     pub offline: bool,
+    pub version: ProsodyVersion,
+    /// The one `VirtualHost`, also the leaf certificate's SAN.
+    pub domain: String,
+    /// A directory holding `ca.pem` and `ca.key` ([`make_ca`]) that signs this
+    /// server's leaf; `None`: a CA of its own in its directory.
+    pub ca_dir: Option<PathBuf>,
+    /// Federate (s2s with verified certificates); `None`: s2s disabled.
+    pub s2s: Option<S2s>,
+    /// Lines added to the global section, e.g. `c2s_stanza_size_limit = 10000`.
+    pub extra_config: String,
 }
 
 impl Default for ProsodyOptions {
@@ -34,6 +92,11 @@ impl Default for ProsodyOptions {
         ProsodyOptions {
             tls: true,
             offline: false,
+            version: ProsodyVersion::V012,
+            domain: DOMAIN.to_owned(),
+            ca_dir: None,
+            s2s: None,
+            extra_config: String::new(),
         }
     }
 }
@@ -90,6 +153,7 @@ impl Prosody {
     }
 
     pub async fn start_with(options: ProsodyOptions) -> Self {
+        let _ = options.version.program("prosody"); // a clear message when missing
         for program in ["prosody", "prosodyctl", "runuser", "openssl"] {
             assert!(
                 find_program(program).is_some(),
@@ -113,7 +177,14 @@ impl Prosody {
         let path = dir.path();
         std::fs::create_dir(path.join("data")).unwrap();
         std::fs::create_dir(path.join("certs")).unwrap();
-        make_certificates(path);
+        let ca_dir = match &options.ca_dir {
+            Some(ca) => ca.clone(),
+            None => {
+                make_ca(path);
+                path.to_owned()
+            }
+        };
+        issue_leaf(&ca_dir, path, &options.domain);
 
         let mut prosody = Prosody {
             port: free_port(),
@@ -138,13 +209,31 @@ impl Prosody {
         self.dir.path().join("prosody.pid")
     }
 
+    /// Its `data_path` (accounts, offline messages: `DOMAIN%2etest/offline/USER.list`).
+    pub fn data_path(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("prosody.log")
     }
 
     /// The CA that signed the server's certificate (for `xmpp.ca_file`).
     pub fn ca_file(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
+        self.options
+            .ca_dir
+            .as_deref()
+            .unwrap_or(self.dir.path())
+            .join("ca.pem")
+    }
+
+    /// The XMPP domain it serves.
+    pub fn domain(&self) -> &str {
+        &self.options.domain
+    }
+
+    pub fn version(&self) -> ProsodyVersion {
+        self.options.version
     }
 
     pub fn port(&self) -> u16 {
@@ -159,11 +248,33 @@ impl Prosody {
     fn config(&self) -> String {
         let dir = self.dir.path().display();
         let tls_modules = if self.options.tls { "\"tls\";" } else { "" };
-        let disabled = if self.options.offline {
-            "\"s2s\";"
-        } else {
-            "\"s2s\"; \"offline\";"
+        let mut disabled = String::new();
+        if !self.options.offline {
+            disabled.push_str("\"offline\"; ");
+        }
+        let s2s = match &self.options.s2s {
+            // Certificates only: no dialback, so s2s works through SASL EXTERNAL
+            // with the test CA or not at all.
+            Some(s2s) => format!(
+                r#"s2s_interfaces = {{ "{address}" }}
+s2s_ports = {{ 5269 }}
+s2s_direct_tls_ports = {{ }}
+s2s_require_encryption = true
+s2s_secure_auth = true
+unbound = {{ hoststxt = "{hosts}"; resolvconf = "{resolv}" }}
+ssl = {{ cafile = "{ca}" }}
+"#,
+                address = s2s.address,
+                hosts = s2s.hosts_file.display(),
+                resolv = s2s.resolv_conf.display(),
+                ca = self.ca_file().display(),
+            ),
+            None => {
+                disabled.push_str("\"s2s\"; ");
+                String::new()
+            }
         };
+        disabled.push_str("\"dialback\";");
         let ssl = if self.options.tls {
             format!("  ssl = {{ certificate = \"{dir}/leaf.pem\"; key = \"{dir}/leaf.key\" }}\n")
         } else {
@@ -187,10 +298,13 @@ modules_enabled = {{ "roster"; "saslauth"; {tls_modules} "disco"; "ping"; "smack
 modules_disabled = {{ {disabled} }}
 c2s_require_encryption = {require}
 allow_unencrypted_plain_auth = false
-VirtualHost "{DOMAIN}"
+{s2s}{extra}
+VirtualHost "{domain}"
 {ssl}"#,
             port = self.port,
             require = self.options.tls,
+            extra = self.options.extra_config,
+            domain = self.options.domain,
         )
     }
 
@@ -199,7 +313,9 @@ VirtualHost "{DOMAIN}"
         let _ = std::fs::remove_file(self.pidfile());
         let output = std::fs::File::create(self.dir.path().join("prosody.out")).unwrap();
         let child = Command::new("runuser")
-            .args(["-u", "prosody", "--", "prosody", "-F", "--config"])
+            .args(["-u", "prosody", "--"])
+            .arg(self.options.version.program("prosody"))
+            .args(["-F", "--config"])
             .arg(self.config_path())
             .stdin(Stdio::null())
             .stdout(output.try_clone().unwrap())
@@ -219,9 +335,14 @@ VirtualHost "{DOMAIN}"
                     self.read("prosody.log")
                 );
             }
-            let listening = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            let mut listening = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .is_ok();
+            if let Some(s2s) = &self.options.s2s {
+                listening &= tokio::net::TcpStream::connect((s2s.address, 5269))
+                    .await
+                    .is_ok();
+            }
             let pid = std::fs::read_to_string(self.pidfile())
                 .ok()
                 .and_then(|s| s.trim().parse::<u32>().ok());
@@ -248,12 +369,12 @@ VirtualHost "{DOMAIN}"
         self.read("prosody.log")
     }
 
-    /// Creates an account `user@localhost`.
+    /// Creates an account `user@DOMAIN` (its own domain).
     pub async fn register(&self, user: &str, password: &str) {
-        let out = Command::new("prosodyctl")
+        let out = Command::new(self.options.version.program("prosodyctl"))
             .arg("--config")
             .arg(self.config_path())
-            .args(["register", user, DOMAIN, password])
+            .args(["register", user, &self.options.domain, password])
             .output()
             .await
             .expect("run prosodyctl");
@@ -313,8 +434,8 @@ impl Drop for Prosody {
     }
 }
 
-/// A CA (`basicConstraints CA:TRUE`) and a leaf for `DNS:localhost` signed by it.
-fn make_certificates(dir: &Path) {
+/// A CA (`basicConstraints CA:TRUE`): `ca.pem` and `ca.key` in `dir`.
+pub fn make_ca(dir: &Path) {
     run(
         "openssl",
         &[
@@ -340,6 +461,11 @@ fn make_certificates(dir: &Path) {
         ],
         dir,
     );
+}
+
+/// `leaf.pem` and `leaf.key` in `dir` for `DNS:domain`, signed by the CA in
+/// `ca_dir`; usable by a server and, on s2s, as a client.
+fn issue_leaf(ca_dir: &Path, dir: &Path, domain: &str) {
     run(
         "openssl",
         &[
@@ -354,15 +480,21 @@ fn make_certificates(dir: &Path) {
             "-out",
             "leaf.csr",
             "-subj",
-            "/CN=localhost",
+            &format!("/CN={domain}"),
         ],
         dir,
     );
     std::fs::write(
         dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        format!(
+            "subjectAltName=DNS:{domain}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"
+        ),
     )
     .unwrap();
+    // A random serial, not -CAcreateserial: servers sharing a CA issue in parallel.
+    let serial = format!("{}", rand::random::<u64>() >> 1);
+    let ca_pem = ca_dir.join("ca.pem");
+    let ca_key = ca_dir.join("ca.key");
     run(
         "openssl",
         &[
@@ -371,10 +503,11 @@ fn make_certificates(dir: &Path) {
             "-in",
             "leaf.csr",
             "-CA",
-            "ca.pem",
+            ca_pem.to_str().unwrap(),
             "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
+            ca_key.to_str().unwrap(),
+            "-set_serial",
+            &serial,
             "-out",
             "leaf.pem",
             "-days",

@@ -32,10 +32,10 @@ use super::prosody::{DOMAIN, Prosody};
 pub const AGENT: &str = "agent";
 pub const PASSWORD: &str = "s3cret-pw";
 
-/// Config of an account on the test server, trusting the test CA.
+/// Config of an account on the test server (its domain), trusting the test CA.
 pub fn xmpp_config(prosody: &Prosody, user: &str, resource: &str) -> XmppConfig {
     XmppConfig {
-        jid: format!("{user}@{DOMAIN}/{resource}"),
+        jid: format!("{user}@{}/{resource}", prosody.domain()),
         password: Secret::new(PASSWORD),
         server: Some(prosody.server()),
         ca_file: Some(prosody.ca_file()),
@@ -49,7 +49,12 @@ pub fn xmpp_config(prosody: &Prosody, user: &str, resource: &str) -> XmppConfig 
 
 /// The agent's full JID in the tests.
 pub fn agent_jid() -> Jid {
-    Jid::new(&format!("{AGENT}@{DOMAIN}/agent")).unwrap()
+    agent_jid_at(DOMAIN)
+}
+
+/// The agent's full JID when its server serves `domain`.
+pub fn agent_jid_at(domain: &str) -> Jid {
+    Jid::new(&format!("{AGENT}@{domain}/agent")).unwrap()
 }
 
 /// State shared by the test commands: proves the context reaches them.
@@ -347,16 +352,20 @@ pub async fn start_agent(
 pub struct Peer {
     pub running: Running,
     pub inbound: mpsc::Receiver<Stanza>,
+    /// Where its iqs go: [`agent_jid`] unless changed (an agent on another
+    /// server of a federation).
+    pub agent: Jid,
 }
 
 impl Peer {
-    /// Registers `user` and logs in as `user@localhost/resource`.
+    /// Registers `user` and logs in as `user@<its domain>/resource`.
     pub async fn connect(prosody: &Prosody, user: &str, resource: &str) -> Self {
         prosody.register(user, PASSWORD).await;
-        Peer::login(prosody, &format!("{user}@{DOMAIN}/{resource}")).await
+        Peer::login(prosody, &format!("{user}@{}/{resource}", prosody.domain())).await
     }
 
-    /// Logs in with exactly this JID (letter case included), account existing.
+    /// Logs in with exactly this JID (letter case included), account existing,
+    /// on `prosody` (its server).
     pub async fn login(prosody: &Prosody, jid: &str) -> Self {
         let (user, rest) = jid.split_once('@').unwrap();
         let (_, resource) = rest.split_once('/').unwrap();
@@ -366,7 +375,17 @@ impl Peer {
         let inbound = agent.inbound(64);
         let running = Running::spawn(agent, CommandSet::new(()), AllowList::default());
         running.wait_up().await;
-        Peer { running, inbound }
+        Peer {
+            running,
+            inbound,
+            agent: agent_jid(),
+        }
+    }
+
+    /// The same peer sending its iqs to `agent`.
+    pub fn to(mut self, agent: Jid) -> Self {
+        self.agent = agent;
+        self
     }
 
     /// Sends `payload` in an iq set to the agent; the answer's payload or error.
@@ -374,7 +393,7 @@ impl Peer {
         self.running
             .handle
             .send_iq(
-                Some(agent_jid()),
+                Some(self.agent.clone()),
                 IqRequestPayload::Set(payload),
                 Duration::from_secs(30),
             )
@@ -385,7 +404,7 @@ impl Peer {
         self.running
             .handle
             .send_iq(
-                Some(agent_jid()),
+                Some(self.agent.clone()),
                 IqRequestPayload::Get(payload),
                 Duration::from_secs(30),
             )
