@@ -313,6 +313,64 @@ fn upstream_error_element() {
     );
 }
 
+/// The paging elements, as the agent builds them.
+#[test]
+fn paging_and_refusal_elements() {
+    use quoalise_agent::agent::answer::PageFigures;
+    use quoalise_agent::xmpp::{CommandError, TooLarge};
+    let page = PageFigures {
+        number: 2,
+        offset: 8702,
+        records: 8818,
+        total: 17520,
+    };
+    assert_valid("page.rng", &String::from(&page.element()));
+    assert_invalid(
+        "page.rng",
+        r#"<page xmlns="urn:quoalise:0" number="0" offset="0" records="1" total="1"/>"#,
+        "Element page failed to validate attributes",
+    );
+    assert_invalid(
+        "page.rng",
+        r#"<page xmlns="urn:quoalise:0" number="1" offset="0" records="1"/>"#,
+        "Element page failed to validate attributes",
+    );
+
+    let refusal = CommandError::TooLarge(Box::new(TooLarge {
+        text: "too large".into(),
+        records: 17_520,
+        max_bytes: 262_144,
+        step: Some("PT30M".into()),
+        max_days: Some(182),
+    }));
+    let error = refusal.to_stanza_error();
+    assert_eq!(
+        error.defined_condition,
+        xmpp_parsers::stanza_error::DefinedCondition::NotAcceptable
+    );
+    let element = error.other.expect("the Quoalise child");
+    assert_valid("answer-too-large.rng", &String::from(&element));
+    let unknown_step = CommandError::TooLarge(Box::new(TooLarge {
+        text: "too large".into(),
+        records: 9,
+        max_bytes: 10_000,
+        step: None,
+        max_days: None,
+    }));
+    let element = unknown_step.to_stanza_error().other.expect("the Quoalise child");
+    assert_valid("answer-too-large.rng", &String::from(&element));
+    assert_invalid(
+        "answer-too-large.rng",
+        r#"<answer-too-large xmlns="urn:quoalise:0" records="17520" max-bytes="262144" step="30 minutes"/>"#,
+        "Invalid attribute step for element answer-too-large",
+    );
+    assert_invalid(
+        "answer-too-large.rng",
+        r#"<answer-too-large xmlns="urn:quoalise:0" max-bytes="262144"/>"#,
+        "Element answer-too-large failed to validate attributes",
+    );
+}
+
 #[test]
 fn consent_notification() {
     let ns = "https://consometers.org/dataconnect#authorize";

@@ -162,17 +162,21 @@ fn present(readings: &[Reading]) -> u64 {
 }
 
 /// What `<page/>` says.
-#[derive(Debug, Clone, Copy)]
-struct PageFigures {
-    number: u32,
-    offset: u64,
-    records: u64,
-    total: u64,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageFigures {
+    /// From 1.
+    pub number: u32,
+    /// SenML records in the pages before.
+    pub offset: u64,
+    /// SenML records in this page.
+    pub records: u64,
+    /// SenML records in all pages.
+    pub total: u64,
 }
 
 impl PageFigures {
     /// `<page xmlns="urn:quoalise:0" number=… offset=… records=… total=…/>`.
-    fn element(&self) -> Element {
+    pub fn element(&self) -> Element {
         Element::builder("page", NS_QUOALISE)
             .attr(xml_ncname!("number").to_owned(), self.number.to_string())
             .attr(xml_ncname!("offset").to_owned(), self.offset.to_string())
