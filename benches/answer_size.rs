@@ -1,0 +1,209 @@
+//! Long answers through the real send path: the REAL agent (release build)
+//! answering year-long `get_history` requests in pages through a real Prosody
+//! (TLS, stream management), the REAL simulator behind it, a Rust peer reading
+//! every page. Prints, per kind of answer, the records and pages of one answer
+//! and what the agent and Prosody spent on it (CPU from /proc/<pid>/stat over
+//! `BENCH_ROUNDS` answers served from the agent's cache): CPU per 10,000
+//! records, records per second of agent CPU, wall time per answer, and the
+//! agent's peak RSS (VmHWM).
+//!
+//! The goal of issue 13: at least 20 M records per second of agent CPU on the
+//! send path, i.e. a year of half-hours in under 2 ms of agent CPU. The agent's
+//! figure here is its WHOLE work for the answer (requests and pages parsed,
+//! consent checked and audit row written per page, cached days read, payload
+//! encoded, stanza sized, TLS), not only the send path.
+//!
+//! Knobs: `BENCH_ROUNDS` (answers measured per kind, default 20).
+//! Run by `cargo bench --bench answer_size` (and `bench/run`); needs root
+//! (Prosody runs as its own user) and the Debian `prosody` package.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use quoalise_agent::quoalise::decode_element;
+use quoalise_agent::xmpp::{Action, Command as AdHoc, IqError, Status};
+use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
+use xmpp_parsers::iq::IqRequestPayload;
+use xmpp_parsers::jid::Jid;
+
+/// The 10-minute meter of the simulator.
+const PRM_PT10M: &str = "30000000000010";
+
+fn write_config(dir: &Path, xmpp_port: u16, sim: &str, web: u16) {
+    let mut config = agent_config(dir, xmpp_port, sim, web, "warn");
+    config.push_str(&format!(
+        "[[peers]]\njid = \"peer0@localhost\"\nusage_points = [\"{PRM}\", \"{PRM_PT10M}\"]\n"
+    ));
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+}
+
+fn at(date: jiff::civil::Date) -> String {
+    let s = quoalise_agent::time::day_start(date).unwrap();
+    let ts = jiff::Timestamp::from_second(s).unwrap();
+    ts.display_with_offset(quoalise_agent::time::PARIS.to_offset(ts))
+        .to_string()
+}
+
+fn request(prm: &str, days: i64) -> AdHoc {
+    let today = quoalise_agent::time::paris_today(jiff::Timestamp::now());
+    let end = quoalise_agent::time::add_days(today, -1).unwrap();
+    let start = quoalise_agent::time::add_days(end, -days).unwrap();
+    let form = DataForm {
+        type_: DataFormType::Submit,
+        title: None,
+        instructions: None,
+        fields: vec![
+            Field::text_single(
+                "identifier",
+                &format!("urn:dev:prm:{prm}_consumption/power/active/raw"),
+            ),
+            Field::text_single("start_time", &at(start)),
+            Field::text_single("end_time", &at(end)),
+            Field::text_single("paging", "true"),
+        ],
+    };
+    AdHoc::execute("get_history", Some(form))
+}
+
+/// Reads one whole answer, page after page; returns (records, pages).
+async fn read_answer(peer: &Peer, agent: &Jid, prm: &str, days: i64) -> (usize, usize) {
+    let mut command = request(prm, days);
+    let mut records = 0;
+    let mut pages = 0;
+    loop {
+        let answer = peer
+            .handle
+            .send_iq(
+                Some(agent.clone()),
+                IqRequestPayload::Set(command.to_element()),
+                Duration::from_secs(120),
+            )
+            .await;
+        let element = match answer {
+            Ok(Some(element)) => element,
+            Ok(None) => panic!("an answer without <command/>"),
+            Err(IqError::Error(e)) => panic!("error answer: {:?}", e.texts),
+            Err(e) => panic!("no answer: {e}"),
+        };
+        let answer = AdHoc::try_from(element).expect("a <command/>");
+        pages += 1;
+        for payload in &answer.payloads {
+            if payload.name() == "quoalise" {
+                let data = decode_element(payload).expect("a Quoalise payload");
+                records += data.iter().map(|d| d.series.readings.len()).sum::<usize>();
+            }
+        }
+        match answer.status {
+            Some(Status::Executing) => {
+                let mut next = AdHoc::execute("get_history", None);
+                next.sessionid = answer.sessionid.clone();
+                next.action = Some(Action::Next);
+                command = next;
+            }
+            Some(Status::Completed) => return (records, pages),
+            other => panic!("unexpected status {other:?}"),
+        }
+    }
+}
+
+/// VmHWM of `pid`, MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("answer_size: run with `cargo bench --bench answer_size`");
+        return;
+    }
+    let rounds: usize = env_or("BENCH_ROUNDS", 20);
+    let dir = tempfile::Builder::new()
+        .prefix("answer-size-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("prosody")).unwrap();
+    let xmpp_port = free_port();
+    let prosody = start_prosody(&dir.path().join("prosody"), xmpp_port);
+    register(&dir.path().join("prosody"), "agent");
+    register(&dir.path().join("prosody"), "peer0");
+    let (sim, sim_url) = start_sim();
+    let web = free_port();
+    write_config(dir.path(), xmpp_port, &sim_url, web);
+    let agent = start_agent(dir.path(), web);
+    let ca: PathBuf = dir.path().join("prosody/ca.pem");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "answer_size: paged get_history answers served from the agent's cache, {rounds} answers per kind, xmpp.max_stanza_bytes = 262144"
+    );
+    println!(
+        "{:<28} {:>8} {:>6} | {:>10} {:>14} {:>12} | {:>12} | {:>10} {:>9}",
+        "answer",
+        "records",
+        "pages",
+        "agent ms",
+        "agent ms/10k",
+        "M records/s",
+        "prosody ms",
+        "wall ms",
+        "agent RSS"
+    );
+    runtime.block_on(async {
+        let peer = connect(xmpp_port, &ca, "peer0").await;
+        let jid = Jid::new("agent@localhost/agent").unwrap();
+        for (name, prm, days) in [
+            ("1 year of 30-minute", PRM, 365),
+            ("2 years of 30-minute", PRM, 730),
+            ("1 year of 10-minute", PRM_PT10M, 365),
+            ("2 years of 10-minute", PRM_PT10M, 730),
+        ] {
+            // The first answer fills the cache (upstream calls).
+            let (records, pages) = read_answer(&peer, &jid, prm, days).await;
+            let before = [cpu_seconds(agent.pid), cpu_seconds(prosody.pid)];
+            let started = Instant::now();
+            for _ in 0..rounds {
+                let again = read_answer(&peer, &jid, prm, days).await;
+                assert_eq!(again, (records, pages), "answers differ between rounds");
+            }
+            let wall = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
+            let after = [cpu_seconds(agent.pid), cpu_seconds(prosody.pid)];
+            let agent_ms = (after[0] - before[0]) * 1000.0 / rounds as f64;
+            let prosody_ms = (after[1] - before[1]) * 1000.0 / rounds as f64;
+            println!(
+                "{:<28} {:>8} {:>6} | {:>10.2} {:>14.3} {:>12.1} | {:>12.2} | {:>10.1} {:>7.1} MiB",
+                name,
+                records,
+                pages,
+                agent_ms,
+                agent_ms * 10_000.0 / records as f64,
+                records as f64 / agent_ms / 1000.0,
+                prosody_ms,
+                wall,
+                peak_rss_mib(agent.pid),
+            );
+        }
+        peer.stop.cancel();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    });
+    println!(
+        "(CPU clock resolution: {:.0} ms; figures are averages over the rounds)",
+        1000.0 / clock_ticks()
+    );
+    drop(agent);
+    drop(sim);
+    drop(prosody);
+}
