@@ -10,7 +10,9 @@
 //! `paged` is what `query` does; `whole` decodes the same records received as
 //! ONE answer (what `query` did before paging, and what it still does with an
 //! agent that does not page), for comparison. Prints peak RSS (VmHWM of
-//! /proc/self/status) and the elapsed time on stderr.
+//! /proc/self/status) and the elapsed time on stderr, and, when stderr is a
+//! terminal, `query`'s progress line (`PAGE_DELAY_MS=300` slows the pages down
+//! enough to watch it).
 
 use std::io::Write;
 use std::time::Instant;
@@ -85,10 +87,12 @@ fn answer(status: Status, page: Option<(u64, u64)>, records: Vec<Reading>) -> El
 struct LazyAgent {
     next: u64,
     paged: bool,
+    delay: std::time::Duration,
 }
 
 impl Exchange for LazyAgent {
     async fn send(&mut self, _request: Command) -> Result<Element, ExchangeError> {
+        std::thread::sleep(self.delay);
         if !self.paged {
             return Ok(answer(Status::Completed, None, readings(0, RECORDS)));
         }
@@ -138,7 +142,15 @@ fn main() {
     let started = Instant::now();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    let mut agent = LazyAgent { next: 0, paged };
+    let delay = std::env::var("PAGE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis);
+    let mut agent = LazyAgent {
+        next: 0,
+        paged,
+        delay,
+    };
     let query = DataQuery::History {
         identifier: identifier().to_string(),
         start: Some("2025-01-01T00:00:00+01:00".to_owned()),
@@ -150,7 +162,7 @@ fn main() {
             &mut agent,
             &query,
             &mut merger,
-            &mut Progress::new(false),
+            &mut Progress::on_stderr(),
         ))
         .expect("the fetch succeeds");
     let (summary, _) = merger.finish().expect("the document closes");
