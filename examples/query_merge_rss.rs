@@ -129,7 +129,7 @@ fn peak_rss_kib() -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let paged = args.first().map_or(true, |m| m != "whole");
+    let paged = args.first().is_none_or(|m| m != "whole");
     let format = match args.get(1).map(String::as_str) {
         Some("json") => Format::Json,
         Some("csv") => Format::Csv,

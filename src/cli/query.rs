@@ -87,7 +87,7 @@ pub struct QueryArgs {
     /// (loopback tests only).
     #[arg(long)]
     pub allow_plaintext: bool,
-    /// Seconds to wait for the login, then for the answer.
+    /// Seconds to wait for the login, then for each answer (each page).
     #[arg(long, default_value_t = 130, value_name = "SECONDS")]
     pub timeout: u64,
     #[command(subcommand)]
@@ -406,7 +406,7 @@ impl Exchange for XmppExchange<'_> {
             Ok(None) => Err(ExchangeError::Failed(
                 "the agent answered without a <command/>".to_owned(),
             )),
-            Err(IqError::Error(error)) => Err(ExchangeError::Stanza(*error)),
+            Err(IqError::Error(error)) => Err(ExchangeError::Stanza(error)),
             Err(IqError::Timeout(t)) => Err(ExchangeError::Failed(format!(
                 "no answer from {} within {} s (is the agent online?)",
                 self.to,

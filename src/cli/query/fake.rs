@@ -118,6 +118,9 @@ pub fn answer(
     command.into_element()
 }
 
+/// Changes an answer (numbered from 1) before it goes, or replaces it by an error.
+pub type Tamper = Box<dyn FnMut(usize, Element) -> Result<Element, ExchangeError>>;
+
 /// The fake agent.
 pub struct FakeAgent {
     pub series: Series,
@@ -133,7 +136,7 @@ pub struct FakeAgent {
     /// Pages still to send, by session.
     sessions: HashMap<String, VecDeque<Element>>,
     /// Changes the `n`th answer (1-based, over the whole exchange) before it goes.
-    pub tamper: Option<Box<dyn FnMut(usize, Element) -> Result<Element, ExchangeError>>>,
+    pub tamper: Option<Tamper>,
     answers: usize,
 }
 
@@ -220,7 +223,7 @@ impl FakeAgent {
                     r#"<answer-too-large xmlns="{NS_QUOALISE}" records="{total}" max-bytes="262144" step="{}" max-days="{max_days}"/>"#,
                     self.step
                 )));
-                return Err(ExchangeError::Stanza(error));
+                return Err(ExchangeError::Stanza(Box::new(error)));
             }
             let page = paging.then(|| page_element(1, 0, total as u64, total as u64));
             return Ok(answer(

@@ -466,7 +466,7 @@ mod tests {
             summary.unwrap(),
             "0 records of urn:dev:prm:30001610071843_consumption/power/active/raw"
         );
-        let (json, _) = merge(Format::Json, &[empty.clone()], MetaForm::Flat);
+        let (json, _) = merge(Format::Json, std::slice::from_ref(&empty), MetaForm::Flat);
         let json: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(json["records"], serde_json::json!([]));
         // No piece at all: nothing written, no summary.

@@ -48,7 +48,7 @@ pub trait Exchange {
 #[derive(Debug)]
 pub enum ExchangeError {
     /// The agent answered with a stanza error.
-    Stanza(StanzaError),
+    Stanza(Box<StanzaError>),
     /// No usable answer (timeout, session stopped, no `<command/>`): why.
     Failed(String),
 }
@@ -348,27 +348,22 @@ impl Pager {
                 self.total = Some(records);
                 return Ok(());
             }
-            return Err(format!(
-                "page {expected} has no <page xmlns=\"urn:quoalise:0\"/> element"
-            ));
+            return Err("the answer has no <page xmlns=\"urn:quoalise:0\"/> element".to_owned());
         };
         if page.number != expected {
-            return Err(format!(
-                "expected page {expected}, the agent sent page number {}",
-                page.number
-            ));
+            return Err(format!("the agent numbered it page {}", page.number));
         }
         if page.offset != self.received {
             return Err(if page.offset < self.received {
                 format!(
-                    "page {expected} starts at record offset {}, but the earlier pages already held {} records: it repeats {} of them",
+                    "it starts at record offset {}, but the earlier pages already held {} records: it repeats {} of them",
                     page.offset,
                     self.received,
                     self.received - page.offset
                 )
             } else {
                 format!(
-                    "page {expected} starts at record offset {}, but the earlier pages held {} records: {} records are missing",
+                    "it starts at record offset {}, but the earlier pages held {} records: {} records are missing",
                     page.offset,
                     self.received,
                     page.offset - self.received
@@ -377,14 +372,14 @@ impl Pager {
         }
         if page.records != records {
             return Err(format!(
-                "page {expected} announces records={} but its payload holds {records} SenML records",
+                "its <page/> announces records={} but its payload holds {records} SenML records",
                 page.records
             ));
         }
         match self.total {
             Some(total) if total != page.total => {
                 return Err(format!(
-                    "page {expected} announces total={}, page 1 announced total={total}",
+                    "its <page/> announces total={}, page 1 announced total={total}",
                     page.total
                 ));
             }
@@ -393,21 +388,19 @@ impl Pager {
         let reached = self.received + records;
         if reached > page.total {
             return Err(format!(
-                "page {expected} ends at record {reached}, beyond the announced total of {}",
+                "it ends at record {reached}, beyond the announced total of {}",
                 page.total
             ));
         }
         if last && reached != page.total {
             return Err(format!(
-                "page {expected} is the last (completed) but the pages held {reached} of the {} records announced: {} are missing",
+                "it is the last page (completed) but the pages held {reached} of the {} records announced: {} are missing",
                 page.total,
                 page.total - reached
             ));
         }
         if !last && records == 0 {
-            return Err(format!(
-                "page {expected} holds no record yet announces more pages"
-            ));
+            return Err("it holds no record yet announces more pages".to_owned());
         }
         self.pages = expected;
         self.received = reached;
@@ -537,6 +530,13 @@ async fn fetch_part<E: Exchange, W: Write>(
     let mut session: Option<String> = None;
     loop {
         let number = pager.pages + 1;
+        // The session to cancel if this answer is refused: ours once known,
+        // else the one the answer opens when it says more pages follow.
+        let open_session = if answer.attr("status") == Some(Status::Executing.as_str()) {
+            answer.attr("sessionid").map(str::to_owned)
+        } else {
+            None
+        };
         let outcome = take_page(
             answer,
             &mut pager,
@@ -549,8 +549,8 @@ async fn fetch_part<E: Exchange, W: Write>(
         let next = match outcome {
             Ok(next) => next,
             Err(e) => {
-                if let Some(id) = &session {
-                    cancel(exchange, node, id).await;
+                if let Some(id) = session.or(open_session) {
+                    cancel(exchange, node, &id).await;
                 }
                 return Err(e.into());
             }
@@ -983,13 +983,34 @@ mod tests {
         .await;
         assert_eq!(
             message,
-            "page 2: page 2 starts at record offset 50, but the earlier pages held 48 records: 2 records are missing"
+            "page 2: it starts at record offset 50, but the earlier pages held 48 records: 2 records are missing"
         );
         let last = agent.sent.last().unwrap();
         assert_eq!(last.action, Some(Action::Cancel));
         assert_eq!(last.sessionid.as_deref(), Some("s1"));
         // What came before the error was written, nothing after it.
         assert_eq!(out.lines().count(), 1 + 48);
+    }
+
+    #[tokio::test]
+    async fn a_refused_first_page_cancels_its_session() {
+        let (message, agent, out) = tampered(|n, answer| {
+            Ok(if n == 1 {
+                with_page(answer, page_element(1, 0, 40, 144))
+            } else {
+                answer
+            })
+        })
+        .await;
+        assert_eq!(
+            message,
+            "page 1: its <page/> announces records=40 but its payload holds 48 SenML records"
+        );
+        assert!(out.is_empty(), "{out}");
+        assert_eq!(agent.sent.len(), 2);
+        let last = agent.sent.last().unwrap();
+        assert_eq!(last.action, Some(Action::Cancel));
+        assert_eq!(last.sessionid.as_deref(), Some("s1"));
     }
 
     #[tokio::test]
@@ -1017,7 +1038,7 @@ mod tests {
         .await;
         assert_eq!(
             message,
-            "page 2: page 2 announces records=47 but its payload holds 48 SenML records"
+            "page 2: its <page/> announces records=47 but its payload holds 48 SenML records"
         );
     }
 
@@ -1036,7 +1057,7 @@ mod tests {
         .await;
         assert_eq!(
             message,
-            "page 3: page 3 is the last (completed) but the pages held 144 of the 150 records announced: 6 are missing"
+            "page 3: it is the last page (completed) but the pages held 144 of the 150 records announced: 6 are missing"
         );
     }
 
@@ -1071,11 +1092,11 @@ mod tests {
     async fn an_error_on_a_next_page_is_reported_with_its_page() {
         let (message, _, _) = tampered(|n, answer| {
             if n == 3 {
-                Err(ExchangeError::Stanza(stanza_error(
+                Err(ExchangeError::Stanza(Box::new(stanza_error(
                     ErrorType::Auth,
                     DefinedCondition::NotAuthorized,
                     "the consent for 30001610071843 was revoked",
-                )))
+                ))))
             } else {
                 Ok(answer)
             }
@@ -1161,29 +1182,29 @@ mod tests {
             p.clone()
                 .accept(Some(page(4, 20, 5, 25)), 5, true)
                 .unwrap_err(),
-            "expected page 3, the agent sent page number 4"
+            "the agent numbered it page 4"
         );
         assert_eq!(
             p.clone()
                 .accept(Some(page(3, 20, 5, 30)), 5, true)
                 .unwrap_err(),
-            "page 3 announces total=30, page 1 announced total=25"
+            "its <page/> announces total=30, page 1 announced total=25"
         );
         assert_eq!(
             p.clone()
                 .accept(Some(page(3, 20, 6, 25)), 6, true)
                 .unwrap_err(),
-            "page 3 ends at record 26, beyond the announced total of 25"
+            "it ends at record 26, beyond the announced total of 25"
         );
         assert_eq!(
             p.clone().accept(None, 5, true).unwrap_err(),
-            "page 3 has no <page xmlns=\"urn:quoalise:0\"/> element"
+            "the answer has no <page xmlns=\"urn:quoalise:0\"/> element"
         );
         assert_eq!(
             p.clone()
                 .accept(Some(page(3, 20, 0, 25)), 0, false)
                 .unwrap_err(),
-            "page 3 holds no record yet announces more pages"
+            "it holds no record yet announces more pages"
         );
         p.accept(Some(page(3, 20, 5, 25)), 5, true).unwrap();
         assert_eq!((p.pages, p.received, p.total), (3, 25, Some(25)));
