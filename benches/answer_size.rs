@@ -93,7 +93,7 @@ async fn read_answer(peer: &Peer, agent: &Jid, prm: &str, days: i64) -> (usize, 
         for payload in &answer.payloads {
             if payload.name() == "quoalise" {
                 let data = decode_element(payload).expect("a Quoalise payload");
-                records += data.iter().map(|d| d.series.readings.len()).sum::<usize>();
+                records += data.iter().map(|d| d.records.len()).sum::<usize>();
             }
         }
         match answer.status {

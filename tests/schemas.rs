@@ -357,7 +357,10 @@ fn paging_and_refusal_elements() {
         step: None,
         max_days: None,
     }));
-    let element = unknown_step.to_stanza_error().other.expect("the Quoalise child");
+    let element = unknown_step
+        .to_stanza_error()
+        .other
+        .expect("the Quoalise child");
     assert_valid("answer-too-large.rng", &String::from(&element));
     assert_invalid(
         "answer-too-large.rng",

@@ -1,19 +1,47 @@
 //! `quoalise-agent query …`: ask an agent for data as a peer would, to check a
-//! deployment. It needs no agent configuration: it logs in with the peer's own
-//! account, runs one command against the agent's FULL JID, prints the answer
-//! and exits.
+//! deployment or to export a range. It needs no agent configuration: it logs in
+//! with the peer's own account, runs commands against the agent's FULL JID,
+//! prints the answer and exits.
 //!
 //! ```text
 //! quoalise-agent query --jid app@example.org --password-file pw --to agent@example.org/agent \
 //!     get-history urn:dev:prm:22516914714270_consumption/power/active/raw \
-//!     --start 2026-11-01T00:00:00+01:00 --end 2026-11-08T00:00:00+01:00 --format csv
+//!     --start 2025-11-01T00:00:00+01:00 --end 2026-11-01T00:00:00+01:00 --format csv
 //! ```
 //!
-//! Data commands print the records (`--format xml`: the `<quoalise>` payload as
-//! received, indented; `json`; `csv` with `time,value`) on stdout and a one-line
-//! summary on stderr. A stanza error from the agent is printed with its
-//! condition, text and Enedis code, and the exit status is 1; so is a failed
-//! login (with its likely cause) or a missing answer.
+//! Data commands (`get-history`, `get-load-curve`, `get-daily`) fetch ANY range:
+//!
+//! - they ask with `paging=true` and follow the agent's pages (XEP-0050
+//!   multi-stage: `action="next"` with the session id until `completed`),
+//!   checking that each page continues the previous one ([`paging`]);
+//! - when the agent answers `not-acceptable` with `<answer-too-large
+//!   max-days="N"/>` (it cannot or will not page), the range is split at Paris
+//!   midnights (on dates for the legacy commands) into parts of at most N days,
+//!   fetched one after the other;
+//! - the records go to stdout as ONE document, written as pages arrive, so memory
+//!   is bounded by one page whatever the range ([`output`]): `--format xml` the
+//!   `<quoalise>` payload the agent would have sent for the whole range in one
+//!   answer (first page's `<meta>`, one `<sensml>` with `bn`/`bt`/`bu` on its
+//!   first record), indented; `json`; `csv` with `time,value`;
+//! - a one-line summary of the whole range goes to stderr, and, when stderr is a
+//!   terminal, a progress line while pages arrive ([`progress`]).
+//!
+//! A stanza error from the agent is printed with its condition, text and Enedis
+//! code, and the exit status is 1; so is a failed login (with its likely cause),
+//! a missing answer, or a page that does not continue where the previous one
+//! stopped (what was already written to stdout is then incomplete, and the exit
+//! status says so).
+
+pub mod output;
+pub mod paging;
+pub mod progress;
+
+#[cfg(test)]
+mod fake;
+
+pub use output::{MergeError, Merger};
+pub use paging::{DataQuery, Exchange, ExchangeError, Page, Pager, fetch_data};
+pub use progress::Progress;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,15 +52,17 @@ use clap::{Args, Subcommand, ValueEnum};
 use minidom::Element;
 use quick_xml::events::Event;
 use tokio_util::sync::CancellationToken;
-use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
+use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::iq::IqRequestPayload;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::stanza_error::StanzaError;
 
 use crate::config::{Secret, XmppConfig};
-use crate::quoalise::{Data, Step, TimeSeries, decode_element};
+use crate::quoalise::{Identifier, Step, TimeSeries};
 use crate::xmpp::connector::{Connector, parse_agent_jid};
-use crate::xmpp::{AllowList, Command, CommandSet, IqError, NS_QUOALISE, Status, XmppAgent};
+use crate::xmpp::{
+    AllowList, Command, CommandSet, IqError, NS_QUOALISE, Status, XmppAgent, XmppHandle,
+};
 
 /// `query` and its options.
 #[derive(Debug, Args)]
@@ -57,7 +87,7 @@ pub struct QueryArgs {
     /// (loopback tests only).
     #[arg(long)]
     pub allow_plaintext: bool,
-    /// Seconds to wait for the login, then for the answer.
+    /// Seconds to wait for the login, then for each answer (each page).
     #[arg(long, default_value_t = 130, value_name = "SECONDS")]
     pub timeout: u64,
     #[command(subcommand)]
@@ -67,7 +97,7 @@ pub struct QueryArgs {
 /// Output format of the records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// The `<quoalise>` payload as received, indented.
+    /// The `<quoalise>` payload of the whole range, indented.
     Xml,
     /// `{"identifier", "unit", "sampling", "records": [{"time", "value"}]}`.
     Json,
@@ -134,50 +164,34 @@ impl QueryCommand {
         }
     }
 
-    /// The submitted form, with `text-single` fields as the Quoalise client
-    /// writes them; `None` for a command without input.
-    fn form(&self) -> Option<DataForm> {
-        let fields: Vec<(&str, &str)> = match self {
+    /// The data request, `None` for `list-usage-points`.
+    fn data_query(&self) -> Option<(DataQuery, Format)> {
+        Some(match self {
             QueryCommand::GetHistory {
                 identifier,
                 start,
                 end,
-                ..
-            } => {
-                let mut f = vec![("identifier", identifier.as_str())];
-                if let Some(start) = start {
-                    f.push(("start_time", start.as_str()));
-                }
-                if let Some(end) = end {
-                    f.push(("end_time", end.as_str()));
-                }
-                f
-            }
-            QueryCommand::GetLoadCurve(a) | QueryCommand::GetDaily(a) => vec![
-                ("usage_point_id", a.usage_point_id.as_str()),
-                ("direction", a.direction.as_str()),
-                ("start_date", a.start.as_str()),
-                ("end_date", a.end.as_str()),
-            ],
+                format,
+            } => (
+                DataQuery::History {
+                    identifier: identifier.clone(),
+                    start: start.clone(),
+                    end: end.clone(),
+                },
+                *format,
+            ),
+            QueryCommand::GetLoadCurve(a) | QueryCommand::GetDaily(a) => (
+                DataQuery::Legacy {
+                    node: self.node(),
+                    usage_point_id: a.usage_point_id.clone(),
+                    direction: a.direction.clone(),
+                    start: a.start.clone(),
+                    end: a.end.clone(),
+                },
+                a.format,
+            ),
             QueryCommand::ListUsagePoints => return None,
-        };
-        Some(DataForm {
-            type_: DataFormType::Submit,
-            title: None,
-            instructions: None,
-            fields: fields
-                .into_iter()
-                .map(|(var, value)| Field::text_single(var, value))
-                .collect(),
         })
-    }
-
-    fn format(&self) -> Option<Format> {
-        match self {
-            QueryCommand::GetHistory { format, .. } => Some(*format),
-            QueryCommand::GetLoadCurve(a) | QueryCommand::GetDaily(a) => Some(a.format),
-            QueryCommand::ListUsagePoints => None,
-        }
     }
 }
 
@@ -202,7 +216,14 @@ pub fn main(args: &QueryArgs) -> ExitCode {
         }
     };
     let stdout = std::io::stdout();
-    match runtime.block_on(run(args, &mut stdout.lock())) {
+    // Buffered: records are written one by one (stdout alone flushes every line).
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let result = runtime.block_on(run(args, &mut out));
+    let result = result.and_then(|()| {
+        out.flush()
+            .map_err(|e| fail(format!("cannot write the output: {e}")))
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -257,24 +278,35 @@ pub async fn run(args: &QueryArgs, out: &mut impl Write) -> Result<(), QueryErro
                 config.jid
             )));
         }
-        let request = Command::execute(args.command.node(), args.command.form());
-        let answer = handle
-            .send_iq(
-                Some(to.clone()),
-                IqRequestPayload::Set(request.to_element()),
-                timeout,
-            )
-            .await;
-        match answer {
-            Ok(Some(payload)) => print_answer(&args.command, payload, out),
-            Ok(None) => Err(fail("the agent answered without a <command/>")),
-            Err(IqError::Error(error)) => Err(fail(describe_error(&error, &to))),
-            Err(IqError::Timeout(t)) => Err(fail(format!(
-                "no answer from {to} within {} s (is the agent online?)",
-                t.as_secs()
-            ))),
-            Err(IqError::Stopped) => Err(fail("the XMPP session stopped before the answer came")),
-            Err(IqError::Unsendable(e)) => Err(fail(format!("cannot send the request: {e}"))),
+        let mut exchange = XmppExchange {
+            handle: &handle,
+            to: to.clone(),
+            timeout,
+        };
+        match args.command.data_query() {
+            Some((query, format)) => {
+                let mut progress = Progress::on_stderr();
+                let mut merger = Merger::new(format, &mut *out);
+                let fetched = fetch_data(&mut exchange, &query, &mut merger, &mut progress).await;
+                progress.clear();
+                // After an error the document is left unclosed (an xml or json
+                // output then does not parse): it is incomplete, and the exit
+                // status says so.
+                fetched?;
+                let (summary, _) = merger.finish().map_err(|e| fail(e.to_string()))?;
+                if let Some(summary) = summary {
+                    eprintln!("{summary}");
+                }
+                Ok(())
+            }
+            None => {
+                let request = Command::execute(args.command.node(), None);
+                match exchange.send(request).await {
+                    Ok(answer) => print_form_answer(answer, out),
+                    Err(ExchangeError::Stanza(error)) => Err(fail(exchange.describe(&error))),
+                    Err(ExchangeError::Failed(why)) => Err(fail(why)),
+                }
+            }
         }
     }
     .await;
@@ -353,74 +385,65 @@ pub fn describe_error(error: &StanzaError, to: &Jid) -> String {
     }
 }
 
-fn print_answer(
-    command: &QueryCommand,
-    payload: Element,
-    out: &mut impl Write,
-) -> Result<(), QueryError> {
+/// The XMPP session as an [`Exchange`]: one iq per command, to the agent's full JID.
+struct XmppExchange<'a> {
+    handle: &'a XmppHandle,
+    to: Jid,
+    timeout: Duration,
+}
+
+impl Exchange for XmppExchange<'_> {
+    async fn send(&mut self, request: Command) -> Result<Element, ExchangeError> {
+        let answer = self
+            .handle
+            .send_iq(
+                Some(self.to.clone()),
+                IqRequestPayload::Set(request.into_element()),
+                self.timeout,
+            )
+            .await;
+        match answer {
+            Ok(Some(payload)) => Ok(payload),
+            Ok(None) => Err(ExchangeError::Failed(
+                "the agent answered without a <command/>".to_owned(),
+            )),
+            Err(IqError::Error(error)) => Err(ExchangeError::Stanza(error)),
+            Err(IqError::Timeout(t)) => Err(ExchangeError::Failed(format!(
+                "no answer from {} within {} s (is the agent online?)",
+                self.to,
+                t.as_secs()
+            ))),
+            Err(IqError::Stopped) => Err(ExchangeError::Failed(
+                "the XMPP session stopped before the answer came".to_owned(),
+            )),
+            Err(IqError::Unsendable(e)) => Err(ExchangeError::Failed(format!(
+                "cannot send the request: {e}"
+            ))),
+        }
+    }
+
+    fn describe(&self, error: &StanzaError) -> String {
+        describe_error(error, &self.to)
+    }
+}
+
+/// The answer of a command without data (`list_usage_points`): its result form.
+fn print_form_answer(payload: Element, out: &mut impl Write) -> Result<(), QueryError> {
     let answer = Command::from_element(payload)
         .map_err(|e| fail(format!("the agent's answer is not a valid <command/>: {e}")))?;
     if answer.status != Some(Status::Completed) {
         return Err(fail(format!(
-            "the agent answered with status {:?} instead of completed",
-            answer.status.map(|s| s.as_str())
+            "the agent answered with status {} instead of completed",
+            answer.status.map_or("(none)", |s| s.as_str())
         )));
     }
     for note in &answer.notes {
         eprintln!("note from the agent: {}", note.text);
     }
-    let write_err = |e: std::io::Error| fail(format!("cannot write the output: {e}"));
-    let Some(format) = command.format() else {
-        let form = answer
-            .form
-            .ok_or_else(|| fail("the agent's answer has no result form"))?;
-        return write_form(&form, out).map_err(write_err);
-    };
-    let quoalise = answer
-        .payloads
-        .iter()
-        .find(|p| p.is("quoalise", NS_QUOALISE))
-        .ok_or_else(|| {
-            fail("the agent's answer holds no <quoalise xmlns=\"urn:quoalise:0\"> payload")
-        })?;
-    let data = decode_element(quoalise)
-        .map_err(|e| fail(format!("the agent's payload does not decode: {e}")))?;
-    let series: Vec<TimeSeries> = data
-        .iter()
-        .map(Data::to_time_series)
-        .collect::<Result<_, _>>()
-        .map_err(|e| fail(format!("the agent's payload does not decode: {e}")))?;
-    match format {
-        Format::Xml => {
-            let text = pretty_xml(quoalise).map_err(|e| fail(e.to_string()))?;
-            writeln!(out, "{text}").map_err(write_err)?;
-        }
-        Format::Json => {
-            let json: Vec<serde_json::Value> = series.iter().map(series_json).collect();
-            let value = if json.len() == 1 {
-                json.into_iter().next().unwrap_or_default()
-            } else {
-                serde_json::Value::Array(json)
-            };
-            serde_json::to_writer_pretty(&mut *out, &value)
-                .map_err(|e| fail(format!("cannot write the output: {e}")))?;
-            writeln!(out).map_err(write_err)?;
-        }
-        Format::Csv => {
-            writeln!(out, "time,value").map_err(write_err)?;
-            for s in &series {
-                for r in &s.readings {
-                    if let Some(v) = r.value {
-                        writeln!(out, "{},{}", instant(r.start), v).map_err(write_err)?;
-                    }
-                }
-            }
-        }
-    }
-    for s in &series {
-        eprintln!("{}", summary(s));
-    }
-    Ok(())
+    let form = answer
+        .form
+        .ok_or_else(|| fail("the agent's answer has no result form"))?;
+    write_form(&form, out).map_err(|e| fail(format!("cannot write the output: {e}")))
 }
 
 fn instant(seconds: i64) -> String {
@@ -429,43 +452,38 @@ fn instant(seconds: i64) -> String {
         .unwrap_or_else(|_| seconds.to_string())
 }
 
-fn series_json(s: &TimeSeries) -> serde_json::Value {
-    serde_json::json!({
-        "identifier": s.identifier.to_string(),
-        "unit": s.identifier.series.unit(),
-        "sampling": s.sampling().to_string(),
-        "records": s.readings.iter().filter_map(|r| r.value.map(|v| serde_json::json!({
-            "time": instant(r.start),
-            "value": v,
-        }))).collect::<Vec<_>>(),
-    })
-}
-
 /// `336 records of urn:…: first 2026-11-21T23:00:00Z, last 2026-11-28T22:30:00Z, mean 512.3 W`
 pub fn summary(s: &TimeSeries) -> String {
     let values: Vec<(i64, f64)> = s
         .readings
         .iter()
-        .filter_map(|r| r.value.map(|v| (r.start, v)))
+        .filter_map(|r| r.value.filter(|v| v.is_finite()).map(|v| (r.start, v)))
         .collect();
-    let unit = s.identifier.series.unit();
-    match (values.first(), values.last()) {
-        (Some(first), Some(last)) => {
-            let mean = values.iter().map(|(_, v)| v).sum::<f64>() / values.len() as f64;
-            let step = match s.sampling() {
-                Step::Day => "P1D".to_owned(),
-                other => other.to_string(),
-            };
-            format!(
-                "{} records of {} ({step}): first {}, last {}, mean {:.1} {unit}",
-                values.len(),
-                s.identifier,
-                instant(first.0),
-                instant(last.0),
-                mean
-            )
-        }
-        _ => format!("0 records of {}", s.identifier),
+    let mean = if values.is_empty() {
+        0.0
+    } else {
+        values.iter().map(|(_, v)| v).sum::<f64>() / values.len() as f64
+    };
+    let span = values.first().zip(values.last()).map(|(f, l)| (f.0, l.0));
+    summary_line(&s.identifier, s.sampling(), values.len() as u64, span, mean)
+}
+
+/// The summary of `count` records from counters: `span` is (first, last) start.
+fn summary_line(
+    identifier: &Identifier,
+    sampling: Step,
+    count: u64,
+    span: Option<(i64, i64)>,
+    mean: f64,
+) -> String {
+    match span {
+        Some((first, last)) if count > 0 => format!(
+            "{count} records of {identifier} ({sampling}): first {}, last {}, mean {mean:.1} {}",
+            instant(first),
+            instant(last),
+            identifier.series.unit()
+        ),
+        _ => format!("0 records of {identifier}"),
     }
 }
 
