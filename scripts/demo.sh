@@ -8,7 +8,9 @@
 #   3. starts enedis-sim (the Enedis simulator) and quoalise-agent;
 #   4. asks the agent, as the peer, for the last week of load curve (the 7 Paris
 #      days ending yesterday) with `quoalise-agent query … get-history`, and
-#      prints the Quoalise XML and a summary.
+#      prints the Quoalise XML and a summary;
+#   5. asks for a year (17,520 half-hours, more than one XMPP stanza holds): the
+#      agent answers in pages, `query` follows them and writes one csv.
 #
 # Usage: scripts/demo.sh [--release]      (debug build by default)
 # Needs root or sudo (Prosody runs as the `prosody` user; packages may be installed).
@@ -227,3 +229,19 @@ cat "$work/payload.xml"
 say "summary"
 cat "$work/summary.txt"
 grep -m1 'quoalise_agent::request' "$work/agent.log" | sed 's/^/agent log: /' >&2 || true
+
+# A year is larger than one XMPP stanza (about 470 KB; servers accept 256 KiB): the
+# agent answers `query` in pages, which it follows and merges into one output.
+year_start=$(TZ=Europe/Paris date -d "$today -365 days" +%FT%T%:z)
+say "the peer asks for a year: get-history $identifier --start $year_start --end $end --format csv"
+set -x
+"$agent_bin" query --jid app@localhost --password-file "$work/app_password" \
+  --to agent@localhost/agent --server "127.0.0.1:$xmpp_port" --ca-file "$work/prosody/ca.pem" \
+  get-history "$identifier" --start "$year_start" --end "$end" --format csv \
+  >"$work/year.csv" 2>"$work/year-summary.txt"
+{ set +x; } 2>/dev/null
+printf '%s lines of csv (header included); first and last:\n' "$(wc -l <"$work/year.csv")" >&2
+sed -n '2p;$p' "$work/year.csv" >&2
+cat "$work/year-summary.txt"
+pages=$(grep -c 'quoalise_agent::request' "$work/agent.log" || true)
+echo "the agent answered the year in $((pages - 1)) pages (one request line per page in its log)" >&2
