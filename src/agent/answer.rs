@@ -88,8 +88,21 @@ fn shape(
     let limit = request.max_stanza_bytes();
     let DataAnswer { series, notes, .. } = answer;
     let notes: Vec<Note> = notes.into_iter().map(Note::warn).collect();
-    let bytes = encode(&series, data.meta);
     let records = present(&series.readings);
+    if presentation.paging && records.saturating_mul(MIN_RECORD_BYTES) > limit as u64 {
+        // Pages for sure: encode each page once, never the whole.
+        let paged = Paged {
+            data: data.clone(),
+            readings: series.readings.into(),
+            total: records,
+            presentation: presentation.clone(),
+            next: 0,
+            offset: 0,
+            number: 1,
+        };
+        return page(request, &paged, notes);
+    }
+    let bytes = encode(&series, data.meta);
     let figures = presentation.paging.then_some(PageFigures {
         number: 1,
         offset: 0,
@@ -129,6 +142,9 @@ fn shape(
     };
     page(request, &paged, outcome.notes)
 }
+
+/// The smallest record after the first: `<senml t="N" v="N"/>`.
+const MIN_RECORD_BYTES: u64 = r#"<senml t="1" v="1"/>"#.len() as u64;
 
 /// Room kept for the envelope (iq, command, form, page element) of an answer
 /// that is not measured because its payload is far below the limit.
