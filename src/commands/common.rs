@@ -230,16 +230,23 @@ impl AdHocCommand<AgentContext> for Legacy {
         request: Request,
         more: Continuation,
     ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
-        let node = self.node;
-        Box::pin(async move {
-            let (mut log, span) = begin(&request);
-            let result = next_page(ctx, &request, &more, &mut log)
-                .instrument(span)
-                .await;
-            finish(ctx, node, log, &result);
-            result
-        })
+        Box::pin(next_stage(ctx, self.node, request, more))
     }
+}
+
+/// The next page of a data command's answer, with its log line and metrics.
+pub async fn next_stage(
+    ctx: &AgentContext,
+    node: &'static str,
+    request: Request,
+    more: Continuation,
+) -> Result<Outcome, CommandError> {
+    let (mut log, span) = begin(&request);
+    let result = next_page(ctx, &request, &more, &mut log)
+        .instrument(span)
+        .await;
+    finish(ctx, node, log, &result);
+    result
 }
 
 impl Legacy {

@@ -13,8 +13,8 @@ use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
-use super::common::{begin, default_days, finish, paris_midnight, prm_hint};
-use crate::agent::answer::{Presentation, answer, next_page, paging_field, wants_pages};
+use super::common::{begin, default_days, finish, next_stage, paris_midnight, prm_hint};
+use crate::agent::answer::{Presentation, answer, paging_field, wants_pages};
 use crate::agent::authorise::readable;
 use crate::agent::context::AgentContext;
 use crate::agent::data::DataRequest;
@@ -166,14 +166,7 @@ impl AdHocCommand<AgentContext> for GetHistory {
         request: Request,
         more: Continuation,
     ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
-        let (mut log, span) = begin(&request);
-        Box::pin(async move {
-            let result = next_page(ctx, &request, &more, &mut log)
-                .instrument(span)
-                .await;
-            finish(ctx, NODE, log, &result);
-            result
-        })
+        Box::pin(next_stage(ctx, NODE, request, more))
     }
 }
 

@@ -810,46 +810,31 @@ impl<C: Send + Sync + 'static> Router<C> {
                 )?;
                 Ok(None)
             }
-            (_, None) => match command.form {
-                // Single stage: the programmatic peer sends the filled form at once.
-                Some(form) => {
-                    let form = SubmittedForm::new(form)?;
-                    self.spawn_execute(
-                        handler,
-                        Stage {
-                            from,
-                            requester,
-                            id,
-                            node,
-                            sessionid: new_id(),
-                            form,
-                            payloads: command.payloads,
-                            more: None,
-                        },
-                    )?;
-                    Ok(None)
-                }
-                None if handler.needs_input() => {
-                    self.spawn_present_form(handler, from, requester, id, node)?;
-                    Ok(None)
-                }
-                None => {
-                    self.spawn_execute(
-                        handler,
-                        Stage {
-                            from,
-                            requester,
-                            id,
-                            node,
-                            sessionid: new_id(),
-                            form: SubmittedForm::empty(),
-                            payloads: command.payloads,
-                            more: None,
-                        },
-                    )?;
-                    Ok(None)
-                }
-            },
+            (_, None) => {
+                let form = match command.form {
+                    // Single stage: the programmatic peer sends the filled form at once.
+                    Some(form) => SubmittedForm::new(form)?,
+                    None if handler.needs_input() => {
+                        self.spawn_present_form(handler, from, requester, id, node)?;
+                        return Ok(None);
+                    }
+                    None => SubmittedForm::empty(),
+                };
+                self.spawn_execute(
+                    handler,
+                    Stage {
+                        from,
+                        requester,
+                        id,
+                        node,
+                        sessionid: new_id(),
+                        form,
+                        payloads: command.payloads,
+                        more: None,
+                    },
+                )?;
+                Ok(None)
+            }
         }
     }
 
