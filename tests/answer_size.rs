@@ -752,3 +752,119 @@ async fn a_catch_up_larger_than_a_stanza_comes_in_several_messages() {
     d.agent.assert_session_untouched();
     assert_no_stanza_refused(&d.prosody);
 }
+
+// --- gaps: missing readings are neither lost nor invented across pages ----------
+
+/// The meter whose load curve has gaps (docs/enedis-sim.md): nothing on
+/// Tuesdays, nothing from 12:00 to 17:59 on Wednesdays (Paris time).
+const PRM_GAPS: &str = "42900589957123";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_a_meter_with_gaps_hold_every_reading_it_has_once() {
+    let d = Deployment::start(AgentSettings {
+        max_stanza_bytes: Some(10_000),
+        ..AgentSettings::with_peers(vec![peer("alice", &[PRM_GAPS])])
+    })
+    .await;
+    let alice = Peer::login(&d.prosody, "alice@localhost/a").await;
+    let id = identifier(PRM_GAPS, POWER);
+    let (from, to) = (date(2026, 10, 1), date(2026, 12, 1));
+    let fields = history_fields(&id, from, to);
+    let mut pages = read_all(&alice, "get_history", &borrowed(&fields)).await;
+    let readings = check_pages(&mut pages, &id.parse().unwrap());
+    assert_pages_full(&pages, 10_000, PAGE_SLACK);
+
+    let expected: Vec<i64> = (seconds(from)..seconds(to))
+        .step_by(1800)
+        .filter(|&t| {
+            let local =
+                quoalise_agent::time::PARIS.to_datetime(jiff::Timestamp::from_second(t).unwrap());
+            match local.weekday() {
+                jiff::civil::Weekday::Tuesday => false,
+                jiff::civil::Weekday::Wednesday => !(12..18).contains(&local.hour()),
+                _ => true,
+            }
+        })
+        .collect();
+    let starts: Vec<i64> = readings.iter().map(|r| r.start).collect();
+    assert_eq!(starts, expected, "{} pages", pages.len());
+    assert!(readings.iter().all(|r| r.value.is_some()));
+    assert!(pages.len() >= 5, "{} pages", pages.len());
+    d.agent.assert_session_untouched();
+}
+
+// --- the advice holds across a DST change --------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_advised_days_fit_across_the_25_hour_day_of_october() {
+    let mut d = Deployment::start(AgentSettings::with_peers(vec![peer("alice", &[PRM])])).await;
+    let alice = Peer::login(&d.prosody, "alice@localhost/a").await;
+    let id = identifier(PRM, POWER);
+    let parsed: Identifier = id.parse().unwrap();
+    let history = |from: Date, to: Date| {
+        Command::execute(
+            "get_history",
+            Some(submit(&borrowed(&history_fields(&id, from, to)))),
+        )
+    };
+
+    // 8 Paris days from 2026-10-19, 2026-10-25 among them (25 hours): 386
+    // half-hours, in one answer of E bytes besides its payload.
+    let start = date(2026, 10, 19);
+    let eight = date(2026, 10, 27);
+    let answer = alice.command(history(start, eight)).await.unwrap();
+    let quoalise = answer
+        .payloads
+        .iter()
+        .find(|p| p.is("quoalise", NS_QUOALISE))
+        .unwrap();
+    let readings = quoalise_agent::quoalise::decode_element(quoalise).unwrap()[0]
+        .to_time_series()
+        .unwrap()
+        .readings;
+    assert_eq!(readings.len(), 386);
+    let mut envelope = answer.clone();
+    envelope.payloads.retain(|p| !p.is("quoalise", NS_QUOALISE));
+    let iq = xmpp_parsers::iq::Iq::Result {
+        from: None,
+        to: Some(alice.running.handle.jid().clone().into()),
+        id: "0".repeat(32),
+        payload: Some(envelope.into_element()),
+    };
+    let envelope = quoalise_agent::xmpp::wire::stanza_size(&iq.into()).unwrap();
+
+    // The agent again, with room for exactly 8 × 48 of them: 8 × 86,400
+    // seconds, but two half-hours short of the 8 days.
+    let first_384 = quoalise_agent::quoalise::TimeSeries::new(parsed, readings[..384].to_vec());
+    let limit = envelope + quoalise_agent::quoalise::encode(&first_384, MetaForm::Flat).len();
+    assert!(limit >= 10_000, "{limit}");
+    let settings = AgentSettings {
+        max_stanza_bytes: Some(limit),
+        ..AgentSettings::with_peers(vec![peer("alice", &[PRM])])
+    };
+    d.rewrite(&settings);
+    d.agent = AgentProcess::spawn(&d.files.path(), d.dir.path(), d.files.web_port, &[]);
+    d.agent.wait_healthy(Duration::from_secs(30)).await;
+
+    // Refused after reading (the cache does not know the step near the end):
+    // the advice counts Paris days.
+    let error = alice
+        .command(history(start, date(2026, 11, 30)))
+        .await
+        .unwrap_err();
+    assert_eq!(condition(&error).0, "not-acceptable");
+    let max_days: i64 = error
+        .other
+        .as_ref()
+        .and_then(|e| e.attr("max-days"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!(max_days, 7, "{:?}", condition(&error).1);
+    let fits = alice
+        .command(history(start, start.checked_add(max_days.days()).unwrap()))
+        .await
+        .unwrap_or_else(|e| panic!("{max_days} days: {:?}", condition(&e)));
+    assert_eq!(fits.status, Some(Status::Completed));
+    let (over, _) = condition(&alice.command(history(start, eight)).await.unwrap_err());
+    assert_eq!(over, "not-acceptable");
+}

@@ -184,14 +184,14 @@ pub fn check_pages(pages: &mut [Page], identifier: &Identifier) -> Vec<Reading> 
             assert_eq!(page.status, Status::Executing, "page {}", page.number);
             assert!(page.offers_next, "page {} offers next", page.number);
         }
-        all.extend(page.series.readings.iter().cloned());
+        all.extend(page.series.readings.iter().copied());
     }
     assert_eq!(all.len() as u64, total, "the pages hold the total");
     // What the next page's first record would have added to each page.
     for i in 0..count.saturating_sub(1) {
         let page = &pages[i];
         let mut more = page.series.readings.clone();
-        more.push(pages[i + 1].series.readings[0].clone());
+        more.push(pages[i + 1].series.readings[0]);
         let grown = encode(&TimeSeries::new(*identifier, more), page.meta_form).len();
         let own = encode(&page.series, page.meta_form).len();
         pages[i].next_record_bytes = Some(grown - own);
