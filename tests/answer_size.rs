@@ -770,6 +770,36 @@ async fn pages_of_a_meter_with_gaps_hold_every_reading_it_has_once() {
     let id = identifier(PRM_GAPS, POWER);
     let (from, to) = (date(2026, 10, 1), date(2026, 12, 1));
     let fields = history_fields(&id, from, to);
+    let history = |from: Date, to: Date| {
+        Command::execute(
+            "get_history",
+            Some(submit(&borrowed(&history_fields(&id, from, to)))),
+        )
+    };
+
+    // Without paging: refused once read, with the number of days that fit…
+    let error = alice.command(history(from, to)).await.unwrap_err();
+    let (cond, text) = condition(&error);
+    assert_eq!(cond, "not-acceptable", "{text}");
+    let max_days: i64 = error
+        .other
+        .as_ref()
+        .and_then(|e| e.attr("max-days"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{error:?}"));
+    // … and those days are then answered, though the agent now knows the
+    // meter's step and predicts sizes before reading (a prediction that
+    // counts every reading present must not refuse them).
+    let until = from.checked_add(max_days.days()).unwrap();
+    let fits = alice
+        .command(history(from, until))
+        .await
+        .unwrap_or_else(|e| panic!("{max_days} days, as advised ({text}): {:?}", condition(&e)));
+    assert_eq!(fits.status, Some(Status::Completed));
+    let beyond = until.tomorrow().unwrap();
+    let (over, _) = condition(&alice.command(history(from, beyond)).await.unwrap_err());
+    assert_eq!(over, "not-acceptable");
+
     let mut pages = read_all(&alice, "get_history", &borrowed(&fields)).await;
     let readings = check_pages(&mut pages, &id.parse().unwrap());
     assert_pages_full(&pages, 10_000, PAGE_SLACK);
