@@ -268,6 +268,18 @@ async fn a_year_in_pages_arrives_whole_in_order_and_pages_are_full() {
     assert_eq!(same, year, "get_load_curve pages the same readings");
     assert_eq!(d.sim.admin().total_calls().await, 0, "one year, read once");
 
+    // Asking for pages an answer that fits: one page, completed, saying so.
+    let week = history_fields(&id, date(2026, 6, 1), date(2026, 6, 8));
+    let mut pages = read_all(&alice, "get_history", &borrowed(&week)).await;
+    assert_eq!(pages.len(), 1);
+    check_pages(&mut pages, &parsed);
+    let page = &pages[0];
+    assert_eq!(
+        (page.status, page.offers_next, page.number, page.offset),
+        (Status::Completed, false, 1, 0)
+    );
+    assert_eq!((page.records, page.total), (336, 336));
+
     // Three months of a 10-minute meter (13,248 records, larger than a year
     // of half-hours per record).
     let (from10, to10) = (date(2026, 9, 1), date(2026, 12, 1));
