@@ -32,7 +32,7 @@ use agent_harness::*;
 use common::prosody::{Prosody, ProsodyOptions, ProsodyVersion};
 use common::xmpp_harness::{Peer, Slix, condition, submit};
 use jiff::ToSpan;
-use jiff::civil::{Date, date};
+use jiff::civil::Date;
 use minidom::Element;
 use quoalise_agent::config::ApiGeneration;
 use quoalise_agent::quoalise::{Identifier, MetaForm, Reading, decode};
@@ -49,10 +49,16 @@ fn identifier(prm: &str, series: &str) -> String {
     format!("urn:dev:prm:{prm}_{series}")
 }
 
-/// The year of the tests: Paris days 2025-12-01 to 2026-12-01 (both DST
-/// changes inside: 8,760 hours, 17,520 half-hours).
+/// The year of the tests: twelve whole months of Paris days, both DST changes
+/// inside (2025-12-01 to 2026-12-01 in December 2026: 17,520 half-hours).
 fn year() -> (Date, Date) {
-    (date(2025, 12, 1), date(2026, 12, 1))
+    last_full_year()
+}
+
+/// A week in the middle of the year.
+fn midyear_week() -> (Date, Date) {
+    let from = year().0.checked_add(6.months()).unwrap();
+    (from, from.checked_add(7.days()).unwrap())
 }
 
 fn history_fields(id: &str, from: Date, to: Date) -> Vec<(&'static str, String)> {
@@ -135,7 +141,8 @@ async fn a_year_without_paging_is_refused_precisely_and_the_session_lives_on() {
 
     // The Quoalise client's exact request for the year; bob asks a week
     // meanwhile, while the agent reads the year from Enedis.
-    let week = history_fields(&id, date(2026, 6, 1), date(2026, 6, 8));
+    let (week_from, week_to) = midyear_week();
+    let week = history_fields(&id, week_from, week_to);
     let (start, end) = (midnight(from), midnight(to));
     let args = [id.as_str(), &start, &end];
     let (answer, bobs) = tokio::join!(
@@ -150,7 +157,7 @@ async fn a_year_without_paging_is_refused_precisely_and_the_session_lives_on() {
         }
     );
     let (records, max_bytes, step, max_days) = too_large(&answer);
-    assert_eq!(records, 17_520, "{answer}");
+    assert_eq!(records, half_hours(from, to), "{answer}");
     assert_eq!(max_bytes, DEFAULT_LIMIT as u64);
     assert_eq!(step, "PT30M");
     let text = answer["text"].as_str().unwrap();
@@ -160,7 +167,7 @@ async fn a_year_without_paging_is_refused_precisely_and_the_session_lives_on() {
         )),
         "{text}"
     );
-    assert!(text.contains("17520 records"), "{text}");
+    assert!(text.contains(&format!("{records} records")), "{text}");
     assert!(
         (100..365).contains(&max_days),
         "about 470 KB a year for 256 KiB: {max_days}"
@@ -226,18 +233,19 @@ async fn a_year_in_pages_arrives_whole_in_order_and_pages_are_full() {
     let parsed: Identifier = id.parse().unwrap();
     let year = check_pages(&mut pages, &parsed);
     assert_contiguous(&year, seconds(from), seconds(to), 1800);
-    assert_eq!(year.len(), 17_520);
+    let total = half_hours(from, to);
+    assert_eq!(year.len() as u64, total);
     assert!(pages.len() >= 2, "{} pages", pages.len());
     assert_pages_full(&pages, DEFAULT_LIMIT, PAGE_SLACK);
     for page in &pages {
         assert_eq!(page.meta_form, MetaForm::Flat);
-        assert_eq!(page.total, 17_520);
+        assert_eq!(page.total, total);
         // For people: which records, in the form.
         let form = page.form.as_ref().expect("a form");
         let text = common::xmpp_harness::field_values(form, "page").join(" ");
         assert!(
             text.starts_with(&format!(
-                "page {}: records {} to {} of 17520",
+                "page {}: records {} to {} of {total}",
                 page.number,
                 page.offset + 1,
                 page.offset + page.records
@@ -254,11 +262,12 @@ async fn a_year_in_pages_arrives_whole_in_order_and_pages_are_full() {
     // The same year through the legacy get_load_curve (nested meta): the same
     // readings, from the agent's cache.
     d.sim.admin().clear_calls().await;
+    let (first_day, end_day) = (from.to_string(), to.to_string());
     let legacy = [
         ("usage_point_id", PRM),
         ("direction", "consumption"),
-        ("start_date", "2025-12-01"),
-        ("end_date", "2026-12-01"),
+        ("start_date", first_day.as_str()),
+        ("end_date", end_day.as_str()),
     ];
     let mut pages = read_all(&alice, "get_load_curve", &legacy).await;
     let same = check_pages(&mut pages, &parsed);
@@ -269,7 +278,8 @@ async fn a_year_in_pages_arrives_whole_in_order_and_pages_are_full() {
     assert_eq!(d.sim.admin().total_calls().await, 0, "one year, read once");
 
     // Asking for pages an answer that fits: one page, completed, saying so.
-    let week = history_fields(&id, date(2026, 6, 1), date(2026, 6, 8));
+    let (week_from, week_to) = midyear_week();
+    let week = history_fields(&id, week_from, week_to);
     let mut pages = read_all(&alice, "get_history", &borrowed(&week)).await;
     assert_eq!(pages.len(), 1);
     check_pages(&mut pages, &parsed);
@@ -278,11 +288,12 @@ async fn a_year_in_pages_arrives_whole_in_order_and_pages_are_full() {
         (page.status, page.offers_next, page.number, page.offset),
         (Status::Completed, false, 1, 0)
     );
-    assert_eq!((page.records, page.total), (336, 336));
+    let week = half_hours(week_from, week_to);
+    assert_eq!((page.records, page.total), (week, week));
 
     // Three months of a 10-minute meter (13,248 records, larger than a year
     // of half-hours per record).
-    let (from10, to10) = (date(2026, 9, 1), date(2026, 12, 1));
+    let (from10, to10) = (to.checked_sub(3.months()).unwrap(), to);
     let id10 = identifier(PRM_PT10M, POWER);
     let fields = history_fields(&id10, from10, to10);
     let mut pages = read_all(&alice, "get_history", &borrowed(&fields)).await;
@@ -317,7 +328,10 @@ async fn a_year_is_refused_before_enedis_is_called_once_the_step_is_known() {
         )
         .await;
     assert_eq!(week["status"], "completed", "{week}");
-    assert_eq!(python_records(&week).len(), 7 * 48);
+    assert_eq!(
+        python_records(&week).len() as u64,
+        half_hours(last_week, to)
+    );
 
     d.sim.admin().clear_calls().await;
     let answer = d
@@ -338,7 +352,11 @@ async fn a_year_is_refused_before_enedis_is_called_once_the_step_is_known() {
             .wait_log("refused before calling Enedis", Duration::from_secs(5))
             .await
     );
-    assert_eq!(records, 17_520, "predicted: a year of half-hours");
+    assert_eq!(
+        records,
+        half_hours(from, to),
+        "predicted: a year of half-hours"
+    );
     assert_eq!(max_bytes, DEFAULT_LIMIT as u64);
     assert_eq!(step, "PT30M");
     let text = answer["text"].as_str().unwrap();
@@ -374,7 +392,8 @@ async fn a_year_is_refused_before_enedis_is_called_once_the_step_is_known() {
 async fn a_paged_month(d: &Deployment, user: &str, limit: usize) -> Vec<Page> {
     let alice = Peer::login(&d.prosody, &format!("{user}@localhost/a")).await;
     let id = identifier(PRM, POWER);
-    let (from, to) = (date(2026, 11, 1), date(2026, 12, 1));
+    let to = year().1;
+    let from = to.checked_sub(1.month()).unwrap();
     let fields = history_fields(&id, from, to);
     let mut pages = read_all(&alice, "get_history", &borrowed(&fields)).await;
     let readings = check_pages(&mut pages, &id.parse().unwrap());
@@ -491,7 +510,8 @@ async fn a_consent_revoked_mid_way_stops_the_next_page_and_cancel_ends_the_pages
         )
         .unwrap();
     let id = identifier(PRM, POWER);
-    let fields = history_fields(&id, date(2026, 11, 1), date(2026, 12, 1));
+    let to = year().1;
+    let fields = history_fields(&id, to.checked_sub(1.month()).unwrap(), to);
     let fields = borrowed(&fields);
     let node = "get_history";
 
@@ -653,7 +673,10 @@ async fn a_person_in_gajim_gets_a_year_page_after_page() {
             figures.attr("records"),
             Some(series.readings.len().to_string().as_str())
         );
-        assert_eq!(figures.attr("total"), Some("17520"));
+        assert_eq!(
+            figures.attr("total"),
+            Some(half_hours(from, to).to_string().as_str())
+        );
         readings.extend(series.readings);
     }
     assert_contiguous(&readings, seconds(from), seconds(to), 1800);
@@ -780,7 +803,8 @@ async fn pages_of_a_meter_with_gaps_hold_every_reading_it_has_once() {
     .await;
     let alice = Peer::login(&d.prosody, "alice@localhost/a").await;
     let id = identifier(PRM_GAPS, POWER);
-    let (from, to) = (date(2026, 10, 1), date(2026, 12, 1));
+    let to = year().1;
+    let from = to.checked_sub(2.months()).unwrap();
     let fields = history_fields(&id, from, to);
     let history = |from: Date, to: Date| {
         Command::execute(
@@ -850,10 +874,12 @@ async fn the_advised_days_fit_across_the_25_hour_day_of_october() {
         )
     };
 
-    // 8 Paris days from 2026-10-19, 2026-10-25 among them (25 hours): 386
-    // half-hours, in one answer of E bytes besides its payload.
-    let start = date(2026, 10, 19);
-    let eight = date(2026, 10, 27);
+    // 8 Paris days, a 25-hour one (the last Sunday of October) among them:
+    // 386 half-hours, in one answer of E bytes besides its payload. (On
+    // 2026-12-06: from 2026-10-19, 2026-10-25 the long day.)
+    let long_day = dst_day_on_or_before(today().checked_sub(30.days()).unwrap(), 25);
+    let start = long_day.checked_sub(6.days()).unwrap();
+    let eight = start.checked_add(8.days()).unwrap();
     let answer = alice.command(history(start, eight)).await.unwrap();
     let quoalise = answer
         .payloads
@@ -891,7 +917,7 @@ async fn the_advised_days_fit_across_the_25_hour_day_of_october() {
     // Refused after reading (the cache does not know the step near the end):
     // the advice counts Paris days.
     let error = alice
-        .command(history(start, date(2026, 11, 30)))
+        .command(history(start, start.checked_add(20.days()).unwrap()))
         .await
         .unwrap_err();
     assert_eq!(condition(&error).0, "not-acceptable");

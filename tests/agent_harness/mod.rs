@@ -667,6 +667,36 @@ pub fn midnight_seconds(date: Date) -> i64 {
     quoalise_agent::time::day_start(date).unwrap()
 }
 
+/// Twelve whole months of Paris days, from the first of a month to the first
+/// of the latest month whose days are all published (2025-12-01 to 2026-12-01
+/// from 2026-12-04 to 2027-01-03): one spring and one autumn DST change
+/// inside, 8,760 hours (8,784 with a 29 February).
+pub fn last_full_year() -> (Date, Date) {
+    let end = today()
+        .checked_sub(jiff::ToSpan::days(3))
+        .unwrap()
+        .first_of_month();
+    (end.checked_sub(jiff::ToSpan::years(1)).unwrap(), end)
+}
+
+/// Half-hours of the Paris days `[from, to[`.
+pub fn half_hours(from: Date, to: Date) -> u64 {
+    ((midnight_seconds(to) - midnight_seconds(from)) / 1800) as u64
+}
+
+/// The most recent day on or before `latest` that lasts `hours` hours in Paris
+/// (23: spring forward, 25: fall back).
+pub fn dst_day_on_or_before(latest: Date, hours: i64) -> Date {
+    let mut day = latest;
+    loop {
+        let length = midnight_seconds(day.tomorrow().unwrap()) - midnight_seconds(day);
+        if length == hours * 3600 {
+            return day;
+        }
+        day = day.yesterday().unwrap();
+    }
+}
+
 /// The most recent day before yesterday that lasts `hours` hours in Paris
 /// (23: spring forward, 25: fall back).
 pub fn last_dst_day(hours: i64) -> Date {
