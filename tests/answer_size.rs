@@ -15,7 +15,15 @@
 //!   limit of 20,000 bytes (the agent's own limit, or the one Prosody 13
 //!   advertises, XEP-0478), no page closes the stream;
 //! - a consent revoked mid-way stops the next page; `cancel` ends the session;
-//! - subscription catch-ups larger than a stanza come in several messages.
+//! - subscription catch-ups larger than a stanza come in several messages;
+//! - a meter with gaps: pages hold exactly the readings it has, and the days
+//!   advised after measuring are answered; the advice counts Paris days (the
+//!   25-hour day of October included).
+//!
+//! The year is the last twelve whole months (2025-12-01 to 2026-12-01 in
+//! December 2026). The figures of a refusal and the fill of a page are
+//! checked against sizes measured as the agent measures them
+//! (tests/agent_harness/paging.rs).
 
 mod agent_harness;
 mod common;
