@@ -12,7 +12,10 @@
 //!   `dataconnect#authorize` message;
 //! - a subscription push made while the remote peer is offline is kept by ITS
 //!   server and delivered when it logs in;
-//! - Prosody 13 advertises XEP-0478 stream limits with the configured size.
+//! - Prosody 13 advertises XEP-0478 stream limits with the configured size;
+//! - a year of load curve, larger than a stanza, reaches a remote peer in pages
+//!   (complete, in order), and a remote peer that did not ask for pages gets the
+//!   precise refusal; the agent's session stays up.
 
 mod agent_harness;
 mod common;
@@ -21,6 +24,7 @@ mod sim;
 
 use std::time::Duration;
 
+use agent_harness::paging::{assert_contiguous, assert_pages_full, check_pages, read_all};
 use agent_harness::*;
 use common::federation::{Federation, HOME_DOMAIN, REMOTE_DOMAIN};
 use common::prosody::{Prosody, ProsodyVersion};
@@ -436,4 +440,61 @@ async fn prosody_13_advertises_its_stanza_size_limit() {
     let features = stream_features(&federation.home).await;
     assert!(features.contains("<starttls"), "{features}");
     assert!(!features.contains("stream-limits"), "{features}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_year_reaches_a_remote_peer_in_pages_and_is_refused_without() {
+    let f = deploy().await;
+    let id = identifier(PRM, POWER);
+    // Twelve months of Paris days (2025-12-01 to 2026-12-01 in December 2026).
+    let (from, to) = last_full_year();
+    let (start, end) = (midnight(from), midnight(to));
+
+    // The Quoalise client, which does not ask for pages: refused, precisely.
+    let answer = f
+        .python("app@remote.test/client", "history", &[&id, &start, &end])
+        .await;
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(
+        (&answer["condition"], &answer["etype"]),
+        (&json!("not-acceptable"), &json!("modify")),
+        "{answer}"
+    );
+    let error: Element = answer["xml"].as_str().unwrap().parse().unwrap();
+    let too_large = error
+        .children()
+        .find(|c| c.is("answer-too-large", NS_QUOALISE))
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!(
+        too_large.attr("records"),
+        Some(half_hours(from, to).to_string().as_str())
+    );
+    assert_eq!(too_large.attr("max-bytes"), Some("262144"));
+    assert_eq!(too_large.attr("step"), Some("PT30M"));
+    let max_days = too_large.attr("max-days").unwrap();
+    assert!(
+        answer["text"].as_str().unwrap().contains(&format!(
+            "ask for at most {max_days} days of 30-minute load curve per request"
+        )),
+        "{answer}"
+    );
+
+    // A peer that asks for pages gets every half-hour, in order.
+    let app = remote_peer(&f, "app@remote.test/pages").await;
+    let fields = [
+        ("identifier", id.as_str()),
+        ("start_time", &start),
+        ("end_time", &end),
+    ];
+    let mut pages = read_all(&app, "get_history", &fields).await;
+    let readings = check_pages(&mut pages, &id.parse().unwrap());
+    assert!(pages.len() >= 2, "{} pages", pages.len());
+    assert_contiguous(
+        &readings,
+        midnight_seconds(from),
+        midnight_seconds(to),
+        1800,
+    );
+    assert_pages_full(&pages, 262_144, 24);
+    f.d.agent.assert_session_untouched();
 }

@@ -383,7 +383,7 @@ fn too_large_after(
         .and_then(|(taken, _)| {
             let first = readings.first()?.start;
             let stop = readings.get(taken)?.start;
-            u64::try_from((stop - first) / 86_400).ok()
+            Some(whole_days(first, stop))
         })
         .unwrap_or(0);
     refusal(
@@ -396,20 +396,40 @@ fn too_large_after(
     )
 }
 
+/// The Paris calendar days, from the one holding `first`, that end by `stop`:
+/// counted as days (23, 24 or 25 hours), not as 86,400 seconds, so that the
+/// advised number of days fits also across a DST change.
+fn whole_days(first: i64, stop: i64) -> u64 {
+    let Ok(day) = crate::time::paris_date(first) else {
+        return 0;
+    };
+    let mut days = 0u64;
+    while let Ok(end) = crate::time::add_days(day, days as i64 + 1).and_then(crate::time::day_start)
+    {
+        if end > stop {
+            break;
+        }
+        days += 1;
+    }
+    days
+}
+
 /// The refusal of a range whose answer is predictably too large for `room`
 /// payload bytes at `step`, or `None` when it may fit.
 ///
-/// The prediction is a LOWER bound: every reading present, every value a
-/// single digit. Real values have three to five digits, so a range refused
-/// here is too large by a wide margin unless most of its readings are missing
-/// (then the advised range is still one that fits).
+/// The prediction counts every reading present, every value a single digit.
+/// Real values have three to five digits, but meters miss readings (a sixth
+/// of them for the simulator's meter with gaps), so a range is refused here
+/// only when its answer would be too large even with a third of its readings
+/// missing: nearer the limit, the readings are read and measured, and a range
+/// the agent advised (after measuring) is never refused here.
 pub fn too_large_before(data: &DataRequest, step: Step, one: OneStanza) -> Option<CommandError> {
     let room = one.room;
     let seconds = step.nominal_seconds();
     let span = data.window.end - data.window.start;
     let records = u64::try_from(span / seconds).ok()?;
     let smallest = payload_bound(data, step, records, 1);
-    if smallest <= room {
+    if smallest / 3 * 2 <= room {
         return None;
     }
     // The advised range holds values of up to five digits (36 kVA is the
@@ -543,4 +563,28 @@ pub struct OneStanza {
     pub room: usize,
     /// The largest stanza.
     pub limit: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_days;
+    use crate::time::day_start;
+    use jiff::civil::date;
+
+    #[test]
+    fn whole_days_are_paris_days_across_dst_changes() {
+        let at = |y, m, d| day_start(date(y, m, d)).unwrap();
+        // 2026-10-25 lasts 25 hours: 8 days from 10-19 end at 10-27 00:00,
+        // 8 × 86,400 s + 3,600 s after the start.
+        let first = at(2026, 10, 19);
+        assert_eq!(whole_days(first, first + 8 * 86_400), 7);
+        assert_eq!(whole_days(first, at(2026, 10, 27)), 8);
+        // 2026-03-29 lasts 23 hours.
+        let first = at(2026, 3, 28);
+        assert_eq!(whole_days(first, first + 2 * 86_400 - 3_600), 2);
+        assert_eq!(whole_days(first, first + 2 * 86_400 - 3_601), 1);
+        // A first reading in the middle of its day counts from that day.
+        assert_eq!(whole_days(at(2026, 6, 1) + 1_800, at(2026, 6, 3)), 2);
+        assert_eq!(whole_days(at(2026, 6, 1), at(2026, 6, 1) + 1_800), 0);
+    }
 }

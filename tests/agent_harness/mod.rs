@@ -15,6 +15,8 @@
 
 #![allow(dead_code)]
 
+pub mod paging;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -96,6 +98,8 @@ pub struct AgentSettings {
     pub log_level: String,
     /// The domain of the agent's JID (`agent@DOMAIN/agent`).
     pub xmpp_domain: String,
+    /// `xmpp.max_stanza_bytes` (not written when `None`: the agent's default).
+    pub max_stanza_bytes: Option<usize>,
 }
 
 impl Default for AgentSettings {
@@ -110,6 +114,7 @@ impl Default for AgentSettings {
             first_session_deadline_secs: 30,
             log_level: "info,quoalise_agent=debug".to_owned(),
             xmpp_domain: DOMAIN.to_owned(),
+            max_stanza_bytes: None,
         }
     }
 }
@@ -153,7 +158,7 @@ server = "{server}"
 ca_file = "{ca}"
 request_timeout_secs = {timeout}
 first_session_deadline_secs = {deadline}
-
+{max_stanza}
 [enedis]
 api = "2026"
 base_url = "{sim}"
@@ -181,6 +186,10 @@ level = "{level}"
             ca = self.ca_file.display(),
             timeout = settings.request_timeout_secs,
             deadline = settings.first_session_deadline_secs,
+            max_stanza = settings
+                .max_stanza_bytes
+                .map(|n| format!("max_stanza_bytes = {n}\n"))
+                .unwrap_or_default(),
             sim = self.sim_base,
             client_id = crate::sim::CLIENT_ID,
             per_second = settings.calls_per_second,
@@ -280,6 +289,32 @@ impl AgentProcess {
     /// How many log lines contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
         self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Panics unless the agent kept its first XMPP session all along: one
+    /// "session up", no lost connection, no resumption, no new session (what a
+    /// stanza refused by the server would cause: it closes the stream).
+    #[track_caller]
+    pub fn assert_session_untouched(&self) {
+        let log = self.log();
+        let ups = log
+            .lines()
+            .filter(|l| l.contains("XMPP: session up"))
+            .count();
+        let breaks: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("XMPP: connection lost")
+                    || l.contains("XMPP: new session")
+                    || l.contains("XMPP: session resumed")
+                    || l.contains("XMPP: not sending a stanza larger")
+                    || l.contains("stream ended unexpectedly")
+            })
+            .collect();
+        assert!(
+            ups == 1 && breaks.is_empty(),
+            "the agent's XMPP session did not stay up ({ups} \"session up\"): {breaks:#?}\n{log}"
+        );
     }
 
     /// Waits until the log contains `needle`.
@@ -401,6 +436,14 @@ impl Deployment {
     /// Peer accounts are registered (password [`PASSWORD`]).
     pub async fn start(settings: AgentSettings) -> Deployment {
         let mut d = Deployment::launch(settings, &[], &[]).await;
+        d.agent.wait_healthy(Duration::from_secs(60)).await;
+        d
+    }
+
+    /// [`Deployment::start`] on a Prosody started by the caller (its options:
+    /// version, `c2s_stanza_size_limit`…).
+    pub async fn start_on(prosody: Prosody, settings: AgentSettings) -> Deployment {
+        let mut d = Deployment::launch_on(prosody, settings, &[], &[]).await;
         d.agent.wait_healthy(Duration::from_secs(60)).await;
         d
     }
@@ -622,6 +665,36 @@ pub fn midnight(date: Date) -> String {
 /// UTC seconds of Paris midnight starting `date`.
 pub fn midnight_seconds(date: Date) -> i64 {
     quoalise_agent::time::day_start(date).unwrap()
+}
+
+/// Twelve whole months of Paris days, from the first of a month to the first
+/// of the latest month whose days are all published (2025-12-01 to 2026-12-01
+/// from 2026-12-04 to 2027-01-03): one spring and one autumn DST change
+/// inside, 8,760 hours (8,784 with a 29 February).
+pub fn last_full_year() -> (Date, Date) {
+    let end = today()
+        .checked_sub(jiff::ToSpan::days(3))
+        .unwrap()
+        .first_of_month();
+    (end.checked_sub(jiff::ToSpan::years(1)).unwrap(), end)
+}
+
+/// Half-hours of the Paris days `[from, to[`.
+pub fn half_hours(from: Date, to: Date) -> u64 {
+    ((midnight_seconds(to) - midnight_seconds(from)) / 1800) as u64
+}
+
+/// The most recent day on or before `latest` that lasts `hours` hours in Paris
+/// (23: spring forward, 25: fall back).
+pub fn dst_day_on_or_before(latest: Date, hours: i64) -> Date {
+    let mut day = latest;
+    loop {
+        let length = midnight_seconds(day.tomorrow().unwrap()) - midnight_seconds(day);
+        if length == hours * 3600 {
+            return day;
+        }
+        day = day.yesterday().unwrap();
+    }
 }
 
 /// The most recent day before yesterday that lasts `hours` hours in Paris

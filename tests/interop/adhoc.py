@@ -12,7 +12,10 @@ Actions:
   multistage NODE [k=v ...]  start_command (empty execute), then fill the form the
                              agent sent with k=v and complete_command; with
                              --second-action execute|next the second step uses that
-                             action instead of complete
+                             action instead of complete; with --pages, while an
+                             answer is `executing` with a `next` action (an answer
+                             in pages), sends `next` with the page's form as Gajim
+                             does, and reports every page as a step
   cancel NODE                start_command, then cancel_command
   single NODE [k=v ...]      one execute carrying the filled form (as the Quoalise
                              client does)
@@ -134,14 +137,14 @@ class Peer(slixmpp.ClientXMPP):
 
     # --- the multi-stage flow, as slixmpp's xep_0050 drives it -------------
 
-    async def run_flow(self, agent, node, fields, finish, second_action):
+    async def run_flow(self, agent, node, fields, finish, second_action, pages=False):
         loop = asyncio.get_running_loop()
         first = loop.create_future()
         final = loop.create_future()
 
         def on_final(iq, session):
             if not final.done():
-                final.set_result(describe(iq))
+                final.set_result((describe(iq), iq))
 
         def on_first(iq, session):
             if not first.done():
@@ -177,8 +180,40 @@ class Peer(slixmpp.ClientXMPP):
         first_answer, first_iq = await asyncio.wait_for(first, 20)
         steps = [first_answer]
         if first_iq["type"] != "error":
-            steps.append(await asyncio.wait_for(final, 20))
+            answer, iq = await asyncio.wait_for(final, 20)
+            steps.append(answer)
+            if pages:
+                steps.extend(await self.follow_pages(agent, node, answer, iq))
         return {"steps": steps}
+
+    async def follow_pages(self, agent, node, answer, iq):
+        """`next` while the answer offers it, as Gajim's "Next" button: the
+        page's form sent back (submit) with action next on the same session."""
+        pages = []
+        while (
+            answer["type"] == "result"
+            and answer["status"] == "executing"
+            and answer["actions"] is not None
+            and "next" in answer["actions"]["available"]
+        ):
+            if len(pages) >= 1000:
+                raise SystemExit("more than 1000 pages")
+            form = iq["command"]["form"]
+            form.set_type("submit")
+            try:
+                iq = await self["xep_0050"].send_command(
+                    agent,
+                    node,
+                    action="next",
+                    payload=form,
+                    sessionid=answer["sessionid"],
+                    timeout=20,
+                )
+            except IqError as e:
+                iq = e.iq
+            answer = describe(iq)
+            pages.append(answer)
+        return pages
 
     async def single(self, agent, node, fields):
         form = self["xep_0004"].make_form(ftype="submit")
@@ -219,6 +254,7 @@ async def main():
     parser.add_argument("--ca-file")
     parser.add_argument("--agent", required=True, help="the agent's full JID")
     parser.add_argument("--second-action", default="complete", choices=["complete", "execute", "next"])
+    parser.add_argument("--pages", action="store_true", help="follow `next` through an answer in pages")
     parser.add_argument("--debug", action="store_true")
     parser.add_argument("action")
     parser.add_argument("args", nargs="*")
@@ -269,7 +305,9 @@ async def main():
             except IqError as e:
                 result = describe(e.iq)
         elif action == "multistage":
-            result = await peer.run_flow(args.agent, rest[0], parse_fields(rest[1:]), "complete", args.second_action)
+            result = await peer.run_flow(
+                args.agent, rest[0], parse_fields(rest[1:]), "complete", args.second_action, args.pages
+            )
         elif action == "cancel":
             result = await peer.run_flow(args.agent, rest[0], {}, "cancel", None)
         elif action == "single":
