@@ -49,7 +49,9 @@ fn at(date: jiff::civil::Date) -> String {
 
 fn request(prm: &str, days: i64) -> AdHoc {
     let today = quoalise_agent::time::paris_today(jiff::Timestamp::now());
-    let end = quoalise_agent::time::add_days(today, -1).unwrap();
+    // The latest closed day (the days after are fetched again at every request,
+    // docs/operations.md): the answers are wholly served from the cache.
+    let end = quoalise_agent::cache::first_open_day(today);
     let start = quoalise_agent::time::add_days(end, -days).unwrap();
     let form = DataForm {
         type_: DataFormType::Submit,

@@ -193,7 +193,11 @@ impl CachedUpstream {
             joined: 0,
         };
 
-        let mut readings: Vec<Reading> = cached.into_values().flatten().collect();
+        let mut readings: Vec<Reading> =
+            Vec::with_capacity(cached.values().map(|day| day.len()).sum());
+        for day in cached.values() {
+            readings.extend_from_slice(day);
+        }
         let mut calls = 0u32;
         let mut no_data: Option<UpstreamError> = None;
         for (a, b) in runs {

@@ -37,7 +37,9 @@ use super::authorise::authorise;
 use super::context::AgentContext;
 use super::data::{DataAnswer, DataRequest, fetch_with};
 use crate::logging::RequestLog;
-use crate::quoalise::{Identifier, NS_QUOALISE, Reading, Step, TimeSeries, encode, encode_fitting};
+use crate::quoalise::{
+    Identifier, NS_QUOALISE, Reading, SeriesView, Step, TimeSeries, encode, encode_fitting,
+};
 use crate::xmpp::forms::fixed;
 use crate::xmpp::{CommandError, Continuation, FormBuilder, Note, Outcome, Request, TooLarge};
 
@@ -93,7 +95,7 @@ fn shape(
         // Pages for sure: encode each page once, never the whole.
         let paged = Paged {
             data: data.clone(),
-            readings: series.readings.into(),
+            readings: Arc::new(series.readings),
             total: records,
             presentation: presentation.clone(),
             next: 0,
@@ -119,7 +121,7 @@ fn shape(
         outcome.data = Some(Bytes::from(bytes));
         return Ok(outcome);
     }
-    let readings: Arc<[Reading]> = series.readings.into();
+    let readings = Arc::new(series.readings);
     if !presentation.paging {
         let envelope = request.envelope_bytes(&outcome)?;
         return Err(too_large_after(
@@ -233,7 +235,7 @@ fn instant(seconds: i64) -> String {
 pub struct Paged {
     /// The request (for authorising and auditing each page).
     data: DataRequest,
-    readings: Arc<[Reading]>,
+    readings: Arc<Vec<Reading>>,
     /// SenML records in all pages.
     total: u64,
     presentation: Presentation,
@@ -378,7 +380,7 @@ fn too_large_after(
     limit: usize,
     room: usize,
 ) -> CommandError {
-    let step = TimeSeries::new(data.identifier, readings.to_vec()).sampling();
+    let step = SeriesView::new(data.identifier, readings).sampling();
     let max_days = encode_fitting(&data.identifier, readings, data.meta, room)
         .and_then(|(taken, _)| {
             let first = readings.first()?.start;

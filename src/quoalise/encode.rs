@@ -19,7 +19,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesEnd, BytesStart, Event};
 
 use super::meta::{Meta, MetaForm};
-use super::{Identifier, NS_QUOALISE, NS_SENML, Reading, TimeSeries};
+use super::{Identifier, NS_QUOALISE, NS_SENML, Reading, SeriesView, TimeSeries};
 
 /// Why [`encode_element`] failed: the XML layer refused a name the encoder uses,
 /// which would be a bug in the encoder, reported rather than panicking.
@@ -38,6 +38,11 @@ const RECORDS_BUFFER: usize = 4096;
 
 /// The payload as UTF-8 XML bytes.
 pub fn encode(series: &TimeSeries, form: MetaForm) -> Vec<u8> {
+    encode_view(series.view(), form)
+}
+
+/// [`encode`] of readings held elsewhere (a page of a longer series).
+pub fn encode_view(series: SeriesView<'_>, form: MetaForm) -> Vec<u8> {
     let buffer = Vec::with_capacity(FIXED_BYTES + RECORD_BYTES * series.readings.len());
     let mut w = Writer::new(Sink(buffer));
     // The records go straight into the output buffer (no chunk to copy).
@@ -90,6 +95,7 @@ impl io::Write for Sink {
 /// Stream the payload into `out` and give it back. Wrap files and sockets in a
 /// `BufWriter`: the encoder issues many small writes.
 pub fn encode_to<W: io::Write>(series: &TimeSeries, form: MetaForm, out: W) -> io::Result<W> {
+    let series = series.view();
     let mut w = Writer::new(out);
     write_envelope(&mut w, series, form, |w| write_sensml(w, series, None))?;
     Ok(w.into_inner())
@@ -123,7 +129,7 @@ fn append_records(sensml: &mut minidom::Element, series: &TimeSeries) -> Result<
     use minidom::rxml::{Namespace, NcName};
     let name = |n: &str| NcName::try_from(n).map_err(|e| EncodeError(e.to_string()));
     let (t, v) = (name("t")?, name("v")?);
-    let mut values = present_values(series);
+    let mut values = present_values(series.view());
     let Some((base_time, first_value)) = values.next() else {
         return Ok(());
     };
@@ -169,7 +175,7 @@ fn append_records(sensml: &mut minidom::Element, series: &TimeSeries) -> Result<
 }
 
 /// The readings that have a (finite) value, as (start, value).
-fn present_values(series: &TimeSeries) -> impl Iterator<Item = (i64, f64)> + '_ {
+fn present_values<'a>(series: SeriesView<'a>) -> impl Iterator<Item = (i64, f64)> + 'a {
     series
         .readings
         .iter()
@@ -179,7 +185,7 @@ fn present_values(series: &TimeSeries) -> impl Iterator<Item = (i64, f64)> + '_ 
 /// `<quoalise><data><meta/>` then `pack` then the closing tags.
 fn write_envelope<W: io::Write>(
     w: &mut Writer<W>,
-    series: &TimeSeries,
+    series: SeriesView<'_>,
     form: MetaForm,
     pack: impl FnOnce(&mut Writer<W>) -> io::Result<()>,
 ) -> io::Result<()> {
@@ -197,7 +203,7 @@ fn write_envelope<W: io::Write>(
 /// appended to it in place); otherwise they go through a chunk buffer.
 fn write_sensml<W: io::Write>(
     w: &mut Writer<W>,
-    series: &TimeSeries,
+    series: SeriesView<'_>,
     direct: Option<fn(&mut W) -> &mut Vec<u8>>,
 ) -> io::Result<()> {
     let mut sensml = BytesStart::new("sensml");

@@ -9,7 +9,7 @@ pub mod identifier;
 pub mod meta;
 
 pub use decode::{Data, DecodeError, Record, decode, decode_bytes, decode_element};
-pub use encode::{EncodeError, encode, encode_element, encode_fitting, encode_to};
+pub use encode::{EncodeError, encode, encode_element, encode_fitting, encode_to, encode_view};
 pub use identifier::{Direction, Identifier, IdentifierError, Prm, PrmError, Series, SeriesKind};
 pub use meta::{Meta, MetaError, MetaForm};
 
@@ -127,6 +127,36 @@ impl TimeSeries {
     /// The step announced in metadata: the step of most readings (a meter may change
     /// step inside a period), or the series' natural step when empty.
     pub fn sampling(&self) -> Step {
+        self.view().sampling()
+    }
+
+    /// The series as a view, for what only reads it.
+    pub fn view(&self) -> SeriesView<'_> {
+        SeriesView {
+            identifier: self.identifier,
+            readings: &self.readings,
+        }
+    }
+}
+
+/// Readings of one identifier held elsewhere (a page of a longer series, say):
+/// what the encoder reads, without copying them into a [`TimeSeries`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeriesView<'a> {
+    pub identifier: Identifier,
+    pub readings: &'a [Reading],
+}
+
+impl<'a> SeriesView<'a> {
+    pub fn new(identifier: Identifier, readings: &'a [Reading]) -> Self {
+        SeriesView {
+            identifier,
+            readings,
+        }
+    }
+
+    /// See [`TimeSeries::sampling`].
+    pub fn sampling(&self) -> Step {
         // Fast path for the usual case of a single step (the encoder calls this on
         // every payload, a year of half-hours is 17,520 readings).
         if let Some(first) = self.readings.first()
@@ -135,7 +165,7 @@ impl TimeSeries {
             return first.step;
         }
         let mut counts: Vec<(Step, usize)> = Vec::new();
-        for r in &self.readings {
+        for r in self.readings {
             match counts.iter_mut().find(|(s, _)| *s == r.step) {
                 Some((_, n)) => *n += 1,
                 None => counts.push((r.step, 1)),

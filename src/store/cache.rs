@@ -195,12 +195,12 @@ impl HotDays {
         series: Series,
         from: Date,
         to: Date,
-    ) -> Option<BTreeMap<Date, Vec<Reading>>> {
+    ) -> Option<BTreeMap<Date, Arc<[Reading]>>> {
         let mut days = BTreeMap::new();
         let mut day = from;
         while day < to {
             let readings = self.days.get(&(generation, *prm, series, day))?;
-            days.insert(day, readings.to_vec());
+            days.insert(day, readings.clone());
             day = day.tomorrow().ok()?;
         }
         Some(days)
@@ -226,7 +226,7 @@ impl Store {
         series: Series,
         from: Date,
         to: Date,
-    ) -> Result<BTreeMap<Date, Vec<Reading>>, StoreError> {
+    ) -> Result<BTreeMap<Date, Arc<[Reading]>>, StoreError> {
         let conn = self.conn();
         // The version only means something on one connection: call_now's.
         let version = if self.now {
@@ -255,7 +255,7 @@ impl Store {
                 }
                 for (day, readings) in &days {
                     hot.days
-                        .insert((generation, *prm, series, *day), readings.as_slice().into());
+                        .insert((generation, *prm, series, *day), readings.clone());
                 }
             }
         }
@@ -271,7 +271,7 @@ fn read_days(
     series: Series,
     from: Date,
     to: Date,
-) -> Result<BTreeMap<Date, Vec<Reading>>, StoreError> {
+) -> Result<BTreeMap<Date, Arc<[Reading]>>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT day, readings FROM cache_days WHERE generation = ?1 AND prm = ?2 \
@@ -295,7 +295,7 @@ fn read_days(
         let (day, bytes) = row.map_err(StoreError::sqlite("read the cache"))?;
         match (crate::time::parse_date(&day), decode_day(&bytes)) {
             (Ok(date), Ok(readings)) => {
-                days.insert(date, readings);
+                days.insert(date, readings.into());
             }
             (Err(e), _) => tracing::warn!(%prm, day, error = %e, "cached day ignored"),
             (_, Err(e)) => tracing::warn!(%prm, day, error = %e, "cached day ignored"),
@@ -474,7 +474,11 @@ mod tests {
                     .unwrap()
             }
         };
-        assert_eq!(read().await.get(&day), Some(&readings), "read from SQLite");
+        assert_eq!(
+            read().await.get(&day).map(|d| &d[..]),
+            Some(&readings[..]),
+            "read from SQLite"
+        );
 
         // That connection commits an audit row, as every request does: its own
         // commits leave its data version, and so the days in memory, alone.
@@ -487,7 +491,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(read().await.get(&day), Some(&readings));
+        assert_eq!(read().await.get(&day).map(|d| &d[..]), Some(&readings[..]));
         assert_eq!(store.hot_days().version, version, "served from memory");
 
         // Another process commits (here, deletes the row): memory is emptied, and
