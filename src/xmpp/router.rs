@@ -968,9 +968,15 @@ impl<C: Send + Sync + 'static> Router<C> {
                     "the agent is shutting down and abandoned this request; try again in a moment",
                 )),
             };
+            // A staged answer's session, to close if the answer cannot be sent:
+            // a later `next` must not silently skip the page that was lost.
+            let mut staged = None;
             let sent = match result {
                 Ok(answer) => {
                     let (answer, splice) = answer.into_command(&this.xmpp);
+                    if answer.status == Some(Status::Executing) && answer.actions.as_ref().is_some_and(|a| a.next) {
+                        staged = answer.sessionid.clone();
+                    }
                     tracing::debug!(to = %to, node = ?answer.node, status = ?answer.status, elapsed_ms = started.elapsed().as_millis() as u64, "command answered");
                     let reply = result_iq(Some(to.clone()), id.clone(), Some(answer.into_element()));
                     match splice {
@@ -999,6 +1005,9 @@ impl<C: Send + Sync + 'static> Router<C> {
                         other => CommandError::internal(format!("the agent could not send its answer: {other}")),
                     };
                     tracing::error!(to = %to, error = %error, "answer not sent; answering with an error");
+                    if let Some(sessionid) = staged {
+                        this.lock_sessions().map.remove(&sessionid);
+                    }
                     if this.xmpp.send(error_iq(Some(to), id, &error)).await.is_err() {
                         tracing::debug!("error answer dropped");
                     }
