@@ -13,7 +13,8 @@
 //! consent checked and audit row written per page, cached days read, payload
 //! encoded, stanza sized, TLS), not only the send path.
 //!
-//! Knobs: `BENCH_ROUNDS` (answers measured per kind, default 20).
+//! Knobs: `BENCH_ROUNDS` (answers measured per kind, default 20), `BENCH_KINDS`
+//! (which kinds, by number from 1, default "1,2,3,4").
 //! Run by `cargo bench --bench answer_size` (and `bench/run`); needs root
 //! (Prosody runs as its own user) and the Debian `prosody` package.
 
@@ -49,9 +50,12 @@ fn at(date: jiff::civil::Date) -> String {
 
 fn request(prm: &str, days: i64) -> AdHoc {
     let today = quoalise_agent::time::paris_today(jiff::Timestamp::now());
-    // The latest closed day (the days after are fetched again at every request,
-    // docs/operations.md): the answers are wholly served from the cache.
-    let end = quoalise_agent::cache::first_open_day(today);
+    // Before the latest closed day: the days after are fetched again at every
+    // request (docs/operations.md), and the day before the end too, for the
+    // reading Enedis stamps at its midnight. The answers are wholly served from
+    // the cache, so that the figures are the agent's own work.
+    let end =
+        quoalise_agent::time::add_days(quoalise_agent::cache::first_open_day(today), -1).unwrap();
     let start = quoalise_agent::time::add_days(end, -days).unwrap();
     let form = DataForm {
         type_: DataFormType::Submit,
@@ -68,6 +72,17 @@ fn request(prm: &str, days: i64) -> AdHoc {
         ],
     };
     AdHoc::execute("get_history", Some(form))
+}
+
+/// Upstream calls the simulator has answered so far.
+async fn sim_calls(sim: &str) -> u64 {
+    let body = reqwest::get(format!("{sim}/sim/admin/calls"))
+        .await
+        .expect("the simulator's admin API")
+        .json::<serde_json::Value>()
+        .await
+        .expect("JSON");
+    body["total"].as_u64().unwrap_or(0)
 }
 
 /// Reads one whole answer, page after page; returns (records, pages).
@@ -111,6 +126,113 @@ async fn read_answer(peer: &Peer, agent: &Jid, prm: &str, days: i64) -> (usize, 
     }
 }
 
+/// The send path alone, in this process: a year of half-hours in memory, cut
+/// into pages as the agent cuts them (`encode_fitting` against the room the
+/// stanza leaves), each page's iq built with its placeholder and sized as the
+/// agent sizes it, then written by tokio-xmpp's XML stream through the agent's
+/// `SpliceIo` to a loopback pipe whose other end only counts bytes (no TLS, no
+/// server). Returns (records per answer, pages per answer, CPU ms per answer).
+fn send_path(rounds: usize) -> (usize, usize, f64) {
+    use futures::SinkExt;
+    use quoalise_agent::quoalise::{Identifier, MetaForm, Reading, Series, Step, encode_fitting};
+    use quoalise_agent::xmpp::wire::{SpliceIo, Splices, stanza_size};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, BufStream};
+    use tokio_xmpp::Stanza;
+    use tokio_xmpp::xmlstream::{StreamHeader, Timeouts, XmppStreamElement, initiate_stream};
+    use xmpp_parsers::iq::Iq;
+
+    const LIMIT: usize = 262_144;
+    let identifier = Identifier::new(PRM.parse().unwrap(), Series::ConsumptionPower);
+    let start = 1_764_543_600;
+    let readings: Vec<Reading> = (0..17_520)
+        .map(|i| Reading {
+            start: start + i * 1800,
+            step: Step::PT30M,
+            value: Some(((i * 7919) % 3_600 + 200) as f64),
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, mut server) = tokio::io::duplex(1 << 20);
+        // The other end: answers the stream header, then drains.
+        let drain = tokio::spawn(async move {
+            let mut buf = vec![0u8; 1 << 16];
+            let n = server.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            server
+                .write_all(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='bench' from='localhost' version='1.0'>")
+                .await
+                .unwrap();
+            let mut total = 0usize;
+            loop {
+                match server.read(&mut buf).await {
+                    Ok(0) | Err(_) => return total,
+                    Ok(n) => total += n,
+                }
+            }
+        });
+        let splices = Splices::new();
+        let io = SpliceIo::new(BufStream::new(client), splices.clone());
+        let header = StreamHeader {
+            to: Some("localhost".into()),
+            from: None,
+            id: None,
+        };
+        let pending = initiate_stream(io, "jabber:client", header, Timeouts::tight())
+            .await
+            .unwrap();
+        let mut stream = pending.skip_features::<XmppStreamElement>();
+        let to = Jid::new("peer0@localhost/bench").unwrap();
+        let answer = |splice: &quoalise_agent::xmpp::wire::Splice, n: usize| {
+            let mut command = AdHoc::answer("get_history", Some("0123456789abcdef".into()), Status::Executing);
+            command.payloads.push(splice.placeholder());
+            Stanza::Iq(Iq::Result {
+                from: None,
+                to: Some(to.clone()),
+                id: format!("page{n}"),
+                payload: Some(command.into()),
+            })
+        };
+        let mut pages = 0;
+        let mut before = 0.0;
+        // Three answers to warm up, then the measured ones.
+        for round in 0..rounds + 3 {
+            if round == 3 {
+                before = cpu_seconds(std::process::id());
+            }
+            let mut at = 0;
+            let mut n = 0;
+            while at < readings.len() {
+                let probe = splices.prepare(bytes::Bytes::new());
+                let envelope = stanza_size(&answer(&probe, n)).unwrap() - probe.marker_len();
+                let (taken, bytes) =
+                    encode_fitting(&identifier, &readings[at..], MetaForm::Flat, LIMIT - envelope)
+                        .unwrap();
+                let splice = splices.prepare(bytes::Bytes::from(bytes));
+                let stanza = answer(&splice, n);
+                let size = (stanza_size(&stanza).unwrap() as isize + splice.growth()) as usize;
+                assert!(size <= LIMIT);
+                splices.register(&splice);
+                stream
+                    .send(&XmppStreamElement::Stanza(stanza))
+                    .await
+                    .unwrap();
+                splices.release(splice.id());
+                at += taken;
+                n += 1;
+            }
+            pages = n;
+        }
+        let cpu = cpu_seconds(std::process::id()) - before;
+        drop(stream);
+        let _ = drain.await;
+        (readings.len(), pages, cpu * 1000.0 / rounds as f64)
+    })
+}
+
 /// VmHWM of `pid`, MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -131,6 +253,10 @@ fn main() {
         return;
     }
     let rounds: usize = env_or("BENCH_ROUNDS", 20);
+    let kinds: Vec<usize> = env_or("BENCH_KINDS", "1,2,3,4".to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let dir = tempfile::Builder::new()
         .prefix("answer-size-")
         .tempdir()
@@ -145,6 +271,15 @@ fn main() {
     write_config(dir.path(), xmpp_port, &sim_url, web);
     let agent = start_agent(dir.path(), web);
     let ca: PathBuf = dir.path().join("prosody/ca.pem");
+    let send_rounds: usize = env_or("BENCH_SEND_ROUNDS", 400);
+    let (records, pages, ms) = send_path(send_rounds);
+    println!(
+        "send path in process (encode pages, size stanzas, tokio-xmpp + SpliceIo to a pipe; no TLS): \
+         1 year of 30-minute, {records} records in {pages} pages: {ms:.3} ms of CPU per answer, \
+         {:.3} ms per 10,000 records, {:.1} M records/s ({send_rounds} answers)",
+        ms * 10_000.0 / records as f64,
+        records as f64 / ms / 1000.0,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -167,14 +302,20 @@ fn main() {
     runtime.block_on(async {
         let peer = connect(xmpp_port, &ca, "peer0").await;
         let jid = Jid::new("agent@localhost/agent").unwrap();
-        for (name, prm, days) in [
+        let all = [
             ("1 year of 30-minute", PRM, 365),
             ("2 years of 30-minute", PRM, 730),
             ("1 year of 10-minute", PRM_PT10M, 365),
             ("2 years of 10-minute", PRM_PT10M, 730),
-        ] {
+        ];
+        for (name, prm, days) in kinds
+            .iter()
+            .filter_map(|k| all.get(k.wrapping_sub(1)))
+            .copied()
+        {
             // The first answer fills the cache (upstream calls).
             let (records, pages) = read_answer(&peer, &jid, prm, days).await;
+            let calls = sim_calls(&sim_url).await;
             let before = [cpu_seconds(agent.pid), cpu_seconds(prosody.pid)];
             let started = Instant::now();
             for _ in 0..rounds {
@@ -183,6 +324,7 @@ fn main() {
             }
             let wall = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
             let after = [cpu_seconds(agent.pid), cpu_seconds(prosody.pid)];
+            let upstream = sim_calls(&sim_url).await - calls;
             let agent_ms = (after[0] - before[0]) * 1000.0 / rounds as f64;
             let prosody_ms = (after[1] - before[1]) * 1000.0 / rounds as f64;
             println!(
@@ -197,6 +339,9 @@ fn main() {
                 wall,
                 peak_rss_mib(agent.pid),
             );
+            if upstream > 0 {
+                println!("  ({upstream} upstream calls during the rounds: not all from the cache)");
+            }
         }
         peer.stop.cancel();
         tokio::time::sleep(Duration::from_millis(300)).await;

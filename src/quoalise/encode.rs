@@ -358,8 +358,7 @@ pub fn encode_fitting(
     form: MetaForm,
     budget: usize,
 ) -> Option<(usize, Vec<u8>)> {
-    let encode_prefix =
-        |n: usize| encode(&TimeSeries::new(*identifier, readings[..n].to_vec()), form);
+    let encode_prefix = |n: usize| encode_view(SeriesView::new(*identifier, &readings[..n]), form);
     let Some(first) = readings
         .iter()
         .position(|r| r.value.is_some_and(f64::is_finite))
