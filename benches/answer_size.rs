@@ -344,6 +344,56 @@ fn main() {
             }
         }
         peer.stop.cancel();
+        // The command line a person would use: two years of the 10-minute meter
+        // through `query`, written as csv as pages arrive.
+        let today = quoalise_agent::time::paris_today(jiff::Timestamp::now());
+        let end = quoalise_agent::time::add_days(quoalise_agent::cache::first_open_day(today), -1).unwrap();
+        let start = quoalise_agent::time::add_days(end, -730).unwrap();
+        write_secret(&dir.path().join("peer_password"), PASSWORD);
+        let before = cpu_seconds(agent.pid);
+        let started = Instant::now();
+        let mut child = std::process::Command::new(agent_bin())
+            .args(["query", "--jid", "peer0@localhost", "--password-file"])
+            .arg(dir.path().join("peer_password"))
+            .args(["--to", "agent@localhost/agent", "--server"])
+            .arg(format!("127.0.0.1:{xmpp_port}"))
+            .arg("--ca-file")
+            .arg(&ca)
+            .args([
+                "get-history",
+                &format!("urn:dev:prm:{PRM_PT10M}_consumption/power/active/raw"),
+                "--start",
+                &at(start),
+                "--end",
+                &at(end),
+                "--format",
+                "csv",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run query");
+        let pid = child.id();
+        let mut peak: f64 = 0.0;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            peak = peak.max(peak_rss_mib(pid));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let mut summary = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            use std::io::Read;
+            let _ = err.read_to_string(&mut summary);
+        }
+        assert!(status.success(), "query failed: {summary}");
+        let agent_ms = (cpu_seconds(agent.pid) - before) * 1000.0;
+        println!(
+            "query get-history, 2 years of 10-minute as csv: {:.1} s, query peak RSS {peak:.1} MiB (sampled every 20 ms), agent {agent_ms:.0} ms of CPU; {}",
+            started.elapsed().as_secs_f64(),
+            summary.trim()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     });
     println!(
