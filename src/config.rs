@@ -1611,6 +1611,30 @@ usage_points = ["22516914714270"]
     }
 
     #[test]
+    fn max_stanza_bytes_defaults_to_prosodys_limit_and_refuses_unusable_values() {
+        let (_dir, path) = setup(MINIMAL, b"s\n");
+        assert_eq!(
+            load(&path, &[]).unwrap().xmpp.max_stanza_bytes,
+            DEFAULT_MAX_STANZA_BYTES
+        );
+        let config = load(
+            &path,
+            &[("QUOALISE_AGENT__XMPP__MAX_STANZA_BYTES", "65536")],
+        )
+        .unwrap();
+        assert_eq!(config.xmpp.max_stanza_bytes, 65_536);
+        for bad in ["9999", "0", "-1", "lots"] {
+            let err = load(&path, &[("QUOALISE_AGENT__XMPP__MAX_STANZA_BYTES", bad)]).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{err}");
+            assert_eq!(err.problems[0].key, "xmpp.max_stanza_bytes", "{err}");
+            assert!(
+                err.problems[0].message.contains("expected an integer"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn one_trailing_newline_is_trimmed_from_secret_files() {
         for (content, expected) in [
             (&b"s3cret\n"[..], "s3cret"),
