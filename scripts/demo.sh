@@ -12,7 +12,10 @@
 #   5. asks for a year (17,520 half-hours, more than one XMPP stanza holds): the
 #      agent answers in pages, `query` follows them and writes one csv.
 #
-# Usage: scripts/demo.sh [--release]      (debug build by default)
+# Usage: scripts/demo.sh [--release] [--federated]      (debug build by default)
+#   --federated  the peer lives on ANOTHER XMPP server: two Prosody servers
+#                (agent.test and remote.test) federating over s2s on loopback,
+#                certificates verified with the demo CA; the peer is app@remote.test.
 # Needs root or sudo (Prosody runs as the `prosody` user; packages may be installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +23,14 @@ root=$(pwd)
 
 profile=debug
 cargo_flags=()
-if [[ "${1:-}" == "--release" ]]; then
-  profile=release
-  cargo_flags=(--release)
-fi
+federated=false
+for arg in "$@"; do
+  case "$arg" in
+    --release) profile=release; cargo_flags=(--release) ;;
+    --federated) federated=true ;;
+    *) echo "usage: scripts/demo.sh [--release] [--federated]" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf '\n== %s\n' "$*" >&2; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
@@ -50,7 +57,7 @@ sim_bin="$root/target/$profile/enedis-sim"
 
 work=$(mktemp -d /tmp/quoalise-demo.XXXXXX)
 chmod 755 "$work"
-agent_pid='' sim_pid='' prosody_pid='' prosody_runner=''
+agent_pid='' sim_pid='' prosody_pids=() prosody_runners=()
 
 # Stops what was started, newest first, and removes the directory.
 cleanup() {
@@ -60,12 +67,14 @@ cleanup() {
   for pid in "$agent_pid" "$sim_pid"; do
     [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true
   done
-  if [[ -n "$prosody_pid" ]]; then "${sudo[@]}" kill -TERM "$prosody_pid" 2>/dev/null || true; fi
-  for pid in "$agent_pid" "$sim_pid" "$prosody_runner"; do
+  for pid in "${prosody_pids[@]}"; do
+    "${sudo[@]}" kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "$agent_pid" "$sim_pid" "${prosody_runners[@]}"; do
     [[ -n "$pid" ]] && wait "$pid" 2>/dev/null || true
   done
   if [[ $status -ne 0 ]]; then
-    for log in agent.log sim.log prosody.log; do
+    for log in agent.log sim.log agent-server/prosody.log remote-server/prosody.log; do
       [[ -s "$work/$log" ]] && { printf '\n--- %s (last lines) ---\n' "$log" >&2; tail -n 20 "$work/$log" >&2; }
     done
   fi
@@ -106,28 +115,59 @@ http_status() {
   echo "$line"
 }
 
-say "Prosody on 127.0.0.1 (temporary directory $work)"
-xmpp_port=$(free_port)
-mkdir -p "$work/prosody/data" "$work/prosody/certs"
-(
-  cd "$work/prosody"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
-    -days 2 -subj "/CN=quoalise demo CA" -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr \
-    -subj "/CN=localhost" 2>/dev/null
-  printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > leaf.ext
-  openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 \
-    -extfile leaf.ext 2>/dev/null
-)
-p="$work/prosody"
-cat > "$p/prosody.cfg.lua" <<EOF
+# One CA for the demo; each server gets a certificate for its domain from it.
+mkdir -p "$work/ca"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/ca/ca.key" \
+  -out "$work/ca/ca.pem" -days 2 -subj "/CN=quoalise demo CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+ca="$work/ca/ca.pem"
+
+if $federated; then
+  agent_domain=agent.test peer_domain=remote.test
+  # Each server listens for s2s on its own loopback address, port 5269; they find
+  # each other through a hosts file given to Prosody's resolver (libunbound), so
+  # nothing touches /etc/hosts or the network (.test is answered locally).
+  agent_s2s="127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))"
+  peer_s2s="127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))"
+  printf '%s %s\n%s %s\n' "$agent_s2s" "$agent_domain" "$peer_s2s" "$peer_domain" > "$work/ca/hosts"
+  printf 'nameserver 127.0.0.1\n' > "$work/ca/resolv.conf"
+else
+  agent_domain=localhost peer_domain=localhost agent_s2s='' peer_s2s=''
+fi
+chmod 755 "$work/ca"
+chmod 644 "$ca"
+
+# start_server NAME DOMAIN C2S_PORT [S2S_ADDRESS]: a Prosody for DOMAIN in $work/NAME.
+start_server() {
+  local name=$1 domain=$2 port=$3 s2s_address=${4:-} s2s pid=''
+  local p="$work/$name"
+  mkdir -p "$p/data" "$p/certs"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$p/leaf.key" \
+    -out "$p/leaf.csr" -subj "/CN=$domain" 2>/dev/null
+  printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n' \
+    "$domain" > "$p/leaf.ext"
+  openssl x509 -req -in "$p/leaf.csr" -CA "$ca" -CAkey "$work/ca/ca.key" \
+    -set_serial "$RANDOM$RANDOM" -out "$p/leaf.pem" -days 2 -extfile "$p/leaf.ext" 2>/dev/null
+  if [[ -n "$s2s_address" ]]; then
+    # Certificates only (no dialback): federation is TLS with the demo CA or nothing.
+    s2s="s2s_interfaces = { \"$s2s_address\" }
+s2s_ports = { 5269 }
+s2s_direct_tls_ports = { }
+s2s_require_encryption = true
+s2s_secure_auth = true
+unbound = { hoststxt = \"$work/ca/hosts\"; resolvconf = \"$work/ca/resolv.conf\" }
+ssl = { cafile = \"$ca\" }
+modules_disabled = { \"dialback\" }"
+  else
+    s2s='modules_disabled = { "s2s"; "offline" }'
+  fi
+  cat > "$p/prosody.cfg.lua" <<EOF
 pidfile = "$p/prosody.pid"
 data_path = "$p/data"
 certificates = "$p/certs"
 log = { info = "$p/prosody.log" }
 interfaces = { "127.0.0.1" }
-c2s_ports = { $xmpp_port }
+c2s_ports = { $port }
 c2s_direct_tls_ports = { }
 http_ports = { }
 https_ports = { }
@@ -135,25 +175,41 @@ network_settings = { nagle = false }
 authentication = "internal_hashed"
 storage = "internal"
 modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "smacks"; "posix" }
-modules_disabled = { "s2s"; "offline" }
+$s2s
 c2s_require_encryption = true
-VirtualHost "localhost"
+VirtualHost "$domain"
   ssl = { certificate = "$p/leaf.pem"; key = "$p/leaf.key" }
 EOF
-"${sudo[@]}" chown -R prosody:prosody "$p"
-"${sudo[@]}" runuser -u prosody -- prosody -F --config "$p/prosody.cfg.lua" >"$work/prosody.out" 2>&1 &
-prosody_runner=$!
-wait_port "$xmpp_port" Prosody
-for _ in $(seq 50); do
-  prosody_pid=$("${sudo[@]}" cat "$p/prosody.pid" 2>/dev/null || true)
-  [[ -n "$prosody_pid" ]] && break
-  sleep 0.1
-done
+  "${sudo[@]}" chown -R prosody:prosody "$p"
+  "${sudo[@]}" runuser -u prosody -- prosody -F --config "$p/prosody.cfg.lua" >"$p/prosody.out" 2>&1 &
+  prosody_runners+=($!)
+  wait_port "$port" "Prosody ($domain)"
+  for _ in $(seq 50); do
+    pid=$("${sudo[@]}" cat "$p/prosody.pid" 2>/dev/null || true)
+    [[ -n "$pid" ]] && break
+    sleep 0.1
+  done
+  prosody_pids+=("$pid")
+}
+
+xmpp_port=$(free_port)
+if $federated; then
+  peer_port=$(free_port)
+  say "two Prosody servers federating on loopback: $agent_domain (c2s $xmpp_port, s2s $agent_s2s:5269) and $peer_domain (c2s $peer_port, s2s $peer_s2s:5269); temporary directory $work"
+  start_server agent-server "$agent_domain" "$xmpp_port" "$agent_s2s"
+  start_server remote-server "$peer_domain" "$peer_port" "$peer_s2s"
+  peer_cfg="$work/remote-server/prosody.cfg.lua"
+else
+  say "Prosody on 127.0.0.1 (temporary directory $work)"
+  start_server agent-server localhost "$xmpp_port"
+  peer_port=$xmpp_port
+  peer_cfg="$work/agent-server/prosody.cfg.lua"
+fi
 agent_password="demo-agent-$RANDOM$RANDOM"
 app_password="demo-app-$RANDOM$RANDOM"
-"${sudo[@]}" prosodyctl --config "$p/prosody.cfg.lua" register agent localhost "$agent_password" >&2
-"${sudo[@]}" prosodyctl --config "$p/prosody.cfg.lua" register app localhost "$app_password" >&2
-echo "accounts: agent@localhost, app@localhost" >&2
+"${sudo[@]}" prosodyctl --config "$work/agent-server/prosody.cfg.lua" register agent "$agent_domain" "$agent_password" >&2
+"${sudo[@]}" prosodyctl --config "$peer_cfg" register app "$peer_domain" "$app_password" >&2
+echo "accounts: agent@$agent_domain, app@$peer_domain" >&2
 
 say "enedis-sim (Enedis Data Connect simulator)"
 "$sim_bin" --listen 127.0.0.1:0 >"$work/sim.out" 2>"$work/sim.log" &
@@ -177,10 +233,10 @@ printf 'sim-secret\n' > "$work/enedis_client_secret"
 umask 022
 cat > "$work/config.toml" <<EOF
 [xmpp]
-jid = "agent@localhost/agent"
+jid = "agent@$agent_domain/agent"
 password_file = "xmpp_password"
 server = "127.0.0.1:$xmpp_port"
-ca_file = "prosody/ca.pem"
+ca_file = "ca/ca.pem"
 
 [enedis]
 api = "2026"
@@ -197,7 +253,7 @@ public_url = "http://127.0.0.1:$web_port"
 path = "agent.db"
 
 [[peers]]
-jid = "app@localhost"
+jid = "app@$peer_domain"
 usage_points = ["22516914714270"]
 EOF
 "$agent_bin" --config "$work/config.toml" check >&2
@@ -209,7 +265,7 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [[ "$(http_status "$web_port" /healthz)" == 200 ]] || die "the agent is not healthy (see its log)"
-echo "agent@localhost/agent is online; web (health, metrics) on 127.0.0.1:$web_port" >&2
+echo "agent@$agent_domain/agent is online; web (health, metrics) on 127.0.0.1:$web_port" >&2
 
 # The 7 Paris days ending yesterday: [today - 7 days, today[ at Paris midnight.
 today=$(TZ=Europe/Paris date +%F)
@@ -217,10 +273,10 @@ start=$(TZ=Europe/Paris date -d "$today -7 days" +%FT%T%:z)
 end=$(TZ=Europe/Paris date -d "$today" +%FT%T%:z)
 identifier="urn:dev:prm:22516914714270_consumption/power/active/raw"
 
-say "the peer app@localhost asks: get-history $identifier --start $start --end $end"
+say "the peer app@$peer_domain asks: get-history $identifier --start $start --end $end"
 set -x
-"$agent_bin" query --jid app@localhost --password-file "$work/app_password" \
-  --to agent@localhost/agent --server "127.0.0.1:$xmpp_port" --ca-file "$work/prosody/ca.pem" \
+"$agent_bin" query --jid "app@$peer_domain" --password-file "$work/app_password" \
+  --to "agent@$agent_domain/agent" --server "127.0.0.1:$peer_port" --ca-file "$ca" \
   get-history "$identifier" --start "$start" --end "$end" --format xml \
   >"$work/payload.xml" 2>"$work/summary.txt"
 { set +x; } 2>/dev/null
@@ -235,8 +291,8 @@ grep -m1 'quoalise_agent::request' "$work/agent.log" | sed 's/^/agent log: /' >&
 year_start=$(TZ=Europe/Paris date -d "$today -365 days" +%FT%T%:z)
 say "the peer asks for a year: get-history $identifier --start $year_start --end $end --format csv"
 set -x
-"$agent_bin" query --jid app@localhost --password-file "$work/app_password" \
-  --to agent@localhost/agent --server "127.0.0.1:$xmpp_port" --ca-file "$work/prosody/ca.pem" \
+"$agent_bin" query --jid "app@$peer_domain" --password-file "$work/app_password" \
+  --to "agent@$agent_domain/agent" --server "127.0.0.1:$peer_port" --ca-file "$ca" \
   get-history "$identifier" --start "$year_start" --end "$end" --format csv \
   >"$work/year.csv" 2>"$work/year-summary.txt"
 { set +x; } 2>/dev/null
