@@ -39,7 +39,7 @@ use crate::logging::RequestLog;
 use crate::quoalise::{MetaForm, TimeSeries};
 use crate::store::Subscription;
 use crate::time::{PARIS, Window, add_days, day_start, paris_today};
-use crate::xmpp::CommandError;
+use crate::xmpp::{CommandError, SessionState};
 
 /// The command name pushes are logged, measured and audited under.
 pub const PUSH_COMMAND: &str = "subscription";
@@ -327,6 +327,14 @@ impl Scheduler {
         let mut streak = 0u32;
         let mut day = None;
         loop {
+            // Pushes go out on the XMPP session: while it is down (the agent just
+            // started, or the server restarts) a pass would only fail and back
+            // off; wait for it, and pass at once when it is up.
+            let mut session = self.ctx.xmpp.watch_state();
+            tokio::select! {
+                _ = session.wait_for(|s| matches!(s, SessionState::Up | SessionState::Stopped)) => {}
+                () = shutdown.cancelled() => return,
+            }
             let pass = tokio::select! {
                 pass = self.run_once() => pass,
                 () = shutdown.cancelled() => return,

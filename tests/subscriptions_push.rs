@@ -323,3 +323,51 @@ async fn a_subscription_ends_with_its_consent() {
         .unwrap_err();
     assert_eq!(condition, "not-authorized");
 }
+
+/// Days a subscriber missed while the agent was stopped are pushed as soon as the
+/// restarted agent's session is up, not after the scheduler's retry delay (15
+/// minutes): the first pass waits for the session instead of failing without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_days_are_pushed_as_soon_as_a_restarted_agent_is_online() {
+    let mut d = deploy(vec![peer("carol", &[PRM])]).await;
+    let mut carol = Peer::login(&d.prosody, "carol@localhost/laptop").await;
+    let id = identifier(PRM, DAILY);
+    run(&carol, "subscribe", &[("identifier", &id)])
+        .await
+        .unwrap();
+    next_push(&mut carol.inbound, Duration::from_secs(30))
+        .await
+        .expect("the first push");
+
+    // Stopped, and the store says the last three days were never sent.
+    d.agent.signal("-TERM");
+    assert!(d.agent.wait_exit(Duration::from_secs(30)).await.success());
+    let latest = latest_published();
+    let missed_from = quoalise_agent::time::add_days(latest, -2).unwrap();
+    let before = quoalise_agent::time::add_days(missed_from, -1).unwrap();
+    let db = rusqlite::Connection::open(d.dir.path().join("agent.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE subscriptions SET delivered_through = ?1",
+            [before.to_string()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    d.agent = AgentProcess::spawn(&d.files.path(), d.dir.path(), d.files.web_port, &[]);
+    d.agent.wait_healthy(Duration::from_secs(60)).await;
+    let (_, series) = next_push(&mut carol.inbound, Duration::from_secs(30))
+        .await
+        .expect("the missed days, right after the restart");
+    let starts: Vec<i64> = series.readings.iter().map(|r| r.start).collect();
+    assert_eq!(
+        starts,
+        [
+            missed_from,
+            quoalise_agent::time::add_days(latest, -1).unwrap(),
+            latest
+        ]
+        .map(|day| day_start(day).unwrap())
+    );
+}
