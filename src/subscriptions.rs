@@ -298,12 +298,13 @@ impl Scheduler {
     async fn push(&self, peer: &BareJid, series: &TimeSeries) -> Result<(), String> {
         let xmpp = &self.ctx.xmpp;
         let to = Jid::from(peer.clone());
-        let probe = xmpp.prepare(bytes::Bytes::new());
-        let envelope = Message::normal(Some(to.clone())).with_payloads(vec![probe.placeholder()]);
         let envelope = xmpp
-            .measure(&envelope.into(), None)
-            .map_err(|e| e.to_string())?
-            .saturating_sub(probe.marker_len());
+            .envelope_bytes(|placeholder| {
+                Message::normal(Some(to.clone()))
+                    .with_payloads(vec![placeholder])
+                    .into()
+            })
+            .map_err(|e| e.to_string())?;
         let room = xmpp.max_stanza_bytes().saturating_sub(envelope);
         let parts = split(series, MetaForm::Flat, room).map_err(|e| e.text)?;
         let count = parts.len();

@@ -75,23 +75,22 @@ impl Request {
     /// bytes of `outcome.data` (the data payload is what the caller sizes to fit
     /// what is left of [`Request::max_stanza_bytes`]).
     pub fn envelope_bytes(&self, outcome: &Outcome) -> Result<usize, CommandError> {
-        let splice = self.xmpp.prepare(bytes::Bytes::new());
-        let answer = answer_command(
-            self.node.clone(),
-            self.sessionid.clone(),
-            outcome,
-            Some(&splice),
-        );
-        let iq = result_iq(
-            Some(self.from.clone()),
-            self.id.clone(),
-            Some(answer.into_element()),
-        );
-        let with_placeholder = self
-            .xmpp
-            .measure(&iq.into(), None)
-            .map_err(|e| CommandError::internal(format!("cannot size the answer: {e}")))?;
-        Ok(with_placeholder.saturating_sub(splice.marker_len()))
+        self.xmpp
+            .envelope_bytes(|placeholder| {
+                let answer = answer_command(
+                    self.node.clone(),
+                    self.sessionid.clone(),
+                    outcome.clone(),
+                    Some(placeholder),
+                );
+                result_iq(
+                    Some(self.from.clone()),
+                    self.id.clone(),
+                    Some(answer.into_element()),
+                )
+                .into()
+            })
+            .map_err(|e| CommandError::internal(format!("cannot size the answer: {e}")))
     }
 }
 
@@ -495,20 +494,23 @@ impl Answer {
                 mut outcome,
             } => {
                 let splice = outcome.data.take().map(|data| xmpp.prepare(data));
-                let command = answer_command(node, sessionid, &outcome, splice.as_ref());
-                (command, splice)
+                let placeholder = splice.as_ref().map(Splice::placeholder);
+                (
+                    answer_command(node, sessionid, outcome, placeholder),
+                    splice,
+                )
             }
         }
     }
 }
 
 /// The `<command/>` answering with `outcome`: `completed`, or `executing` with a
-/// `next` action when more follows; `splice`'s placeholder after the payloads.
+/// `next` action when more follows; the data's placeholder after the payloads.
 fn answer_command(
     node: String,
     sessionid: String,
-    outcome: &Outcome,
-    splice: Option<&Splice>,
+    outcome: Outcome,
+    placeholder: Option<Element>,
 ) -> Command {
     let status = if outcome.more.is_some() {
         Status::Executing
@@ -523,12 +525,10 @@ fn answer_command(
             ..Actions::default()
         });
     }
-    answer.form = outcome.form.clone();
-    answer.notes = outcome.notes.clone();
-    answer.payloads = outcome.payloads.clone();
-    if let Some(splice) = splice {
-        answer.payloads.push(splice.placeholder());
-    }
+    answer.form = outcome.form;
+    answer.notes = outcome.notes;
+    answer.payloads = outcome.payloads;
+    answer.payloads.extend(placeholder);
     answer
 }
 

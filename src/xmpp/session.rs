@@ -197,6 +197,18 @@ impl XmppHandle {
         })
     }
 
+    /// The size of the stanza `build` makes around a payload's placeholder,
+    /// without the payload: a payload may add [`XmppHandle::max_stanza_bytes`]
+    /// less this.
+    pub fn envelope_bytes(
+        &self,
+        build: impl FnOnce(minidom::Element) -> Stanza,
+    ) -> Result<usize, SendError> {
+        let probe = self.prepare(bytes::Bytes::new());
+        let stanza = build(probe.placeholder());
+        self.measure(&stanza, Some(&probe))
+    }
+
     /// Queues a stanza (a message to a peer, say). While the connection is down
     /// it waits in the queue and goes out after the reconnection. A stanza
     /// larger than the server accepts is refused, not sent.

@@ -169,6 +169,10 @@ pub struct Splice {
 }
 
 impl Splice {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The element standing for the payload in the stanza.
     pub fn placeholder(&self) -> Element {
         self.placeholder.clone()
@@ -282,12 +286,6 @@ impl Splices {
 
     fn payload(&self, id: u64) -> Option<Bytes> {
         self.live().get(&id).cloned()
-    }
-}
-
-impl Splice {
-    pub fn id(&self) -> u64 {
-        self.id
     }
 }
 
