@@ -93,15 +93,7 @@ fn shape(
     let records = present(&series.readings);
     if presentation.paging && records.saturating_mul(MIN_RECORD_BYTES) > limit as u64 {
         // Pages for sure: encode each page once, never the whole.
-        let paged = Paged {
-            data: data.clone(),
-            readings: Arc::new(series.readings),
-            total: records,
-            presentation: presentation.clone(),
-            next: 0,
-            offset: 0,
-            number: 1,
-        };
+        let paged = Paged::first(data, series.readings, records, presentation);
         return page(request, &paged, notes);
     }
     let bytes = encode(&series, data.meta);
@@ -115,33 +107,26 @@ fn shape(
     // Far from the limit, the exact envelope need not be measured here: the
     // XMPP layer measures every stanza before it is sent anyway.
     let notes_len: usize = outcome.notes.iter().map(|n| n.text.len()).sum();
-    let fits = bytes.len() + notes_len + ENVELOPE_ALLOWANCE <= limit
-        || request.envelope_bytes(&outcome)? + bytes.len() <= limit;
-    if fits {
+    if bytes.len() + notes_len + ENVELOPE_ALLOWANCE <= limit {
         outcome.data = Some(Bytes::from(bytes));
         return Ok(outcome);
     }
-    let readings = Arc::new(series.readings);
+    let envelope = request.envelope_bytes(&outcome)?;
+    if envelope + bytes.len() <= limit {
+        outcome.data = Some(Bytes::from(bytes));
+        return Ok(outcome);
+    }
     if !presentation.paging {
-        let envelope = request.envelope_bytes(&outcome)?;
         return Err(too_large_after(
             data,
-            &readings,
+            &series.readings,
             records,
             envelope + bytes.len(),
             limit,
             limit.saturating_sub(envelope),
         ));
     }
-    let paged = Paged {
-        data: data.clone(),
-        readings,
-        total: records,
-        presentation: presentation.clone(),
-        next: 0,
-        offset: 0,
-        number: 1,
-    };
+    let paged = Paged::first(data, series.readings, records, presentation);
     page(request, &paged, outcome.notes)
 }
 
@@ -247,6 +232,34 @@ pub struct Paged {
     number: u32,
 }
 
+impl Paged {
+    /// The first page of `readings`, `total` SenML records in all.
+    fn first(
+        data: &DataRequest,
+        readings: Vec<Reading>,
+        total: u64,
+        presentation: &Presentation,
+    ) -> Paged {
+        Paged {
+            data: data.clone(),
+            readings: Arc::new(readings),
+            total,
+            presentation: presentation.clone(),
+            next: 0,
+            offset: 0,
+            number: 1,
+        }
+    }
+}
+
+/// The first and last starts of `readings`, for a page's text.
+fn span(readings: &[Reading]) -> Option<(i64, i64)> {
+    readings
+        .first()
+        .zip(readings.last())
+        .map(|(a, b)| (a.start, b.start))
+}
+
 /// The next page of `paged`, for a peer's `next`: authorised again (the
 /// consent may have ended meanwhile) and written to the audit trail.
 pub async fn next_page(
@@ -291,11 +304,7 @@ fn page(request: &Request, paged: &Paged, notes: Vec<Note>) -> Result<Outcome, C
         records: paged.total,
         total: paged.total,
     };
-    let span = rest
-        .first()
-        .zip(rest.last())
-        .map(|(a, b)| (a.start, b.start));
-    let provisional = page_outcome(paged, widest, span, notes.clone(), true);
+    let provisional = page_outcome(paged, widest, span(rest), notes.clone(), true);
     let room = limit.saturating_sub(request.envelope_bytes(&provisional)?);
     let identifier: Identifier = paged.data.identifier;
     let Some((taken, bytes)) = encode_fitting(&identifier, rest, paged.data.meta, room) else {
@@ -316,12 +325,8 @@ fn page(request: &Request, paged: &Paged, notes: Vec<Note>) -> Result<Outcome, C
         records: present(taken_readings),
         total: paged.total,
     };
-    let span = taken_readings
-        .first()
-        .zip(taken_readings.last())
-        .map(|(a, b)| (a.start, b.start));
     let more = taken < rest.len();
-    let mut outcome = page_outcome(paged, figures, span, notes, more);
+    let mut outcome = page_outcome(paged, figures, span(taken_readings), notes, more);
     outcome.data = Some(Bytes::from(bytes));
     if more {
         outcome.more = Some(Continuation::new(Paged {
@@ -427,13 +432,8 @@ fn whole_days(first: i64, stop: i64) -> u64 {
 /// the agent advised (after measuring) is never refused here.
 pub fn too_large_before(data: &DataRequest, step: Step, one: OneStanza) -> Option<CommandError> {
     let room = one.room;
+    let records = predictably_over(data, step, room)?;
     let seconds = step.nominal_seconds();
-    let span = data.window.end - data.window.start;
-    let records = u64::try_from(span / seconds).ok()?;
-    let smallest = payload_bound(data, step, records, 1);
-    if smallest / 3 * 2 <= room {
-        return None;
-    }
     // The advised range holds values of up to five digits (36 kVA is the
     // largest C5 meter): a range of that many days fits.
     let per_day = (86_400 / seconds).max(1) as u64;
@@ -449,6 +449,24 @@ pub fn too_large_before(data: &DataRequest, step: Step, one: OneStanza) -> Optio
         one.limit,
         format!("the answer would hold about {records} records"),
     ))
+}
+
+/// The records of `data`'s answer at `step` when it is too large for `room`
+/// by the margin [`too_large_before`] explains; `None` when it may fit.
+fn predictably_over(data: &DataRequest, step: Step, room: usize) -> Option<u64> {
+    let span = data.window.end - data.window.start;
+    let records = u64::try_from(span / step.nominal_seconds()).ok()?;
+    (payload_bound(data, step, records, 1) / 3 * 2 > room).then_some(records)
+}
+
+/// The finest step a load curve is recorded at (Enedis: 5 minutes, C1–C4).
+const FINEST_STEP: Step = Step::Minutes(5);
+
+/// Whether `data`'s answer could be predictably too large for `one` whatever
+/// the meter's step: when not, there is no step to look up (most requests).
+pub fn may_be_too_large(data: &DataRequest, one: OneStanza) -> bool {
+    let step = data.identifier.series.fixed_step().unwrap_or(FINEST_STEP);
+    predictably_over(data, step, one.room).is_some()
 }
 
 /// Bytes of the payload of `records` readings at `step` whose values have
@@ -569,9 +587,58 @@ pub struct OneStanza {
 
 #[cfg(test)]
 mod tests {
-    use super::whole_days;
-    use crate::time::day_start;
+    use super::*;
+    use crate::quoalise::{MetaForm, Series};
+    use crate::time::{Window, day_start};
     use jiff::civil::date;
+
+    fn request(series: Series, days: i64) -> DataRequest {
+        let end = day_start(date(2026, 12, 1)).unwrap();
+        DataRequest {
+            requester: "app@example.org".parse().unwrap(),
+            identifier: Identifier::new("22516914714270".parse().unwrap(), series),
+            window: Window {
+                start: end - days * 86_400,
+                end,
+            },
+            meta: MetaForm::Flat,
+            period_fields: "start_time/end_time",
+            deadline: tokio::time::Instant::now(),
+            max_payload: None,
+        }
+    }
+
+    #[test]
+    fn the_step_is_looked_up_only_for_ranges_that_may_be_too_large() {
+        let one = OneStanza {
+            room: 261_000,
+            limit: 262_144,
+        };
+        // A week fits even at 5-minute steps: no step to look up.
+        assert!(!may_be_too_large(
+            &request(Series::ConsumptionPower, 7),
+            one
+        ));
+        // A year may not (a 30-minute meter's is refused before Enedis).
+        let year = request(Series::ConsumptionPower, 365);
+        assert!(may_be_too_large(&year, one));
+        assert!(too_large_before(&year, Step::PT30M, one).is_some());
+        // Three years of daily energy always fit.
+        assert!(!may_be_too_large(
+            &request(Series::ConsumptionEnergyDaily, 1096),
+            one
+        ));
+        // Whatever a meter's step, a range that may not be too large at the
+        // finest one is not refused before Enedis.
+        for days in [1, 7, 30, 60] {
+            let data = request(Series::ConsumptionPower, days);
+            if !may_be_too_large(&data, one) {
+                for minutes in [5, 10, 15, 30, 60] {
+                    assert!(too_large_before(&data, Step::Minutes(minutes), one).is_none());
+                }
+            }
+        }
+    }
 
     #[test]
     fn whole_days_are_paris_days_across_dst_changes() {

@@ -52,7 +52,7 @@ pub struct DataRequest {
     /// For a peer that receives the answer in ONE stanza: the payload bytes
     /// that stanza has room for. A range whose answer is predictably larger
     /// (the meter's step known from the cache) is refused before Enedis is
-    /// called ([`super::answer::too_large`]).
+    /// called ([`super::answer::too_large_before`]).
     pub max_payload: Option<super::answer::OneStanza>,
 }
 
@@ -130,6 +130,7 @@ async fn fetch_unaudited(
     audit.allowed_on(&grant);
 
     if let Some(room) = request.max_payload
+        && super::answer::may_be_too_large(request, room)
         && let Some(step) = known_step(ctx, request).await
         && let Some(refusal) = super::answer::too_large_before(request, step, room)
     {
