@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use quoalise_agent::quoalise::decode_element;
 use quoalise_agent::xmpp::{Action, Command as AdHoc, IqError, Status};
-use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 use xmpp_parsers::iq::IqRequestPayload;
 use xmpp_parsers::jid::Jid;
 
@@ -41,13 +40,6 @@ fn write_config(dir: &Path, xmpp_port: u16, sim: &str, web: u16) {
     std::fs::write(dir.join("config.toml"), config).unwrap();
 }
 
-fn at(date: jiff::civil::Date) -> String {
-    let s = quoalise_agent::time::day_start(date).unwrap();
-    let ts = jiff::Timestamp::from_second(s).unwrap();
-    ts.display_with_offset(quoalise_agent::time::PARIS.to_offset(ts))
-        .to_string()
-}
-
 fn request(prm: &str, days: i64) -> AdHoc {
     let today = quoalise_agent::time::paris_today(jiff::Timestamp::now());
     // Before the latest closed day: the days after are fetched again at every
@@ -57,21 +49,7 @@ fn request(prm: &str, days: i64) -> AdHoc {
     let end =
         quoalise_agent::time::add_days(quoalise_agent::cache::first_open_day(today), -1).unwrap();
     let start = quoalise_agent::time::add_days(end, -days).unwrap();
-    let form = DataForm {
-        type_: DataFormType::Submit,
-        title: None,
-        instructions: None,
-        fields: vec![
-            Field::text_single(
-                "identifier",
-                &format!("urn:dev:prm:{prm}_consumption/power/active/raw"),
-            ),
-            Field::text_single("start_time", &at(start)),
-            Field::text_single("end_time", &at(end)),
-            Field::text_single("paging", "true"),
-        ],
-    };
-    AdHoc::execute("get_history", Some(form))
+    get_history(prm, start, end, true)
 }
 
 /// Upstream calls the simulator has answered so far.
@@ -363,9 +341,9 @@ fn main() {
                 "get-history",
                 &format!("urn:dev:prm:{PRM_PT10M}_consumption/power/active/raw"),
                 "--start",
-                &at(start),
+                &quoalise_agent::commands::common::paris_midnight(start),
                 "--end",
-                &at(end),
+                &quoalise_agent::commands::common::paris_midnight(end),
                 "--format",
                 "csv",
             ])

@@ -27,9 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use minidom::Element;
-use quoalise_agent::time::{PARIS, add_days, day_start, paris_today};
+use quoalise_agent::time::{add_days, paris_today};
 use quoalise_agent::xmpp::Command as AdHoc;
-use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 use xmpp_parsers::iq::IqRequestPayload;
 use xmpp_parsers::jid::Jid;
 
@@ -48,30 +47,11 @@ fn agent_jid() -> Jid {
     Jid::new("agent@localhost/agent").unwrap()
 }
 
-/// Paris midnight `days` days before today, ISO 8601 with offset.
-fn midnight(days: i64) -> String {
-    let today = paris_today(jiff::Timestamp::now());
-    let s = day_start(add_days(today, -days).unwrap()).unwrap();
-    let ts = jiff::Timestamp::from_second(s).unwrap();
-    ts.display_with_offset(PARIS.to_offset(ts)).to_string()
-}
-
 /// `get_history` of the 30-minute load curve over `[today - from, today - to[`.
 fn history(from: i64, to: i64) -> Element {
-    let form = DataForm {
-        type_: DataFormType::Submit,
-        title: None,
-        instructions: None,
-        fields: vec![
-            Field::text_single(
-                "identifier",
-                &format!("urn:dev:prm:{PRM}_consumption/power/active/raw"),
-            ),
-            Field::text_single("start_time", &midnight(from)),
-            Field::text_single("end_time", &midnight(to)),
-        ],
-    };
-    AdHoc::execute("get_history", Some(form)).to_element()
+    let today = paris_today(jiff::Timestamp::now());
+    let day = |days: i64| add_days(today, -days).unwrap();
+    get_history(PRM, day(from), day(to), false).to_element()
 }
 
 fn ping() -> Element {

@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use quoalise_agent::xmpp::{Command as AdHoc, IqError};
-use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 use xmpp_parsers::iq::IqRequestPayload;
 use xmpp_parsers::jid::Jid;
 
@@ -53,27 +52,7 @@ fn request(command: &str, day: usize) -> AdHoc {
     // Days from 2 to 60 days ago, so that successive requests differ.
     let today = quoalise_agent::time::paris_today(jiff::Timestamp::now());
     let first = quoalise_agent::time::add_days(today, -2 - (day % 59) as i64).unwrap();
-    let next = first.tomorrow().unwrap();
-    let at = |d| {
-        let s = quoalise_agent::time::day_start(d).unwrap();
-        let ts = jiff::Timestamp::from_second(s).unwrap();
-        ts.display_with_offset(quoalise_agent::time::PARIS.to_offset(ts))
-            .to_string()
-    };
-    let form = DataForm {
-        type_: DataFormType::Submit,
-        title: None,
-        instructions: None,
-        fields: vec![
-            Field::text_single(
-                "identifier",
-                &format!("urn:dev:prm:{PRM}_consumption/power/active/raw"),
-            ),
-            Field::text_single("start_time", &at(first)),
-            Field::text_single("end_time", &at(next)),
-        ],
-    };
-    AdHoc::execute("get_history", Some(form))
+    get_history(PRM, first, first.tomorrow().unwrap(), false)
 }
 
 struct LevelResult {

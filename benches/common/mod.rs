@@ -386,3 +386,34 @@ pub fn start_agent(dir: &Path, web: u16) -> Proc {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `get_history` of `prm`'s consumption load curve over the Paris days
+/// `[start, end[`, as the Quoalise client sends it (with `paging=true` when
+/// `paging`).
+pub fn get_history(
+    prm: &str,
+    start: jiff::civil::Date,
+    end: jiff::civil::Date,
+    paging: bool,
+) -> quoalise_agent::xmpp::Command {
+    use quoalise_agent::commands::common::paris_midnight;
+    use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
+    let mut fields = vec![
+        Field::text_single(
+            "identifier",
+            &format!("urn:dev:prm:{prm}_consumption/power/active/raw"),
+        ),
+        Field::text_single("start_time", &paris_midnight(start)),
+        Field::text_single("end_time", &paris_midnight(end)),
+    ];
+    if paging {
+        fields.push(Field::text_single("paging", "true"));
+    }
+    let form = DataForm {
+        type_: DataFormType::Submit,
+        title: None,
+        instructions: None,
+        fields,
+    };
+    quoalise_agent::xmpp::Command::execute("get_history", Some(form))
+}
