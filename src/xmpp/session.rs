@@ -66,7 +66,7 @@ pub enum SendError {
 
 /// A stanza on its way to the stream, with the payload to splice into it.
 pub(crate) struct Outgoing {
-    stanza: Stanza,
+    stanza: Box<Stanza>,
     splice: Option<Splice>,
 }
 
@@ -91,7 +91,7 @@ struct PendingIq {
 
 struct HandleInner {
     jid: FullJid,
-    out: mpsc::Sender<Box<Outgoing>>,
+    out: mpsc::Sender<Outgoing>,
     splices: Splices,
     limit: StanzaLimit,
     state: watch::Sender<SessionState>,
@@ -128,7 +128,7 @@ impl Drop for PendingGuard<'_> {
 impl XmppHandle {
     fn new(
         jid: FullJid,
-        out: mpsc::Sender<Box<Outgoing>>,
+        out: mpsc::Sender<Outgoing>,
         splices: Splices,
         limit: StanzaLimit,
     ) -> Self {
@@ -239,7 +239,10 @@ impl XmppHandle {
         }
         self.inner
             .out
-            .send(Box::new(Outgoing { stanza, splice }))
+            .send(Outgoing {
+                stanza: Box::new(stanza),
+                splice,
+            })
             .await
             .map_err(|_| SendError::Stopped)
     }
@@ -369,7 +372,7 @@ const FLAP_WINDOW: Duration = Duration::from_secs(10);
 pub struct XmppAgent {
     connector: Connector,
     handle: XmppHandle,
-    out_rx: mpsc::Receiver<Box<Outgoing>>,
+    out_rx: mpsc::Receiver<Outgoing>,
     inbound: Option<mpsc::Sender<Stanza>>,
     session: SessionSettings,
     router: RouterSettings,
@@ -597,7 +600,7 @@ fn note_failure(
 struct Driver<C> {
     stream: StanzaStream,
     handle: XmppHandle,
-    out_rx: mpsc::Receiver<Box<Outgoing>>,
+    out_rx: mpsc::Receiver<Outgoing>,
     inbound: Option<mpsc::Sender<Stanza>>,
     router: Arc<Router<C>>,
     session: SessionSettings,
@@ -731,16 +734,16 @@ impl<C: Send + Sync + 'static> Driver<C> {
     /// to the connections until tokio-xmpp no longer holds the stanza: acked by
     /// the server (XEP-0198), failed, or dropped with a stream that is
     /// replaced; a stanza resent after a resumption is spliced again.
-    async fn transmit(&mut self, out: Box<Outgoing>) {
-        let Outgoing { stanza, splice } = *out;
+    async fn transmit(&mut self, out: Outgoing) {
+        let Outgoing { stanza, splice } = out;
         match splice {
             None => {
-                self.stream.send(Box::new(stanza)).await;
+                self.stream.send(stanza).await;
             }
             Some(splice) => {
                 let splices = self.handle.inner.splices.clone();
                 splices.register(&splice);
-                let mut token = self.stream.send(Box::new(stanza)).await;
+                let mut token = self.stream.send(stanza).await;
                 let id = splice.id();
                 tokio::spawn(async move {
                     // Acked, Failed and Dropped all come after Acked; the

@@ -115,10 +115,6 @@ impl StanzaLimit {
         }
     }
 
-    pub fn configured(&self) -> usize {
-        self.configured
-    }
-
     /// What the server advertised on the latest stream, if anything.
     pub fn advertised(&self) -> Option<usize> {
         match self.advertised.load(Ordering::Relaxed) {
@@ -176,10 +172,6 @@ impl Splice {
     /// The element standing for the payload in the stanza.
     pub fn placeholder(&self) -> Element {
         self.placeholder.clone()
-    }
-
-    pub fn payload(&self) -> &Bytes {
-        &self.payload
     }
 
     /// The placeholder's bytes on the wire (what is replaced).
