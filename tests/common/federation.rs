@@ -25,9 +25,7 @@
 //! with `extra_config` set, e.g.
 //! `Federation::start_with(home, remote)` where `home.extra_config =
 //! "c2s_stanza_size_limit = 65536\n"`, then hand the federation to
-//! `Federated::start_on` (tests/agent_harness).
-
-#![allow(dead_code)]
+//! `Federated::start_on` (tests/common/agent_harness).
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;

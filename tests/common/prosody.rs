@@ -13,8 +13,6 @@
 //! `prosody` package and, for [`ProsodyVersion::V13`], /opt/prosody-13
 //! (`scripts/setup-system.sh` installs both).
 
-#![allow(dead_code)]
-
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

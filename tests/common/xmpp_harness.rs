@@ -3,8 +3,6 @@
 //! fail, panic, admin_only), a Rust peer (an `XmppAgent` with no commands that
 //! sends iqs), a slixmpp peer (tests/interop/adhoc.py), and a log capture.
 
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -23,12 +23,10 @@
 //! The year is the last twelve whole months (2025-12-01 to 2026-12-01 in
 //! December 2026). The figures of a refusal and the fill of a page are
 //! checked against sizes measured as the agent measures them
-//! (tests/agent_harness/paging.rs).
+//! (tests/common/agent_harness/paging.rs).
 
-mod agent_harness;
-mod common;
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common;
+use crate::common::agent_harness;
 
 use std::time::Duration;
 

@@ -10,10 +10,9 @@
 //! expiry). The logs of the agent runs, of the command lines and of the simulator
 //! must hold none of those tokens, nor the client secret, nor any XMPP password.
 
-mod agent_harness;
-mod common;
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common;
+use crate::common::agent_harness;
+use crate::common::sim;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;

@@ -4,10 +4,8 @@
 //! costs no upstream call; a consent that ends while its data is being fetched
 //! gets the peer `not-authorized`, not the data.
 
-mod agent_harness;
-mod common;
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common;
+use crate::common::agent_harness;
 
 use std::time::Duration;
 

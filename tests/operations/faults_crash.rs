@@ -7,12 +7,10 @@
 //!   and no consent is partial (each is one transaction);
 //! - nothing in the audit trail says "allowed" without a basis (the schema's rule).
 //!
-//! The refresh of v3/v4 tokens under SIGKILL is `tests/upstream_crash.rs`.
+//! The refresh of v3/v4 tokens under SIGKILL is `tests/upstream/crash.rs`.
 
-mod agent_harness;
-mod common;
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common;
+use crate::common::agent_harness;
 
 use std::collections::BTreeMap;
 use std::path::Path;

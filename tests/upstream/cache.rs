@@ -10,7 +10,7 @@
 //! - a consent that ends takes its cached days with it;
 //! - failures are not cached, and the cache never changes what the peer gets.
 
-mod upstream_sim;
+use crate::common::upstream_sim;
 
 use std::sync::Arc;
 use std::time::Duration;

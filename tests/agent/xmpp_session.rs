@@ -3,7 +3,7 @@
 //! established, XEP-0199, reconnection after a Prosody restart, graceful
 //! shutdown.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,8 +7,6 @@
 //! its payload, plus the payload's bytes as the agent's encoder writes them), so
 //! that a test can check that a page is as full as the limit allows.
 
-#![allow(dead_code)]
-
 use minidom::Element;
 use quoalise_agent::quoalise::{Identifier, MetaForm, Reading, TimeSeries, decode_element, encode};
 use quoalise_agent::xmpp::{Action, Command, NS_QUOALISE, Status};

@@ -9,10 +9,9 @@
 //!   asking once it was delivered;
 //! - the message goes to the subscriber's bare JID, carrying the Quoalise payload.
 
-mod agent_harness;
-mod common;
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common;
+use crate::common::agent_harness;
+use crate::common::sim;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,10 +10,8 @@
 //!   stream resumption fails): /healthz says so meanwhile, the agent starts a new
 //!   session by itself and answers again.
 
-mod agent_harness;
-mod common;
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common;
+use crate::common::agent_harness;
 
 use std::time::{Duration, Instant};
 

@@ -4,10 +4,8 @@
 //! invalid configuration rejected), Prosody restarting under it, SIGTERM
 //! (unavailable presence, exit 0).
 
-mod agent_harness;
-mod common;
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common;
+use crate::common::agent_harness;
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};

@@ -3,10 +3,8 @@
 //! Quoalise client and the first Data Connect proxy's applications (payloads
 //! parsed in Python), by Rust peers, and by the `query` command line.
 
-mod agent_harness;
-mod common;
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common;
+use crate::common::agent_harness;
 
 use std::time::Duration;
 

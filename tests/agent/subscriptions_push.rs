@@ -10,10 +10,9 @@
 //! - a subscription ends with its consent; `unsubscribe` ends one;
 //! - pushes are audited like reads (`quoalise-agent audit`).
 
-mod agent_harness;
-mod common;
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common;
+use crate::common::agent_harness;
+use crate::common::sim;
 
 use std::time::Duration;
 

@@ -4,11 +4,10 @@
 //! success with one and several PRMs, refusal, portal error, expired, replayed and
 //! unknown states, foreign redirect URIs, scripts in descriptions, `test_client`
 //! outside the sandbox, durations. The peer's XMPP notification goes to a
-//! recording [`Notifier`] here; tests/e2e_consent.rs sends it over a real XMPP
+//! recording [`Notifier`] here; tests/web/e2e_consent.rs sends it over a real XMPP
 //! server.
 
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common::sim;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -17,10 +17,8 @@
 //!   (complete, in order), and a remote peer that did not ask for pages gets the
 //!   precise refusal; the agent's session stays up.
 
-mod agent_harness;
-mod common;
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common;
+use crate::common::agent_harness;
 
 use std::time::Duration;
 

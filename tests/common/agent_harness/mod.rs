@@ -13,8 +13,6 @@
 //! peers on another that federates with it (tests/common/federation.rs): peers
 //! in `[[peers]]` may be on any domain ([`peer_at`]).
 
-#![allow(dead_code)]
-
 pub mod paging;
 
 use std::os::unix::fs::PermissionsExt;
@@ -28,8 +26,8 @@ use tokio::process::{Child, Command};
 
 use crate::common::federation::Federation;
 use crate::common::prosody::{DOMAIN, Prosody, ProsodyOptions};
+use crate::common::sim::Sim;
 use crate::common::xmpp_harness::{AGENT, PASSWORD, agent_jid_at};
-use crate::sim::Sim;
 use xmpp_parsers::jid::Jid;
 
 pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
@@ -147,7 +145,7 @@ impl ConfigFiles {
         write_secret(&self.dir.join("xmpp_password"), &settings.xmpp_password);
         write_secret(
             &self.dir.join("enedis_client_secret"),
-            crate::sim::CLIENT_SECRET,
+            crate::common::sim::CLIENT_SECRET,
         );
         let mut text = format!(
             r#"# Written by tests/agent_harness.
@@ -191,7 +189,7 @@ level = "{level}"
                 .map(|n| format!("max_stanza_bytes = {n}\n"))
                 .unwrap_or_default(),
             sim = self.sim_base,
-            client_id = crate::sim::CLIENT_ID,
+            client_id = crate::common::sim::CLIENT_ID,
             per_second = settings.calls_per_second,
             per_hour = settings.calls_per_hour,
             retries = settings.max_retries,

@@ -3,7 +3,7 @@
 //! flows (the multi-stage ones driven by slixmpp's xep_0050), disco filtered by
 //! authorisation, stanza errors, concurrency and deadlines, bad input.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

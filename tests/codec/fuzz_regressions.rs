@@ -2,7 +2,7 @@
 //! and inputs worth keeping) runs through the same entry points as the cargo-fuzz
 //! targets (`fuzz/src/lib.rs`), on stable Rust, in every test run.
 
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 mod targets;
 
 use std::path::Path;
@@ -39,13 +39,12 @@ fn every_target_survives_trivial_inputs() {
     }
 }
 
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common::sim;
 
 /// Regenerates the fuzzers' starting corpus of Enedis answers
 /// (`fuzz/seeds/upstream_json/`): one real answer of the simulator per generation
 /// and series, for the PRM and days the target reads them for, prefixed with the
-/// two selector bytes. Run with `cargo test --test fuzz_regressions -- --ignored`.
+/// two selector bytes. Run with `cargo test --test codec generate_upstream_seeds -- --ignored`.
 #[tokio::test]
 #[ignore = "writes fuzz/seeds; run by hand when the answer formats change"]
 async fn generate_upstream_seeds() {

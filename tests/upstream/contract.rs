@@ -3,7 +3,7 @@
 //! renewal on a 401, one token call for fifty waiting requests), quota, retries and
 //! every error family. Call counts come from the simulator's own counters.
 
-mod upstream_sim;
+use crate::common::upstream_sim;
 
 use jiff::ToSpan;
 use jiff::civil::{Date, date};

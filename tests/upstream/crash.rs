@@ -11,7 +11,7 @@
 //! and `consent N: refreshed` after each durable commit, and the simulator counts its
 //! 200 answers, so the test also reports how many kills landed in that window.
 
-mod upstream_sim;
+use crate::common::upstream_sim;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;

@@ -15,10 +15,15 @@ const SECRET: &str = "s3cr3t-token-value";
 /// Runs child test `name` with `env` (RUST_LOG, JOURNAL_STREAM removed unless
 /// given) and returns its stderr, after checking it succeeded.
 fn child_stderr(name: &str, env: &[(&str, &str)]) -> String {
+    // The harness knows a test by its path inside the test crate.
+    let exact = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::{name}"),
+        None => name.to_owned(),
+    };
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
-        name,
+        &exact,
         "--ignored",
         "--nocapture",
         "--test-threads=1",

@@ -13,9 +13,8 @@
 //!
 //! Screenshots of every page go to tests/artifacts/e2e_consent_<api>/ (gitignored).
 
-mod common;
-#[path = "common/sim.rs"]
-mod sim;
+use crate::common;
+use crate::common::sim;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

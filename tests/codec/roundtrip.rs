@@ -158,7 +158,7 @@ proptest! {
     }
 }
 
-const PYTHON_PAYLOAD: &str = include_str!("fixtures/python_client_payload.xml");
+const PYTHON_PAYLOAD: &str = include_str!("../fixtures/python_client_payload.xml");
 
 fn record(name: &str, time: f64, unit: &str, value: Option<f64>) -> Record {
     Record {

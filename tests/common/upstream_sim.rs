@@ -3,10 +3,7 @@
 //! 0, stopped on drop): a client configured for it, call counters by status, and
 //! consents given through its consent page.
 
-#![allow(dead_code)]
-
-#[path = "../common/sim.rs"]
-mod harness;
+use crate::common::sim as harness;
 
 use quoalise_agent::config::{ApiGeneration, EnedisConfig, Secret};
 use quoalise_agent::store::{Consent, Store};

@@ -1,0 +1,19 @@
+//! The REAL agent and its XMPP plumbing over a real Prosody: the session and
+//! ad-hoc commands of the library, data answers and their authorisation, the
+//! process lifecycle, answers over a stanza (pages), the audit trail and cache
+//! seen through the agent, federation, subscription pushes, and a misbehaving
+//! Enedis or XMPP server.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod answer_size;
+mod audit;
+mod data;
+mod faults_upstream;
+mod federation;
+mod lifecycle;
+mod subscriptions_late;
+mod subscriptions_push;
+mod xmpp_commands;
+mod xmpp_session;

@@ -1,0 +1,15 @@
+//! What an operator runs and relies on, as the real binary: `check` on config
+//! files, the systemd unit, log output and its secrets, the `audit` and `backup`
+//! commands, and crash and secret-leak faults.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod audit_cli;
+mod backup_online;
+mod config_check;
+mod deploy_unit;
+mod faults_crash;
+mod faults_secrets;
+mod logging_output;
+mod logging_secrets;

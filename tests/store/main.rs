@@ -1,0 +1,9 @@
+//! The SQLite store on its own: consents and their tokens (and the `consents`
+//! admin command on it), the audit trail's schema rules, subscriptions.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod audit_schema;
+mod consents;
+mod subscriptions;

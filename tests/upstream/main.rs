@@ -1,0 +1,11 @@
+//! The Enedis client against the REAL `enedis-sim` and recorded answers: parsing
+//! of every generation's formats, the OAuth and data contract, the token refresh
+//! under SIGKILL, and the cache that wraps the client.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cache;
+mod contract;
+mod crash;
+mod parsing;
