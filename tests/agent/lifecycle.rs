@@ -4,6 +4,8 @@
 //! invalid configuration rejected), Prosody restarting under it, SIGTERM
 //! (unavailable presence, exit 0).
 
+use crate::common::config::AgentConfig;
+
 use crate::common;
 use crate::common::agent_harness;
 
@@ -94,27 +96,13 @@ public_url = "http://127.0.0.1:1"
 
     // A store that cannot be opened: a clear line, exit 1, no READY.
     let notify = NotifySocket::new();
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[xmpp]
-jid = "agent@localhost/agent"
-password = "x"
-server = "127.0.0.1:1"
-[enedis]
-client_id = "id"
-client_secret = "s"
-[web]
-listen = "127.0.0.1:{}"
-public_url = "http://127.0.0.1:1"
-[store]
-path = "missing-dir/agent.db"
-"#,
-            free_port()
-        ),
-    )
-    .unwrap();
+    AgentConfig::new()
+        .set("xmpp.jid", "agent@localhost/agent")
+        .set("xmpp.server", "127.0.0.1:1")
+        .set("web.listen", format!("127.0.0.1:{}", free_port()))
+        .set("web.public_url", "http://127.0.0.1:1")
+        .set("store.path", "missing-dir/agent.db")
+        .write(dir.path());
     let out = tokio::process::Command::new(AGENT_BIN)
         .arg("--config")
         .arg(&config)

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod agent_harness;
+pub mod config;
 pub mod federation;
 pub mod prosody;
 pub mod sim;

@@ -2,6 +2,8 @@
 //! time, CSV with a header and proper quoting, JSON, clear errors; it reads only
 //! `store.path` from the configuration (the secrets here do not exist).
 
+use crate::common::config::AgentConfig;
+
 use std::path::Path;
 
 use quoalise_agent::quoalise::Series;
@@ -50,11 +52,12 @@ fn refused(at: i64, peer: &str, prm: &str, text: &str) -> Access {
 #[test]
 fn the_audit_command_filters_and_formats() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        "[xmpp]\njid = \"a@b/c\"\npassword_file = \"/nonexistent\"\n[store]\npath = \"agent.db\"\n",
-    )
-    .unwrap();
+    // Only what the audit command reads: no Enedis, no web, no secret files.
+    AgentConfig::new()
+        .without("enedis")
+        .without("web")
+        .set("xmpp.password_file", "/nonexistent")
+        .write(dir.path());
     let store = Store::open(dir.path().join("agent.db")).unwrap();
     // 2026-11-01T00:00:00Z, then one access an hour.
     let t0 = 1_793_491_200;

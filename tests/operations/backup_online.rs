@@ -4,6 +4,8 @@
 //! is private (0600), opens as a store, and was made from a configuration whose
 //! secrets are not even readable.
 
+use crate::common::config::AgentConfig;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,27 +19,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
 
 /// A configuration whose secret files do not exist: backup must not need them.
 fn config(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("config.toml");
-    std::fs::write(
-        &path,
-        r#"
-[xmpp]
-jid = "agent@example.org/agent"
-password_file = "/nonexistent/xmpp_password"
-
-[enedis]
-client_id = "id"
-client_secret_file = "/nonexistent/client_secret"
-
-[web]
-public_url = "https://agent.example.org"
-
-[store]
-path = "state/agent.db"
-"#,
-    )
-    .unwrap();
-    path
+    AgentConfig::new()
+        .set("xmpp.password_file", "/nonexistent/xmpp_password")
+        .set("enedis.client_secret_file", "/nonexistent/client_secret")
+        .set("store.path", "state/agent.db")
+        .write(dir)
 }
 
 fn backup(config: &Path, dest: &Path) -> std::process::Output {

@@ -2,6 +2,8 @@
 //! PRMs, per-consent tokens, the queries the agent relies on, and the admin
 //! command line (`quoalise-agent consents …`, the real binary).
 
+use crate::common::config::AgentConfig;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -327,38 +329,10 @@ async fn async_callers_use_the_blocking_pool() {
 
 /// A minimal valid configuration whose store lives in `dir`.
 fn write_config(dir: &Path, api: &str) -> std::path::PathBuf {
-    let secret = dir.join("enedis_client_secret");
-    std::fs::write(&secret, "client-secret-value\n").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let xmpp = dir.join("xmpp_password");
-    std::fs::write(&xmpp, "xmpp-password-value\n").unwrap();
-    std::fs::set_permissions(&xmpp, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[xmpp]
-jid = "agent@example.org/agent"
-password_file = "xmpp_password"
-server = "127.0.0.1:5222"
-
-[enedis]
-api = "{api}"
-client_id = "client-id"
-client_secret_file = "enedis_client_secret"
-base_url = "http://127.0.0.1:9"
-
-[web]
-public_url = "https://agent.example.org/dataconnect"
-
-[store]
-path = "agent.db"
-"#
-        ),
-    )
-    .unwrap();
-    config
+    AgentConfig::new()
+        .set("enedis.api", api)
+        .set("enedis.base_url", "http://127.0.0.1:9")
+        .write(dir)
 }
 
 struct Run {

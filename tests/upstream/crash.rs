@@ -11,10 +11,11 @@
 //! and `consent N: refreshed` after each durable commit, and the simulator counts its
 //! 200 answers, so the test also reports how many kills landed in that window.
 
+use crate::common::config::AgentConfig;
+
 use crate::common::upstream_sim;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use quoalise_agent::config::ApiGeneration;
 use quoalise_agent::store::Store;
 use quoalise_agent::upstream::{EnedisClient, Upstream};
-use upstream_sim::{CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, Sim, config, give_consent};
+use upstream_sim::{REDIRECT_URI, Sim, config, give_consent};
 
 const BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
 const KILLS: usize = 40;
@@ -31,42 +32,13 @@ const CONSENTS: usize = 3;
 const TOKEN: &str = "POST /v1/oauth2/token";
 
 fn write_config(dir: &Path, sim: &Sim) -> PathBuf {
-    let secret = dir.join("client_secret");
-    std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let xmpp = dir.join("xmpp_password");
-    std::fs::write(&xmpp, "unused\n").unwrap();
-    std::fs::set_permissions(&xmpp, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let path = dir.join("config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[xmpp]
-jid = "agent@example.org/agent"
-password_file = "xmpp_password"
-server = "127.0.0.1:5222"
-
-[enedis]
-api = "v4"
-base_url = "{url}"
-authorize_url = "{url}"
-client_id = "{CLIENT_ID}"
-client_secret_file = "client_secret"
-redirect_uri = "{REDIRECT_URI}"
-calls_per_second = 1000
-
-[web]
-public_url = "https://agent.example.org/dataconnect"
-
-[store]
-path = "agent.db"
-"#,
-            url = sim.url
-        ),
-    )
-    .unwrap();
-    path
+    AgentConfig::new()
+        .xmpp_password("unused")
+        .set("enedis.api", "v4")
+        .simulator(&sim.url)
+        .set("enedis.redirect_uri", REDIRECT_URI)
+        .set("enedis.calls_per_second", 1000)
+        .write(dir)
 }
 
 /// The refresh loop's output so far, filled by a reader thread.

@@ -13,6 +13,8 @@
 //!
 //! Screenshots of every page go to tests/artifacts/e2e_consent_<api>/ (gitignored).
 
+use crate::common::config::AgentConfig;
+
 use crate::common;
 use crate::common::sim;
 
@@ -549,48 +551,20 @@ async fn setup(api: &str, sandbox: bool) -> Setup {
     let peer_site_base = format!("http://{}", site.local_addr().unwrap());
     let seen = peer_site(site).await;
 
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[xmpp]
-jid = "{AGENT}@{DOMAIN}/agent"
-password = "{PASSWORD}"
-server = "{server}"
-ca_file = "{ca}"
-
-[enedis]
-api = "{api}"
-sandbox = {sandbox}
-base_url = "{sim}"
-authorize_url = "{sim}"
-client_id = "{client_id}"
-client_secret = "{client_secret}"
-max_retries = 1
-
-[web]
-listen = "127.0.0.1:{web_port}"
-public_url = "{web}"
-
-[store]
-path = "{db}"
-
-[log]
-level = "info,quoalise_agent=debug"
-
-[[peers]]
-jid = "{PEER_USER}@{DOMAIN}"
-redirect_uris = ["{peer_site_base}/linky/"]
-"#,
-            server = prosody.server(),
-            ca = prosody.ca_file().display(),
-            sim = sim.base_url(),
-            client_id = sim::CLIENT_ID,
-            client_secret = sim::CLIENT_SECRET,
-            db = dir.path().join("agent.db").display(),
-        ),
-    )
-    .unwrap();
+    let config = AgentConfig::new()
+        .set("xmpp.jid", format!("{AGENT}@{DOMAIN}/agent"))
+        .xmpp_password(PASSWORD)
+        .xmpp_server(&prosody.server(), &prosody.ca_file())
+        .set("enedis.api", api)
+        .set("enedis.sandbox", sandbox)
+        .simulator(sim.base_url())
+        .set("enedis.max_retries", 1)
+        .web_port(web_port)
+        .set("store.path", dir.path().join("agent.db"))
+        .set("log.level", "info,quoalise_agent=debug")
+        .peer(&format!("{PEER_USER}@{DOMAIN}"), &[])
+        .peer_set("redirect_uris", vec![format!("{peer_site_base}/linky/")])
+        .write(dir.path());
     let agent = AgentProcess::start(config, dir.path().join("agent.log"), web.clone()).await;
     let artifacts = root()
         .join("tests/artifacts")

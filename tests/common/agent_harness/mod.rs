@@ -15,7 +15,6 @@
 
 pub mod paging;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +23,7 @@ use jiff::civil::Date;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
+use crate::common::config::{AgentConfig, write_secret};
 use crate::common::federation::Federation;
 use crate::common::prosody::{DOMAIN, Prosody, ProsodyOptions};
 use crate::common::sim::Sim;
@@ -142,75 +142,38 @@ impl ConfigFiles {
 
     /// Writes config.toml (and the secret files, 0600).
     pub fn write(&self, settings: &AgentSettings) {
-        write_secret(&self.dir.join("xmpp_password"), &settings.xmpp_password);
-        write_secret(
-            &self.dir.join("enedis_client_secret"),
-            crate::common::sim::CLIENT_SECRET,
-        );
-        let mut text = format!(
-            r#"# Written by tests/agent_harness.
-[xmpp]
-jid = "{AGENT}@{domain}/agent"
-password_file = "xmpp_password"
-server = "{server}"
-ca_file = "{ca}"
-request_timeout_secs = {timeout}
-first_session_deadline_secs = {deadline}
-{max_stanza}
-[enedis]
-api = "2026"
-base_url = "{sim}"
-authorize_url = "{sim}"
-client_id = "{client_id}"
-client_secret_file = "enedis_client_secret"
-calls_per_second = {per_second}
-calls_per_hour = {per_hour}
-max_retries = {retries}
-connect_timeout_secs = 2
-quota_wait_secs = 5
-
-[web]
-listen = "127.0.0.1:{web}"
-public_url = "http://127.0.0.1:{web}"
-
-[store]
-path = "agent.db"
-
-[log]
-level = "{level}"
-"#,
-            domain = settings.xmpp_domain,
-            server = self.xmpp_server,
-            ca = self.ca_file.display(),
-            timeout = settings.request_timeout_secs,
-            deadline = settings.first_session_deadline_secs,
-            max_stanza = settings
-                .max_stanza_bytes
-                .map(|n| format!("max_stanza_bytes = {n}\n"))
-                .unwrap_or_default(),
-            sim = self.sim_base,
-            client_id = crate::common::sim::CLIENT_ID,
-            per_second = settings.calls_per_second,
-            per_hour = settings.calls_per_hour,
-            retries = settings.max_retries,
-            web = self.web_port,
-            level = settings.log_level,
-        );
-        for p in &settings.peers {
-            let points: Vec<String> = p.usage_points.iter().map(|u| format!("\"{u}\"")).collect();
-            text.push_str(&format!(
-                "\n[[peers]]\njid = \"{}\"\nusage_points = [{}]\n",
-                p.jid(),
-                points.join(", ")
-            ));
+        let mut config = AgentConfig::new()
+            .comment("Written by tests/common/agent_harness.")
+            .set(
+                "xmpp.jid",
+                format!("{AGENT}@{}/agent", settings.xmpp_domain),
+            )
+            .xmpp_password(&settings.xmpp_password)
+            .xmpp_server(&self.xmpp_server, &self.ca_file)
+            .set("xmpp.request_timeout_secs", settings.request_timeout_secs)
+            .set(
+                "xmpp.first_session_deadline_secs",
+                settings.first_session_deadline_secs,
+            );
+        if let Some(n) = settings.max_stanza_bytes {
+            config = config.set("xmpp.max_stanza_bytes", n);
         }
-        std::fs::write(self.path(), text).expect("write config.toml");
+        config = config
+            .set("enedis.api", "2026")
+            .simulator(&self.sim_base)
+            .set("enedis.calls_per_second", settings.calls_per_second)
+            .set("enedis.calls_per_hour", settings.calls_per_hour)
+            .set("enedis.max_retries", settings.max_retries)
+            .set("enedis.connect_timeout_secs", 2)
+            .set("enedis.quota_wait_secs", 5)
+            .web_port(self.web_port)
+            .set("log.level", settings.log_level.as_str());
+        for p in &settings.peers {
+            let points: Vec<&str> = p.usage_points.iter().map(String::as_str).collect();
+            config = config.peer(&p.jid(), &points);
+        }
+        config.write(&self.dir);
     }
-}
-
-fn write_secret(path: &Path, value: &str) {
-    std::fs::write(path, format!("{value}\n")).expect("write a secret file");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 pub fn free_port() -> u16 {
