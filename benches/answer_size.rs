@@ -18,8 +18,15 @@
 //! Run by `cargo bench --bench answer_size` (and `bench/run`); needs root
 //! (Prosody runs as its own user) and the Debian `prosody` package.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
-use common::*;
+mod measure;
+
+use common::agent_harness::{PRM, PRM_PT10M, free_port};
+use common::config::write_secret;
+use common::prosody::Prosody;
+use common::xmpp_harness::{PASSWORD, Peer};
+use measure::*;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,15 +36,10 @@ use quoalise_agent::xmpp::{Action, Command as AdHoc, IqError, Status};
 use xmpp_parsers::iq::IqRequestPayload;
 use xmpp_parsers::jid::Jid;
 
-/// The 10-minute meter of the simulator.
-const PRM_PT10M: &str = "30000000000010";
-
-fn write_config(dir: &Path, xmpp_port: u16, sim: &str, web: u16) {
-    let mut config = agent_config(dir, xmpp_port, sim, web, "warn");
-    config.push_str(&format!(
-        "[[peers]]\njid = \"peer0@localhost\"\nusage_points = [\"{PRM}\", \"{PRM_PT10M}\"]\n"
-    ));
-    std::fs::write(dir.join("config.toml"), config).unwrap();
+fn write_config(dir: &Path, prosody: &Prosody, sim: &str, web: u16) {
+    agent_config(prosody, sim, web, "warn")
+        .peer("peer0@localhost", &[PRM, PRM_PT10M])
+        .write(dir);
 }
 
 fn request(prm: &str, days: i64) -> AdHoc {
@@ -70,6 +72,7 @@ async fn read_answer(peer: &Peer, agent: &Jid, prm: &str, days: i64) -> (usize, 
     let mut pages = 0;
     loop {
         let answer = peer
+            .running
             .handle
             .send_iq(
                 Some(agent.clone()),
@@ -239,16 +242,20 @@ fn main() {
         .prefix("answer-size-")
         .tempdir()
         .unwrap();
-    std::fs::create_dir_all(dir.path().join("prosody")).unwrap();
-    let xmpp_port = free_port();
-    let prosody = start_prosody(&dir.path().join("prosody"), xmpp_port);
-    register(&dir.path().join("prosody"), "agent");
-    register(&dir.path().join("prosody"), "peer0");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The harness's processes are tokio's: started and stopped in the runtime.
+    let _runtime = runtime.enter();
+    let prosody = runtime.block_on(start_prosody(&["agent", "peer0"]));
+    let prosody_pid = prosody_pid(&prosody);
     let (sim, sim_url) = start_sim();
     let web = free_port();
-    write_config(dir.path(), xmpp_port, &sim_url, web);
-    let agent = start_agent(dir.path(), web);
-    let ca: PathBuf = dir.path().join("prosody/ca.pem");
+    write_config(dir.path(), &prosody, &sim_url, web);
+    let agent = runtime.block_on(start_agent(dir.path(), web));
+    let agent_pid = agent.pid();
+    let ca: PathBuf = prosody.ca_file();
     let send_rounds: usize = env_or("BENCH_SEND_ROUNDS", 400);
     let (records, pages, ms) = send_path(send_rounds);
     println!(
@@ -258,10 +265,6 @@ fn main() {
         ms * 10_000.0 / records as f64,
         records as f64 / ms / 1000.0,
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     println!(
         "answer_size: paged get_history answers served from the agent's cache, {rounds} answers per kind, xmpp.max_stanza_bytes = 262144"
     );
@@ -278,7 +281,7 @@ fn main() {
         "agent RSS"
     );
     runtime.block_on(async {
-        let peer = connect(xmpp_port, &ca, "peer0").await;
+        let peer = connect(&prosody, "peer0").await;
         let jid = Jid::new("agent@localhost/agent").unwrap();
         let all = [
             ("1 year of 30-minute", PRM, 365),
@@ -294,14 +297,14 @@ fn main() {
             // The first answer fills the cache (upstream calls).
             let (records, pages) = read_answer(&peer, &jid, prm, days).await;
             let calls = sim_calls(&sim_url).await;
-            let before = [cpu_seconds(agent.pid), cpu_seconds(prosody.pid)];
+            let before = [cpu_seconds(agent_pid), cpu_seconds(prosody_pid)];
             let started = Instant::now();
             for _ in 0..rounds {
                 let again = read_answer(&peer, &jid, prm, days).await;
                 assert_eq!(again, (records, pages), "answers differ between rounds");
             }
             let wall = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
-            let after = [cpu_seconds(agent.pid), cpu_seconds(prosody.pid)];
+            let after = [cpu_seconds(agent_pid), cpu_seconds(prosody_pid)];
             let upstream = sim_calls(&sim_url).await - calls;
             let agent_ms = (after[0] - before[0]) * 1000.0 / rounds as f64;
             let prosody_ms = (after[1] - before[1]) * 1000.0 / rounds as f64;
@@ -315,26 +318,26 @@ fn main() {
                 records as f64 / agent_ms / 1000.0,
                 prosody_ms,
                 wall,
-                peak_rss_mib(agent.pid),
+                peak_rss_mib(agent_pid),
             );
             if upstream > 0 {
                 println!("  ({upstream} upstream calls during the rounds: not all from the cache)");
             }
         }
-        peer.stop.cancel();
+        peer.running.shutdown.cancel();
         // The command line a person would use: two years of the 10-minute meter
         // through `query`, written as csv as pages arrive.
         let today = quoalise_agent::time::paris_today(jiff::Timestamp::now());
         let end = quoalise_agent::time::add_days(quoalise_agent::cache::first_open_day(today), -1).unwrap();
         let start = quoalise_agent::time::add_days(end, -730).unwrap();
         write_secret(&dir.path().join("peer_password"), PASSWORD);
-        let before = cpu_seconds(agent.pid);
+        let before = cpu_seconds(agent_pid);
         let started = Instant::now();
         let mut child = std::process::Command::new(agent_bin())
             .args(["query", "--jid", "peer0@localhost", "--password-file"])
             .arg(dir.path().join("peer_password"))
             .args(["--to", "agent@localhost/agent", "--server"])
-            .arg(format!("127.0.0.1:{xmpp_port}"))
+            .arg(prosody.server())
             .arg("--ca-file")
             .arg(&ca)
             .args([
@@ -366,7 +369,7 @@ fn main() {
             let _ = err.read_to_string(&mut summary);
         }
         assert!(status.success(), "query failed: {summary}");
-        let agent_ms = (cpu_seconds(agent.pid) - before) * 1000.0;
+        let agent_ms = (cpu_seconds(agent_pid) - before) * 1000.0;
         println!(
             "query get-history, 2 years of 10-minute as csv: {:.1} s, query peak RSS {peak:.1} MiB (sampled every 20 ms), agent {agent_ms:.0} ms of CPU; {}",
             started.elapsed().as_secs_f64(),

@@ -18,10 +18,16 @@
 //! period, default 10), `BENCH_CONSENTS` (default 100000). Needs root (Prosody runs
 //! as its own user) and the Debian `prosody` package.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
-use common::*;
+mod measure;
 
-use std::path::{Path, PathBuf};
+use common::agent_harness::{PRM, free_port};
+use common::prosody::Prosody;
+use common::xmpp_harness::Peer;
+use measure::*;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,13 +40,11 @@ use xmpp_parsers::jid::Jid;
 
 const LOAD_CURVE: &str = "GET /mesure_synchrone_auto/v2/courbe_de_charge_consommation";
 
-fn write_config(dir: &Path, xmpp_port: u16, sim: &str, web: u16) {
-    let mut config = agent_config(dir, xmpp_port, sim, web, "info");
-    config.push_str(&format!(
-        "[[peers]]\njid = \"granted@localhost\"\nusage_points = [\"{PRM}\"]\n\
-         [[peers]]\njid = \"consented@localhost\"\nusage_points = []\n"
-    ));
-    std::fs::write(dir.join("config.toml"), config).unwrap();
+fn write_config(dir: &Path, prosody: &Prosody, sim: &str, web: u16) {
+    agent_config(prosody, sim, web, "info")
+        .peer("granted@localhost", &[PRM])
+        .peer("consented@localhost", &[])
+        .write(dir);
 }
 
 fn agent_jid() -> Jid {
@@ -61,6 +65,7 @@ fn ping() -> Element {
 async fn ask(peer: &Peer, to: Option<Jid>, payload: IqRequestPayload) -> Duration {
     let started = Instant::now();
     match peer
+        .running
         .handle
         .send_iq(to, payload, Duration::from_secs(60))
         .await
@@ -185,30 +190,26 @@ fn main() {
         .prefix("operations-")
         .tempdir()
         .unwrap();
-    let prosody_dir = dir.path().join("prosody");
-    std::fs::create_dir_all(&prosody_dir).unwrap();
-    let xmpp_port = free_port();
-    let prosody = start_prosody(&prosody_dir, xmpp_port);
-    for user in ["agent", "granted", "consented"] {
-        register(&prosody_dir, user);
-    }
-    let (sim, sim_url) = start_sim();
-    let web = free_port();
-    write_config(dir.path(), xmpp_port, &sim_url, web);
-    let mut agent = start_agent(dir.path(), web);
-    let ca: PathBuf = prosody_dir.join("ca.pem");
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    // The harness's processes are tokio's: started and stopped in the runtime.
+    let _runtime = runtime.enter();
+    let prosody = runtime.block_on(start_prosody(&["agent", "granted", "consented"]));
+    let prosody_pid = prosody_pid(&prosody);
+    let (sim, sim_url) = start_sim();
+    let web = free_port();
+    write_config(dir.path(), &prosody, &sim_url, web);
+    let agent = runtime.block_on(start_agent(dir.path(), web));
+    let agent_pid = agent.pid();
     runtime.block_on(async {
         let http = reqwest::Client::new();
-        let granted = connect(xmpp_port, &ca, "granted").await;
+        let granted = connect(&prosody, "granted").await;
         let agent_to = Some(agent_jid());
         let server: Option<Jid> = Some(Jid::new("localhost").unwrap());
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let idle = rss_mib(agent.pid);
+        let idle = rss_mib(agent_pid);
 
         println!("== upstream calls per request (2026 simulator; counted by the simulator)");
         for (label, from, to) in [("30 closed days of load curve", 32, 2), ("yesterday only (never cached)", 1, 0)] {
@@ -247,8 +248,8 @@ fn main() {
         println!("\n== memory and CPU");
         // A loaded period: 50 requests in flight, cached days.
         let stop = Arc::new(AtomicBool::new(false));
-        let handle = granted.handle.clone();
-        let cpu_before = (cpu_seconds(agent.pid), cpu_seconds(prosody.pid));
+        let handle = granted.running.handle.clone();
+        let cpu_before = (cpu_seconds(agent_pid), cpu_seconds(prosody_pid));
         let started = Instant::now();
         let mut tasks = Vec::new();
         for w in 0..50usize {
@@ -273,8 +274,8 @@ fn main() {
             done += t.await.unwrap();
         }
         let elapsed = started.elapsed().as_secs_f64();
-        let cpu = (cpu_seconds(agent.pid) - cpu_before.0, cpu_seconds(prosody.pid) - cpu_before.1);
-        let loaded = rss_mib(agent.pid);
+        let cpu = (cpu_seconds(agent_pid) - cpu_before.0, cpu_seconds(prosody_pid) - cpu_before.1);
+        let loaded = rss_mib(agent_pid);
         println!("agent RSS idle                 {:>7.1} MiB", idle.0);
         println!("agent RSS after load           {:>7.1} MiB (peak {:.1} MiB)", loaded.0, loaded.1);
         println!(
@@ -285,26 +286,26 @@ fn main() {
             elapsed,
             100.0 * cpu.0 / cpu.1.max(1e-9)
         );
-        granted.stop.cancel();
+        granted.running.shutdown.cancel();
     });
 
     println!("\n== with {consents} consents in the store");
-    agent.stop();
+    drop(agent);
     let filled = Instant::now();
     fill_consents(&dir.path().join("agent.db"), consents);
     let fill = filled.elapsed();
     let started = Instant::now();
-    let agent = start_agent(dir.path(), web);
+    let agent = runtime.block_on(start_agent(dir.path(), web));
     let startup = started.elapsed();
     println!(
         "written in {:.1} s; agent healthy {:.2} s after start; RSS {:.1} MiB",
         fill.as_secs_f64(),
         startup.as_secs_f64(),
-        rss_mib(agent.pid).0
+        rss_mib(agent.pid()).0
     );
     runtime.block_on(async {
-        let consented = connect(xmpp_port, &ca, "consented").await;
-        let granted = connect(xmpp_port, &ca, "granted").await;
+        let consented = connect(&prosody, "consented").await;
+        let granted = connect(&prosody, "granted").await;
         let to = Some(agent_jid());
         let days = 40usize;
         let payload = |i: usize| {
@@ -323,8 +324,8 @@ fn main() {
         row("cached get_history, reading on a consent", &on_consent);
         row("cached get_history, reading on a grant", &on_grant);
         row("list_usage_points", &list);
-        consented.stop.cancel();
-        granted.stop.cancel();
+        consented.running.shutdown.cancel();
+        granted.running.shutdown.cancel();
         tokio::time::sleep(Duration::from_millis(300)).await;
     });
     drop(agent);

@@ -23,10 +23,16 @@
 //! Needs root (Prosody runs as its own user) and the Debian `prosody` package.
 //! Prosody runs with a minimal config: no debug log, no mod_limits, Nagle off.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
-use common::*;
+mod measure;
 
-use std::path::{Path, PathBuf};
+use common::agent_harness::{PRM, free_port};
+use common::prosody::Prosody;
+use common::xmpp_harness::Peer;
+use measure::*;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,14 +41,12 @@ use quoalise_agent::xmpp::{Command as AdHoc, IqError};
 use xmpp_parsers::iq::IqRequestPayload;
 use xmpp_parsers::jid::Jid;
 
-fn write_config(dir: &Path, xmpp_port: u16, sim: &str, web: u16, peers: usize, log: &str) {
-    let mut config = agent_config(dir, xmpp_port, sim, web, log);
+fn write_config(dir: &Path, prosody: &Prosody, sim: &str, web: u16, peers: usize, log: &str) {
+    let mut config = agent_config(prosody, sim, web, log);
     for i in 0..peers {
-        config.push_str(&format!(
-            "[[peers]]\njid = \"peer{i}@localhost\"\nusage_points = [\"{PRM}\"]\n"
-        ));
+        config = config.peer(&format!("peer{i}@localhost"), &[PRM]);
     }
-    std::fs::write(dir.join("config.toml"), config).unwrap();
+    config.write(dir);
 }
 
 fn request(command: &str, day: usize) -> AdHoc {
@@ -77,7 +81,7 @@ async fn level(
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for worker in 0..in_flight {
-        let handle = peers[worker % peers.len()].handle.clone();
+        let handle = peers[worker % peers.len()].running.handle.clone();
         let agent = agent.clone();
         let measuring = measuring.clone();
         let stop = stop.clone();
@@ -178,25 +182,23 @@ fn main() {
         .prefix("xmpp-load-")
         .tempdir()
         .unwrap();
-    std::fs::create_dir_all(dir.path().join("prosody")).unwrap();
-    let xmpp_port = free_port();
-    let prosody = start_prosody(&dir.path().join("prosody"), xmpp_port);
-    let prosody_pid = prosody.pid;
-    register(&dir.path().join("prosody"), "agent");
-    for i in 0..peers_n {
-        register(&dir.path().join("prosody"), &format!("peer{i}"));
-    }
-    let (sim, sim_url) = start_sim();
-    let web = free_port();
-    write_config(dir.path(), xmpp_port, &sim_url, web, peers_n, &log);
-    let agent = start_agent(dir.path(), web);
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let ca: PathBuf = dir.path().join("prosody/ca.pem");
-    let pids = [agent.pid, prosody_pid, sim.pid, std::process::id()];
+    // The harness's processes are tokio's: started and stopped in the runtime.
+    let _runtime = runtime.enter();
+    let mut users = vec!["agent".to_owned()];
+    users.extend((0..peers_n).map(|i| format!("peer{i}")));
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let prosody = runtime.block_on(start_prosody(&users));
+    let prosody_pid = prosody_pid(&prosody);
+    let (sim, sim_url) = start_sim();
+    let web = free_port();
+    write_config(dir.path(), &prosody, &sim_url, web, peers_n, &log);
+    let agent = runtime.block_on(start_agent(dir.path(), web));
+
+    let pids = [agent.pid(), prosody_pid, sim.pid, std::process::id()];
     println!(
         "xmpp_load: {command} ({}), {peers_n} peers, {secs} s per level, agent log.level={log}",
         if command == "get_history" {
@@ -221,7 +223,7 @@ fn main() {
     runtime.block_on(async {
         let mut peers = Vec::new();
         for i in 0..peers_n {
-            peers.push(connect(xmpp_port, &ca, &format!("peer{i}")).await);
+            peers.push(connect(&prosody, &format!("peer{i}")).await);
         }
         for in_flight in &levels {
             let r = level(&peers, *in_flight, secs, &command, pids).await;
@@ -240,7 +242,7 @@ fn main() {
             );
         }
         for p in &peers {
-            p.stop.cancel();
+            p.running.shutdown.cancel();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     });

@@ -1,4 +1,4 @@
-//! A real Prosody for one test: its own temporary directory (data, pid, log,
+//! A real Prosody for one test or benchmark: its own temporary directory (data, pid, log,
 //! certificates, config) owned by the `prosody` user, a self-signed CA and a
 //! leaf certificate for its domain (`localhost` unless told) made with
 //! `openssl`, a free port on 127.0.0.1, accounts registered with `prosodyctl`.
@@ -83,6 +83,9 @@ pub struct ProsodyOptions {
     pub s2s: Option<S2s>,
     /// Lines added to the global section, e.g. `c2s_stanza_size_limit = 10000`.
     pub extra_config: String,
+    /// The lowest level written to its log: `debug` for the tests (read on
+    /// failure), `warn` for the benchmarks (as in production).
+    pub log_level: String,
 }
 
 impl Default for ProsodyOptions {
@@ -95,6 +98,7 @@ impl Default for ProsodyOptions {
             ca_dir: None,
             s2s: None,
             extra_config: String::new(),
+            log_level: "debug".to_owned(),
         }
     }
 }
@@ -234,6 +238,11 @@ impl Prosody {
         self.options.version
     }
 
+    /// Prosody's own process (not `runuser`'s) while it runs: for /proc readings.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -283,7 +292,7 @@ ssl = {{ cafile = "{ca}" }}
 pidfile = "{dir}/prosody.pid"
 data_path = "{dir}/data"
 certificates = "{dir}/certs"
-log = {{ debug = "{dir}/prosody.log" }}
+log = {{ {level} = "{dir}/prosody.log" }}
 interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {port} }}
 c2s_direct_tls_ports = {{ }}
@@ -302,6 +311,7 @@ VirtualHost "{domain}"
             port = self.port,
             require = self.options.tls,
             extra = self.options.extra_config,
+            level = self.options.log_level,
             domain = self.options.domain,
         )
     }

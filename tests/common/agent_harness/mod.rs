@@ -205,13 +205,25 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Starts `quoalise-agent --config CONFIG run`, stderr to `dir/agent.log`.
     pub fn spawn(config: &Path, dir: &Path, web_port: u16, env: &[(&str, &str)]) -> AgentProcess {
+        AgentProcess::spawn_bin(AGENT_BIN, config, dir, web_port, env)
+    }
+
+    /// [`AgentProcess::spawn`] of another build of the agent (a benchmark
+    /// comparing two).
+    pub fn spawn_bin(
+        bin: &str,
+        config: &Path,
+        dir: &Path,
+        web_port: u16,
+        env: &[(&str, &str)],
+    ) -> AgentProcess {
         let log = dir.join("agent.log");
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .expect("agent log file");
-        let mut command = Command::new(AGENT_BIN);
+        let mut command = Command::new(bin);
         command
             .arg("--config")
             .arg(config)
