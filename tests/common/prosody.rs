@@ -120,7 +120,8 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 free when asked (a test binds it soon after).
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().unwrap().port()
 }
@@ -140,7 +141,7 @@ fn run(program: &str, args: &[&str], cwd: &Path) {
 }
 
 /// Sends a signal with the `kill` program (no unsafe code in tests either).
-fn signal(pid: u32, sig: &str) {
+pub fn signal(pid: u32, sig: &str) {
     let _ = std::process::Command::new("kill")
         .args([sig, &pid.to_string()])
         .stdout(Stdio::null())

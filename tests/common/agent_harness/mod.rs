@@ -26,6 +26,7 @@ use tokio::process::{Child, Command};
 use crate::common::config::{AgentConfig, write_secret};
 use crate::common::federation::Federation;
 use crate::common::prosody::{DOMAIN, Prosody, ProsodyOptions};
+pub use crate::common::prosody::{free_port, signal};
 use crate::common::sim::Sim;
 use crate::common::xmpp_harness::{AGENT, PASSWORD, agent_jid_at};
 use xmpp_parsers::jid::Jid;
@@ -174,23 +175,6 @@ impl ConfigFiles {
         }
         config.write(&self.dir);
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Sends a signal with the `kill` program.
-pub fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// The REAL agent binary running `run`.
