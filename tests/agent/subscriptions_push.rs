@@ -12,13 +12,12 @@
 
 use crate::common;
 use crate::common::agent_harness;
-use crate::common::sim;
 
 use std::time::Duration;
 
 use agent_harness::*;
 use common::prosody::{DOMAIN, Prosody, ProsodyOptions};
-use common::xmpp_harness::{AGENT, PASSWORD, Peer, condition, field_values, submit};
+use common::xmpp_harness::{AGENT, Peer, condition, field_values, submit};
 use minidom::Element;
 use quoalise_agent::config::ApiGeneration;
 use quoalise_agent::quoalise::{TimeSeries, decode_element};
@@ -48,33 +47,7 @@ async fn deploy(peers: Vec<PeerSpec>) -> Deployment {
         ..ProsodyOptions::default()
     })
     .await;
-    prosody.register(AGENT, PASSWORD).await;
-    for p in &peers {
-        prosody.register(&p.user, PASSWORD).await;
-    }
-    let sim = sim::Sim::start(&["--quota-per-second", "0"]);
-    let dir = tempfile::Builder::new()
-        .prefix("subscriptions-test-")
-        .tempdir()
-        .unwrap();
-    let files = ConfigFiles {
-        dir: dir.path().to_owned(),
-        xmpp_server: prosody.server(),
-        ca_file: prosody.ca_file(),
-        sim_base: sim.base_url().to_owned(),
-        web_port: free_port(),
-    };
-    files.write(&AgentSettings::with_peers(peers));
-    let agent = AgentProcess::spawn(&files.path(), dir.path(), files.web_port, &[]);
-    let mut d = Deployment {
-        agent,
-        sim,
-        prosody,
-        files,
-        dir,
-    };
-    d.agent.wait_healthy(Duration::from_secs(60)).await;
-    d
+    Deployment::start_on(prosody, AgentSettings::with_peers(peers)).await
 }
 
 async fn run(
