@@ -1,4 +1,4 @@
-//! Test support for the upstream contract tests, on top of the simulator's own
+//! Test support for the upstream tests (contract, crash, cache), on top of the simulator's own
 //! harness (`tests/common/sim.rs`: the real `enedis-sim` binary on 127.0.0.1, port
 //! 0, stopped on drop): a client configured for it, call counters by status, and
 //! consents given through its consent page.

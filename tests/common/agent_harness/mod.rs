@@ -1,7 +1,8 @@
 //! A whole deployment for the agent's integration tests: a real Prosody
 //! (tests/common/prosody.rs), the REAL `enedis-sim` binary (tests/common/sim.rs)
 //! and the REAL `quoalise-agent` binary running `run` with a configuration
-//! written here, all on 127.0.0.1 with free ports and temporary directories.
+//! written here from [`AgentSettings`] (through tests/common/config.rs), all on
+//! 127.0.0.1 with free ports and temporary directories.
 //! Everything is stopped on Drop (SIGTERM, then kill), also when a test fails;
 //! the agent's log is printed then.
 //!
