@@ -4,10 +4,9 @@
 //! invalid configuration rejected), Prosody restarting under it, SIGTERM
 //! (unavailable presence, exit 0).
 
-use crate::common::config::AgentConfig;
-
 use crate::common;
 use crate::common::agent_harness;
+use crate::common::config::AgentConfig;
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};

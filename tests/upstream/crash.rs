@@ -12,7 +12,6 @@
 //! 200 answers, so the test also reports how many kills landed in that window.
 
 use crate::common::config::AgentConfig;
-
 use crate::common::upstream_sim;
 
 use std::io::{BufRead, BufReader};

@@ -13,9 +13,8 @@
 //!
 //! Screenshots of every page go to tests/artifacts/e2e_consent_<api>/ (gitignored).
 
-use crate::common::config::AgentConfig;
-
 use crate::common;
+use crate::common::config::AgentConfig;
 use crate::common::sim;
 
 use std::net::TcpListener;
