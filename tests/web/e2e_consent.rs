@@ -14,6 +14,7 @@
 //! Screenshots of every page go to tests/artifacts/e2e_consent_<api>/ (gitignored).
 
 use crate::common;
+use crate::common::agent_harness::AgentProcess;
 use crate::common::config::AgentConfig;
 use crate::common::sim;
 
@@ -55,119 +56,6 @@ fn signal(target: &str, sig: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-}
-
-// ------------------------------------------------------------------ the agent
-
-/// The real agent binary, stopped on Drop (SIGTERM, then kill).
-struct AgentProcess {
-    config: PathBuf,
-    child: Option<Child>,
-    log: PathBuf,
-    web: String,
-}
-
-impl AgentProcess {
-    async fn start(config: PathBuf, log: PathBuf, web: String) -> AgentProcess {
-        let mut agent = AgentProcess {
-            config,
-            child: None,
-            log,
-            web,
-        };
-        agent.launch().await;
-        agent
-    }
-
-    async fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .arg("run")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn quoalise-agent run");
-        self.child = Some(child);
-        // Ready when /healthz says the store and the XMPP session are fine.
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = http.get(format!("{}/healthz", self.web)).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("the agent exited at start ({status}):\n{}", self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent is not healthy within 60 s:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Some(pid) = child.id() {
-            signal(&pid.to_string(), "-TERM");
-        }
-        match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
-            Ok(status) => assert!(
-                status.unwrap().success(),
-                "the agent did not exit cleanly:\n{}",
-                self.log_text()
-            ),
-            Err(_) => {
-                let _ = child.kill().await;
-                panic!("the agent did not stop within 30 s:\n{}", self.log_text());
-            }
-        }
-    }
-
-    async fn restart(&mut self) {
-        self.stop().await;
-        self.launch().await;
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                signal(&pid.to_string(), "-TERM");
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.start_kill();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- agent log ---\n{}", self.log_text());
-        }
-    }
 }
 
 // ------------------------------------------------------------------ the browser
@@ -564,7 +452,8 @@ async fn setup(api: &str, sandbox: bool) -> Setup {
         .peer(&format!("{PEER_USER}@{DOMAIN}"), &[])
         .peer_set("redirect_uris", vec![format!("{peer_site_base}/linky/")])
         .write(dir.path());
-    let agent = AgentProcess::start(config, dir.path().join("agent.log"), web.clone()).await;
+    let mut agent = AgentProcess::spawn(&config, dir.path(), web_port, &[]);
+    agent.wait_healthy(Duration::from_secs(60)).await;
     let artifacts = root()
         .join("tests/artifacts")
         .join(format!("e2e_consent_{api}"));
@@ -916,7 +805,7 @@ async fn get_authorize_uri_for_humans_programs_and_admins() {
     std::fs::write(&description, "<p>Pour vous</p>\n").unwrap();
     let out = std::process::Command::new(BIN)
         .arg("--config")
-        .arg(&s.agent.config)
+        .arg(s.agent.config())
         .args([
             "authorize-url",
             "--peer",
@@ -940,7 +829,7 @@ async fn get_authorize_uri_for_humans_programs_and_admins() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), program_uri);
     let out = std::process::Command::new(BIN)
         .arg("--config")
-        .arg(&s.agent.config)
+        .arg(s.agent.config())
         .args([
             "authorize-url",
             "--peer",

@@ -185,6 +185,11 @@ pub struct AgentProcess {
     log: PathBuf,
     pub web_port: u16,
     http: reqwest::Client,
+    /// What it was started with, to start it again ([`AgentProcess::restart`]).
+    bin: String,
+    config: PathBuf,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl AgentProcess {
@@ -233,7 +238,45 @@ impl AgentProcess {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
+            bin: bin.to_owned(),
+            config: config.to_owned(),
+            dir: dir.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         }
+    }
+
+    /// The configuration file it runs on.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// SIGTERM, then a clean exit (status 0) within 30 s, or the test fails.
+    pub async fn stop(&mut self) {
+        self.signal("-TERM");
+        let status = self.wait_exit(Duration::from_secs(30)).await;
+        assert!(
+            status.success(),
+            "the agent did not exit cleanly ({status}):\n{}",
+            self.log()
+        );
+    }
+
+    /// [`AgentProcess::stop`], then the same build on the same files again
+    /// (its log goes on in the same file), once healthy.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let again =
+            AgentProcess::spawn_bin(&self.bin, &self.config, &self.dir, self.web_port, &env);
+        *self = again;
+        self.wait_healthy(Duration::from_secs(60)).await;
     }
 
     pub fn pid(&self) -> u32 {
