@@ -3,12 +3,13 @@
 //! | `enedis.api` | consent | token | data |
 //! |---|---|---|---|
 //! | `2026` | v2 page → `autorisation_id` → `subscribed_services` | application | [`api2026`] |
-//! | `v5` | v1 page → `usage_point_id` | application | [`v5`] |
-//! | `v4` | v1 page → `code` + `usage_point_id` | per consent | [`v4`] |
-//! | `v3` | same as v4 | per consent | [`v3`] (`rank`) |
+//! | `v5` | v1 page → `usage_point_id` | application | [`v1::V5`] |
+//! | `v4` | v1 page → `code` + `usage_point_id` | per consent | [`v1::V4`] |
+//! | `v3` | same as v4 | per consent | [`v1::V3`] (`rank`) |
 //!
-//! Each generation module only knows its paths and its answer format (a
-//! [`Dialect`]); everything else is shared by [`EnedisClient`]: the HTTP client with
+//! Each API family module only knows its paths and its answer format (a
+//! [`Dialect`]): [`api2026`], and [`v1`] for v3, v4 and v5, one description per
+//! generation. Everything else is shared by [`EnedisClient`]: the HTTP client with
 //! its timeouts and retries ([`http`]), the application-wide quota ([`limiter`]),
 //! tokens ([`token`]), the day windows and their splitting ([`window`]), and the
 //! consent flow ([`consent`]).
@@ -21,12 +22,9 @@ pub mod consent;
 pub mod error;
 pub mod http;
 pub mod limiter;
-pub mod meter_reading;
 pub mod normalise;
 pub mod token;
-pub mod v3;
-pub mod v4;
-pub mod v5;
+pub mod v1;
 pub mod window;
 
 pub use consent::{Callback, ConsentDuration, authorize_url, parse_prm_list};
@@ -110,16 +108,13 @@ pub struct DataCall {
 }
 
 impl DataCall {
-    /// v3/v4/v5 style: `?usage_point_id=…&start=…&end=…`.
-    pub fn usage_point(path: &str, prm: &Prm, from: Date, to: Date) -> DataCall {
+    /// A GET of `path` (absolute) with `query`; the endpoint, as logged and counted,
+    /// is the path without its leading `/`.
+    pub fn new(path: String, query: Vec<(&'static str, String)>) -> DataCall {
         DataCall {
             endpoint: path.trim_start_matches('/').to_owned(),
-            path: path.to_owned(),
-            query: vec![
-                ("usage_point_id", prm.to_string()),
-                ("start", from.to_string()),
-                ("end", to.to_string()),
-            ],
+            path,
+            query,
         }
     }
 }
@@ -144,9 +139,9 @@ pub trait Dialect: Send + Sync {
 pub fn dialect(generation: ApiGeneration) -> Box<dyn Dialect> {
     match generation {
         ApiGeneration::Api2026 => Box::new(api2026::Api2026),
-        ApiGeneration::V5 => Box::new(v5::V5),
-        ApiGeneration::V4 => Box::new(v4::V4),
-        ApiGeneration::V3 => Box::new(v3::V3),
+        ApiGeneration::V5 => Box::new(v1::V5),
+        ApiGeneration::V4 => Box::new(v1::V4),
+        ApiGeneration::V3 => Box::new(v1::V3),
     }
 }
 

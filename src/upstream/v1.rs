@@ -1,5 +1,14 @@
-//! The `meter_reading` answer of the v3, v4 and v5 metering APIs, which differ only
-//! in how a reading is placed in time:
+//! The v1 family of Data Connect metering APIs, v3, v4 and v5: one dialect
+//! ([`Metering`]) described per generation by where its data lives and how it places
+//! readings in time. Adding a generation of this family is one more constant beside
+//! [`V3`], [`V4`] and [`V5`] (and its arm in [`super::dialect`]).
+//!
+//! Paths: v3 and v4 serve `/<version>/metering_data/<resource>`, v5 one service per
+//! series, `/metering_data_<service>/v5/<resource>`; all take
+//! `?usage_point_id=…&start=…&end=…`.
+//!
+//! Answers: one `meter_reading` object, which the generations fill alike except for
+//! how a reading is placed in time:
 //!
 //! - v4 and v5 date each reading (`date`): Paris local time at the END of a
 //!   load-curve interval, with its own `interval_length` (`PT30M`…); the day for
@@ -16,6 +25,8 @@ use jiff::civil::Date;
 use serde::Deserialize;
 
 use super::normalise::{self, At, ShapeError, check_prm, day_of, from_json, unit_scale, value};
+use super::{DataCall, Dialect};
+use crate::config::ApiGeneration;
 use crate::quoalise::{Prm, Reading, Series, Step};
 use crate::time::{LoadCurveConverter, daily_reading, day_start, parse_date, parse_local_datetime};
 
@@ -26,6 +37,111 @@ pub enum Timing {
     Date,
     /// v3: `rank` from the answer's start day.
     Rank,
+}
+
+/// How a generation lays out its data paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `/<version>/metering_data/<resource>` (v3, v4).
+    MeteringData,
+    /// `/metering_data_<service>/<version>/<resource>` (v5): one service per series.
+    ServicePerSeries,
+}
+
+/// One generation of the v1 family: everything that differs between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metering {
+    pub generation: ApiGeneration,
+    /// The version in its paths (`v3`…).
+    pub version: &'static str,
+    pub layout: Layout,
+    pub timing: Timing,
+}
+
+/// Metering v3, the seed's (retired 2023): readings placed by `rank` (rank 1 =
+/// 00:00–00:30 of the start day for a 30-minute meter), per-consent tokens as in v4.
+pub const V3: Metering = Metering {
+    generation: ApiGeneration::V3,
+    version: "v3",
+    layout: Layout::MeteringData,
+    timing: Timing::Rank,
+};
+
+/// Metering v4 (retired 2023): dated readings like v5, and OAuth tokens PER CONSENT
+/// (authorization_code, then refresh_token), which the shared machinery keeps in the
+/// store.
+pub const V4: Metering = Metering {
+    generation: ApiGeneration::V4,
+    version: "v4",
+    layout: Layout::MeteringData,
+    timing: Timing::Date,
+};
+
+/// Metering v5 (2023 to October 2026): one application token, dated readings.
+/// Consent through the v1 page, whose redirect carries the PRMs in `usage_point_id`.
+pub const V5: Metering = Metering {
+    generation: ApiGeneration::V5,
+    version: "v5",
+    layout: Layout::ServicePerSeries,
+    timing: Timing::Date,
+};
+
+/// The names of a series in v1 paths: its resource under `metering_data`, its v5
+/// service, and its resource under that service.
+fn names(series: Series) -> (&'static str, &'static str, &'static str) {
+    match series {
+        Series::ConsumptionPower => ("consumption_load_curve", "clc", "consumption_load_curve"),
+        Series::ProductionPower => ("production_load_curve", "plc", "production_load_curve"),
+        Series::ConsumptionEnergyDaily => ("daily_consumption", "dc", "daily_consumption"),
+        Series::ProductionEnergyDaily => ("daily_production", "dp", "daily_production"),
+        Series::ConsumptionMaxPower => (
+            "consumption_max_power",
+            "dcmp",
+            "daily_consumption_max_power",
+        ),
+    }
+}
+
+impl Metering {
+    /// The data path of `series`.
+    pub fn path(&self, series: Series) -> String {
+        let (resource, service, service_resource) = names(series);
+        let version = self.version;
+        match self.layout {
+            Layout::MeteringData => format!("/{version}/metering_data/{resource}"),
+            Layout::ServicePerSeries => {
+                format!("/metering_data_{service}/{version}/{service_resource}")
+            }
+        }
+    }
+}
+
+impl Dialect for Metering {
+    fn generation(&self) -> ApiGeneration {
+        self.generation
+    }
+
+    fn data_call(&self, series: Series, prm: &Prm, from: Date, to: Date) -> DataCall {
+        DataCall::new(
+            self.path(series),
+            vec![
+                ("usage_point_id", prm.to_string()),
+                ("start", from.to_string()),
+                ("end", to.to_string()),
+            ],
+        )
+    }
+
+    fn parse(
+        &self,
+        series: Series,
+        prm: &Prm,
+        from: Date,
+        to: Date,
+        body: &[u8],
+    ) -> Result<Vec<Reading>, ShapeError> {
+        parse_readings(self.timing, series, prm, from, to, body)
+    }
 }
 
 #[derive(Deserialize)]
