@@ -16,10 +16,15 @@
 //! ([`consent`]). Answers are read with the helpers of [`normalise`]; failures are
 //! [`error`]s.
 //!
+//! In front of the client, [`cache`] keeps closed days (in the store's
+//! [`crate::store::readings`]) and coalesces identical requests; it is an
+//! [`Upstream`] too, and the one the agent holds.
+//!
 //! Readings come out normalised: UTC seconds at the START of the interval they cover,
 //! with their step, ordered, without duplicates, missing values as `None`.
 
 pub mod api2026;
+pub mod cache;
 pub mod client;
 pub mod consent;
 pub mod error;

@@ -1,9 +1,10 @@
-//! The readings cache and request coalescing, as an [`Upstream`] wrapped around the
-//! real one: the data path calls it exactly like the upstream client.
+//! The readings cache and request coalescing, as an [`Upstream`] decorating the
+//! real one: the data path calls it exactly like the upstream client. This is the
+//! cache's policy (what is closed, what to ask upstream, who waits for whom); its
+//! table lives with the rest of the database in [`crate::store::readings`].
 //!
 //! - Closed days (older than two days, Paris time: Enedis no longer changes them)
-//!   are kept in the store ([`crate::store::cache`]) per generation, PRM, series and
-//!   day, gaps included. A request served wholly from the cache costs no upstream
+//!   are kept in the store per generation, PRM, series and day, gaps included. A request served wholly from the cache costs no upstream
 //!   call; one that overlaps it asks only for the missing days, one upstream request
 //!   per contiguous run of them. The last two days are always asked again.
 //! - Identical upstream requests in flight at the same time (same generation, PRM,
@@ -29,12 +30,12 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use url::Url;
 
+use super::{Callback, ConsentDuration, Fetched, Upstream, UpstreamError, window};
 use crate::config::ApiGeneration;
 use crate::metrics::Metrics;
 use crate::quoalise::{Prm, Reading, Series};
 use crate::store::{Consent, Store, StoreError};
 use crate::time::{add_days, paris_date, paris_today, sort_dedup};
-use crate::upstream::{Callback, ConsentDuration, Fetched, Upstream, UpstreamError, window};
 
 /// Days at least this old (Paris calendar) are closed: cached, never asked again.
 pub const CLOSED_AFTER_DAYS: i64 = 2;
