@@ -132,6 +132,8 @@ impl Dialect for Metering {
         )
     }
 
+    /// Read a `meter_reading` answer (either wrapper) placing readings by
+    /// `self.timing`.
     fn parse(
         &self,
         series: Series,
@@ -140,7 +142,22 @@ impl Dialect for Metering {
         to: Date,
         body: &[u8],
     ) -> Result<Vec<Reading>, ShapeError> {
-        parse_readings(self.timing, series, prm, from, to, body)
+        let envelope: Envelope = from_json(body, "metering_data")?;
+        let readings = match (envelope.meter_reading, envelope.usage_point) {
+            (Some(meter_reading), _) => vec![meter_reading],
+            (None, Some(points)) => points.into_iter().map(|p| p.meter_reading).collect(),
+            (None, None) => {
+                return Err(ShapeError::new(
+                    "not a metering_data answer: neither meter_reading nor usage_point",
+                ));
+            }
+        };
+        let mut out = Vec::new();
+        for meter_reading in &readings {
+            check_prm(meter_reading.usage_point_id.as_deref(), prm)?;
+            out.extend(convert(self.timing, series, meter_reading, from)?);
+        }
+        normalise::finish(out, from, to)
     }
 }
 
@@ -176,33 +193,6 @@ struct IntervalReading {
     date: Option<String>,
     rank: Option<serde_json::Value>,
     interval_length: Option<serde_json::Value>,
-}
-
-/// Read a `meter_reading` answer for `series` of `prm` over `[from, to[`.
-pub fn parse_readings(
-    timing: Timing,
-    series: Series,
-    prm: &Prm,
-    from: Date,
-    to: Date,
-    body: &[u8],
-) -> Result<Vec<Reading>, ShapeError> {
-    let envelope: Envelope = from_json(body, "metering_data")?;
-    let readings = match (envelope.meter_reading, envelope.usage_point) {
-        (Some(meter_reading), _) => vec![meter_reading],
-        (None, Some(points)) => points.into_iter().map(|p| p.meter_reading).collect(),
-        (None, None) => {
-            return Err(ShapeError::new(
-                "not a metering_data answer: neither meter_reading nor usage_point",
-            ));
-        }
-    };
-    let mut out = Vec::new();
-    for meter_reading in &readings {
-        check_prm(meter_reading.usage_point_id.as_deref(), prm)?;
-        out.extend(convert(timing, series, meter_reading, from)?);
-    }
-    normalise::finish(out, from, to)
 }
 
 fn convert(
