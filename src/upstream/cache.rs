@@ -223,9 +223,9 @@ impl CachedUpstream {
                 Err(e) if is_no_data(&e) => {
                     // Part of the period has no data: that is an answer only if no
                     // other part has any (as the upstream does for one request).
-                    no_data = Some(duplicate(&e));
+                    no_data = Some(e.duplicate());
                 }
-                Err(e) => return Err(duplicate(&e)),
+                Err(e) => return Err(e.duplicate()),
             }
         }
         if readings.is_empty()
@@ -347,41 +347,7 @@ fn days_between(from: Date, to: Date) -> usize {
 }
 
 fn is_no_data(e: &UpstreamError) -> bool {
-    matches!(e, UpstreamError::Refused(fault) if fault.status == 404 && fault.has_code("no_data_found"))
-}
-
-/// A copy of a shared error for each caller (the error type is not `Clone`: a store
-/// error carries a SQLite error, which becomes its message).
-pub fn duplicate(e: &UpstreamError) -> UpstreamError {
-    match e {
-        UpstreamError::Refused(fault) => UpstreamError::Refused(fault.clone()),
-        UpstreamError::Unavailable { reason, fault } => UpstreamError::Unavailable {
-            reason: reason.clone(),
-            fault: fault.clone(),
-        },
-        UpstreamError::Quota(s) => UpstreamError::Quota(s.clone()),
-        UpstreamError::BadResponse {
-            endpoint,
-            status,
-            problem,
-            excerpt,
-        } => UpstreamError::BadResponse {
-            endpoint: endpoint.clone(),
-            status: *status,
-            problem: problem.clone(),
-            excerpt: excerpt.clone(),
-        },
-        UpstreamError::BadWindow(s) => UpstreamError::BadWindow(s.clone()),
-        UpstreamError::NotAuthorized(s) => UpstreamError::NotAuthorized(s.clone()),
-        UpstreamError::ConsentRefused { error, description } => UpstreamError::ConsentRefused {
-            error: error.clone(),
-            description: description.clone(),
-        },
-        UpstreamError::BadConsentRequest(s) => UpstreamError::BadConsentRequest(s.clone()),
-        UpstreamError::Store(e) => UpstreamError::Store(StoreError::Task(e.to_string())),
-        UpstreamError::Config(s) => UpstreamError::Config(s.clone()),
-        UpstreamError::Internal(s) => UpstreamError::Internal(s.clone()),
-    }
+    matches!(e, UpstreamError::Refused(fault) if fault.is_no_data())
 }
 
 #[async_trait]

@@ -216,7 +216,7 @@ impl EnedisClient {
         let answer = self.authorized(auth, &call, tally).await?;
         if !answer.is_success() {
             let fault = answer.fault();
-            if fault.status == 404 && fault.has_code("no_data_found") {
+            if fault.is_no_data() {
                 return Ok(None);
             }
             return Err(UpstreamError::Refused(fault));
