@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
-pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;

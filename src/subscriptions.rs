@@ -34,11 +34,11 @@ use xmpp_parsers::message::Message;
 use crate::agent::answer::split;
 use crate::agent::context::AgentContext;
 use crate::agent::data::{DataRequest, fetch};
-use crate::cache::Clock;
 use crate::logging::RequestLog;
 use crate::quoalise::{MetaForm, TimeSeries};
 use crate::store::Subscription;
 use crate::time::{PARIS, Window, add_days, day_start, paris_today};
+use crate::upstream::cache::Clock;
 use crate::xmpp::{CommandError, SessionState};
 
 /// The command name pushes are logged, measured and audited under.

@@ -19,7 +19,7 @@ use quoalise_agent::config::ApiGeneration;
 use quoalise_agent::quoalise::{
     Direction, Identifier, MetaForm, Prm, Series, Step, decode_bytes, encode,
 };
-use quoalise_agent::store::cache::{decode_day, encode_day};
+use quoalise_agent::store::readings::{decode_day, encode_day};
 use quoalise_agent::time::{
     Window, convert_load_curve, day_start, parse_date, parse_instant, parse_local_datetime,
 };

@@ -10,7 +10,7 @@
 //!
 //! Every access, allowed or refused, is written to the audit trail before it is
 //! answered ([`super::audit`]), and the upstream of step 2 is the cache with
-//! request coalescing ([`crate::cache`]), so every command gets them at once.
+//! request coalescing ([`crate::upstream::cache`]), so every command gets them at once.
 //!
 //! Upstream errors become stanza errors here ([`upstream_error`]), exactly as
 //! the protocol doc says: Enedis refusals → `undefined-condition` with the

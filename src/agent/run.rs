@@ -31,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::AgentContext;
 use super::reload::{Reloaded, reload};
-use crate::cache::CachedUpstream;
 use crate::commands::{
     GET_DAILY, GET_LOAD_CURVE, GetAuthorizeUri, GetHistory, ListUsagePoints, Subscribe, Unsubscribe,
 };
@@ -41,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::store::{ConsentState, Store, StoreError, now_seconds};
 use crate::subscriptions::Scheduler;
 use crate::systemd::{self, Heartbeat, Watchdog};
+use crate::upstream::cache::CachedUpstream;
 use crate::upstream::{self, UpstreamError};
 use crate::xmpp::{CommandSet, InvalidPeerJid, SessionState, SetupError, XmppAgent};
 
@@ -183,7 +183,7 @@ impl Agent {
         sync_grants(&store, &config.peers).await?;
         let metrics = Metrics::new();
         let upstream = upstream::connect(&config.enedis, store.clone(), metrics.clone())?;
-        // Every read goes through the cache and coalescing (crate::cache).
+        // Every read goes through the cache and coalescing (crate::upstream::cache).
         let upstream =
             Arc::new(CachedUpstream::new(upstream, store.clone()).with_metrics(metrics.clone()));
         tracing::info!(base_url = %config.enedis.base_url, api = config.enedis.api.as_str(), "Enedis client ready");

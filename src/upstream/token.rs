@@ -20,7 +20,7 @@ use reqwest::Method;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::Shared;
+use super::client::Shared;
 use super::consent::{ConsentDuration, parse_prm_list};
 use super::error::{EnedisFault, UpstreamError};
 use super::http::{Body, Call, Http, Tally};

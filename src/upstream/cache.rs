@@ -1,9 +1,10 @@
-//! The readings cache and request coalescing, as an [`Upstream`] wrapped around the
-//! real one: the data path calls it exactly like the upstream client.
+//! The readings cache and request coalescing, as an [`Upstream`] decorating the
+//! real one: the data path calls it exactly like the upstream client. This is the
+//! cache's policy (what is closed, what to ask upstream, who waits for whom); its
+//! table lives with the rest of the database in [`crate::store::readings`].
 //!
 //! - Closed days (older than two days, Paris time: Enedis no longer changes them)
-//!   are kept in the store ([`crate::store::cache`]) per generation, PRM, series and
-//!   day, gaps included. A request served wholly from the cache costs no upstream
+//!   are kept in the store per generation, PRM, series and day, gaps included. A request served wholly from the cache costs no upstream
 //!   call; one that overlaps it asks only for the missing days, one upstream request
 //!   per contiguous run of them. The last two days are always asked again.
 //! - Identical upstream requests in flight at the same time (same generation, PRM,
@@ -29,12 +30,12 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use url::Url;
 
+use super::{Callback, ConsentDuration, Fetched, Upstream, UpstreamError, window};
 use crate::config::ApiGeneration;
 use crate::metrics::Metrics;
 use crate::quoalise::{Prm, Reading, Series};
 use crate::store::{Consent, Store, StoreError};
 use crate::time::{add_days, paris_date, paris_today, sort_dedup};
-use crate::upstream::{Callback, ConsentDuration, Fetched, Upstream, UpstreamError, window};
 
 /// Days at least this old (Paris calendar) are closed: cached, never asked again.
 pub const CLOSED_AFTER_DAYS: i64 = 2;
@@ -222,9 +223,9 @@ impl CachedUpstream {
                 Err(e) if is_no_data(&e) => {
                     // Part of the period has no data: that is an answer only if no
                     // other part has any (as the upstream does for one request).
-                    no_data = Some(duplicate(&e));
+                    no_data = Some(e.duplicate());
                 }
-                Err(e) => return Err(duplicate(&e)),
+                Err(e) => return Err(e.duplicate()),
             }
         }
         if readings.is_empty()
@@ -346,41 +347,7 @@ fn days_between(from: Date, to: Date) -> usize {
 }
 
 fn is_no_data(e: &UpstreamError) -> bool {
-    matches!(e, UpstreamError::Refused(fault) if fault.status == 404 && fault.has_code("no_data_found"))
-}
-
-/// A copy of a shared error for each caller (the error type is not `Clone`: a store
-/// error carries a SQLite error, which becomes its message).
-pub fn duplicate(e: &UpstreamError) -> UpstreamError {
-    match e {
-        UpstreamError::Refused(fault) => UpstreamError::Refused(fault.clone()),
-        UpstreamError::Unavailable { reason, fault } => UpstreamError::Unavailable {
-            reason: reason.clone(),
-            fault: fault.clone(),
-        },
-        UpstreamError::Quota(s) => UpstreamError::Quota(s.clone()),
-        UpstreamError::BadResponse {
-            endpoint,
-            status,
-            problem,
-            excerpt,
-        } => UpstreamError::BadResponse {
-            endpoint: endpoint.clone(),
-            status: *status,
-            problem: problem.clone(),
-            excerpt: excerpt.clone(),
-        },
-        UpstreamError::BadWindow(s) => UpstreamError::BadWindow(s.clone()),
-        UpstreamError::NotAuthorized(s) => UpstreamError::NotAuthorized(s.clone()),
-        UpstreamError::ConsentRefused { error, description } => UpstreamError::ConsentRefused {
-            error: error.clone(),
-            description: description.clone(),
-        },
-        UpstreamError::BadConsentRequest(s) => UpstreamError::BadConsentRequest(s.clone()),
-        UpstreamError::Store(e) => UpstreamError::Store(StoreError::Task(e.to_string())),
-        UpstreamError::Config(s) => UpstreamError::Config(s.clone()),
-        UpstreamError::Internal(s) => UpstreamError::Internal(s.clone()),
-    }
+    matches!(e, UpstreamError::Refused(fault) if fault.is_no_data())
 }
 
 #[async_trait]

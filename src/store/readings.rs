@@ -1,10 +1,11 @@
-//! The readings cache: days of closed periods, kept so that a repeated request costs
-//! no upstream call.
+//! The readings table (`cache_days`): the persistence of the readings cache, days of
+//! closed periods kept so that a repeated request costs no upstream call. The cache's
+//! policy, what is closed and when to ask upstream, is
+//! [`crate::upstream::cache`]; this file only stores and serves what it decides.
 //!
 //! One row per (API generation, PRM, series, Paris day) holding every reading of the
 //! day as the upstream gave it, missing values included, so a day with gaps is still
-//! a complete day. Only days that can no longer change are stored (see
-//! [`crate::cache`], which decides).
+//! a complete day.
 //!
 //! The cache holds personal data only as long as something allows reading it: a row
 //! can only be written while an active consent of its generation or a grant covers
