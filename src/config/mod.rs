@@ -15,42 +15,30 @@
 //! serde, because serde stops at the first error and cannot say which source a
 //! value came from.
 
+mod jid;
+mod problems;
+mod secret;
+mod validate;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
-use std::fmt;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ::config::{Value, ValueKind};
 use serde::Deserialize;
 use xmpp_parsers::jid::{FullJid, Jid};
 
-/// A secret value: never printed, in `Debug`, `Display` or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub use jid::normalize_bare_jid;
+pub use problems::{ConfigErrors, Problem};
+pub use secret::Secret;
 
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself; call only where it is sent where it belongs.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+use jid::{bare_string, strip_root_dot};
+use secret::read_secret_file;
+use validate::{
+    check_host_port, check_http_url, check_pem_file, check_redirect_uri, is_loopback_host_port,
+    parse_hh_mm,
+};
 
 /// The Enedis API generation the agent speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
@@ -310,46 +298,6 @@ impl ApiGeneration {
     }
 }
 
-/// One thing wrong with the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The key, dotted, with array indices (`xmpp.jid`, `peers[1].usage_points[0]`);
-    /// empty when the problem is about the file as a whole.
-    pub key: String,
-    /// Where the value came from: the file's path or the environment variable's name.
-    pub source: String,
-    /// What is wrong and what is expected. Never contains a secret.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.source, self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.source, self.key, self.message)
-        }
-    }
-}
-
-/// Every problem found while loading the configuration; displays one per line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors {
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, problem) in self.problems.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
-    }
-}
-
 impl Config {
     /// Loads the file at `path`, applies the `QUOALISE_AGENT__*` environment
     /// variables, resolves secrets and validates everything.
@@ -477,35 +425,6 @@ impl Config {
     pub fn peer(&self, jid: &str) -> Option<&PeerConfig> {
         let bare = normalize_bare_jid(jid).ok()?;
         self.peers.iter().find(|peer| peer.jid == bare)
-    }
-}
-
-/// The bare JID of `jid`, normalised per RFC 7622 (stringprep: localpart and domain
-/// case-folded, a final root dot removed): the form in which peers are compared.
-/// A resource, if any, is dropped.
-pub fn normalize_bare_jid(jid: &str) -> Result<String, xmpp_parsers::jid::Error> {
-    Ok(bare_string(&Jid::new(jid)?))
-}
-
-fn bare_string(jid: &Jid) -> String {
-    // The jid crate keeps a final root dot when nothing else in the JID changed;
-    // RFC 7622 section 3.2 says to remove it, so two spellings compare equal.
-    let domain = jid.domain().as_str();
-    let domain = domain.strip_suffix('.').unwrap_or(domain);
-    match jid.node() {
-        Some(node) => format!("{}@{domain}", node.as_str()),
-        None => domain.to_owned(),
-    }
-}
-
-/// `agent@example.org./agent` → `agent@example.org/agent`: the jid crate keeps
-/// the root dot of a full JID (see [`bare_string`]).
-fn strip_root_dot(full: &str) -> String {
-    match full.split_once('/') {
-        Some((bare, resource)) => {
-            format!("{}/{resource}", bare.strip_suffix('.').unwrap_or(bare))
-        }
-        None => full.to_owned(),
     }
 }
 
@@ -1415,144 +1334,6 @@ impl Walker {
     }
 }
 
-/// Reads a secret file: refused when group or others may access it; one trailing
-/// newline trimmed. The error never contains the file's content.
-fn read_secret_file(path: &Path) -> Result<String, String> {
-    use std::os::unix::fs::PermissionsExt;
-
-    let shown = path.display();
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read secret file {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("secret file {shown} is not a regular file"));
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "secret file {shown} is accessible by group or others (mode {mode:04o}); make it \
-             readable by its owner only: chmod 600 {shown}"
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read secret file {shown}: {e}"))?;
-    // The UTF-8 error would carry the bytes: drop it.
-    let mut secret =
-        String::from_utf8(bytes).map_err(|_| format!("secret file {shown} is not valid UTF-8"))?;
-    if secret.ends_with("\r\n") {
-        secret.truncate(secret.len() - 2);
-    } else if secret.ends_with('\n') {
-        secret.truncate(secret.len() - 1);
-    }
-    if secret.is_empty() {
-        return Err(format!("secret file {shown} is empty"));
-    }
-    Ok(secret)
-}
-
-fn check_pem_file(path: &Path) -> Result<(), String> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let marker = b"-----BEGIN CERTIFICATE-----";
-    if !bytes.windows(marker.len()).any(|w| w == marker) {
-        return Err(format!(
-            "{shown} holds no PEM certificate (no \"-----BEGIN CERTIFICATE-----\" line)"
-        ));
-    }
-    Ok(())
-}
-
-fn check_http_url(s: &str) -> Result<url::Url, String> {
-    let url = url::Url::parse(s).map_err(|e| format!("expected an absolute http(s) URL ({e})"))?;
-    match url.scheme() {
-        "http" | "https" if url.host().is_some() => Ok(url),
-        "http" | "https" => Err("expected an http(s) URL with a host".to_owned()),
-        other => Err(format!("expected an http(s) URL, the scheme is {other:?}")),
-    }
-}
-
-/// Where a consent flow may send a consumer back: https, or http on loopback for tests.
-fn check_redirect_uri(s: &str) -> Result<url::Url, String> {
-    let url = check_http_url(s)?;
-    if url.scheme() == "http" {
-        let loopback = match url.host() {
-            Some(url::Host::Domain(d)) => d == "localhost",
-            Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
-            Some(url::Host::Ipv6(ip)) => ip == Ipv6Addr::LOCALHOST,
-            None => false,
-        };
-        if !loopback {
-            return Err(
-                "expected an https URL (http only for localhost, 127.0.0.1 or [::1])".to_owned(),
-            );
-        }
-    }
-    if url.fragment().is_some() {
-        return Err("a redirect URI has no #fragment (RFC 6749)".to_owned());
-    }
-    Ok(url)
-}
-
-/// `host:port`, host a DNS name, an IPv4 address or a bracketed IPv6 address.
-fn check_host_port(s: &str) -> Result<(), String> {
-    const EXPECTED: &str = "expected host:port, e.g. xmpp.example.org:5222 or 127.0.0.1:5222";
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return Err(format!("{EXPECTED}; the port is missing"));
-    };
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => {}
-        _ => {
-            return Err(format!(
-                "{EXPECTED}; the port is not a number from 1 to 65535"
-            ));
-        }
-    }
-    if let Some(inner) = host.strip_prefix('[') {
-        let ok = inner
-            .strip_suffix(']')
-            .is_some_and(|ip| ip.parse::<Ipv6Addr>().is_ok());
-        if !ok {
-            return Err(format!(
-                "{EXPECTED}; {host:?} is not a valid [IPv6] address"
-            ));
-        }
-        return Ok(());
-    }
-    let valid_name = !host.is_empty()
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if !valid_name {
-        return Err(format!(
-            "{EXPECTED}; {host:?} is not a host name (ASCII, punycode for IDN) or an IP address \
-             (IPv6 in brackets)"
-        ));
-    }
-    Ok(())
-}
-
-fn is_loopback_host_port(s: &str) -> bool {
-    let Some((host, _)) = s.rsplit_once(':') else {
-        return false;
-    };
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Strict `HH:MM`, 00:00 to 23:59.
-fn parse_hh_mm(s: &str) -> Option<jiff::civil::Time> {
-    let (h, m) = s.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 || !(h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())) {
-        return None;
-    }
-    let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
-    jiff::civil::Time::new(h, m, 0, 0).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1797,26 +1578,6 @@ usage_points = ["22516914714270"]
     }
 
     #[test]
-    fn bare_jids_are_normalised_per_rfc_7622() {
-        assert_eq!(
-            normalize_bare_jid("App@Example.ORG").unwrap(),
-            "app@example.org"
-        );
-        assert_eq!(
-            normalize_bare_jid("App@Example.ORG/Phone").unwrap(),
-            "app@example.org"
-        );
-        assert_eq!(
-            normalize_bare_jid("app@example.org.").unwrap(),
-            "app@example.org"
-        );
-        assert_eq!(normalize_bare_jid("Example.ORG").unwrap(), "example.org");
-        assert!(normalize_bare_jid("a@b@c").is_err());
-        assert!(normalize_bare_jid("app@").is_err());
-        assert!(normalize_bare_jid("app @example.org").is_err());
-    }
-
-    #[test]
     fn the_agent_jid_is_stored_normalised() {
         let (_dir, path) = setup(MINIMAL, b"x");
         let c = load(
@@ -1825,61 +1586,5 @@ usage_points = ["22516914714270"]
         )
         .unwrap();
         assert_eq!(c.xmpp.jid, "agent@example.org/agent");
-    }
-
-    #[test]
-    fn problems_display_one_per_line_with_source_and_key() {
-        let errors = ConfigErrors {
-            problems: vec![
-                Problem {
-                    key: "xmpp.jid".into(),
-                    source: "/etc/a.toml".into(),
-                    message: "bad".into(),
-                },
-                Problem {
-                    key: String::new(),
-                    source: "/etc/a.toml".into(),
-                    message: "worse".into(),
-                },
-            ],
-        };
-        assert_eq!(
-            errors.to_string(),
-            "/etc/a.toml: xmpp.jid: bad\n/etc/a.toml: worse"
-        );
-    }
-
-    #[test]
-    fn host_port_and_time_checks() {
-        for ok in [
-            "xmpp.example.org:5222",
-            "127.0.0.1:5222",
-            "[::1]:5222",
-            "localhost:1",
-        ] {
-            assert!(check_host_port(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "example.org",
-            "example.org:0",
-            "example.org:x",
-            ":5222",
-            "[::1:5222",
-            "a b:1",
-            "::1:5222",
-        ] {
-            assert!(check_host_port(bad).is_err(), "{bad}");
-        }
-        assert!(is_loopback_host_port("[::1]:5222"));
-        assert!(is_loopback_host_port("127.0.0.2:5222"));
-        assert!(is_loopback_host_port("LOCALHOST:5222"));
-        assert!(!is_loopback_host_port("10.0.0.1:5222"));
-        assert_eq!(
-            parse_hh_mm("23:59"),
-            Some(jiff::civil::Time::constant(23, 59, 0, 0))
-        );
-        for bad in ["24:00", "8:00", "08:60", "08:00:00", "0800", "+8:00"] {
-            assert_eq!(parse_hh_mm(bad), None, "{bad}");
-        }
     }
 }
