@@ -29,7 +29,7 @@ use ::config::{Value, ValueKind};
 use serde::Deserialize;
 use xmpp_parsers::jid::{FullJid, Jid};
 
-pub use jid::normalize_bare_jid;
+pub use jid::{bare_jid, normalize_bare_jid, parse_bare_jid};
 pub use problems::{ConfigErrors, Problem};
 pub use secret::Secret;
 
