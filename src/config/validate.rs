@@ -1,10 +1,20 @@
-//! Checks of single values, free of any key or source: URLs, redirect URIs,
-//! `host:port`, PEM files, `HH:MM` times. The reader turns their errors into problems.
+//! The values of particular keys: how each is checked (URLs, redirect URIs,
+//! `host:port`, PEM files, `HH:MM` times, JIDs, PRMs...) and read from the tree, a bad
+//! one recorded as a problem on its key.
 
-use std::net::{IpAddr, Ipv6Addr};
-use std::path::Path;
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
-pub(super) fn check_pem_file(path: &Path) -> Result<(), String> {
+use xmpp_parsers::jid::{FullJid, Jid};
+
+use super::jid::{bare_string, strip_root_dot};
+use super::reader::{Reader, array, boolean, integer, non_empty_string, path, string};
+use super::tree::Value;
+use super::{ApiGeneration, LogFormat, MIN_MAX_STANZA_BYTES};
+use crate::quoalise::Prm;
+
+fn check_pem_file(path: &Path) -> Result<(), String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     let marker = b"-----BEGIN CERTIFICATE-----";
@@ -16,7 +26,7 @@ pub(super) fn check_pem_file(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn check_http_url(s: &str) -> Result<url::Url, String> {
+fn check_http_url(s: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(s).map_err(|e| format!("expected an absolute http(s) URL ({e})"))?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
@@ -26,7 +36,7 @@ pub(super) fn check_http_url(s: &str) -> Result<url::Url, String> {
 }
 
 /// Where a consent flow may send a consumer back: https, or http on loopback for tests.
-pub(super) fn check_redirect_uri(s: &str) -> Result<url::Url, String> {
+fn check_redirect_uri(s: &str) -> Result<url::Url, String> {
     let url = check_http_url(s)?;
     if url.scheme() == "http" {
         let loopback = match url.host() {
@@ -48,7 +58,7 @@ pub(super) fn check_redirect_uri(s: &str) -> Result<url::Url, String> {
 }
 
 /// `host:port`, host a DNS name, an IPv4 address or a bracketed IPv6 address.
-pub(super) fn check_host_port(s: &str) -> Result<(), String> {
+fn check_host_port(s: &str) -> Result<(), String> {
     const EXPECTED: &str = "expected host:port, e.g. xmpp.example.org:5222 or 127.0.0.1:5222";
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err(format!("{EXPECTED}; the port is missing"));
@@ -87,7 +97,7 @@ pub(super) fn check_host_port(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn is_loopback_host_port(s: &str) -> bool {
+fn is_loopback_host_port(s: &str) -> bool {
     let Some((host, _)) = s.rsplit_once(':') else {
         return false;
     };
@@ -100,13 +110,301 @@ pub(super) fn is_loopback_host_port(s: &str) -> bool {
 }
 
 /// Strict `HH:MM`, 00:00 to 23:59.
-pub(super) fn parse_hh_mm(s: &str) -> Option<jiff::civil::Time> {
+fn parse_hh_mm(s: &str) -> Option<jiff::civil::Time> {
     let (h, m) = s.split_once(':')?;
     if h.len() != 2 || m.len() != 2 || !(h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())) {
         return None;
     }
     let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
     jiff::civil::Time::new(h, m, 0, 0).ok()
+}
+
+// The readers of the values of particular keys, for the `read` of a field: each
+// records a problem and returns `None` on a bad value.
+
+/// The agent's full JID (user@domain/resource), stored normalised.
+pub(super) fn full_jid(r: &mut Reader, key: &str, value: Value) -> Option<String> {
+    let s = non_empty_string(r, key, value)?;
+    match FullJid::new(&strip_root_dot(&s)) {
+        Ok(jid) if jid.node().is_none() => {
+            r.problem(
+                key,
+                format!(
+                    "expected a full JID user@domain/resource, e.g. \
+                     agent@example.org/agent; {s:?} has no user part"
+                ),
+            );
+            None
+        }
+        Ok(jid) => Some(jid.to_string()),
+        Err(e) => {
+            r.problem(
+                key,
+                format!(
+                    "expected a full JID with a resource, e.g. agent@example.org/agent; \
+                     {s:?}: {e}"
+                ),
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn host_port(r: &mut Reader, key: &str, value: Value) -> Option<String> {
+    let s = non_empty_string(r, key, value)?;
+    match check_host_port(&s) {
+        Ok(()) => Some(s),
+        Err(e) => {
+            r.problem(key, format!("{e}, got {s:?}"));
+            None
+        }
+    }
+}
+
+/// A PEM certificate file; a relative path is taken from the configuration file's directory.
+pub(super) fn pem_file(r: &mut Reader, key: &str, value: Value) -> Option<PathBuf> {
+    let path = path(r, key, value)?;
+    match check_pem_file(&path) {
+        Ok(()) => Some(path),
+        Err(e) => {
+            r.problem(key, e);
+            None
+        }
+    }
+}
+
+/// `xmpp.allow_plaintext`: true only with `server` (xmpp.server) on loopback.
+pub(super) fn plaintext_with(
+    server: Option<&str>,
+) -> impl FnOnce(&mut Reader, &str, Value) -> Option<bool> {
+    move |r, key, value| {
+        let allow = boolean(r, key, value)?;
+        if allow && !server.is_some_and(is_loopback_host_port) {
+            r.problem_keys(
+                key,
+                &[key, "xmpp.server"],
+                "true is only allowed with xmpp.server on loopback (127.0.0.1, [::1] or \
+                 localhost): elsewhere the password would cross the network in clear",
+            );
+        }
+        Some(allow)
+    }
+}
+
+pub(super) fn stanza_bytes(r: &mut Reader, key: &str, value: Value) -> Option<usize> {
+    integer(
+        r,
+        key,
+        value,
+        MIN_MAX_STANZA_BYTES as u64,
+        // Above what any server accepts by default; a bound keeps the arithmetic on
+        // sizes far from overflow.
+        64 * 1024 * 1024,
+    )
+    .and_then(|n| usize::try_from(n).ok())
+}
+
+const ACCEPTED_APIS: &str = "\"2026\", \"v5\", \"v4\" or \"v3\"";
+
+pub(super) fn api(r: &mut Reader, key: &str, value: Value) -> Option<ApiGeneration> {
+    match value {
+        Value::String(s) => match ApiGeneration::parse(&s) {
+            Some(api) => Some(api),
+            None => {
+                r.problem(
+                    key,
+                    format!("unknown API generation {s:?}; accepted: {ACCEPTED_APIS}"),
+                );
+                None
+            }
+        },
+        // `api = 2026` without quotes means the same.
+        Value::Integer(2026) => Some(ApiGeneration::Api2026),
+        other => {
+            r.problem(
+                key,
+                format!("expected one of {ACCEPTED_APIS}, got {}", other.describe()),
+            );
+            None
+        }
+    }
+}
+
+/// An http(s) base URL, returned without trailing slashes.
+pub(super) fn http_base(r: &mut Reader, key: &str, value: Value) -> Option<String> {
+    let s = non_empty_string(r, key, value)?;
+    match check_http_url(&s) {
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+            r.problem(
+                key,
+                format!("expected a base URL without query or fragment, got {s:?}"),
+            );
+            None
+        }
+        Ok(_) => Some(s.trim_end_matches('/').to_owned()),
+        Err(e) => {
+            r.problem(key, format!("{e}, got {s:?}"));
+            None
+        }
+    }
+}
+
+/// `enedis.redirect_uri`: the URI registered at Enedis, http(s) without fragment.
+pub(super) fn registered_redirect_uri(r: &mut Reader, key: &str, value: Value) -> Option<String> {
+    let s = non_empty_string(r, key, value)?;
+    match check_http_url(&s) {
+        Ok(url) if url.fragment().is_some() => {
+            r.problem(
+                key,
+                format!("a redirect URI has no #fragment (RFC 6749), got {s:?}"),
+            );
+            None
+        }
+        Ok(_) => Some(s),
+        Err(e) => {
+            r.problem(key, format!("{e}, got {s:?}"));
+            None
+        }
+    }
+}
+
+pub(super) fn socket_addr(r: &mut Reader, key: &str, value: Value) -> Option<SocketAddr> {
+    let s = non_empty_string(r, key, value)?;
+    match s.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            r.problem(
+                key,
+                format!(
+                    "expected an IP address and port, e.g. 127.0.0.1:8080 or \
+                     [::1]:8080, got {s:?}"
+                ),
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn log_format(r: &mut Reader, key: &str, value: Value) -> Option<LogFormat> {
+    let s = string(r, key, value)?;
+    match s.as_str() {
+        "text" => Some(LogFormat::Text),
+        "json" => Some(LogFormat::Json),
+        _ => {
+            r.problem(key, format!("expected \"text\" or \"json\", got {s:?}"));
+            None
+        }
+    }
+}
+
+/// A `tracing` filter directive.
+pub(super) fn log_level(r: &mut Reader, key: &str, value: Value) -> Option<String> {
+    let s = non_empty_string(r, key, value)?;
+    match tracing_subscriber::EnvFilter::builder().parse(&s) {
+        Ok(_) => Some(s),
+        Err(e) => {
+            r.problem(
+                key,
+                format!(
+                    "expected a tracing filter such as \"info\" or \
+                     \"info,quoalise_agent=debug\", got {s:?}: {e}"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A Paris local time, `HH:MM`.
+pub(super) fn publish_time(r: &mut Reader, key: &str, value: Value) -> Option<jiff::civil::Time> {
+    let s = string(r, key, value)?;
+    match parse_hh_mm(&s) {
+        Some(time) => Some(time),
+        None => {
+            r.problem(
+                key,
+                format!("expected a time \"HH:MM\" (Paris), e.g. \"08:00\", got {s:?}"),
+            );
+            None
+        }
+    }
+}
+
+/// A peer's bare JID, normalised; refused when an earlier `[[peers]]` entry has it.
+pub(super) fn peer_jid(r: &mut Reader, key: &str, value: Value) -> Option<String> {
+    let s = non_empty_string(r, key, value)?;
+    let jid = match Jid::new(&s) {
+        Ok(jid) if jid.resource().is_some() => {
+            r.problem(
+                key,
+                format!(
+                    "expected a bare JID without /resource (peers are allowed \
+                     whatever resource they connect from), e.g. {:?}, got {s:?}",
+                    bare_string(&jid)
+                ),
+            );
+            return None;
+        }
+        Ok(jid) => bare_string(&jid),
+        Err(e) => {
+            r.problem(
+                key,
+                format!("expected a bare JID, e.g. app@example.org; {s:?}: {e}"),
+            );
+            return None;
+        }
+    };
+    if let Some(first) = r.peer_jids.get(&jid) {
+        let message = format!(
+            "{jid} is already listed as peers[{first}].jid (JIDs are \
+             compared with localpart and domain case-folded); list each \
+             peer once"
+        );
+        r.problem(key, message);
+        return None;
+    }
+    r.peer_jids.insert(jid.clone(), r.peer_index);
+    Some(jid)
+}
+
+/// A peer's PRMs, each once.
+pub(super) fn prms(r: &mut Reader, key: &str, value: Value) -> Option<Vec<Prm>> {
+    let mut usage_points = Vec::new();
+    let mut seen = HashSet::new();
+    for (k, value) in array(r, key, value, "an array of 14-digit PRMs")
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("{key}[{k}]");
+        let Some(s) = string(r, &key, value) else {
+            continue;
+        };
+        match s.parse::<Prm>() {
+            Ok(prm) if !seen.insert(prm) => r.problem(&key, format!("PRM {prm} is listed twice")),
+            Ok(prm) => usage_points.push(prm),
+            Err(e) => r.problem(&key, format!("{e}, got {s:?}")),
+        }
+    }
+    Some(usage_points)
+}
+
+/// Where a peer's consumers may be sent back: https (http only on loopback).
+pub(super) fn redirect_uris(r: &mut Reader, key: &str, value: Value) -> Option<Vec<url::Url>> {
+    let mut uris = Vec::new();
+    for (k, value) in array(r, key, value, "an array of https URLs")
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("{key}[{k}]");
+        let Some(s) = string(r, &key, value) else {
+            continue;
+        };
+        match check_redirect_uri(&s) {
+            Ok(url) => uris.push(url),
+            Err(e) => r.problem(&key, format!("{e}, got {s:?}")),
+        }
+    }
+    Some(uris)
 }
 
 #[cfg(test)]
