@@ -678,4 +678,43 @@ usage_points = ["22516914714270"]
         .unwrap();
         assert_eq!(c.xmpp.jid, "agent@example.org/agent");
     }
+
+    /// `config/example.toml` documents every key, set or commented out (`# key = …`),
+    /// and no key that does not exist: the description above and the example agree.
+    #[test]
+    fn the_example_documents_every_key_and_only_known_keys() {
+        let example = include_str!("../../config/example.toml");
+        let mut documented: Vec<(String, String)> = Vec::new();
+        let mut section = String::new();
+        for line in example.lines() {
+            if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+                section = name.to_owned();
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                continue;
+            }
+            let line = line.strip_prefix("# ").unwrap_or(line);
+            // A key line parses as TOML on its own; prose that looks like one does not.
+            let Some((key, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            let is_key = !section.is_empty()
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                && toml::de::DeTable::parse(line).is_ok();
+            if is_key {
+                documented.push((section.clone(), key.to_owned()));
+            }
+        }
+        let mut known: Vec<(String, String)> = Vec::new();
+        for (name, keys) in SECTIONS.iter().chain([&("peers", PeerConfig::KEYS)]) {
+            for key in key_names(keys) {
+                known.push((name.to_string(), key.to_owned()));
+            }
+        }
+        documented.sort();
+        known.sort();
+        assert_eq!(documented, known);
+    }
 }
