@@ -177,6 +177,11 @@ impl Reader {
         });
     }
 
+    /// The value of a check, or `None` with its error recorded as a problem on `key`.
+    pub(super) fn accept<T>(&mut self, key: &str, checked: Result<T, String>) -> Option<T> {
+        checked.map_err(|message| self.problem(key, message)).ok()
+    }
+
     /// A problem about several keys at once: names every source involved.
     pub(super) fn problem_keys(&mut self, key: &str, keys: &[&str], message: impl Into<String>) {
         let mut sources: Vec<String> = Vec::new();

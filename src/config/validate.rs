@@ -125,52 +125,30 @@ fn parse_hh_mm(s: &str) -> Option<jiff::civil::Time> {
 /// The agent's full JID (user@domain/resource), stored normalised.
 pub(super) fn full_jid(r: &mut Reader, key: &str, value: Value) -> Option<String> {
     let s = non_empty_string(r, key, value)?;
-    match FullJid::new(&strip_root_dot(&s)) {
-        Ok(jid) if jid.node().is_none() => {
-            r.problem(
-                key,
-                format!(
-                    "expected a full JID user@domain/resource, e.g. \
-                     agent@example.org/agent; {s:?} has no user part"
-                ),
-            );
-            None
-        }
-        Ok(jid) => Some(jid.to_string()),
-        Err(e) => {
-            r.problem(
-                key,
-                format!(
-                    "expected a full JID with a resource, e.g. agent@example.org/agent; \
-                     {s:?}: {e}"
-                ),
-            );
-            None
-        }
-    }
+    let jid = match FullJid::new(&strip_root_dot(&s)) {
+        Ok(jid) if jid.node().is_none() => Err(format!(
+            "expected a full JID user@domain/resource, e.g. agent@example.org/agent; {s:?} \
+             has no user part"
+        )),
+        Ok(jid) => Ok(jid.to_string()),
+        Err(e) => Err(format!(
+            "expected a full JID with a resource, e.g. agent@example.org/agent; {s:?}: {e}"
+        )),
+    };
+    r.accept(key, jid)
 }
 
 pub(super) fn host_port(r: &mut Reader, key: &str, value: Value) -> Option<String> {
     let s = non_empty_string(r, key, value)?;
-    match check_host_port(&s) {
-        Ok(()) => Some(s),
-        Err(e) => {
-            r.problem(key, format!("{e}, got {s:?}"));
-            None
-        }
-    }
+    let checked = check_host_port(&s).map_err(|e| format!("{e}, got {s:?}"));
+    r.accept(key, checked.map(|()| s))
 }
 
 /// A PEM certificate file; a relative path is taken from the configuration file's directory.
 pub(super) fn pem_file(r: &mut Reader, key: &str, value: Value) -> Option<PathBuf> {
     let path = path(r, key, value)?;
-    match check_pem_file(&path) {
-        Ok(()) => Some(path),
-        Err(e) => {
-            r.problem(key, e);
-            None
-        }
-    }
+    let checked = check_pem_file(&path);
+    r.accept(key, checked.map(|()| path))
 }
 
 /// `xmpp.allow_plaintext`: true only with `server` (xmpp.server) on loopback.
@@ -192,219 +170,156 @@ pub(super) fn plaintext_with(
 }
 
 pub(super) fn stanza_bytes(r: &mut Reader, key: &str, value: Value) -> Option<usize> {
-    integer(
-        r,
-        key,
-        value,
-        MIN_MAX_STANZA_BYTES as u64,
-        // Above what any server accepts by default; a bound keeps the arithmetic on
-        // sizes far from overflow.
-        64 * 1024 * 1024,
-    )
-    .and_then(|n| usize::try_from(n).ok())
+    // The maximum is above what any server accepts by default; a bound keeps the
+    // arithmetic on sizes far from overflow.
+    let n = integer(r, key, value, MIN_MAX_STANZA_BYTES as u64, 64 * 1024 * 1024)?;
+    usize::try_from(n).ok()
 }
 
 const ACCEPTED_APIS: &str = "\"2026\", \"v5\", \"v4\" or \"v3\"";
 
 pub(super) fn api(r: &mut Reader, key: &str, value: Value) -> Option<ApiGeneration> {
-    match value {
-        Value::String(s) => match ApiGeneration::parse(&s) {
-            Some(api) => Some(api),
-            None => {
-                r.problem(
-                    key,
-                    format!("unknown API generation {s:?}; accepted: {ACCEPTED_APIS}"),
-                );
-                None
-            }
-        },
+    let api = match value {
+        Value::String(s) => ApiGeneration::parse(&s)
+            .ok_or_else(|| format!("unknown API generation {s:?}; accepted: {ACCEPTED_APIS}")),
         // `api = 2026` without quotes means the same.
-        Value::Integer(2026) => Some(ApiGeneration::Api2026),
-        other => {
-            r.problem(
-                key,
-                format!("expected one of {ACCEPTED_APIS}, got {}", other.describe()),
-            );
-            None
-        }
-    }
+        Value::Integer(2026) => Ok(ApiGeneration::Api2026),
+        other => Err(format!(
+            "expected one of {ACCEPTED_APIS}, got {}",
+            other.describe()
+        )),
+    };
+    r.accept(key, api)
 }
 
 /// An http(s) base URL, returned without trailing slashes.
 pub(super) fn http_base(r: &mut Reader, key: &str, value: Value) -> Option<String> {
     let s = non_empty_string(r, key, value)?;
-    match check_http_url(&s) {
-        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
-            r.problem(
-                key,
-                format!("expected a base URL without query or fragment, got {s:?}"),
-            );
-            None
-        }
-        Ok(_) => Some(s.trim_end_matches('/').to_owned()),
-        Err(e) => {
-            r.problem(key, format!("{e}, got {s:?}"));
-            None
-        }
-    }
+    let url = match check_http_url(&s) {
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => Err(format!(
+            "expected a base URL without query or fragment, got {s:?}"
+        )),
+        Ok(_) => Ok(s.trim_end_matches('/').to_owned()),
+        Err(e) => Err(format!("{e}, got {s:?}")),
+    };
+    r.accept(key, url)
 }
 
 /// `enedis.redirect_uri`: the URI registered at Enedis, http(s) without fragment.
 pub(super) fn registered_redirect_uri(r: &mut Reader, key: &str, value: Value) -> Option<String> {
     let s = non_empty_string(r, key, value)?;
-    match check_http_url(&s) {
-        Ok(url) if url.fragment().is_some() => {
-            r.problem(
-                key,
-                format!("a redirect URI has no #fragment (RFC 6749), got {s:?}"),
-            );
-            None
-        }
-        Ok(_) => Some(s),
-        Err(e) => {
-            r.problem(key, format!("{e}, got {s:?}"));
-            None
-        }
-    }
+    let checked = match check_http_url(&s) {
+        Ok(url) if url.fragment().is_some() => Err(format!(
+            "a redirect URI has no #fragment (RFC 6749), got {s:?}"
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{e}, got {s:?}")),
+    };
+    r.accept(key, checked.map(|()| s))
 }
 
 pub(super) fn socket_addr(r: &mut Reader, key: &str, value: Value) -> Option<SocketAddr> {
     let s = non_empty_string(r, key, value)?;
-    match s.parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            r.problem(
-                key,
-                format!(
-                    "expected an IP address and port, e.g. 127.0.0.1:8080 or \
-                     [::1]:8080, got {s:?}"
-                ),
-            );
-            None
-        }
-    }
+    let addr = s.parse::<SocketAddr>().map_err(|_| {
+        format!("expected an IP address and port, e.g. 127.0.0.1:8080 or [::1]:8080, got {s:?}")
+    });
+    r.accept(key, addr)
 }
 
 pub(super) fn log_format(r: &mut Reader, key: &str, value: Value) -> Option<LogFormat> {
     let s = string(r, key, value)?;
-    match s.as_str() {
-        "text" => Some(LogFormat::Text),
-        "json" => Some(LogFormat::Json),
-        _ => {
-            r.problem(key, format!("expected \"text\" or \"json\", got {s:?}"));
-            None
-        }
-    }
+    let format = match s.as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("expected \"text\" or \"json\", got {s:?}")),
+    };
+    r.accept(key, format)
 }
 
 /// A `tracing` filter directive.
 pub(super) fn log_level(r: &mut Reader, key: &str, value: Value) -> Option<String> {
     let s = non_empty_string(r, key, value)?;
-    match tracing_subscriber::EnvFilter::builder().parse(&s) {
-        Ok(_) => Some(s),
-        Err(e) => {
-            r.problem(
-                key,
-                format!(
-                    "expected a tracing filter such as \"info\" or \
-                     \"info,quoalise_agent=debug\", got {s:?}: {e}"
-                ),
-            );
-            None
-        }
-    }
+    let checked = tracing_subscriber::EnvFilter::builder()
+        .parse(&s)
+        .map_err(|e| {
+            format!(
+                "expected a tracing filter such as \"info\" or \"info,quoalise_agent=debug\", \
+                 got {s:?}: {e}"
+            )
+        });
+    r.accept(key, checked.map(|_| s))
 }
 
 /// A Paris local time, `HH:MM`.
 pub(super) fn publish_time(r: &mut Reader, key: &str, value: Value) -> Option<jiff::civil::Time> {
     let s = string(r, key, value)?;
-    match parse_hh_mm(&s) {
-        Some(time) => Some(time),
-        None => {
-            r.problem(
-                key,
-                format!("expected a time \"HH:MM\" (Paris), e.g. \"08:00\", got {s:?}"),
-            );
-            None
-        }
-    }
+    let time = parse_hh_mm(&s)
+        .ok_or_else(|| format!("expected a time \"HH:MM\" (Paris), e.g. \"08:00\", got {s:?}"));
+    r.accept(key, time)
 }
 
 /// A peer's bare JID, normalised; refused when an earlier `[[peers]]` entry has it.
 pub(super) fn peer_jid(r: &mut Reader, key: &str, value: Value) -> Option<String> {
     let s = non_empty_string(r, key, value)?;
     let jid = match Jid::new(&s) {
-        Ok(jid) if jid.resource().is_some() => {
-            r.problem(
-                key,
-                format!(
-                    "expected a bare JID without /resource (peers are allowed \
-                     whatever resource they connect from), e.g. {:?}, got {s:?}",
-                    bare_string(&jid)
-                ),
-            );
-            return None;
-        }
-        Ok(jid) => bare_string(&jid),
-        Err(e) => {
-            r.problem(
-                key,
-                format!("expected a bare JID, e.g. app@example.org; {s:?}: {e}"),
-            );
-            return None;
-        }
+        Ok(jid) if jid.resource().is_some() => Err(format!(
+            "expected a bare JID without /resource (peers are allowed whatever resource they \
+             connect from), e.g. {:?}, got {s:?}",
+            bare_string(&jid)
+        )),
+        Ok(jid) => Ok(bare_string(&jid)),
+        Err(e) => Err(format!(
+            "expected a bare JID, e.g. app@example.org; {s:?}: {e}"
+        )),
     };
-    if let Some(first) = r.peer_jids.get(&jid) {
-        let message = format!(
-            "{jid} is already listed as peers[{first}].jid (JIDs are \
-             compared with localpart and domain case-folded); list each \
-             peer once"
-        );
-        r.problem(key, message);
-        return None;
-    }
+    let jid = r.accept(key, jid)?;
+    let once = match r.peer_jids.get(&jid) {
+        Some(first) => Err(format!(
+            "{jid} is already listed as peers[{first}].jid (JIDs are compared with localpart \
+             and domain case-folded); list each peer once"
+        )),
+        None => Ok(jid),
+    };
+    let jid = r.accept(key, once)?;
     r.peer_jids.insert(jid.clone(), r.peer_index);
     Some(jid)
 }
 
 /// A peer's PRMs, each once.
 pub(super) fn prms(r: &mut Reader, key: &str, value: Value) -> Option<Vec<Prm>> {
-    let mut usage_points = Vec::new();
     let mut seen = HashSet::new();
-    for (k, value) in array(r, key, value, "an array of 14-digit PRMs")
-        .into_iter()
-        .enumerate()
-    {
-        let key = format!("{key}[{k}]");
-        let Some(s) = string(r, &key, value) else {
-            continue;
-        };
-        match s.parse::<Prm>() {
-            Ok(prm) if !seen.insert(prm) => r.problem(&key, format!("PRM {prm} is listed twice")),
-            Ok(prm) => usage_points.push(prm),
-            Err(e) => r.problem(&key, format!("{e}, got {s:?}")),
-        }
-    }
-    Some(usage_points)
+    let items = array(r, key, value, "an array of 14-digit PRMs");
+    Some(strings(r, key, items, |s| match s.parse::<Prm>() {
+        Ok(prm) if !seen.insert(prm) => Err(format!("PRM {prm} is listed twice")),
+        Ok(prm) => Ok(prm),
+        Err(e) => Err(format!("{e}, got {s:?}")),
+    }))
 }
 
 /// Where a peer's consumers may be sent back: https (http only on loopback).
 pub(super) fn redirect_uris(r: &mut Reader, key: &str, value: Value) -> Option<Vec<url::Url>> {
-    let mut uris = Vec::new();
-    for (k, value) in array(r, key, value, "an array of https URLs")
-        .into_iter()
-        .enumerate()
-    {
-        let key = format!("{key}[{k}]");
-        let Some(s) = string(r, &key, value) else {
-            continue;
-        };
-        match check_redirect_uri(&s) {
-            Ok(url) => uris.push(url),
-            Err(e) => r.problem(&key, format!("{e}, got {s:?}")),
+    let items = array(r, key, value, "an array of https URLs");
+    Some(strings(r, key, items, |s| {
+        check_redirect_uri(s).map_err(|e| format!("{e}, got {s:?}"))
+    }))
+}
+
+/// The strings of an array accepted by `check`; each problem names its item
+/// (`key[index]`).
+fn strings<T>(
+    r: &mut Reader,
+    key: &str,
+    items: Vec<Value>,
+    mut check: impl FnMut(&str) -> Result<T, String>,
+) -> Vec<T> {
+    let mut accepted = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        if let Some(value) = string(r, &key, item).and_then(|s| r.accept(&key, check(&s))) {
+            accepted.push(value);
         }
     }
-    Some(uris)
+    accepted
 }
 
 #[cfg(test)]
