@@ -37,7 +37,7 @@ pub use problems::{ConfigErrors, Problem};
 pub use secret::Secret;
 
 use env::EnvOverrides;
-use reader::{Reader, Section, count, key_names, non_empty_string, path, secs, section};
+use reader::{Reader, Section, boolean, count, key_names, non_empty_string, path, secs, section};
 use validate::{
     api, full_jid, host_port, http_base, log_format, log_level, peer_jid, pem_file, plaintext_with,
     prms, publish_time, redirect_uris, registered_redirect_uri, socket_addr, stanza_bytes,
@@ -177,7 +177,7 @@ section! {
     pub struct EnedisConfig {
         pub api: ApiGeneration = or(api, ApiGeneration::default()),
         /// Sandbox mode: enables `test_client` on the consent page.
-        pub sandbox: bool = or(reader::boolean, false),
+        pub sandbox: bool = or(boolean, false),
         /// Base of the data and token endpoints (default follows `api`).
         pub base_url: String = or(http_base, api.default_base_url(sandbox).to_owned()),
         /// Base of the consumer-facing consent pages (default follows `api`).

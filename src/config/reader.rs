@@ -39,6 +39,9 @@ pub(super) fn key_names(keys: &[&[&'static str]]) -> Vec<&'static str> {
 ///
 /// `read` is a `fn(&mut Reader, key, Value) -> Option<T>` (or a closure, which may use
 /// the fields above it) that records a problem and returns `None` on a bad value.
+/// Fields are read in their order, so problems come in that order; each field is a
+/// local binding while the section is read, so a reader must not share a field's name
+/// if a field below it uses that reader.
 macro_rules! section {
     (
         $(#[$meta:meta])*
@@ -60,13 +63,13 @@ macro_rules! section {
 
         impl $crate::config::reader::Section for $name {
             const KEYS: &'static [&'static [&'static str]] =
-                &[$(section!(@keys $field $how $args)),*];
+                &[$($crate::config::reader::section!(@keys $field $how $args)),*];
 
             fn read(
                 reader: &mut $crate::config::reader::Reader,
                 table: &mut $crate::config::reader::Table,
             ) -> Self {
-                $(let $field: $ty = section!(@read reader table $field $how $args);)*
+                $(let $field: $ty = $crate::config::reader::section!(@read reader table $field $how $args);)*
                 $name { $($field),* }
             }
         }
