@@ -210,7 +210,7 @@ section! {
     /// `[web]`: the consent web server.
     pub struct WebConfig {
         /// Address the consent web server binds.
-        pub listen: SocketAddr = or(socket_addr, SocketAddr::from(([127, 0, 0, 1], 8080))),
+        pub listen: SocketAddr = or(socket_addr, DEFAULT_LISTEN),
         /// Public URL of the web server, as consumers reach it (no trailing slash).
         pub public_url: String = required(
             http_base,
@@ -270,7 +270,11 @@ pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/quoalise-agent/config.toml";
 /// Consumer-facing consent pages, the same host for every API generation.
 pub const DEFAULT_AUTHORIZE_URL: &str = "https://mon-compte-particulier.enedis.fr";
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default of `web.listen`: loopback (consumers come through `web.public_url`).
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8080,
+));
 pub const DEFAULT_STORE_PATH: &str = "/var/lib/quoalise-agent/agent.db";
 
 /// The known keys of the section `name`, if it is one.

@@ -284,13 +284,11 @@ impl Reader {
 // The readers of plain values, for the `read` of a field.
 
 pub(super) fn string(r: &mut Reader, key: &str, value: Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s),
-        other => {
-            r.problem(key, format!("expected a string, got {}", other.describe()));
-            None
-        }
-    }
+    let s = match value {
+        Value::String(s) => Ok(s),
+        other => Err(format!("expected a string, got {}", other.describe())),
+    };
+    r.accept(key, s)
 }
 
 pub(super) fn non_empty_string(r: &mut Reader, key: &str, value: Value) -> Option<String> {
@@ -303,59 +301,42 @@ pub(super) fn non_empty_string(r: &mut Reader, key: &str, value: Value) -> Optio
 }
 
 pub(super) fn boolean(r: &mut Reader, key: &str, value: Value) -> Option<bool> {
-    match value {
-        Value::Boolean(b) => Some(b),
+    let b = match value {
+        Value::Boolean(b) => Ok(b),
         // The environment only has strings.
         Value::String(s) if r.set_by_env(key) => match s.to_ascii_lowercase().as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => {
-                r.problem(key, format!("expected true or false, got {s:?}"));
-                None
-            }
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("expected true or false, got {s:?}")),
         },
-        other => {
-            r.problem(
-                key,
-                format!(
-                    "expected true or false (without quotes), got {}",
-                    other.describe()
-                ),
-            );
-            None
-        }
-    }
+        other => Err(format!(
+            "expected true or false (without quotes), got {}",
+            other.describe()
+        )),
+    };
+    r.accept(key, b)
 }
 
+/// An integer from `min` to `max`.
 pub(super) fn integer(r: &mut Reader, key: &str, value: Value, min: u64, max: u64) -> Option<u64> {
-    let n: i128 = match value {
-        Value::Integer(n) => n.into(),
-        Value::String(s) if r.set_by_env(key) => match s.trim().parse::<i128>() {
-            Ok(n) => n,
-            Err(_) => {
-                r.problem(key, format!("expected an integer, got {s:?}"));
-                return None;
-            }
-        },
-        other => {
-            r.problem(
-                key,
-                format!(
-                    "expected an integer (without quotes), got {}",
-                    other.describe()
-                ),
-            );
-            return None;
-        }
+    let n: Result<i128, String> = match value {
+        Value::Integer(n) => Ok(n.into()),
+        Value::String(s) if r.set_by_env(key) => s
+            .trim()
+            .parse::<i128>()
+            .map_err(|_| format!("expected an integer, got {s:?}")),
+        other => Err(format!(
+            "expected an integer (without quotes), got {}",
+            other.describe()
+        )),
     };
-    if n < i128::from(min) || n > i128::from(max) {
-        r.problem(
-            key,
-            format!("expected an integer from {min} to {max}, got {n}"),
-        );
-        return None;
-    }
-    u64::try_from(n).ok()
+    let n = n.and_then(|n| {
+        u64::try_from(n)
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| format!("expected an integer from {min} to {max}, got {n}"))
+    });
+    r.accept(key, n)
 }
 
 /// A count of at least `min`.
