@@ -141,3 +141,51 @@ impl EnvOverrides {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_replace_remove_or_are_refused() {
+        let mut problems = Vec::new();
+        let env = EnvOverrides::collect(
+            [
+                ("QUOALISE_AGENT__WEB__LISTEN", "[::1]:80"),
+                ("QUOALISE_AGENT__XMPP__PASSWORD_FILE", ""),
+                ("QUOALISE_AGENT__XMPP__NOPE", "x"),
+                (CREDENTIALS_DIRECTORY, "/run/credentials/agent"),
+                ("HOME", "/root"),
+            ],
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "xmpp.nope");
+        assert_eq!(problems[0].source, "QUOALISE_AGENT__XMPP__NOPE");
+        assert_eq!(
+            env.credentials_directory,
+            Some(PathBuf::from("/run/credentials/agent"))
+        );
+        assert_eq!(
+            env.origins.get("xmpp.password_file").map(String::as_str),
+            Some("QUOALISE_AGENT__XMPP__PASSWORD_FILE")
+        );
+
+        // A section given as something else than a table becomes one.
+        let mut root = Map::new();
+        root.insert("web".into(), Value::String("x".into()));
+        let mut xmpp = Map::new();
+        xmpp.insert("password_file".into(), Value::String("f".into()));
+        xmpp.insert("jid".into(), Value::String("a@b/c".into()));
+        root.insert("xmpp".into(), Value::Table(xmpp));
+        env.apply(&mut root);
+        let Some(Value::Table(web)) = root.get("web") else {
+            panic!("{root:?}");
+        };
+        assert_eq!(web["listen"], Value::String("[::1]:80".into()));
+        let Some(Value::Table(xmpp)) = root.get("xmpp") else {
+            panic!("{root:?}");
+        };
+        assert_eq!(xmpp.keys().collect::<Vec<_>>(), ["jid"]);
+    }
+}

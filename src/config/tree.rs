@@ -109,3 +109,43 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_times_arrive_as_strings_and_numbers_keep_their_kind() {
+        let tree = parse(
+            "[s]\nt = 08:00:00\nd = 1979-05-27\nn = 0x10\nf = 1.5\nb = true\na = [1, \"x\"]\n",
+            "f.toml",
+        )
+        .unwrap();
+        let Some(Value::Table(s)) = tree.get("s") else {
+            panic!("{tree:?}");
+        };
+        assert_eq!(s["t"], Value::String("08:00:00".into()));
+        assert_eq!(s["d"], Value::String("1979-05-27".into()));
+        assert_eq!(s["n"], Value::Integer(16));
+        assert_eq!(s["f"], Value::Float(1.5));
+        assert_eq!(s["b"], Value::Boolean(true));
+        assert_eq!(
+            s["a"],
+            Value::Array(vec![Value::Integer(1), Value::String("x".into())])
+        );
+    }
+
+    #[test]
+    fn errors_give_a_position_and_never_the_line() {
+        let problems = parse("[s]\nsecret = \"hunter2\n", "f.toml").unwrap_err();
+        assert!(!problems.is_empty());
+        for p in &problems {
+            assert_eq!((p.key.as_str(), p.source.as_str()), ("", "f.toml"));
+            assert!(p.message.starts_with("TOML syntax error at line 2"), "{p}");
+            assert!(!p.message.contains("hunter2"), "{p}");
+        }
+        let problems = parse("n = 99999999999999999999\n", "f.toml").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].message, "TOML syntax error");
+    }
+}
