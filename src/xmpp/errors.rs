@@ -5,10 +5,9 @@
 use minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use super::command::NS_COMMANDS;
+use super::ns::NS_COMMANDS;
+use crate::quoalise::NS_QUOALISE;
 
-/// Namespace of Quoalise payloads and of the `<upstream-error/>` element.
-pub const NS_QUOALISE: &str = "urn:quoalise:0";
 /// `issuer` of upstream errors coming from Enedis Data Connect.
 pub const ISSUER_ENEDIS: &str = "enedis-data-connect";
 
