@@ -33,7 +33,8 @@ use xmpp_parsers::message::Message;
 
 use crate::agent::answer::split;
 use crate::agent::context::AgentContext;
-use crate::agent::data::{DataRequest, fetch};
+use crate::agent::data::fetch;
+use crate::agent::request::DataRequest;
 use crate::cache::Clock;
 use crate::logging::RequestLog;
 use crate::quoalise::{MetaForm, TimeSeries};
@@ -281,7 +282,7 @@ impl Scheduler {
                 (Delivery::Late, "late")
             }
             Err(e) => {
-                let name = crate::commands::common::outcome_name(&e);
+                let name = e.condition();
                 (Delivery::Failed(e.to_string()), name)
             }
         };

@@ -14,8 +14,7 @@ use std::time::Instant;
 
 use super::authorise::Grant;
 use super::context::AgentContext;
-use super::data::DataRequest;
-use crate::commands::common::outcome_name;
+use super::request::DataRequest;
 use crate::quoalise::{Prm, Series};
 use crate::store::{
     Access, AccessBasis, AccessError, AccessOutcome, AuditError, Store, now_seconds,
@@ -33,7 +32,7 @@ pub fn basis_of(grant: &Grant) -> AccessBasis {
 /// The error as the trail records it: condition, upstream code, text.
 pub fn access_error(e: &CommandError) -> AccessError {
     AccessError {
-        condition: outcome_name(e).to_owned(),
+        condition: e.condition().to_owned(),
         code: match e {
             CommandError::Upstream { code, .. } => Some(code.clone()),
             _ => None,

@@ -1,5 +1,7 @@
 //! The running agent: its shared [`context`], who may read what
-//! ([`authorise`]), the one [`data`] path every data command goes through, the
+//! ([`authorise`]), one request for readings ([`request`]) and how large its
+//! answer is ([`size`]), the one [`data`] path every data command goes through
+//! with its [`audit`] trail, how the answer reaches the peer ([`answer`]), the
 //! start-up/serve/shutdown wiring ([`run`]) and configuration [`reload`].
 //!
 //! ```text
@@ -16,7 +18,9 @@ pub mod authorise;
 pub mod context;
 pub mod data;
 pub mod reload;
+pub mod request;
 pub mod run;
+pub mod size;
 
 pub use context::{AgentContext, Settings};
 pub use run::{Agent, Control, commands, web_router};

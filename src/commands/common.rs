@@ -12,7 +12,7 @@ use xmpp_parsers::jid::BareJid;
 use crate::agent::answer::{Presentation, answer, next_page, paging_field, wants_pages};
 use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
-use crate::agent::data::DataRequest;
+use crate::agent::request::DataRequest;
 use crate::logging::RequestLog;
 use crate::quoalise::{Direction, Identifier, MetaForm, Prm, Series};
 use crate::time::{PARIS, Window, add_days, day_start, paris_today, parse_date};
@@ -39,30 +39,10 @@ pub fn finish(
 ) {
     let outcome = match result {
         Ok(_) => "ok",
-        Err(e) => outcome_name(e),
+        Err(e) => e.condition(),
     };
     let duration = log.finish(outcome);
     ctx.metrics.request(command, outcome, duration);
-}
-
-/// The stanza error condition a failure is answered with, as logs and metrics
-/// name it.
-pub fn outcome_name(e: &CommandError) -> &'static str {
-    match e {
-        CommandError::NotAuthorized(_) => "not-authorized",
-        CommandError::BadRequest(_)
-        | CommandError::BadSessionId(_)
-        | CommandError::BadAction(_)
-        | CommandError::MalformedAction(_) => "bad-request",
-        CommandError::ItemNotFound(_) => "item-not-found",
-        CommandError::FeatureNotImplemented(_) => "feature-not-implemented",
-        CommandError::ServiceUnavailable { .. } => "service-unavailable",
-        CommandError::ResourceConstraint(_) => "resource-constraint",
-        CommandError::Upstream { .. } => "undefined-condition",
-        CommandError::Internal(_) => "internal-server-error",
-        CommandError::SessionExpired(_) => "not-allowed",
-        CommandError::TooLarge(_) => "not-acceptable",
-    }
 }
 
 /// The default period offered to a human: yesterday, Paris time (the latest

@@ -17,7 +17,7 @@ use super::common::{begin, default_days, finish, next_stage, paris_midnight, prm
 use crate::agent::answer::{Presentation, answer, paging_field, wants_pages};
 use crate::agent::authorise::readable;
 use crate::agent::context::AgentContext;
-use crate::agent::data::DataRequest;
+use crate::agent::request::DataRequest;
 use crate::quoalise::{Identifier, MetaForm, Series};
 use crate::time::{Window, day_start, paris_date, paris_today, parse_instant};
 use crate::xmpp::forms::text_single;

@@ -138,6 +138,26 @@ impl CommandError {
         CommandError::Internal(text.into())
     }
 
+    /// The stanza error condition a failure is answered with, as logs and metrics
+    /// name it.
+    pub fn condition(&self) -> &'static str {
+        match self {
+            CommandError::NotAuthorized(_) => "not-authorized",
+            CommandError::BadRequest(_)
+            | CommandError::BadSessionId(_)
+            | CommandError::BadAction(_)
+            | CommandError::MalformedAction(_) => "bad-request",
+            CommandError::ItemNotFound(_) => "item-not-found",
+            CommandError::FeatureNotImplemented(_) => "feature-not-implemented",
+            CommandError::ServiceUnavailable { .. } => "service-unavailable",
+            CommandError::ResourceConstraint(_) => "resource-constraint",
+            CommandError::Upstream { .. } => "undefined-condition",
+            CommandError::Internal(_) => "internal-server-error",
+            CommandError::SessionExpired(_) => "not-allowed",
+            CommandError::TooLarge(_) => "not-acceptable",
+        }
+    }
+
     /// The XMPP stanza error for this failure.
     pub fn to_stanza_error(&self) -> StanzaError {
         use DefinedCondition as C;
