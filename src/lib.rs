@@ -7,6 +7,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -3,7 +3,7 @@
 //!
 //! Every data command goes through the one data path,
 //! [`crate::agent::data::fetch`]. The commands the agent serves are registered
-//! in [`crate::agent::run::commands`].
+//! in [`crate::daemon::run::commands`].
 
 pub mod common;
 pub mod get_authorize_uri;
