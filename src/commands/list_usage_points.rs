@@ -15,7 +15,7 @@ use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 
 use super::common::{begin, finish};
-use super::subscribe::{subscriptions_of, with_subscriptions};
+use super::subscription::{subscriptions_of, with_subscriptions};
 use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
 use crate::quoalise::Series;

@@ -11,13 +11,11 @@ pub mod get_daily;
 pub mod get_history;
 pub mod get_load_curve;
 pub mod list_usage_points;
-pub mod subscribe;
-pub mod unsubscribe;
+pub mod subscription;
 
 pub use get_authorize_uri::GetAuthorizeUri;
 pub use get_daily::GET_DAILY;
 pub use get_history::GetHistory;
 pub use get_load_curve::GET_LOAD_CURVE;
 pub use list_usage_points::ListUsagePoints;
-pub use subscribe::Subscribe;
-pub use unsubscribe::Unsubscribe;
+pub use subscription::{Subscribe, Unsubscribe};

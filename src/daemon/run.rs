@@ -39,8 +39,8 @@ use crate::commands::{
 use crate::config::Config;
 use crate::health::{Health, check_fn};
 use crate::metrics::Metrics;
+use crate::push::Scheduler;
 use crate::store::{ConsentState, Store, StoreError, now_seconds};
-use crate::subscriptions::Scheduler;
 use crate::systemd::{self, Heartbeat, Watchdog};
 use crate::upstream::{self, UpstreamError};
 use crate::web::{PeerDirectory, WebSettings, WebState};

@@ -1,4 +1,4 @@
-//! Pushing each day's data to subscribers.
+//! The scheduler of daily pushes: each day's data sent to its subscribers.
 //!
 //! Enedis publishes yesterday's readings in the morning (`subscriptions.publish_time`,
 //! 08:00 Paris by default). From then on, the [`Scheduler`] runs delivery passes:
