@@ -13,7 +13,7 @@
 use std::str::FromStr;
 
 use jiff::civil::{Date, date};
-use quoalise_agent::commands::common::LegacyQuery;
+use quoalise_agent::commands::data::LegacyQuery;
 use quoalise_agent::commands::subscription::parse_identifier;
 use quoalise_agent::config::ApiGeneration;
 use quoalise_agent::quoalise::{

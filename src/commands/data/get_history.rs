@@ -13,11 +13,12 @@ use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
-use super::common::{begin, default_days, finish, next_stage, paris_midnight, prm_hint};
+use super::{default_days, next_stage, paris_midnight, prm_hint};
 use crate::agent::answer::{Presentation, answer, paging_field, wants_pages};
 use crate::agent::authorise::readable;
 use crate::agent::context::AgentContext;
 use crate::agent::request::DataRequest;
+use crate::commands::common::{begin, finish};
 use crate::quoalise::{Identifier, MetaForm, Series};
 use crate::time::{Window, day_start, paris_date, paris_today, parse_instant};
 use crate::xmpp::forms::text_single;
