@@ -12,11 +12,10 @@
 //! Also here: the lines `list_usage_points` shows for subscriptions
 //! ([`with_subscriptions`]).
 
-use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
-use super::common::{begin, finish};
+use super::common::instrumented;
 use crate::agent::audit::{basis_of, record_decision};
 use crate::agent::authorise::authorise;
 use crate::agent::context::AgentContext;
@@ -81,20 +80,14 @@ impl AdHocCommand<AgentContext> for Subscribe {
         ctx: &'a AgentContext,
         request: Request,
     ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
-        let (mut log, span) = begin(&request);
-        Box::pin(
-            async move {
-                let result = async {
-                    let identifier = parse_identifier(&request.form)?;
-                    log.prm(&identifier.prm);
-                    subscribe(ctx, &request.requester, identifier).await
-                }
-                .await;
-                finish(ctx, SUBSCRIBE, log, &result);
-                result
-            }
-            .instrument(span),
-        )
+        Box::pin(async move {
+            instrumented(ctx, SUBSCRIBE, &request, async |log| {
+                let identifier = parse_identifier(&request.form)?;
+                log.prm(&identifier.prm);
+                subscribe(ctx, &request.requester, identifier).await
+            })
+            .await
+        })
     }
 }
 
@@ -225,10 +218,8 @@ impl AdHocCommand<AgentContext> for Unsubscribe {
         ctx: &'a AgentContext,
         request: Request,
     ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
-        let (mut log, span) = begin(&request);
-        Box::pin(
-            async move {
-                let result = async {
+        Box::pin(async move {
+            instrumented(ctx, UNSUBSCRIBE, &request, async |log| {
                     let identifier = parse_identifier(&request.form)?;
                     log.prm(&identifier.prm);
                     let peer = request.requester.to_string();
@@ -251,12 +242,8 @@ impl AdHocCommand<AgentContext> for Unsubscribe {
                     Ok(Outcome::new()
                         .with_form(success("Unsubscribe", &format!("Unsubscribe {identifier}")))
                         .with_note(Note::info(note)))
-                }
-                .await;
-                finish(ctx, UNSUBSCRIBE, log, &result);
-                result
-            }
-            .instrument(span),
-        )
+            })
+            .await
+        })
     }
 }

@@ -8,7 +8,6 @@
 //! energy of each Paris day (Wh), stamped at the Paris midnight starting the
 //! day, in UTC.
 
-use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
@@ -17,7 +16,7 @@ use crate::agent::answer::{Presentation, answer, paging_field, wants_pages};
 use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
 use crate::agent::request::DataRequest;
-use crate::commands::common::{begin, finish};
+use crate::commands::common::instrumented;
 use crate::quoalise::{Direction, Identifier, MetaForm, Prm, Series};
 use crate::time::{Window, parse_date};
 use crate::xmpp::forms::{list_single, text_single};
@@ -208,8 +207,7 @@ pub async fn legacy_execute(
     ctx: &AgentContext,
     request: Request,
 ) -> Result<Outcome, CommandError> {
-    let (mut log, span) = begin(&request);
-    let work = async {
+    instrumented(ctx, legacy.node, &request, async |log| {
         let query = LegacyQuery::from_form(&request.form)?;
         let paging = wants_pages(&request.form)?;
         let identifier = Identifier::new(query.prm, legacy.series(query.direction));
@@ -227,9 +225,7 @@ pub async fn legacy_execute(
             label: format!("{} of {}", legacy.title, query.prm),
             paging,
         };
-        answer(ctx, &request, data, &mut log, presentation).await
-    };
-    let result = work.instrument(span).await;
-    finish(ctx, legacy.node, log, &result);
-    result
+        answer(ctx, &request, data, log, presentation).await
+    })
+    .await
 }

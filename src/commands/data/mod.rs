@@ -11,16 +11,14 @@ pub mod legacy;
 pub use get_history::GetHistory;
 pub use legacy::{GET_DAILY, GET_LOAD_CURVE, Legacy, LegacyKind, LegacyQuery};
 
-use jiff::Timestamp;
-use jiff::civil::Date;
-use tracing::Instrument;
-
-use super::common::{begin, finish};
+use super::common::instrumented;
 use crate::agent::answer::next_page;
 use crate::agent::authorise::Readable;
 use crate::agent::context::AgentContext;
 use crate::time::{PARIS, add_days, day_start, paris_today};
 use crate::xmpp::{CommandError, Continuation, Outcome, Request};
+use jiff::Timestamp;
+use jiff::civil::Date;
 
 /// The default period offered to a human: yesterday, Paris time (the latest
 /// day Enedis has).
@@ -69,10 +67,8 @@ pub async fn next_stage(
     request: Request,
     more: Continuation,
 ) -> Result<Outcome, CommandError> {
-    let (mut log, span) = begin(&request);
-    let result = next_page(ctx, &request, &more, &mut log)
-        .instrument(span)
-        .await;
-    finish(ctx, node, log, &result);
-    result
+    instrumented(ctx, node, &request, async |log| {
+        next_page(ctx, &request, &more, log).await
+    })
+    .await
 }
