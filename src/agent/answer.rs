@@ -270,9 +270,7 @@ pub async fn next_page(
             "the session holds no answer to page: start the command again",
         ));
     };
-    log.prm(&paged.data.identifier.prm);
-    log.window(&paged.data.window);
-    let mut audit = Audit::begin(&paged.data, log.command());
+    let mut audit = Audit::begin(&paged.data, log);
     let result = async {
         let settings = ctx.settings();
         let grant = authorise(
@@ -286,7 +284,7 @@ pub async fn next_page(
         page(request, paged, Vec::new())
     }
     .await;
-    audit.end(&ctx.store, result).await
+    audit.end(&ctx.store, log, result).await
 }
 
 /// The page of `paged` starting at `paged.next`, as full as one stanza allows.

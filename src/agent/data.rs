@@ -63,11 +63,11 @@ pub async fn fetch_with<T: Send + 'static>(
     log: &mut RequestLog,
     shape: impl FnOnce(DataAnswer) -> Result<T, CommandError>,
 ) -> Result<T, CommandError> {
-    let mut audit = Audit::begin(request, log.command());
+    let mut audit = Audit::begin(request, log);
     let result = fetch_unaudited(ctx, request, log, &mut audit)
         .await
         .and_then(shape);
-    audit.end(&ctx.store, result).await
+    audit.end(&ctx.store, log, result).await
 }
 
 /// The meter's step for `identifier`, when the cache knows it (the latest
@@ -99,8 +99,6 @@ async fn fetch_unaudited(
 ) -> Result<DataAnswer, CommandError> {
     let prm = request.identifier.prm;
     let series = request.identifier.series;
-    log.prm(&prm);
-    log.window(&request.window);
     let settings = ctx.settings();
 
     let grant = authorise(ctx, &settings, &request.requester, prm).await?;
@@ -133,7 +131,6 @@ async fn fetch_unaudited(
         }
     };
     log.upstream_calls(fetched.calls);
-    audit.upstream_calls(fetched.calls);
 
     let mut readings = fetched.readings;
     request.window.retain(&mut readings);
