@@ -19,9 +19,9 @@ use super::common::instrumented;
 use crate::agent::audit::{basis_of, record_decision};
 use crate::agent::authorise::authorise;
 use crate::agent::context::AgentContext;
-use crate::push::first_day;
 use crate::quoalise::{Identifier, Series};
 use crate::store::{SubscribeError, Subscription, now_seconds};
+use crate::time::first_day;
 use crate::xmpp::forms::{fixed, text_single};
 use crate::xmpp::{
     AdHocCommand, BoxFuture, CommandError, FieldExt, FormBuilder, Note, Outcome, Request,
