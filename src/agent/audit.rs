@@ -173,13 +173,14 @@ impl Audit {
     }
 }
 
-/// Records a decision that is not a data read (a `subscribe`): allowed on `basis`,
-/// or refused with `error`. A failure to write is logged; an allowed decision the
-/// trail refuses comes back as `not-authorized`.
+/// Records a decision that is not a data read (a `subscribe`) of the request
+/// recorded in `log` (its command): allowed on `basis`, or refused with
+/// `error`. A failure to write is logged; an allowed decision the trail refuses
+/// comes back as `not-authorized`.
 pub async fn record_decision(
     ctx: &AgentContext,
+    log: &RequestLog,
     peer: &str,
-    command: &str,
     prm: Prm,
     series: Series,
     decision: Result<AccessBasis, &CommandError>,
@@ -191,7 +192,7 @@ pub async fn record_decision(
     let access = Access {
         at: now_seconds(),
         peer: peer.to_owned(),
-        command: command.to_owned(),
+        command: log.command().to_owned(),
         prm: Some(prm),
         series: Some(series),
         range: None,

@@ -19,6 +19,7 @@ use super::common::instrumented;
 use crate::agent::audit::{basis_of, record_decision};
 use crate::agent::authorise::authorise;
 use crate::agent::context::AgentContext;
+use crate::logging::RequestLog;
 use crate::quoalise::{Identifier, Series};
 use crate::store::{SubscribeError, Subscription, now_seconds};
 use crate::time::first_day;
@@ -84,7 +85,7 @@ impl AdHocCommand<AgentContext> for Subscribe {
             instrumented(ctx, SUBSCRIBE, &request, async |log| {
                 let identifier = parse_identifier(&request.form)?;
                 log.prm(&identifier.prm);
-                subscribe(ctx, &request.requester, identifier).await
+                subscribe(ctx, log, &request.requester, identifier).await
             })
             .await
         })
@@ -93,6 +94,7 @@ impl AdHocCommand<AgentContext> for Subscribe {
 
 async fn subscribe(
     ctx: &AgentContext,
+    log: &RequestLog,
     requester: &BareJid,
     identifier: Identifier,
 ) -> Result<Outcome, CommandError> {
@@ -103,12 +105,12 @@ async fn subscribe(
     let grant = match authorise(ctx, &settings, requester, prm).await {
         Ok(grant) => grant,
         Err(e) => {
-            let _ = record_decision(ctx, &peer, SUBSCRIBE, prm, series, Err(&e)).await;
+            let _ = record_decision(ctx, log, &peer, prm, series, Err(&e)).await;
             return Err(e);
         }
     };
     let basis = basis_of(&grant);
-    record_decision(ctx, &peer, SUBSCRIBE, prm, series, Ok(basis)).await?;
+    record_decision(ctx, log, &peer, prm, series, Ok(basis)).await?;
     let now = jiff::Timestamp::now();
     let first = first_day(now, settings.config.subscriptions.publish_time);
     let delivered_through = crate::time::add_days(first, -1).unwrap_or(first);
