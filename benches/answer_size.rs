@@ -342,9 +342,9 @@ fn main() {
                 "get-history",
                 &format!("urn:dev:prm:{PRM_PT10M}_consumption/power/active/raw"),
                 "--start",
-                &quoalise_agent::commands::common::paris_midnight(start),
+                &quoalise_agent::commands::data::paris_midnight(start),
                 "--end",
-                &quoalise_agent::commands::common::paris_midnight(end),
+                &quoalise_agent::commands::data::paris_midnight(end),
                 "--format",
                 "csv",
             ])

@@ -396,7 +396,7 @@ pub fn get_history(
     end: jiff::civil::Date,
     paging: bool,
 ) -> quoalise_agent::xmpp::Command {
-    use quoalise_agent::commands::common::paris_midnight;
+    use quoalise_agent::commands::data::paris_midnight;
     use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
     let mut fields = vec![
         Field::text_single(

@@ -13,8 +13,8 @@
 use std::str::FromStr;
 
 use jiff::civil::{Date, date};
-use quoalise_agent::commands::common::LegacyQuery;
-use quoalise_agent::commands::subscribe::parse_identifier;
+use quoalise_agent::commands::data::LegacyQuery;
+use quoalise_agent::commands::subscription::parse_identifier;
 use quoalise_agent::config::ApiGeneration;
 use quoalise_agent::quoalise::{
     Direction, Identifier, MetaForm, Prm, Series, Step, decode_bytes, encode,

@@ -1,4 +1,4 @@
-//! Pushing each day's data to subscribers.
+//! The scheduler of daily pushes: each day's data sent to its subscribers.
 //!
 //! Enedis publishes yesterday's readings in the morning (`subscriptions.publish_time`,
 //! 08:00 Paris by default). From then on, the [`Scheduler`] runs delivery passes:
@@ -33,12 +33,13 @@ use xmpp_parsers::message::Message;
 
 use crate::agent::answer::split;
 use crate::agent::context::AgentContext;
-use crate::agent::data::{DataRequest, fetch};
+use crate::agent::data::fetch;
+use crate::agent::request::DataRequest;
+use crate::upstream::cache::Clock;
 use crate::logging::RequestLog;
 use crate::quoalise::{MetaForm, TimeSeries};
 use crate::store::Subscription;
-use crate::time::{PARIS, Window, add_days, day_start, paris_today};
-use crate::upstream::cache::Clock;
+use crate::time::{PARIS, Window, add_days, day_start, due_through, paris_today};
 use crate::xmpp::{CommandError, SessionState};
 
 /// The command name pushes are logged, measured and audited under.
@@ -74,15 +75,6 @@ impl RetryPolicy {
         let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
         self.first.saturating_mul(factor).min(self.max)
     }
-}
-
-/// The last day whose data is expected at `now`: yesterday once `publish` (Paris)
-/// is past, the day before until then.
-pub fn due_through(now: Timestamp, publish: Time) -> Date {
-    let local = now.to_zoned_datetime(PARIS.clone());
-    let today = local.date();
-    let back = if local.time() >= publish { -1 } else { -2 };
-    add_days(today, back).unwrap_or(today)
 }
 
 /// The next instant at which `publish` (Paris) comes, strictly after `now`.
@@ -281,7 +273,7 @@ impl Scheduler {
                 (Delivery::Late, "late")
             }
             Err(e) => {
-                let name = crate::commands::common::outcome_name(&e);
+                let name = e.condition();
                 (Delivery::Failed(e.to_string()), name)
             }
         };
@@ -404,51 +396,13 @@ fn outcome_label(outcome: &str) -> &'static str {
     }
 }
 
-/// The first day a new subscription is sent, when subscribing at `now`: the
-/// latest one published, at once (so the subscriber sees it works), then each
-/// new day.
-pub fn first_day(now: Timestamp, publish: Time) -> Date {
-    due_through(now, publish)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jiff::civil::{date, time};
+    use jiff::civil::time;
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn yesterday_is_due_from_the_publish_time_paris() {
-        let eight = time(8, 0, 0, 0);
-        // 07:59 Paris (CET) on 29 November: only the 27th is due.
-        assert_eq!(
-            due_through(at("2026-11-29T06:59:00Z"), eight),
-            date(2026, 11, 27)
-        );
-        assert_eq!(
-            due_through(at("2026-11-29T07:00:00Z"), eight),
-            date(2026, 11, 28)
-        );
-        // Summer time: 08:00 Paris is 06:00 UTC.
-        assert_eq!(
-            due_through(at("2026-07-01T06:00:00Z"), eight),
-            date(2026, 6, 30)
-        );
-        assert_eq!(
-            due_through(at("2026-07-01T05:59:59Z"), eight),
-            date(2026, 6, 29)
-        );
-        assert_eq!(
-            first_day(at("2026-11-29T06:00:00Z"), eight),
-            date(2026, 11, 27)
-        );
-        assert_eq!(
-            first_day(at("2026-11-29T10:00:00Z"), eight),
-            date(2026, 11, 28)
-        );
     }
 
     #[test]

@@ -9,15 +9,15 @@
 //! before `end_time` (one whole day, the latest Enedis has by default).
 
 use jiff::Timestamp;
-use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
-use super::common::{begin, default_days, finish, next_stage, paris_midnight, prm_hint};
+use super::{default_days, next_stage, paris_midnight, prm_hint};
 use crate::agent::answer::{Presentation, answer, paging_field, wants_pages};
 use crate::agent::authorise::readable;
 use crate::agent::context::AgentContext;
-use crate::agent::data::DataRequest;
+use crate::agent::request::DataRequest;
+use crate::commands::common::instrumented;
 use crate::quoalise::{Identifier, MetaForm, Series};
 use crate::time::{Window, day_start, paris_date, paris_today, parse_instant};
 use crate::xmpp::forms::text_single;
@@ -132,9 +132,8 @@ impl AdHocCommand<AgentContext> for GetHistory {
         ctx: &'a AgentContext,
         request: Request,
     ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
-        let (mut log, span) = begin(&request);
         Box::pin(async move {
-            let work = async {
+            instrumented(ctx, NODE, &request, async |log| {
                 let (identifier, window) = parse(&request.form)?;
                 let paging = wants_pages(&request.form)?;
                 let data = DataRequest {
@@ -151,12 +150,9 @@ impl AdHocCommand<AgentContext> for GetHistory {
                     label: format!("Get {identifier}"),
                     paging,
                 };
-                answer(ctx, &request, data, &mut log, presentation).await
-            };
-            let result = work.instrument(span).await;
-            // Outside the span: the line carries peer and command itself.
-            finish(ctx, NODE, log, &result);
-            result
+                answer(ctx, &request, data, log, presentation).await
+            })
+            .await
         })
     }
 

@@ -1,36 +1,42 @@
-//! `subscribe`, as the Quoalise client sends it: one field `identifier`
-//! (`urn:dev:prm:<PRM>_<series>`). Authorised like `get_history` (a grant of the
-//! configuration or a consent of the requester covering the PRM), recorded in the
-//! audit trail, and stored: from the next publication on, the subscriber is sent
-//! each day's data by [`crate::subscriptions::Scheduler`].
+//! The two subscription commands, as the Quoalise client sends them: one field
+//! `identifier` (`urn:dev:prm:<PRM>_<series>`), the same form for both.
+//!
+//! `subscribe` is authorised like `get_history` (a grant of the configuration
+//! or a consent of the requester covering the PRM), recorded in the audit
+//! trail, and stored: from the next publication on, the subscriber is sent each
+//! day's data by [`crate::push::Scheduler`]. `unsubscribe` ends the requester's
+//! subscription. It needs no consent (anyone may stop receiving data);
+//! unsubscribing from what one is not subscribed to succeeds with a note, so
+//! that a client may always call it.
 //!
 //! Also here: the lines `list_usage_points` shows for subscriptions
 //! ([`with_subscriptions`]).
 
-use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
-use super::common::{begin, finish};
+use super::common::instrumented;
 use crate::agent::audit::{basis_of, record_decision};
 use crate::agent::authorise::authorise;
 use crate::agent::context::AgentContext;
+use crate::logging::RequestLog;
 use crate::quoalise::{Identifier, Series};
 use crate::store::{SubscribeError, Subscription, now_seconds};
-use crate::subscriptions::first_day;
+use crate::time::first_day;
 use crate::xmpp::forms::{fixed, text_single};
 use crate::xmpp::{
     AdHocCommand, BoxFuture, CommandError, FieldExt, FormBuilder, Note, Outcome, Request,
     SubmittedForm,
 };
 
-const NODE: &str = "subscribe";
+const SUBSCRIBE: &str = "subscribe";
+const UNSUBSCRIBE: &str = "unsubscribe";
 
 /// The `subscribe` command.
 pub struct Subscribe;
 
 /// The form of `subscribe` and `unsubscribe`: one identifier.
-pub fn identifier_form(title: &str, instructions: &str) -> DataForm {
+fn identifier_form(title: &str, instructions: &str) -> DataForm {
     let series: Vec<&str> = Series::ALL.iter().map(|s| s.as_str()).collect();
     FormBuilder::form(title)
         .instructions(format!("{instructions} Series: {}.", series.join(", ")))
@@ -48,7 +54,7 @@ pub fn parse_identifier(form: &SubmittedForm) -> Result<Identifier, CommandError
 }
 
 /// A result form whose fixed `result` field, labelled `label`, says "Success".
-pub fn success(title: &str, label: &str) -> DataForm {
+fn success(title: &str, label: &str) -> DataForm {
     FormBuilder::result(title)
         .field(fixed(Some("result"), Some(label), "Success"))
         .build()
@@ -56,7 +62,7 @@ pub fn success(title: &str, label: &str) -> DataForm {
 
 impl AdHocCommand<AgentContext> for Subscribe {
     fn node(&self) -> &str {
-        NODE
+        SUBSCRIBE
     }
 
     fn name(&self) -> &str {
@@ -75,25 +81,20 @@ impl AdHocCommand<AgentContext> for Subscribe {
         ctx: &'a AgentContext,
         request: Request,
     ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
-        let (mut log, span) = begin(&request);
-        Box::pin(
-            async move {
-                let result = async {
-                    let identifier = parse_identifier(&request.form)?;
-                    log.prm(&identifier.prm);
-                    subscribe(ctx, &request.requester, identifier).await
-                }
-                .await;
-                finish(ctx, NODE, log, &result);
-                result
-            }
-            .instrument(span),
-        )
+        Box::pin(async move {
+            instrumented(ctx, SUBSCRIBE, &request, async |log| {
+                let identifier = parse_identifier(&request.form)?;
+                log.prm(&identifier.prm);
+                subscribe(ctx, log, &request.requester, identifier).await
+            })
+            .await
+        })
     }
 }
 
 async fn subscribe(
     ctx: &AgentContext,
+    log: &RequestLog,
     requester: &BareJid,
     identifier: Identifier,
 ) -> Result<Outcome, CommandError> {
@@ -104,12 +105,12 @@ async fn subscribe(
     let grant = match authorise(ctx, &settings, requester, prm).await {
         Ok(grant) => grant,
         Err(e) => {
-            let _ = record_decision(ctx, &peer, NODE, prm, series, Err(&e)).await;
+            let _ = record_decision(ctx, log, &peer, prm, series, Err(&e)).await;
             return Err(e);
         }
     };
     let basis = basis_of(&grant);
-    record_decision(ctx, &peer, NODE, prm, series, Ok(basis)).await?;
+    record_decision(ctx, log, &peer, prm, series, Ok(basis)).await?;
     let now = jiff::Timestamp::now();
     let first = first_day(now, settings.config.subscriptions.publish_time);
     let delivered_through = crate::time::add_days(first, -1).unwrap_or(first);
@@ -195,5 +196,56 @@ pub async fn subscriptions_of(ctx: &AgentContext, requester: &BareJid) -> Vec<Su
             tracing::warn!(error = %e, "cannot read subscriptions");
             Vec::new()
         }
+    }
+}
+
+/// The `unsubscribe` command.
+pub struct Unsubscribe;
+
+impl AdHocCommand<AgentContext> for Unsubscribe {
+    fn node(&self) -> &str {
+        UNSUBSCRIBE
+    }
+
+    fn name(&self) -> &str {
+        "Unsubscribe"
+    }
+
+    fn form(&self) -> DataForm {
+        identifier_form("Unsubscribe", "Stop receiving the data of one series.")
+    }
+
+    fn execute<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+        Box::pin(async move {
+            instrumented(ctx, UNSUBSCRIBE, &request, async |log| {
+                    let identifier = parse_identifier(&request.form)?;
+                    log.prm(&identifier.prm);
+                    let peer = request.requester.to_string();
+                    let removed = ctx
+                        .store
+                        .call(move |s| s.unsubscribe(&peer, &identifier))
+                        .await
+                        .map_err(|e| {
+                            tracing::error!(error = %e, "cannot remove a subscription");
+                            CommandError::internal(
+                                "the agent cannot update its subscriptions; its operator can find details in its log",
+                            )
+                        })?;
+                    let note = if removed {
+                        tracing::info!(peer = %request.requester, %identifier, "unsubscribed");
+                        format!("Unsubscribed from {identifier}.")
+                    } else {
+                        format!("There was no subscription to {identifier}.")
+                    };
+                    Ok(Outcome::new()
+                        .with_form(success("Unsubscribe", &format!("Unsubscribe {identifier}")))
+                        .with_note(Note::info(note)))
+            })
+            .await
+        })
     }
 }

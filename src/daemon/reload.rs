@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::context::AgentContext;
+use crate::agent::AgentContext;
 use crate::config::{Config, ConfigErrors};
 
 /// What a reload did.

@@ -28,20 +28,22 @@ use std::time::Duration;
 use axum::Router;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use url::Url;
 
-use super::context::AgentContext;
 use super::reload::{Reloaded, reload};
+use crate::agent::AgentContext;
 use crate::commands::{
     GET_DAILY, GET_LOAD_CURVE, GetAuthorizeUri, GetHistory, ListUsagePoints, Subscribe, Unsubscribe,
 };
 use crate::config::Config;
 use crate::health::{Health, check_fn};
 use crate::metrics::Metrics;
+use crate::push::Scheduler;
 use crate::store::{ConsentState, Store, StoreError, now_seconds};
-use crate::subscriptions::Scheduler;
 use crate::systemd::{self, Heartbeat, Watchdog};
 use crate::upstream::cache::CachedUpstream;
 use crate::upstream::{self, UpstreamError};
+use crate::web::{PeerDirectory, WebSettings, WebState};
 use crate::xmpp::{CommandSet, InvalidPeerJid, SessionState, SetupError, XmppAgent};
 
 /// How often consents past their validity are marked expired and the consent
@@ -66,12 +68,33 @@ pub fn commands(ctx: Arc<AgentContext>) -> CommandSet<AgentContext> {
         .with(Unsubscribe)
 }
 
-/// The web server's routes (`/healthz`, `/metrics`). Merge other routers here,
-/// e.g. `.merge(crate::web::router(ctx.clone()))`.
+/// The web server's routes (`/healthz`, `/metrics`, the consent pages). Merge
+/// other routers here.
 pub fn web_router(ctx: &Arc<AgentContext>) -> Router {
     Router::new()
         .merge(health(ctx).router())
-        .merge(crate::web::router(crate::web::agent_state(ctx)))
+        .merge(crate::web::router(web_state(ctx)))
+}
+
+/// The running agent's peers, as its last reload left them.
+impl PeerDirectory for AgentContext {
+    fn redirect_uris(&self, jid: &str) -> Option<Vec<Url>> {
+        self.settings().config.peers.redirect_uris(jid)
+    }
+}
+
+/// The web state of the running agent: its store and upstream client, its XMPP
+/// session for the notifications, its (reloadable) peers, and the settings of
+/// its configuration.
+fn web_state(ctx: &Arc<AgentContext>) -> WebState {
+    let settings = WebSettings::from_config(&ctx.settings().config);
+    WebState::new(
+        ctx.store.clone(),
+        ctx.upstream.clone(),
+        Arc::new(ctx.xmpp.clone()),
+        ctx.clone(),
+        settings,
+    )
 }
 
 /// `/healthz`: the store answers, and the XMPP session is up.
