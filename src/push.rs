@@ -35,11 +35,11 @@ use crate::agent::answer::split;
 use crate::agent::context::AgentContext;
 use crate::agent::data::fetch;
 use crate::agent::request::DataRequest;
-use crate::upstream::cache::Clock;
 use crate::logging::RequestLog;
 use crate::quoalise::{MetaForm, TimeSeries};
 use crate::store::Subscription;
 use crate::time::{PARIS, Window, add_days, day_start, due_through, paris_today};
+use crate::upstream::cache::Clock;
 use crate::xmpp::{CommandError, SessionState};
 
 /// The command name pushes are logged, measured and audited under.

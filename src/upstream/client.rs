@@ -12,7 +12,7 @@ use jiff::civil::Date;
 use reqwest::Method;
 use url::Url;
 
-use super::http::{self, Body, Call, Http, Tally};
+use super::http::{self, Body, Call, Http, Shared, Tally};
 use super::token::{AppToken, ConsentTokens};
 use super::{
     Callback, ConsentDuration, Dialect, EnedisFault, Fetched, QuotaLimiter, Upstream,
@@ -32,14 +32,6 @@ const PARALLEL_CALLS: usize = 4;
 pub(super) enum Auth {
     App,
     Consent(i64),
-}
-
-/// What every part of the client shares: the HTTP machinery, the configuration
-/// and the store.
-pub(crate) struct Shared {
-    pub http: Http,
-    pub config: EnedisConfig,
-    pub store: Store,
 }
 
 /// The upstream client for the configured generation.

@@ -7,7 +7,7 @@
 //!   `subscribed_services/v1` gives;
 //! - v5: the PRMs of the callback's `usage_point_id`, read with the application token;
 //! - v3/v4: the callback's `code`, exchanged at once for the consent's own tokens
-//!   (`token::exchange_code`).
+//!   ([`exchange_code`]).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -19,11 +19,11 @@ use url::Url;
 
 use super::client::{Auth, EnedisClient};
 use super::error::{self, UpstreamError};
-use super::http::{Body, Call, Tally};
+use super::http::{Body, Call, Shared, Tally};
 use super::{api2026, token};
 use crate::config::{ApiGeneration, EnedisConfig};
 use crate::quoalise::Prm;
-use crate::store::{Consent, NewConsent, now_seconds};
+use crate::store::{Consent, NewConsent, TokenSet, now_seconds};
 use crate::time::{PARIS, day_start, paris_today};
 
 /// How long a consent is asked for: an ISO 8601 period of years, months, weeks and
@@ -379,7 +379,7 @@ impl EnedisClient {
         })?;
         // In its own task: once Enedis has answered, the code is spent and the tokens
         // exist nowhere else; a caller giving up must not cancel their commit.
-        let task = tokio::spawn(token::exchange_code(
+        let task = tokio::spawn(exchange_code(
             Arc::clone(&self.shared),
             owner.to_owned(),
             code,
@@ -409,4 +409,85 @@ fn consent_v5(
         valid_from: now,
         valid_until: duration.end_from(now)?,
     })
+}
+
+/// v3/v4: exchange a consent's authorization code for its tokens and store the
+/// consent with them, in one durable transaction.
+pub(crate) async fn exchange_code(
+    shared: Arc<Shared>,
+    owner: String,
+    code: String,
+    callback_prms: Option<String>,
+    duration: ConsentDuration,
+) -> Result<Consent, UpstreamError> {
+    let config = &shared.config;
+    let form = vec![
+        ("grant_type", "authorization_code".to_owned()),
+        ("client_id", config.client_id.clone()),
+        ("client_secret", config.client_secret.expose().to_owned()),
+        ("code", code),
+    ];
+    let endpoint = "v1/oauth2/token";
+    let granted = token::request_token(
+        &shared.http,
+        endpoint,
+        token::CONSENT_TOKEN_PATH,
+        vec![("redirect_uri", config.redirect_uri.clone())],
+        form,
+        &Tally::default(),
+    )
+    .await
+    .map_err(|e| match e {
+        UpstreamError::Refused(fault) if fault.has_code("invalid_grant") => {
+            UpstreamError::ConsentRefused {
+                error: "invalid_grant".into(),
+                description: Some(format!(
+                    "Enedis refused the authorization code (expired or already used): {}",
+                    fault.message
+                )),
+            }
+        }
+        UpstreamError::Refused(fault) => {
+            token::app_credentials_error(UpstreamError::Refused(fault))
+        }
+        other => other,
+    })?;
+    let refresh_token =
+        granted
+            .refresh_token
+            .clone()
+            .ok_or_else(|| UpstreamError::BadResponse {
+                endpoint: endpoint.into(),
+                status: 200,
+                problem: "the authorization_code answer has no refresh_token".into(),
+                excerpt: None,
+            })?;
+    // The token answer is authoritative on the PRMs; the callback's are a fallback.
+    let prms = match (&granted.usage_points, &callback_prms) {
+        (Some(list), _) => parse_prm_list(list, "usage_points_id")?,
+        (None, Some(list)) => parse_prm_list(list, "usage_point_id")?,
+        (None, None) => {
+            return Err(UpstreamError::BadConsentRequest(
+                "neither the callback nor the token answer names a PRM".into(),
+            ));
+        }
+    };
+    let now = now_seconds();
+    let new = NewConsent {
+        generation: config.api,
+        owner,
+        prms,
+        autorisation_id: None,
+        valid_from: now,
+        valid_until: duration.end_from(now)?,
+    };
+    let tokens = TokenSet {
+        refresh_token,
+        access_token: Some(granted.access_token),
+        access_expires_at: Some(now + granted.lifetime.as_secs() as i64),
+    };
+    Ok(shared
+        .store
+        .call(move |s| s.add_consent(&new, Some(&tokens)))
+        .await?)
 }
