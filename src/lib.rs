@@ -11,7 +11,6 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod quoalise;
-pub mod sim;
 pub mod store;
 pub mod subscriptions;
 pub mod systemd;

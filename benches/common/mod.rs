@@ -22,7 +22,28 @@ pub fn agent_bin() -> String {
     std::env::var("BENCH_AGENT_BIN").unwrap_or_else(|_| AGENT_BIN.to_owned())
 }
 
-pub const SIM_BIN: &str = env!("CARGO_BIN_EXE_enedis-sim");
+/// The simulator binary: `BENCH_SIM_BIN` when set, else the `enedis-sim` built
+/// beside this bench (same profile; `bench/run` builds it with the workspace, or
+/// `cargo build --release -p enedis-sim`). It is another package of the workspace,
+/// so cargo does not hand its path to this one's benches.
+pub fn sim_bin() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("BENCH_SIM_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the bench's own path");
+    // target/<profile>/deps/<bench> -> target/<profile>/enedis-sim
+    let sim = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("enedis-sim"))
+        .expect("the bench runs from target/<profile>/deps");
+    assert!(
+        sim.exists(),
+        "{} is missing: run `cargo build --release -p enedis-sim` first",
+        sim.display()
+    );
+    sim
+}
 
 pub const PASSWORD: &str = "bench-password";
 
@@ -270,7 +291,7 @@ pub fn register(dir: &Path, user: &str) {
 
 pub fn start_sim() -> (Proc, String) {
     use std::io::BufRead;
-    let mut child = Command::new(SIM_BIN)
+    let mut child = Command::new(sim_bin())
         .args(["--listen", "127.0.0.1:0", "--quota-per-second", "0"])
         .args(["--quota-per-hour", "1000000000"])
         .env("RUST_LOG", "warn")

@@ -12,7 +12,7 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::quoalise::Direction;
+use crate::model::Direction;
 
 use super::errors::{Gen, Refusal, gateway_not_found};
 use super::metering::{self, Measure, param, parse_query};

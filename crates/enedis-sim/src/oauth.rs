@@ -20,7 +20,7 @@ use jiff::{SignedDuration, Span, Timestamp, ToSpan};
 use serde::Serialize;
 use url::Url;
 
-use crate::quoalise::Prm;
+use crate::model::Prm;
 
 use super::catalogue::{PROFILES, profile_of_state};
 use super::errors::{error_body, invalid_credentials};

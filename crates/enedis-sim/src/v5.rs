@@ -7,7 +7,7 @@ use axum::extract::{Extension, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::quoalise::Direction;
+use crate::model::Direction;
 
 use super::errors::{Gen, Refusal};
 use super::metering::{self, Measure, param, parse_query};

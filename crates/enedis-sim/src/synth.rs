@@ -18,8 +18,8 @@ use std::sync::Mutex;
 use jiff::Timestamp;
 use jiff::civil::{Date, Weekday};
 
-use crate::quoalise::{Direction, Prm};
-use crate::time::{PARIS, TimeError, day_start, next_day};
+use crate::model::{Direction, Prm};
+use crate::paris::{PARIS, TimeError, day_start, next_day};
 
 use super::catalogue::{Kind, Meter};
 
@@ -330,7 +330,7 @@ impl IndexCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::catalogue::meter;
+    use crate::catalogue::meter;
     use jiff::civil::date;
 
     fn m(s: &str) -> Meter {

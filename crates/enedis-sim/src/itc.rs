@@ -16,8 +16,8 @@ use jiff::ToSpan;
 use jiff::civil::Date;
 use serde::Serialize;
 
-use crate::quoalise::Prm;
-use crate::time::{PARIS, day_start};
+use crate::model::Prm;
+use crate::paris::{PARIS, day_start};
 
 use super::catalogue::{self, Kind, Meter};
 use super::errors::{Gen, Refusal};

@@ -9,8 +9,8 @@
 use jiff::ToSpan;
 use jiff::civil::Date;
 
-use crate::quoalise::{Direction, Prm};
-use crate::time::{TimeError, next_day, parse_date};
+use crate::model::{Direction, Prm};
+use crate::paris::{TimeError, next_day, parse_date};
 
 use super::catalogue::{self, Meter};
 use super::errors::{Gen, Refusal};

@@ -10,8 +10,18 @@
 //! [`catalogue`]. A WSO2-like gateway layer checks tokens, enforces quotas and
 //! injects faults; `/sim/admin/` switches faults and quotas at run time and counts
 //! calls. `docs/enedis-sim.md` documents the behaviour for users.
+//!
+//! This crate stands alone: it shares no code with quoalise-agent, so the agent's
+//! tests meet an independent implementation of Enedis. The `harness` feature adds
+//! [`harness`], which the tests of both crates use to run a simulator in-process.
+#![forbid(unsafe_code)]
 
 pub mod catalogue;
+pub mod cli;
+#[cfg(feature = "harness")]
+pub mod harness;
+pub mod model;
+pub mod paris;
 pub mod synth;
 
 mod admin;
@@ -36,9 +46,29 @@ use axum::routing::{any, get, post};
 use jiff::civil::Date;
 use url::Url;
 
-use crate::config::Secret;
-
 pub use state::{Faults, ForcedStatus, QuotaLimits};
+
+/// A secret (the application's `client_secret`) that never shows in a log or a
+/// `Debug` print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is compared with what a client sent.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
 
 /// The application credentials the simulator accepts unless told otherwise.
 pub const DEFAULT_CLIENT_ID: &str = "sim-client";

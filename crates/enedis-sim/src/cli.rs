@@ -1,0 +1,66 @@
+//! The command line of `enedis-sim`, read into [`Options`]: one description shared
+//! by the binary and by the in-process test harness, so a test starts its
+//! simulator with exactly the arguments a user would type.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+
+use crate::paris::parse_date;
+use crate::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_TTL_SECS, Options, Secret};
+
+/// A local Enedis Data Connect: consent pages, tokens, metering v3/v4/v5/2026.
+#[derive(Debug, Parser)]
+#[command(name = "enedis-sim", version)]
+pub struct Args {
+    /// Address to listen on, e.g. 127.0.0.1:8081 (port 0 picks a free port).
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// The application's client_id.
+    #[arg(long, default_value = DEFAULT_CLIENT_ID)]
+    client_id: String,
+    /// The application's client_secret.
+    #[arg(long, env = "ENEDIS_SIM_CLIENT_SECRET", default_value = DEFAULT_CLIENT_SECRET, hide_env_values = true)]
+    client_secret: String,
+    /// The application's registered redirect URI (needed by the 2026 consent page).
+    #[arg(long)]
+    redirect_uri: Option<url::Url>,
+    /// Fix "today" (Paris date, YYYY-MM-DD) for deterministic runs.
+    #[arg(long, value_parser = parse_today)]
+    today: Option<jiff::civil::Date>,
+    /// Calls per second per API (0: unlimited).
+    #[arg(long, default_value_t = 5)]
+    quota_per_second: u32,
+    /// Calls per hour for every quota bucket (default: 1000 per 2026 API, 10000 for v5 and v3/v4).
+    #[arg(long)]
+    quota_per_hour: Option<u32>,
+    /// Access-token lifetime in seconds.
+    #[arg(long, default_value_t = DEFAULT_TOKEN_TTL_SECS)]
+    token_ttl: u64,
+    /// Answer `expires_in` as a string on /oauth2/v3/token, as the v5 openapi does.
+    #[arg(long)]
+    expires_in_string: bool,
+}
+
+fn parse_today(s: &str) -> Result<jiff::civil::Date, String> {
+    parse_date(s).map_err(|e| e.to_string())
+}
+
+impl Args {
+    /// The simulator's options, once the values clap cannot check are checked.
+    pub fn options(self) -> Result<Options, String> {
+        if self.token_ttl == 0 {
+            return Err("--token-ttl must be at least 1 second".to_owned());
+        }
+        Ok(Options {
+            client_id: self.client_id,
+            client_secret: Secret::new(self.client_secret),
+            redirect_uri: self.redirect_uri,
+            today: self.today,
+            quota_per_second: self.quota_per_second,
+            quota_per_hour: self.quota_per_hour,
+            token_ttl_secs: self.token_ttl,
+            expires_in_as_string: self.expires_in_string,
+        })
+    }
+}
