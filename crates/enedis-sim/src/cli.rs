@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 
+use crate::options::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_TTL_SECS, Options, Secret,
+};
 use crate::paris::parse_date;
-use crate::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_TTL_SECS, Options, Secret};
 
 /// A local Enedis Data Connect: consent pages, tokens, metering v3/v4/v5/2026.
 #[derive(Debug, Parser)]

@@ -29,8 +29,8 @@ use tokio::sync::oneshot;
 use crate::cli::Args;
 
 /// Default application credentials of the simulator.
-pub const CLIENT_ID: &str = crate::DEFAULT_CLIENT_ID;
-pub const CLIENT_SECRET: &str = crate::DEFAULT_CLIENT_SECRET;
+pub const CLIENT_ID: &str = crate::options::DEFAULT_CLIENT_ID;
+pub const CLIENT_SECRET: &str = crate::options::DEFAULT_CLIENT_SECRET;
 
 /// How long a graceful stop may take before every connection is dropped.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -108,7 +108,7 @@ impl Sim {
                         }
                     };
                     tracing::info!(%addr, client_id = %options.client_id, today = ?options.today, "enedis-sim started");
-                    let serve = crate::serve(listener, options, async move {
+                    let serve = crate::router::serve(listener, options, async move {
                         let _ = graceful_rx.await;
                         tracing::info!("shutting down");
                     });

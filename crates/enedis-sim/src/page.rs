@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use jiff::Span;
 
 use super::catalogue::PROFILES;
-use super::oauth::{AuthRequest, Version};
+use super::consent_request::{AuthRequest, Version};
 
 /// Escape text for HTML content and attribute values.
 pub fn escape(s: &str) -> String {
