@@ -28,49 +28,11 @@ pub fn router(options: Options) -> Router {
         .route("/oauth2/v3/token", post(oauth::token_v3))
         .route("/v3/metering_data/{name}", get(v1data::v3))
         .route("/v4/metering_data/{name}", get(v1data::v4))
-        .route(
-            "/metering_data_clc/v5/consumption_load_curve",
-            get(v5::consumption_load_curve),
-        )
-        .route(
-            "/metering_data_plc/v5/production_load_curve",
-            get(v5::production_load_curve),
-        )
-        .route(
-            "/metering_data_dc/v5/daily_consumption",
-            get(v5::daily_consumption),
-        )
-        .route(
-            "/metering_data_dp/v5/daily_production",
-            get(v5::daily_production),
-        )
-        .route(
-            "/metering_data_dcmp/v5/daily_consumption_max_power",
-            get(v5::daily_consumption_max_power),
-        )
-        .route("/customers_i/v5/identity", get(itc::v5_identity))
-        .route("/customers_cd/v5/contact_data", get(itc::v5_contact_data))
-        .route(
-            "/customers_upc/v5/usage_points/contracts",
-            get(itc::v5_contracts),
-        )
-        .route(
-            "/customers_upa/v5/usage_points/addresses",
-            get(itc::v5_addresses),
-        )
         .route("/mesure_synchrone_auto/v2/{resource}", any(api2026::mesure))
         .route("/subscribed_services/v1/", any(subscribed::search))
         .route("/subscribed_services/v1", any(subscribed::search))
-        .route(
-            "/situation_contrat_auto/v1/{prm}",
-            any(itc::situation_contrat),
-        )
-        .route("/synth_contrat_auto/v1/{prm}", any(itc::synth_contrat))
-        .route(
-            "/donnees_generales_auto/v1/{prm}",
-            any(itc::donnees_generales),
-        )
-        .route("/comptage_auto/v1/{prm}", any(itc::comptage))
+        .merge(itc::routes())
+        .merge(v5::routes())
         .merge(admin::routes())
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
