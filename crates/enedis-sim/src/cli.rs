@@ -1,9 +1,12 @@
-//! The command line of `enedis-sim`, read into [`Options`]: one description shared
-//! by the binary and by the in-process test harness, so a test starts its
-//! simulator with exactly the arguments a user would type.
+//! The `enedis-sim` program: its command line, read into [`Options`], and [`run`],
+//! which binds, prints the address and serves until SIGTERM. In the library so that
+//! the in-process test harness reads exactly the arguments a user would type, and a
+//! benchmark can run the simulator as a separate process of its own executable.
 
+use std::io::Write;
 use std::net::SocketAddr;
 
+use anyhow::Context;
 use clap::Parser;
 
 use crate::options::{
@@ -65,4 +68,50 @@ impl Args {
             expires_in_as_string: self.expires_in_string,
         })
     }
+}
+
+/// Bind, print `listening on ADDR` (the real bound address) as the first stdout
+/// line, then serve until SIGTERM or Ctrl-C.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let listen = args.listen;
+    let options = args.options().map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr().context("no local address")?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {addr}").context("cannot write to stdout")?;
+        out.flush().context("cannot flush stdout")?;
+    }
+    tracing::info!(%addr, client_id = %options.client_id, today = ?options.today, "enedis-sim started");
+    crate::router::serve(listener, options, shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
 }
