@@ -227,6 +227,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 fn main() {
+    common::serve_sim_if_child();
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("answer_size: run with `cargo bench --bench answer_size`");
         return;

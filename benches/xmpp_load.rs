@@ -159,6 +159,7 @@ async fn level(
 }
 
 fn main() {
+    common::serve_sim_if_child();
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful:
     // only run when benchmarking.
     if !std::env::args().any(|a| a == "--bench") {

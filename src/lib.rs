@@ -12,7 +12,6 @@ pub mod logging;
 pub mod metrics;
 pub mod push;
 pub mod quoalise;
-pub mod sim;
 pub mod store;
 pub mod systemd;
 pub mod time;

@@ -7,23 +7,22 @@
 //! PRM). `comptage_auto` answers 403 `900908`, as it did for the application the
 //! captures come from (not subscribed).
 
-use axum::Json;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use jiff::Timestamp;
+use axum::routing::{MethodRouter, any, get};
+use axum::{Json, Router};
 use jiff::ToSpan;
 use jiff::civil::Date;
 use serde::Serialize;
 
-use crate::quoalise::Prm;
-use crate::time::{PARIS, day_start};
+use crate::model::Prm;
 
 use super::catalogue::{self, Kind, Meter};
 use super::errors::{Gen, Refusal};
 use super::metering::{param, parse_query, parse_usage_point};
 use super::state::{Holder, Sim};
-use super::synth::{itc_date, seed, unit};
+use super::synth::{itc_date, midnight_offset, seed, unit};
 
 /// A synthetic customer, drawn from the PRM.
 struct Customer {
@@ -349,49 +348,62 @@ fn itc_answer<T: Serialize>(result: Result<T, Refusal>) -> Response {
     }
 }
 
-pub async fn situation_contrat(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    method: Method,
-    Path(prm): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    itc_answer(itc_check(&sim, holder, &method, &prm, query.as_deref()).and_then(|m| contracts(&m)))
+/// The 2026 ITC paths and the v5 customer paths.
+pub fn routes() -> Router<Sim> {
+    Router::new()
+        .route("/situation_contrat_auto/v1/{prm}", itc_resource(contracts))
+        .route("/synth_contrat_auto/v1/{prm}", itc_resource(synthese))
+        .route(
+            "/donnees_generales_auto/v1/{prm}",
+            itc_resource(donnees_generales),
+        )
+        .route("/comptage_auto/v1/{prm}", any(comptage))
+        .route("/customers_i/v5/identity", v5_resource(v5_identity))
+        .route(
+            "/customers_cd/v5/contact_data",
+            v5_resource(v5_contact_data),
+        )
+        .route(
+            "/customers_upc/v5/usage_points/contracts",
+            v5_resource(v5_contracts),
+        )
+        .route(
+            "/customers_upa/v5/usage_points/addresses",
+            v5_resource(v5_addresses),
+        )
 }
 
-pub async fn synth_contrat(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    method: Method,
-    Path(prm): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    itc_answer(itc_check(&sim, holder, &method, &prm, query.as_deref()).and_then(|m| synthese(&m)))
-}
-
-pub async fn donnees_generales(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    method: Method,
-    Path(prm): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    itc_answer(
-        itc_check(&sim, holder, &method, &prm, query.as_deref()).map(|m| {
-            let c = customer(&m);
-            DonneesGenerales {
-                address: GeneralAddress {
-                    number_street_name: format!("{} {}", c.number, c.street),
-                    postal_code_city: format!("{} {}", c.postal_code, c.city),
-                    insee_code: c.insee,
-                },
-            }
-        }),
+/// A 2026 ITC resource (`/{api}/v1/{prm}`, any method: `itc_check` refuses all but
+/// GET as Enedis does), answering `body` of the meter.
+fn itc_resource<T: Serialize + 'static>(
+    body: fn(&Meter) -> Result<T, Refusal>,
+) -> MethodRouter<Sim> {
+    any(
+        move |State(sim): State<Sim>,
+              Extension(holder): Extension<Holder>,
+              method: Method,
+              Path(prm): Path<String>,
+              RawQuery(query): RawQuery| async move {
+            itc_answer(
+                itc_check(&sim, holder, &method, &prm, query.as_deref()).and_then(|m| body(&m)),
+            )
+        },
     )
 }
 
+fn donnees_generales(meter: &Meter) -> Result<DonneesGenerales, Refusal> {
+    let c = customer(meter);
+    Ok(DonneesGenerales {
+        address: GeneralAddress {
+            number_street_name: format!("{} {}", c.number, c.street),
+            postal_code_city: format!("{} {}", c.postal_code, c.city),
+            insee_code: c.insee,
+        },
+    })
+}
+
 /// The application is not subscribed to `comptage_auto` (as in the captures).
-pub async fn comptage(
+async fn comptage(
     Extension(_holder): Extension<Holder>,
     method: Method,
     RawQuery(query): RawQuery,
@@ -415,15 +427,7 @@ pub async fn comptage(
 
 /// `YYYY-MM-DD+01:00`, as the v5 contract API writes dates.
 fn v5_date(day: Date) -> Result<String, Refusal> {
-    let ts = Timestamp::from_second(day_start(day)?).map_err(|_| Refusal::Technical)?;
-    let offset = PARIS.to_offset(ts).seconds();
-    let sign = if offset < 0 { '-' } else { '+' };
-    let offset = offset.abs();
-    Ok(format!(
-        "{day}{sign}{:02}:{:02}",
-        offset / 3600,
-        (offset % 3600) / 60
-    ))
+    Ok(format!("{day}{}", midnight_offset(day, ":")?))
 }
 
 fn v5_check(sim: &Sim, holder: Holder, query: Option<&str>) -> Result<Meter, Refusal> {
@@ -440,6 +444,20 @@ fn v5_answer<T: Serialize>(result: Result<T, Refusal>) -> Response {
         Ok(body) => Json(body).into_response(),
         Err(refusal) => refusal.response(Gen::V5),
     }
+}
+
+/// A v5 customer resource (`GET`, PRM in `usage_point_id`), answering `body` of
+/// the meter.
+fn v5_resource<T: Serialize + 'static>(
+    body: fn(&Meter) -> Result<T, Refusal>,
+) -> MethodRouter<Sim> {
+    get(
+        move |State(sim): State<Sim>,
+              Extension(holder): Extension<Holder>,
+              RawQuery(query): RawQuery| async move {
+            v5_answer(v5_check(&sim, holder, query.as_deref()).and_then(|m| body(&m)))
+        },
+    )
 }
 
 #[derive(Serialize)]
@@ -535,13 +553,9 @@ struct GeoPoints {
     altitude: &'static str,
 }
 
-pub async fn v5_identity(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    v5_answer(v5_check(&sim, holder, query.as_deref()).map(|m| {
-        let c = customer(&m);
+fn v5_identity(m: &Meter) -> Result<Identity, Refusal> {
+    Ok({
+        let c = customer(m);
         Identity {
             customer_id: c.customer_id,
             identity: IdentityInner {
@@ -552,16 +566,12 @@ pub async fn v5_identity(
                 },
             },
         }
-    }))
+    })
 }
 
-pub async fn v5_contact_data(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    v5_answer(v5_check(&sim, holder, query.as_deref()).map(|m| {
-        let c = customer(&m);
+fn v5_contact_data(m: &Meter) -> Result<Contact, Refusal> {
+    Ok({
+        let c = customer(m);
         Contact {
             customer_id: c.customer_id,
             contact: ContactInner {
@@ -569,16 +579,12 @@ pub async fn v5_contact_data(
                 email: c.email,
             },
         }
-    }))
+    })
 }
 
-pub async fn v5_contracts(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    v5_answer(v5_check(&sim, holder, query.as_deref()).and_then(|m| {
-        let c = customer(&m);
+fn v5_contracts(m: &Meter) -> Result<CustomerBody<ContractEntry>, Refusal> {
+    {
+        let c = customer(m);
         let consumes = m.kind != Kind::Production;
         Ok(CustomerBody {
             customer: CustomerPoints {
@@ -603,16 +609,12 @@ pub async fn v5_contracts(
                 }],
             },
         })
-    }))
+    }
 }
 
-pub async fn v5_addresses(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    v5_answer(v5_check(&sim, holder, query.as_deref()).map(|m| {
-        let c = customer(&m);
+fn v5_addresses(m: &Meter) -> Result<CustomerBody<AddressEntry>, Refusal> {
+    Ok({
+        let c = customer(m);
         CustomerBody {
             customer: CustomerPoints {
                 customer_id: c.customer_id.clone(),
@@ -637,5 +639,5 @@ pub async fn v5_addresses(
                 }],
             },
         }
-    }))
+    })
 }

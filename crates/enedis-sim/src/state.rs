@@ -13,12 +13,12 @@ use jiff::{Timestamp, ToSpan};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::quoalise::Prm;
-use crate::time::paris_today;
+use crate::model::Prm;
+use crate::paris::paris_today;
 
-use super::Options;
 use super::catalogue::{PROFILES, PT10M_PRM, PT60M_PRM};
 use super::synth::{IndexCache, unit};
+use crate::options::Options;
 
 /// Handle on the whole simulator state.
 #[derive(Clone)]

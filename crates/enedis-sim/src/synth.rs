@@ -18,8 +18,8 @@ use std::sync::Mutex;
 use jiff::Timestamp;
 use jiff::civil::{Date, Weekday};
 
-use crate::quoalise::{Direction, Prm};
-use crate::time::{PARIS, TimeError, day_start, next_day};
+use crate::model::{Direction, Prm};
+use crate::paris::{PARIS, TimeError, day_start, next_day};
 
 use super::catalogue::{Kind, Meter};
 
@@ -232,19 +232,24 @@ pub fn local_string(seconds: i64) -> Result<String, TimeError> {
     ))
 }
 
-/// `YYYY-MM-DDT00:00:00+0200`: a Paris midnight with its offset, as the ITC APIs
-/// write dates.
-pub fn itc_date(day: Date) -> Result<String, TimeError> {
+/// The UTC offset of the Paris midnight starting `day`, `+02{separator}00`.
+pub fn midnight_offset(day: Date, separator: &str) -> Result<String, TimeError> {
     let seconds = day_start(day)?;
     let ts = Timestamp::from_second(seconds).map_err(|e| TimeError::OutOfRange(e.to_string()))?;
     let offset = PARIS.to_offset(ts).seconds();
     let sign = if offset < 0 { '-' } else { '+' };
     let offset = offset.abs();
     Ok(format!(
-        "{day}T00:00:00{sign}{:02}{:02}",
+        "{sign}{:02}{separator}{:02}",
         offset / 3600,
         (offset % 3600) / 60
     ))
+}
+
+/// `YYYY-MM-DDT00:00:00+0200`: a Paris midnight with its offset, as the ITC APIs
+/// write dates.
+pub fn itc_date(day: Date) -> Result<String, TimeError> {
+    Ok(format!("{day}T00:00:00{}", midnight_offset(day, "")?))
 }
 
 /// Cumulative energy counters (index), memoised per month so an index far from the
@@ -330,7 +335,7 @@ impl IndexCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::catalogue::meter;
+    use crate::catalogue::meter;
     use jiff::civil::date;
 
     fn m(s: &str) -> Meter {

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::quoalise::Prm;
-use crate::time::parse_date;
+use crate::model::Prm;
+use crate::paris::parse_date;
 
 use super::catalogue::{PROFILES, known_meters};
 use super::state::{CallCounter, Faults, Holder, QuotaLimits, Sim};

@@ -1,10 +1,9 @@
-//! Consent pages and token endpoints of every generation, against the real
-//! `enedis-sim` binary over HTTP: pages render, accept/refuse/portal error redirect
+//! Consent pages and token endpoints of every generation, against the simulator
+//! over HTTP: pages render, accept/refuse/portal error redirect
 //! as Enedis does, codes are single use, refresh tokens rotate, client credentials
 //! are checked (form and Basic), tokens expire and are bound to their consent.
 
-#[path = "common/sim.rs"]
-mod sim;
+use enedis_sim::harness as sim;
 
 use serde_json::{Value, json};
 use sim::{CLIENT_ID, CLIENT_SECRET, Sim};

@@ -12,10 +12,10 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::quoalise::Direction;
+use crate::model::Direction;
 
 use super::errors::{Gen, Refusal, gateway_not_found};
-use super::metering::{self, Measure, param, parse_query};
+use super::metering::{self, Measure, V1Request};
 use super::state::{Holder, Sim};
 use super::v5;
 
@@ -100,16 +100,8 @@ fn build_v3(
     measure: Measure,
     direction: Direction,
 ) -> Result<V3Body, Refusal> {
-    let params = parse_query(query);
-    let prm = metering::parse_usage_point(param(&params, "usage_point_id"))?;
-    let period = metering::parse_period(
-        Gen::V3,
-        param(&params, "start"),
-        param(&params, "end"),
-        sim.today(),
-    )?;
-    let meter = metering::check(sim, holder, prm, measure, direction, period)?;
-    let (start, end) = period;
+    let V1Request { meter, start, end } =
+        metering::v1_request(sim, holder, Gen::V3, query, measure, direction)?;
     let (reading_type, interval_reading) = match measure {
         Measure::LoadCurve => (
             ReadingType {
@@ -154,7 +146,7 @@ fn build_v3(
     Ok(V3Body {
         usage_point: vec![UsagePoint {
             meter_reading: MeterReading {
-                usage_point_id: prm.to_string(),
+                usage_point_id: meter.prm.to_string(),
                 start: start.to_string(),
                 end: end.to_string(),
                 reading_type,

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use jiff::Span;
 
 use super::catalogue::PROFILES;
-use super::oauth::{AuthRequest, Version};
+use super::consent_request::{AuthRequest, Version};
 
 /// Escape text for HTML content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -29,6 +29,11 @@ pub fn escape(s: &str) -> String {
 }
 
 /// "1 an", "2 ans et 6 mois", "1095 jours"…
+///
+/// The agent's consent page (`web::html::french_duration`) words durations the same
+/// way, and so does `escape` there: a deliberate copy. This page imitates Enedis'
+/// portal, the agent's imitates nothing, and sharing them would tie the independent
+/// simulator to the product for twenty lines.
 fn human_duration(duration: &str) -> String {
     let Ok(span) = duration.parse::<Span>() else {
         return duration.to_owned();

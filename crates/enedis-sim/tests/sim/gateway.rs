@@ -1,9 +1,8 @@
-//! The gateway side of the real `enedis-sim` binary: quotas (429 bodies per
+//! The gateway side of the simulator over HTTP: quotas (429 bodies per
 //! generation), every fault switch, call counters, the request log, secrets kept
 //! out of logs, and the admin endpoints.
 
-#[path = "common/sim.rs"]
-mod sim;
+use enedis_sim::harness as sim;
 
 use std::time::{Duration, Instant};
 

@@ -20,48 +20,14 @@ use jiff::{SignedDuration, Span, Timestamp, ToSpan};
 use serde::Serialize;
 use url::Url;
 
-use crate::quoalise::Prm;
+use crate::model::Prm;
 
 use super::catalogue::{PROFILES, profile_of_state};
+use super::consent_request::{AuthRequest, Version};
 use super::errors::{error_body, invalid_credentials};
 use super::metering::{param, parse_query};
 use super::page;
 use super::state::{AccessToken, CodeGrant, Holder, Origin, RefreshGrant, Sim, random_token};
-
-/// Which consent page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    /// `/dataconnect/v1/oauth2/authorize`: code grant (v3/v4), or PRMs only (v5).
-    V1,
-    /// `/dataconnect/v2/oauth2/authorize`: 2026, `autorisation_id`.
-    V2,
-}
-
-impl Version {
-    pub fn path(self) -> &'static str {
-        match self {
-            Version::V1 => "/dataconnect/v1/oauth2/authorize",
-            Version::V2 => "/dataconnect/v2/oauth2/authorize",
-        }
-    }
-}
-
-/// A checked consent request.
-#[derive(Debug, Clone)]
-pub struct AuthRequest {
-    pub version: Version,
-    pub client_id: String,
-    pub state: Option<String>,
-    pub duration: String,
-    /// The day the consent would end.
-    pub expires: Date,
-    /// Where to send the consumer back.
-    pub redirect: Url,
-    /// The `redirect_uri` parameter as sent (v1 only), kept for the page's form.
-    pub redirect_param: Option<String>,
-    /// Sandbox profile from the last digit of `state`.
-    pub profile: Option<u8>,
-}
 
 const CODE_LIFETIME: SignedDuration = SignedDuration::from_secs(180);
 const MAX_PRMS: usize = 10;

@@ -2,15 +2,16 @@
 //! with `interval_reading[]`, every value a string, as
 //! `reference/enedis-2026/fixtures/v5_consumption_load_curve.json` and the v5 openapi.
 
-use axum::Json;
 use axum::extract::{Extension, RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::quoalise::Direction;
+use crate::model::Direction;
 
 use super::errors::{Gen, Refusal};
-use super::metering::{self, Measure, param, parse_query};
+use super::metering::{self, Measure, V1Request};
 use super::state::{Holder, Sim};
 
 #[derive(Serialize)]
@@ -65,7 +66,9 @@ pub fn answer(
     measure: Measure,
     direction: Direction,
 ) -> Response {
-    match build(sim, holder, generation, query, measure, direction) {
+    let body = metering::v1_request(sim, holder, generation, query, measure, direction)
+        .and_then(|request| build(sim, request, measure, direction));
+    match body {
         Ok(body) => Json(body).into_response(),
         Err(refusal) => refusal.response(generation),
     }
@@ -73,22 +76,10 @@ pub fn answer(
 
 fn build(
     sim: &Sim,
-    holder: Holder,
-    generation: Gen,
-    query: Option<&str>,
+    V1Request { meter, start, end }: V1Request,
     measure: Measure,
     direction: Direction,
 ) -> Result<Body, Refusal> {
-    let params = parse_query(query);
-    let prm = metering::parse_usage_point(param(&params, "usage_point_id"))?;
-    let period = metering::parse_period(
-        generation,
-        param(&params, "start"),
-        param(&params, "end"),
-        sim.today(),
-    )?;
-    let meter = metering::check(sim, holder, prm, measure, direction, period)?;
-    let (start, end) = period;
     let (reading_type, interval_reading) = match measure {
         Measure::LoadCurve => {
             let step = format!("PT{}M", meter.step_minutes);
@@ -160,7 +151,7 @@ fn build(
     };
     Ok(Body {
         meter_reading: MeterReading {
-            usage_point_id: prm.to_string(),
+            usage_point_id: meter.prm.to_string(),
             start: start.to_string(),
             end: end.to_string(),
             quality: "BRUT",
@@ -170,77 +161,49 @@ fn build(
     })
 }
 
-pub async fn consumption_load_curve(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    answer(
-        &sim,
-        holder,
-        Gen::V5,
-        query.as_deref(),
+/// The five v5 metering paths and what each measures.
+const PATHS: [(&str, Measure, Direction); 5] = [
+    (
+        "/metering_data_clc/v5/consumption_load_curve",
         Measure::LoadCurve,
         Direction::Consumption,
-    )
-}
-
-pub async fn production_load_curve(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    answer(
-        &sim,
-        holder,
-        Gen::V5,
-        query.as_deref(),
+    ),
+    (
+        "/metering_data_plc/v5/production_load_curve",
         Measure::LoadCurve,
         Direction::Production,
-    )
-}
-
-pub async fn daily_consumption(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    answer(
-        &sim,
-        holder,
-        Gen::V5,
-        query.as_deref(),
+    ),
+    (
+        "/metering_data_dc/v5/daily_consumption",
         Measure::Daily,
         Direction::Consumption,
-    )
-}
-
-pub async fn daily_production(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    answer(
-        &sim,
-        holder,
-        Gen::V5,
-        query.as_deref(),
+    ),
+    (
+        "/metering_data_dp/v5/daily_production",
         Measure::Daily,
         Direction::Production,
-    )
-}
-
-pub async fn daily_consumption_max_power(
-    State(sim): State<Sim>,
-    Extension(holder): Extension<Holder>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    answer(
-        &sim,
-        holder,
-        Gen::V5,
-        query.as_deref(),
+    ),
+    (
+        "/metering_data_dcmp/v5/daily_consumption_max_power",
         Measure::MaxPower,
         Direction::Consumption,
-    )
+    ),
+];
+
+/// `GET` on each v5 metering path.
+pub fn routes() -> Router<Sim> {
+    PATHS
+        .into_iter()
+        .fold(Router::new(), |router, (path, measure, direction)| {
+            router.route(
+                path,
+                get(
+                    move |State(sim): State<Sim>,
+                          Extension(holder): Extension<Holder>,
+                          RawQuery(query): RawQuery| async move {
+                        answer(&sim, holder, Gen::V5, query.as_deref(), measure, direction)
+                    },
+                ),
+            )
+        })
 }

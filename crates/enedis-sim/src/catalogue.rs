@@ -8,7 +8,7 @@
 use jiff::civil::{Date, date};
 use serde::Serialize;
 
-use crate::quoalise::{Direction, Prm};
+use crate::model::{Direction, Prm};
 
 /// Which way energy flows at a delivery point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,8 +9,8 @@
 use jiff::ToSpan;
 use jiff::civil::Date;
 
-use crate::quoalise::{Direction, Prm};
-use crate::time::{TimeError, next_day, parse_date};
+use crate::model::{Direction, Prm};
+use crate::paris::{TimeError, next_day, parse_date};
 
 use super::catalogue::{self, Meter};
 use super::errors::{Gen, Refusal};
@@ -89,6 +89,35 @@ pub fn parse_usage_point(value: Option<&str>) -> Result<Prm, Refusal> {
     value.parse().map_err(|_| {
         Refusal::InvalidRequest("usage_point_id parameter must be 14 digits long".to_owned())
     })
+}
+
+/// A v3/v4/v5 metering request once Enedis' checks pass: which meter, which days.
+pub struct V1Request {
+    pub meter: Meter,
+    pub start: Date,
+    pub end: Date,
+}
+
+/// Read a v3/v4/v5 query (`usage_point_id`, `start`, `end`) and run [`check`].
+pub fn v1_request(
+    sim: &Sim,
+    holder: Holder,
+    generation: Gen,
+    query: Option<&str>,
+    measure: Measure,
+    direction: Direction,
+) -> Result<V1Request, Refusal> {
+    let params = parse_query(query);
+    let prm = parse_usage_point(param(&params, "usage_point_id"))?;
+    let period = parse_period(
+        generation,
+        param(&params, "start"),
+        param(&params, "end"),
+        sim.today(),
+    )?;
+    let meter = check(sim, holder, prm, measure, direction, period)?;
+    let (start, end) = period;
+    Ok(V1Request { meter, start, end })
 }
 
 /// The first value of `key` in a parsed query.

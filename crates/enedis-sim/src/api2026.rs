@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::quoalise::{Direction, Prm};
+use crate::model::{Direction, Prm};
 
 use super::errors::{Gen, Refusal};
 use super::metering::{self, DayPoint, Measure, param, parse_query};

@@ -4,8 +4,7 @@
 //! strings stay strings with the same timestamp/number formats, the same enum
 //! values, and a JSON content type.
 
-#[path = "common/sim.rs"]
-mod sim;
+use enedis_sim::harness as sim;
 
 use std::fmt;
 

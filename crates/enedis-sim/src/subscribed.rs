@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::quoalise::{Direction, Prm};
+use crate::model::{Direction, Prm};
 
 use super::catalogue;
 use super::errors::{Gen, Refusal, code_body};
