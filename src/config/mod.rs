@@ -429,6 +429,33 @@ fn read_peers(r: &mut Reader, value: tree::Value) -> Vec<PeerConfig> {
     peers
 }
 
+/// A valid configuration for the library's unit tests: the required keys of each
+/// section and one peer, then the `extra` tables the minimal file does not hold
+/// (`[log]`, `[store]`…), then the `env` overrides (`QUOALISE_AGENT__ENEDIS__API`).
+#[cfg(test)]
+pub(crate) fn for_tests(extra: &str, env: &[(&str, &str)]) -> Config {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("config.toml");
+    let text = format!(
+        r#"
+[xmpp]
+jid = "agent@example.org/agent"
+password = "pw"
+[enedis]
+client_id = "id"
+client_secret = "s"
+[web]
+public_url = "https://agent.example.org"
+{extra}
+[[peers]]
+jid = "app@example.org"
+usage_points = ["22516914714270"]
+"#
+    );
+    std::fs::write(&path, text).expect("a configuration file");
+    Config::load_with_env(&path, env.iter().copied()).expect("a valid test configuration")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -121,28 +121,7 @@ mod tests {
     use super::*;
 
     fn load(extra: &str) -> Config {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(
-            &path,
-            format!(
-                r#"
-[xmpp]
-jid = "agent@example.org/agent"
-password = "pw"
-[enedis]
-client_id = "id"
-client_secret = "s"
-[web]
-public_url = "https://agent.example.org"
-{extra}
-[[peers]]
-jid = "app@example.org"
-"#
-            ),
-        )
-        .unwrap();
-        Config::load_with_env(&path, Vec::<(String, String)>::new()).unwrap()
+        crate::config::for_tests(extra, &[])
     }
 
     #[test]
