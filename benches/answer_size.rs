@@ -49,7 +49,8 @@ fn request(prm: &str, days: i64) -> AdHoc {
     // reading Enedis stamps at its midnight. The answers are wholly served from
     // the cache, so that the figures are the agent's own work.
     let end =
-        quoalise_agent::time::add_days(quoalise_agent::cache::first_open_day(today), -1).unwrap();
+        quoalise_agent::time::add_days(quoalise_agent::upstream::cache::first_open_day(today), -1)
+            .unwrap();
     let start = quoalise_agent::time::add_days(end, -days).unwrap();
     get_history(prm, start, end, true)
 }
@@ -229,6 +230,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 fn main() {
+    measure::serve_sim_if_child();
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("answer_size: run with `cargo bench --bench answer_size`");
         return;
@@ -328,7 +330,7 @@ fn main() {
         // The command line a person would use: two years of the 10-minute meter
         // through `query`, written as csv as pages arrive.
         let today = quoalise_agent::time::paris_today(jiff::Timestamp::now());
-        let end = quoalise_agent::time::add_days(quoalise_agent::cache::first_open_day(today), -1).unwrap();
+        let end = quoalise_agent::time::add_days(quoalise_agent::upstream::cache::first_open_day(today), -1).unwrap();
         let start = quoalise_agent::time::add_days(end, -730).unwrap();
         write_secret(&dir.path().join("peer_password"), PASSWORD);
         let before = cpu_seconds(agent_pid);
@@ -344,9 +346,9 @@ fn main() {
                 "get-history",
                 &format!("urn:dev:prm:{PRM_PT10M}_consumption/power/active/raw"),
                 "--start",
-                &quoalise_agent::commands::common::paris_midnight(start),
+                &quoalise_agent::commands::data::paris_midnight(start),
                 "--end",
-                &quoalise_agent::commands::common::paris_midnight(end),
+                &quoalise_agent::commands::data::paris_midnight(end),
                 "--format",
                 "csv",
             ])

@@ -178,6 +178,7 @@ fn fill_consents(db: &Path, n: usize) {
 }
 
 fn main() {
+    measure::serve_sim_if_child();
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("operations: run with `cargo bench --bench operations`");
         return;

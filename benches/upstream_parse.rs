@@ -9,7 +9,8 @@ use jiff::Timestamp;
 use jiff::civil::{Date, date};
 use quoalise_agent::quoalise::{Prm, Series};
 use quoalise_agent::time::{PARIS, day_start};
-use quoalise_agent::upstream::{api2026, v3, v5};
+use quoalise_agent::upstream::v1::{V3, V5};
+use quoalise_agent::upstream::{Dialect, api2026};
 use std::hint::black_box;
 
 const PRM: &str = "30000000000010";
@@ -73,10 +74,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| api2026::parse_readings(series, &prm, from, to, black_box(body_2026.as_bytes())))
     });
     c.bench_function("v5 load curve, 7 days at PT10M", |b| {
-        b.iter(|| v5::parse_readings(series, &prm, from, to, black_box(body_v5.as_bytes())))
+        b.iter(|| V5.parse(series, &prm, from, to, black_box(body_v5.as_bytes())))
     });
     c.bench_function("v3 ranked load curve, 7 days at PT30M", |b| {
-        b.iter(|| v3::parse_readings(series, &prm, from, to, black_box(body_v3.as_bytes())))
+        b.iter(|| V3.parse(series, &prm, from, to, black_box(body_v3.as_bytes())))
     });
 }
 

@@ -163,6 +163,7 @@ async fn level(
 }
 
 fn main() {
+    measure::serve_sim_if_child();
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful:
     // only run when benchmarking.
     if !std::env::args().any(|a| a == "--bench") {

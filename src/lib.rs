@@ -3,17 +3,16 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
-pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod push;
 pub mod quoalise;
-pub mod sim;
 pub mod store;
-pub mod subscriptions;
 pub mod systemd;
 pub mod time;
 pub mod upstream;

@@ -33,9 +33,11 @@
 //! Commands do not write this line themselves: they fill a [`RequestLog`] as they
 //! learn things, and [`RequestLog::finish`] writes it (or its `Drop`, with outcome
 //! `cancelled`, when the request's future is dropped, e.g. at its deadline), so
-//! the fields cannot drift between commands. Values that came from a peer are
-//! written with control characters escaped, so that a crafted value cannot forge
-//! a second log line.
+//! the fields cannot drift between commands. The same record feeds the audit
+//! row of a data access (`crate::agent::audit::Audit` reads its command, upstream
+//! calls and duration), so the line and the row cannot disagree either. Values
+//! that came from a peer are written with control characters escaped, so that
+//! a crafted value cannot forge a second log line.
 //!
 //! # Secrets are never logged
 //!
@@ -235,6 +237,11 @@ impl RequestLog {
     /// `n` more HTTP calls made upstream for this request.
     pub fn upstream_calls(&mut self, n: u32) {
         self.upstream_calls = self.upstream_calls.saturating_add(n);
+    }
+
+    /// The HTTP calls made upstream for this request so far.
+    pub fn calls(&self) -> u32 {
+        self.upstream_calls
     }
 
     /// Time since the request was received.

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Check => check(&cli.config),
         Command::Consents(args) => consents(&cli.config, args),
-        Command::Run => return quoalise_agent::agent::run::main(&cli.config),
+        Command::Run => return quoalise_agent::daemon::run::main(&cli.config),
         Command::Query(args) => return quoalise_agent::cli::query::main(args),
         Command::Audit(args) => {
             quoalise_agent::cli::audit::run(&cli.config, args, &mut std::io::stdout().lock())

@@ -8,7 +8,7 @@
 //! goes through the IANA time-zone database bundled at compile time (`jiff`), never
 //! through hand-written offsets.
 
-use jiff::civil::{Date, DateTime};
+use jiff::civil::{Date, DateTime, Time};
 use jiff::tz::{self, TimeZone};
 use jiff::{Timestamp, ToSpan};
 
@@ -265,6 +265,23 @@ impl Window {
     }
 }
 
+/// The last day whose data Enedis has published at `now`: yesterday once
+/// `publish` (Paris, `subscriptions.publish_time`) is past, the day before
+/// until then. What the daily pushes send through.
+pub fn due_through(now: Timestamp, publish: Time) -> Date {
+    let local = now.to_zoned_datetime(PARIS.clone());
+    let today = local.date();
+    let back = if local.time() >= publish { -1 } else { -2 };
+    add_days(today, back).unwrap_or(today)
+}
+
+/// The first day a new subscription is sent, when subscribing at `now`: the
+/// latest one published, at once (so the subscriber sees it works), then each
+/// new day.
+pub fn first_day(now: Timestamp, publish: Time) -> Date {
+    due_through(now, publish)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,5 +517,37 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, TimeError::EmptyWindow { .. }));
+    }
+
+    #[test]
+    fn yesterday_is_due_from_the_publish_time_paris() {
+        let at = |s: &str| -> Timestamp { s.parse().unwrap() };
+        let eight = jiff::civil::time(8, 0, 0, 0);
+        // 07:59 Paris (CET) on 29 November: only the 27th is due.
+        assert_eq!(
+            due_through(at("2026-11-29T06:59:00Z"), eight),
+            date(2026, 11, 27)
+        );
+        assert_eq!(
+            due_through(at("2026-11-29T07:00:00Z"), eight),
+            date(2026, 11, 28)
+        );
+        // Summer time: 08:00 Paris is 06:00 UTC.
+        assert_eq!(
+            due_through(at("2026-07-01T06:00:00Z"), eight),
+            date(2026, 6, 30)
+        );
+        assert_eq!(
+            due_through(at("2026-07-01T05:59:59Z"), eight),
+            date(2026, 6, 29)
+        );
+        assert_eq!(
+            first_day(at("2026-11-29T06:00:00Z"), eight),
+            date(2026, 11, 27)
+        );
+        assert_eq!(
+            first_day(at("2026-11-29T10:00:00Z"), eight),
+            date(2026, 11, 28)
+        );
     }
 }

@@ -13,6 +13,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+
 use crate::common::agent_harness::{AGENT_BIN, AgentProcess};
 use crate::common::config::AgentConfig;
 use crate::common::prosody::{Prosody, ProsodyOptions};
@@ -24,7 +26,30 @@ pub fn agent_bin() -> String {
     std::env::var("BENCH_AGENT_BIN").unwrap_or_else(|_| AGENT_BIN.to_owned())
 }
 
-pub const SIM_BIN: &str = env!("CARGO_BIN_EXE_enedis-sim");
+/// Set in the environment of a copy of this bench started to be the simulator.
+const SIM_CHILD: &str = "BENCH_ENEDIS_SIM_CHILD";
+
+/// Call first in a bench's `main`: in the copy `start_sim` started, run the
+/// simulator (`enedis_sim::cli::run`, the code of the `enedis-sim` binary) until
+/// SIGTERM, then exit. The simulator is another package of the workspace, whose
+/// binary cargo neither builds nor locates for this package's benches; running it
+/// from this executable keeps it a separate process, built with the bench.
+pub fn serve_sim_if_child() {
+    if std::env::var_os(SIM_CHILD).is_none() {
+        return;
+    }
+    let args = enedis_sim::cli::Args::parse_from(
+        std::iter::once(std::ffi::OsString::from("enedis-sim")).chain(std::env::args_os().skip(1)),
+    );
+    let served = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(enedis_sim::cli::run(args)));
+    if let Err(e) = served {
+        eprintln!("enedis-sim: {e:#}");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
 
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -109,10 +134,21 @@ pub fn rss_mib(pid: u32) -> (f64, f64) {
 }
 
 /// The simulator without quotas, logging warnings only (its CPU is measured
-/// too), and its base URL; unlike the tests' `common::sim::Sim`, its pid is known.
+/// too), and its base URL; unlike the tests' `common::sim::Sim` (in this
+/// process), it is a process of its own whose pid is known.
 pub fn start_sim() -> (Proc, String) {
     use std::io::BufRead;
-    let mut child = Command::new(SIM_BIN)
+    // `BENCH_SIM_BIN` runs another build of the simulator; by default this very
+    // executable serves as the simulator (`serve_sim_if_child`).
+    let mut command = match std::env::var_os("BENCH_SIM_BIN") {
+        Some(bin) => Command::new(bin),
+        None => {
+            let mut own = Command::new(std::env::current_exe().expect("the bench's own path"));
+            own.env(SIM_CHILD, "1");
+            own
+        }
+    };
+    let mut child = command
         .args(["--listen", "127.0.0.1:0", "--quota-per-second", "0"])
         .args(["--quota-per-hour", "1000000000"])
         .env("RUST_LOG", "warn")
@@ -191,7 +227,7 @@ pub fn get_history(
     end: jiff::civil::Date,
     paging: bool,
 ) -> quoalise_agent::xmpp::Command {
-    use quoalise_agent::commands::common::paris_midnight;
+    use quoalise_agent::commands::data::paris_midnight;
     use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
     let mut fields = vec![
         Field::text_single(

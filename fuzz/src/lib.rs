@@ -13,13 +13,13 @@
 use std::str::FromStr;
 
 use jiff::civil::{Date, date};
-use quoalise_agent::commands::common::LegacyQuery;
-use quoalise_agent::commands::subscribe::parse_identifier;
+use quoalise_agent::commands::data::LegacyQuery;
+use quoalise_agent::commands::subscription::parse_identifier;
 use quoalise_agent::config::ApiGeneration;
 use quoalise_agent::quoalise::{
     Direction, Identifier, MetaForm, Prm, Series, Step, decode_bytes, encode,
 };
-use quoalise_agent::store::cache::{decode_day, encode_day};
+use quoalise_agent::store::readings::{decode_day, encode_day};
 use quoalise_agent::time::{
     Window, convert_load_curve, day_start, parse_date, parse_instant, parse_local_datetime,
 };

@@ -2,6 +2,11 @@
 //! [`super::data::fetch`], allowed or refused, is written to the store
 //! ([`crate::store::audit`]) before its answer leaves the agent.
 //!
+//! The row and the request's log line are filled from ONE record, the
+//! request's [`RequestLog`]: [`Audit::begin`] writes the PRM and the period into
+//! it, the data path adds the upstream calls to it, and [`Audit::end`] reads the
+//! command, the calls and the duration back from it.
+//!
 //! The store's schema refuses an allowed row without a valid basis. That check is
 //! the last word: if the consent ended while the data was being fetched, the
 //! insert fails, and the peer gets `not-authorized` instead of the data (and a
@@ -10,12 +15,10 @@
 //! happen. Refusals and failures are always answered as they are, the trail
 //! problem is logged.
 
-use std::time::Instant;
-
 use super::authorise::Grant;
 use super::context::AgentContext;
-use super::data::DataRequest;
-use crate::commands::common::outcome_name;
+use super::request::DataRequest;
+use crate::logging::RequestLog;
 use crate::quoalise::{Prm, Series};
 use crate::store::{
     Access, AccessBasis, AccessError, AccessOutcome, AuditError, Store, now_seconds,
@@ -33,7 +36,7 @@ pub fn basis_of(grant: &Grant) -> AccessBasis {
 /// The error as the trail records it: condition, upstream code, text.
 pub fn access_error(e: &CommandError) -> AccessError {
     AccessError {
-        condition: outcome_name(e).to_owned(),
+        condition: e.condition().to_owned(),
         code: match e {
             CommandError::Upstream { code, .. } => Some(code.clone()),
             _ => None,
@@ -47,29 +50,26 @@ pub fn access_error(e: &CommandError) -> AccessError {
 #[derive(Debug)]
 pub struct Audit {
     at: i64,
-    started: Instant,
     peer: String,
-    command: String,
     prm: Prm,
     series: Series,
     range: (i64, i64),
     basis: Option<AccessBasis>,
-    calls: u32,
 }
 
 impl Audit {
-    /// An access of `request` by the command `command`, decided now.
-    pub fn begin(request: &DataRequest, command: &str) -> Audit {
+    /// An access of `request`, decided now, recorded in the request's `log`
+    /// (its PRM and period, for the log line).
+    pub fn begin(request: &DataRequest, log: &mut RequestLog) -> Audit {
+        log.prm(&request.identifier.prm);
+        log.window(&request.window);
         Audit {
             at: now_seconds(),
-            started: Instant::now(),
             peer: request.requester.to_string(),
-            command: command.to_owned(),
             prm: request.identifier.prm,
             series: request.identifier.series,
             range: (request.window.start, request.window.end),
             basis: None,
-            calls: 0,
         }
     }
 
@@ -78,16 +78,13 @@ impl Audit {
         self.basis = Some(basis_of(grant));
     }
 
-    /// `n` more upstream calls were made for it.
-    pub fn upstream_calls(&mut self, n: u32) {
-        self.calls = self.calls.saturating_add(n);
-    }
-
-    fn access(&self, outcome: AccessOutcome) -> Access {
+    /// The row: this access's own facts, the command, upstream calls and
+    /// duration of the request's record `log`.
+    fn access(&self, log: &RequestLog, outcome: AccessOutcome) -> Access {
         Access {
             at: self.at,
             peer: self.peer.clone(),
-            command: self.command.clone(),
+            command: log.command().to_owned(),
             prm: Some(self.prm),
             series: Some(self.series),
             range: Some(self.range),
@@ -96,10 +93,8 @@ impl Audit {
                 AccessOutcome::Refused(_) => None,
             },
             outcome,
-            upstream_calls: self.calls,
-            duration_ms: Some(
-                u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            ),
+            upstream_calls: log.calls(),
+            duration_ms: Some(u64::try_from(log.elapsed().as_millis()).unwrap_or(u64::MAX)),
         }
     }
 
@@ -109,6 +104,7 @@ impl Audit {
     pub async fn end<T: Send + 'static>(
         self,
         store: &Store,
+        log: &RequestLog,
         result: Result<T, CommandError>,
     ) -> Result<T, CommandError> {
         let outcome = match (&result, self.basis) {
@@ -125,7 +121,7 @@ impl Audit {
                 ));
             }
         };
-        let access = self.access(outcome);
+        let access = self.access(log, outcome);
         // On the request path: written at once unless SQLite would wait.
         let written = store
             .call_now(move |s| match s.record_access(&access) {
@@ -177,13 +173,14 @@ impl Audit {
     }
 }
 
-/// Records a decision that is not a data read (a `subscribe`): allowed on `basis`,
-/// or refused with `error`. A failure to write is logged; an allowed decision the
-/// trail refuses comes back as `not-authorized`.
+/// Records a decision that is not a data read (a `subscribe`) of the request
+/// recorded in `log` (its command): allowed on `basis`, or refused with
+/// `error`. A failure to write is logged; an allowed decision the trail refuses
+/// comes back as `not-authorized`.
 pub async fn record_decision(
     ctx: &AgentContext,
+    log: &RequestLog,
     peer: &str,
-    command: &str,
     prm: Prm,
     series: Series,
     decision: Result<AccessBasis, &CommandError>,
@@ -195,7 +192,7 @@ pub async fn record_decision(
     let access = Access {
         at: now_seconds(),
         peer: peer.to_owned(),
-        command: command.to_owned(),
+        command: log.command().to_owned(),
         prm: Some(prm),
         series: Some(series),
         range: None,

@@ -210,32 +210,10 @@ mod tests {
     use crate::config::ApiGeneration;
 
     fn settings(api: ApiGeneration) -> Settings {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(
-            &path,
-            format!(
-                r#"
-[xmpp]
-jid = "agent@example.org/agent"
-password = "x"
-[enedis]
-api = "{}"
-client_id = "id"
-client_secret = "s"
-[web]
-public_url = "https://agent.example.org"
-[[peers]]
-jid = "app@example.org"
-usage_points = ["22516914714270"]
-"#,
-                api.as_str()
-            ),
-        )
-        .unwrap();
-        let config =
-            crate::config::Config::load_with_env(&path, Vec::<(String, String)>::new()).unwrap();
-        Settings::new(config)
+        Settings::new(crate::config::for_tests(
+            "",
+            &[("QUOALISE_AGENT__ENEDIS__API", api.as_str())],
+        ))
     }
 
     fn consent(

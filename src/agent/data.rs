@@ -10,7 +10,7 @@
 //!
 //! Every access, allowed or refused, is written to the audit trail before it is
 //! answered ([`super::audit`]), and the upstream of step 2 is the cache with
-//! request coalescing ([`crate::cache`]), so every command gets them at once.
+//! request coalescing ([`crate::upstream::cache`]), so every command gets them at once.
 //!
 //! Upstream errors become stanza errors here ([`upstream_error`]), exactly as
 //! the protocol doc says: Enedis refusals → `undefined-condition` with the
@@ -19,42 +19,19 @@
 
 use std::time::Duration;
 
-use xmpp_parsers::jid::BareJid;
-
 use super::audit::Audit;
 use super::authorise::{Grant, authorise};
 use super::context::AgentContext;
+use super::request::DataRequest;
+use super::size::{may_be_too_large, too_large_before};
 use crate::logging::RequestLog;
-use crate::quoalise::{Identifier, MetaForm, Step, TimeSeries};
-use crate::time::Window;
+use crate::quoalise::{Step, TimeSeries};
 use crate::upstream::{ErrorKind, UpstreamError};
 use crate::xmpp::CommandError;
 
 /// What [`fetch`] answers before the framework's own deadline does, so that the
 /// peer gets this path's precise error (and the request its log line).
 const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
-
-/// One request for readings, whatever command it came from.
-#[derive(Debug, Clone)]
-pub struct DataRequest {
-    /// The requester's bare JID (authorisation and consents are per bare JID).
-    pub requester: BareJid,
-    pub identifier: Identifier,
-    /// The period, `[start, end[`.
-    pub window: Window,
-    /// Flat for `get_history`, nested for the legacy commands.
-    pub meta: MetaForm,
-    /// The form fields the period came from, for error texts
-    /// (e.g. `start_time/end_time`).
-    pub period_fields: &'static str,
-    /// When the answer is due.
-    pub deadline: tokio::time::Instant,
-    /// For a peer that receives the answer in ONE stanza: the payload bytes
-    /// that stanza has room for. A range whose answer is predictably larger
-    /// (the meter's step known from the cache) is refused before Enedis is
-    /// called ([`super::answer::too_large_before`]).
-    pub max_payload: Option<super::answer::OneStanza>,
-}
 
 /// The readings of a request.
 #[derive(Debug, Clone)]
@@ -86,11 +63,11 @@ pub async fn fetch_with<T: Send + 'static>(
     log: &mut RequestLog,
     shape: impl FnOnce(DataAnswer) -> Result<T, CommandError>,
 ) -> Result<T, CommandError> {
-    let mut audit = Audit::begin(request, log.command());
+    let mut audit = Audit::begin(request, log);
     let result = fetch_unaudited(ctx, request, log, &mut audit)
         .await
         .and_then(shape);
-    audit.end(&ctx.store, result).await
+    audit.end(&ctx.store, log, result).await
 }
 
 /// The meter's step for `identifier`, when the cache knows it (the latest
@@ -122,17 +99,15 @@ async fn fetch_unaudited(
 ) -> Result<DataAnswer, CommandError> {
     let prm = request.identifier.prm;
     let series = request.identifier.series;
-    log.prm(&prm);
-    log.window(&request.window);
     let settings = ctx.settings();
 
     let grant = authorise(ctx, &settings, &request.requester, prm).await?;
     audit.allowed_on(&grant);
 
     if let Some(room) = request.max_payload
-        && super::answer::may_be_too_large(request, room)
+        && may_be_too_large(request, room)
         && let Some(step) = known_step(ctx, request).await
-        && let Some(refusal) = super::answer::too_large_before(request, step, room)
+        && let Some(refusal) = too_large_before(request, step, room)
     {
         tracing::info!(%prm, %series, %step, "answer predictably too large for one stanza: refused before calling Enedis");
         return Err(refusal);
@@ -156,7 +131,6 @@ async fn fetch_unaudited(
         }
     };
     log.upstream_calls(fetched.calls);
-    audit.upstream_calls(fetched.calls);
 
     let mut readings = fetched.readings;
     request.window.retain(&mut readings);

@@ -1,13 +1,15 @@
-//! The running agent: its shared [`context`], who may read what
-//! ([`authorise`]), the one [`data`] path every data command goes through, the
-//! start-up/serve/shutdown wiring ([`run`]) and configuration [`reload`].
+//! The agent's request path, below the commands and the pushes that use it:
+//! the shared [`context`], who may read what ([`authorise`]), one request for
+//! readings ([`request`]) and how large its answer is ([`size`]), the one
+//! [`data`] path every data command goes through with its [`audit`] trail, and
+//! how the answer reaches the peer ([`answer`]). The wiring that runs it all is
+//! [`crate::daemon`].
 //!
 //! ```text
-//! signals ─► run::Agent::serve ─┬─ xmpp::XmppAgent::run ─► router ─► commands::* ─► data::fetch
-//!                               │                                                  ├ authorise
-//!                               │                                                  ├ upstream
-//!                               │                                                  └ quoalise::encode
-//!                               └─ axum on web.listen ─► run::web_router (/healthz, /metrics, …)
+//! commands::* / push ─► answer ─► data::fetch ─┬ authorise
+//!                                              ├ size (refused before Enedis?)
+//!                                              ├ upstream (cache)
+//!                                              └ audit
 //! ```
 
 pub mod answer;
@@ -15,8 +17,7 @@ pub mod audit;
 pub mod authorise;
 pub mod context;
 pub mod data;
-pub mod reload;
-pub mod run;
+pub mod request;
+pub mod size;
 
 pub use context::{AgentContext, Settings};
-pub use run::{Agent, Control, commands, web_router};

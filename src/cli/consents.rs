@@ -196,7 +196,7 @@ pub fn write_table(consents: &[Consent], now: i64, out: &mut dyn Write) -> std::
 }
 
 fn normalise_jid(raw: &str) -> anyhow::Result<String> {
-    let jid = xmpp_parsers::jid::BareJid::new(raw.trim())
+    let jid = crate::config::parse_bare_jid(raw.trim())
         .map_err(|e| anyhow::anyhow!("--owner {raw:?} is not a bare JID: {e}"))?;
     Ok(jid.to_string())
 }

@@ -1,37 +1,37 @@
-//! What the agent's commands have in common: the request log line and metrics
-//! around every command ([`begin`], [`finish`]), the form fields and defaults
-//! shown to Gajim/Psi users, reading the legacy (first Data Connect proxy)
-//! form, and the result of a data command.
+//! What every command shares: one wrapper, [`instrumented`], that runs a
+//! request in its span and then writes its log line and records its metrics.
 
-use jiff::Timestamp;
-use jiff::civil::Date;
 use tracing::Instrument;
-use xmpp_parsers::data_forms::DataForm;
-use xmpp_parsers::jid::BareJid;
 
-use crate::agent::answer::{Presentation, answer, next_page, paging_field, wants_pages};
-use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
-use crate::agent::data::DataRequest;
 use crate::logging::RequestLog;
-use crate::quoalise::{Direction, Identifier, MetaForm, Prm, Series};
-use crate::time::{PARIS, Window, add_days, day_start, paris_today, parse_date};
-use crate::xmpp::forms::{list_single, text_single};
-use crate::xmpp::{
-    AdHocCommand, BoxFuture, CommandError, Continuation, FieldExt, FormBuilder, Outcome, Request,
-    SubmittedForm,
-};
+use crate::xmpp::{CommandError, Outcome, Request};
 
-/// Starts the log line of a request, and the span to run it in (so every line it
-/// logs says which request it belongs to).
-pub fn begin(request: &Request) -> (RequestLog, tracing::Span) {
+/// Runs one request of the command `node`: `work` inside the request's span
+/// (so every line it logs says which request it belongs to), filling the
+/// request's log line; then, outside the span (the line carries peer and command
+/// itself), writes that line and records the metrics.
+pub async fn instrumented(
+    ctx: &AgentContext,
+    node: &'static str,
+    request: &Request,
+    work: impl AsyncFnOnce(&mut RequestLog) -> Result<Outcome, CommandError>,
+) -> Result<Outcome, CommandError> {
+    let (mut log, span) = begin(request);
+    let result = work(&mut log).instrument(span).await;
+    finish(ctx, node, log, &result);
+    result
+}
+
+/// Starts the log line of a request, and the span to run it in.
+fn begin(request: &Request) -> (RequestLog, tracing::Span) {
     let log = RequestLog::start(&request.from, &request.node);
     let span = log.span();
     (log, span)
 }
 
 /// Writes the request's log line and records its metrics.
-pub fn finish(
+fn finish(
     ctx: &AgentContext,
     command: &'static str,
     log: RequestLog,
@@ -39,272 +39,8 @@ pub fn finish(
 ) {
     let outcome = match result {
         Ok(_) => "ok",
-        Err(e) => outcome_name(e),
+        Err(e) => e.condition(),
     };
     let duration = log.finish(outcome);
     ctx.metrics.request(command, outcome, duration);
-}
-
-/// The stanza error condition a failure is answered with, as logs and metrics
-/// name it.
-pub fn outcome_name(e: &CommandError) -> &'static str {
-    match e {
-        CommandError::NotAuthorized(_) => "not-authorized",
-        CommandError::BadRequest(_)
-        | CommandError::BadSessionId(_)
-        | CommandError::BadAction(_)
-        | CommandError::MalformedAction(_) => "bad-request",
-        CommandError::ItemNotFound(_) => "item-not-found",
-        CommandError::FeatureNotImplemented(_) => "feature-not-implemented",
-        CommandError::ServiceUnavailable { .. } => "service-unavailable",
-        CommandError::ResourceConstraint(_) => "resource-constraint",
-        CommandError::Upstream { .. } => "undefined-condition",
-        CommandError::Internal(_) => "internal-server-error",
-        CommandError::SessionExpired(_) => "not-allowed",
-        CommandError::TooLarge(_) => "not-acceptable",
-    }
-}
-
-/// The default period offered to a human: yesterday, Paris time (the latest
-/// day Enedis has).
-pub fn default_days() -> (Date, Date) {
-    let today = paris_today(Timestamp::now());
-    let yesterday = add_days(today, -1).unwrap_or(today);
-    (yesterday, today)
-}
-
-/// Paris midnight starting `date`, as an ISO 8601 date-time with its offset
-/// (`2026-11-28T00:00:00+01:00`).
-pub fn paris_midnight(date: Date) -> String {
-    day_start(date)
-        .ok()
-        .and_then(|s| Timestamp::from_second(s).ok())
-        .map(|ts| ts.display_with_offset(PARIS.to_offset(ts)).to_string())
-        .unwrap_or_else(|| format!("{date}T00:00:00+01:00"))
-}
-
-/// The PRMs a human is reminded of in a form: at most a dozen, then "…".
-pub fn prm_hint(readable: &[Readable]) -> String {
-    const SHOWN: usize = 12;
-    let mut list: Vec<String> = readable
-        .iter()
-        .take(SHOWN)
-        .map(|r| r.prm.to_string())
-        .collect();
-    if readable.len() > SHOWN {
-        list.push(format!(
-            "… ({} in all, see list_usage_points)",
-            readable.len()
-        ));
-    }
-    if list.is_empty() {
-        "none yet (ask the agent's operator, or a consumer's consent through get_authorize_uri)"
-            .to_owned()
-    } else {
-        list.join(", ")
-    }
-}
-
-/// The period of the legacy commands: `start_date`, `end_date` (`YYYY-MM-DD`,
-/// Paris days, end excluded).
-pub const LEGACY_PERIOD_FIELDS: &str = "start_date/end_date";
-
-/// A request of the first Data Connect proxy's commands (`get_load_curve`,
-/// `get_daily`): `usage_point_id`, `direction` (default consumption),
-/// `start_date`, `end_date`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LegacyQuery {
-    pub prm: Prm,
-    pub direction: Direction,
-    pub window: Window,
-}
-
-impl LegacyQuery {
-    /// Reads the form; errors name the field and say why.
-    pub fn from_form(form: &SubmittedForm) -> Result<LegacyQuery, CommandError> {
-        let prm: Prm = form.parse_required("usage_point_id", |s| s.parse::<Prm>())?;
-        let direction = match form.choice(
-            "direction",
-            &["consumption", "production"],
-            Some("consumption"),
-        )? {
-            Some(d) if d == "production" => Direction::Production,
-            _ => Direction::Consumption,
-        };
-        let start = form.parse_required("start_date", parse_date)?;
-        let end = form.parse_required("end_date", parse_date)?;
-        let window = Window::from_dates(start, end).map_err(|e| {
-            CommandError::bad_request(format!("fields {LEGACY_PERIOD_FIELDS}: {e}"))
-        })?;
-        Ok(LegacyQuery {
-            prm,
-            direction,
-            window,
-        })
-    }
-}
-
-/// The form of a legacy command, with defaults: the first readable PRM,
-/// consumption, yesterday.
-pub fn legacy_form(title: &str, instructions: &str, readable: &[Readable]) -> DataForm {
-    let (start, end) = default_days();
-    let mut prm_field = text_single("usage_point_id", "Usage point (PRM, 14 digits)")
-        .required()
-        .desc(&format!(
-            "Usage points you may read: {}",
-            prm_hint(readable)
-        ));
-    if let Some(first) = readable.first() {
-        prm_field = prm_field.value(first.prm.as_str());
-    }
-    FormBuilder::form(title)
-        .instructions(instructions)
-        .field(prm_field)
-        .field(
-            list_single(
-                "direction",
-                "Direction",
-                &[("consumption", "Consumption"), ("production", "Production")],
-            )
-            .value("consumption"),
-        )
-        .field(
-            text_single("start_date", "First day (YYYY-MM-DD, Paris)")
-                .required()
-                .value(&start.to_string()),
-        )
-        .field(
-            text_single("end_date", "Day after the last one (YYYY-MM-DD, excluded)")
-                .required()
-                .value(&end.to_string()),
-        )
-        .field(paging_field())
-        .build()
-}
-
-/// What distinguishes `get_load_curve` from `get_daily`; everything else about
-/// the two legacy commands is shared ([`legacy_execute`], [`legacy_form_for`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Legacy {
-    pub node: &'static str,
-    pub kind: LegacyKind,
-    /// Title of the form and of the result.
-    pub title: &'static str,
-    pub instructions: &'static str,
-}
-
-/// Both legacy commands are a [`Legacy`] description: `get_load_curve` and
-/// `get_daily` differ only in it.
-impl AdHocCommand<AgentContext> for Legacy {
-    fn node(&self) -> &str {
-        self.node
-    }
-
-    fn name(&self) -> &str {
-        self.title
-    }
-
-    fn form(&self) -> DataForm {
-        legacy_form(self.title, self.instructions, &[])
-    }
-
-    fn form_for<'a>(
-        &'a self,
-        ctx: &'a AgentContext,
-        requester: &'a BareJid,
-    ) -> BoxFuture<'a, Result<DataForm, CommandError>> {
-        Box::pin(legacy_form_for(*self, ctx, requester))
-    }
-
-    fn execute<'a>(
-        &'a self,
-        ctx: &'a AgentContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
-        Box::pin(legacy_execute(*self, ctx, request))
-    }
-
-    fn next<'a>(
-        &'a self,
-        ctx: &'a AgentContext,
-        request: Request,
-        more: Continuation,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
-        Box::pin(next_stage(ctx, self.node, request, more))
-    }
-}
-
-/// The next page of a data command's answer, with its log line and metrics.
-pub async fn next_stage(
-    ctx: &AgentContext,
-    node: &'static str,
-    request: Request,
-    more: Continuation,
-) -> Result<Outcome, CommandError> {
-    let (mut log, span) = begin(&request);
-    let result = next_page(ctx, &request, &more, &mut log)
-        .instrument(span)
-        .await;
-    finish(ctx, node, log, &result);
-    result
-}
-
-impl Legacy {
-    fn series(&self, direction: Direction) -> Series {
-        match self.kind {
-            LegacyKind::LoadCurve => Series::load_curve(direction),
-            LegacyKind::Daily => Series::daily_energy(direction),
-        }
-    }
-}
-
-/// Which legacy command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LegacyKind {
-    LoadCurve,
-    Daily,
-}
-
-/// The form of a legacy command for this requester.
-pub async fn legacy_form_for(
-    legacy: Legacy,
-    ctx: &AgentContext,
-    requester: &BareJid,
-) -> Result<DataForm, CommandError> {
-    let settings = ctx.settings();
-    let readable = readable(ctx, &settings, requester).await?;
-    Ok(legacy_form(legacy.title, legacy.instructions, &readable))
-}
-
-/// Runs a legacy command: reads its form, then the data path with the NESTED
-/// meta form.
-pub async fn legacy_execute(
-    legacy: Legacy,
-    ctx: &AgentContext,
-    request: Request,
-) -> Result<Outcome, CommandError> {
-    let (mut log, span) = begin(&request);
-    let work = async {
-        let query = LegacyQuery::from_form(&request.form)?;
-        let paging = wants_pages(&request.form)?;
-        let identifier = Identifier::new(query.prm, legacy.series(query.direction));
-        let data = DataRequest {
-            requester: request.requester.clone(),
-            identifier,
-            window: query.window,
-            meta: MetaForm::Nested,
-            period_fields: LEGACY_PERIOD_FIELDS,
-            deadline: request.deadline,
-            max_payload: None,
-        };
-        let presentation = Presentation {
-            title: legacy.title,
-            label: format!("{} of {}", legacy.title, query.prm),
-            paging,
-        };
-        answer(ctx, &request, data, &mut log, presentation).await
-    };
-    let result = work.instrument(span).await;
-    finish(ctx, legacy.node, log, &result);
-    result
 }

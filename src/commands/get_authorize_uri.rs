@@ -11,11 +11,10 @@
 //! their JID's local part as the name); programmatic peers send the filled form in
 //! the first `execute`.
 
-use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
-use super::common::{begin, finish};
+use super::common::instrumented;
 use crate::agent::context::AgentContext;
 use crate::store::oauth::ConsentDescription;
 use crate::web::{DescriptionError, DescriptionInput, register};
@@ -102,15 +101,9 @@ impl AdHocCommand<AgentContext> for GetAuthorizeUri {
         ctx: &'a AgentContext,
         request: Request,
     ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
-        let (log, span) = begin(&request);
-        Box::pin(
-            async move {
-                let result = run(ctx, &request).await;
-                finish(ctx, NODE, log, &result);
-                result
-            }
-            .instrument(span),
-        )
+        Box::pin(async move {
+            instrumented(ctx, NODE, &request, async |_| run(ctx, &request).await).await
+        })
     }
 }
 

@@ -11,11 +11,10 @@
 //!   `series: …`, `access: …`, `valid until: …` (and `subscribed: …`);
 //! - `subscriptions` (text-multi), when the peer has any: one identifier per value.
 
-use tracing::Instrument;
 use xmpp_parsers::data_forms::DataForm;
 
-use super::common::{begin, finish};
-use super::subscribe::{subscriptions_of, with_subscriptions};
+use super::common::instrumented;
+use super::subscription::{subscriptions_of, with_subscriptions};
 use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
 use crate::quoalise::Series;
@@ -98,19 +97,15 @@ impl AdHocCommand<AgentContext> for ListUsagePoints {
         ctx: &'a AgentContext,
         request: Request,
     ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
-        let (log, span) = begin(&request);
         Box::pin(async move {
-            let settings = ctx.settings();
-            let subs = subscriptions_of(ctx, &request.requester).await;
-            let result = readable(ctx, &settings, &request.requester)
-                .instrument(span)
-                .await
-                .map(|list| {
-                    let form = usage_points_form(&list);
-                    Outcome::new().with_form(with_subscriptions(form, &subs))
-                });
-            finish(ctx, NODE, log, &result);
-            result
+            instrumented(ctx, NODE, &request, async |_| {
+                let settings = ctx.settings();
+                let subs = subscriptions_of(ctx, &request.requester).await;
+                let list = readable(ctx, &settings, &request.requester).await?;
+                let form = usage_points_form(&list);
+                Ok(Outcome::new().with_form(with_subscriptions(form, &subs)))
+            })
+            .await
         })
     }
 }

@@ -19,6 +19,7 @@
 
 use std::borrow::Cow;
 
+use quick_xml::events::attributes::{AttrError, Attribute};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::{NsReader, XmlVersion};
@@ -513,17 +514,28 @@ impl<'i> Parser<'i> {
     ) -> Result<Vec<(&'e str, Cow<'e, str>)>, DecodeError> {
         let mut out = Vec::new();
         for attr in e.attributes() {
-            let attr = attr.map_err(|err| self.xml_error(err))?;
-            let key = attr.key.into_inner();
-            if key == "xmlns" || key.contains(':') {
-                continue;
+            if let Some(pair) = self.own_attribute(attr)? {
+                out.push(pair);
             }
-            let value = attr
-                .normalized_value(XmlVersion::Implicit1_0)
-                .map_err(|err| self.xml_error(err))?;
-            out.push((key, value));
         }
         Ok(out)
+    }
+
+    /// One attribute as `(name, normalised value)`, or `None` for a namespace
+    /// declaration or a prefixed attribute (which Quoalise readers ignore).
+    fn own_attribute<'e>(
+        &self,
+        attr: Result<Attribute<'e>, AttrError>,
+    ) -> Result<Option<(&'e str, Cow<'e, str>)>, DecodeError> {
+        let attr = attr.map_err(|err| self.xml_error(err))?;
+        let key = attr.key.into_inner();
+        if key == "xmlns" || key.contains(':') {
+            return Ok(None);
+        }
+        let value = attr
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|err| self.xml_error(err))?;
+        Ok(Some((key, value)))
     }
 
     /// The children of `<meta>`, whose start was just read. Unknown elements and
@@ -661,14 +673,9 @@ impl<'i> Parser<'i> {
         let mut other_value = false;
 
         for attr in e.attributes() {
-            let attr = attr.map_err(|err| self.xml_error(err))?;
-            let key = attr.key.into_inner();
-            if key == "xmlns" || key.contains(':') {
+            let Some((key, text)) = self.own_attribute(attr)? else {
                 continue;
-            }
-            let text = attr
-                .normalized_value(XmlVersion::Implicit1_0)
-                .map_err(|err| self.xml_error(err))?;
+            };
             match key {
                 "bn" => base.name = Some(text.into_owned()),
                 "bt" => base.time = Some(number(key, &text)?),

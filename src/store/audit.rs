@@ -336,21 +336,10 @@ impl Store {
         let tx = conn
             .transaction()
             .map_err(StoreError::sqlite("begin updating grants"))?;
-        let current: BTreeSet<(String, Prm)> = {
-            let mut stmt = tx
-                .prepare("SELECT peer, prm FROM grants")
-                .map_err(StoreError::sqlite("read grants"))?;
-            let rows = stmt
-                .query_map([], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })
-                .map_err(StoreError::sqlite("read grants"))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(StoreError::sqlite("read grants"))?;
-            rows.into_iter()
-                .filter_map(|(peer, prm)| prm.parse().ok().map(|prm| (peer, prm)))
-                .collect()
-        };
+        let current: BTreeSet<(String, Prm)> = grant_rows(&tx, "SELECT peer, prm FROM grants")?
+            .into_iter()
+            .filter_map(|(peer, prm)| prm.parse().ok().map(|prm| (peer, prm)))
+            .collect();
         let mut changes = GrantChanges::default();
         for (peer, prm) in current.difference(&wanted) {
             tx.execute(
@@ -395,24 +384,17 @@ impl Store {
 
     /// Every grant, by peer then PRM.
     pub fn grants(&self) -> Result<Vec<(String, Prm)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT peer, prm FROM grants ORDER BY peer, prm")
-            .map_err(StoreError::sqlite("read grants"))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })
-            .map_err(StoreError::sqlite("read grants"))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(StoreError::sqlite("read grants"))?;
-        rows.into_iter()
-            .map(|(peer, prm)| {
-                prm.parse()
-                    .map(|prm| (peer, prm))
-                    .map_err(|e| StoreError::Invalid(format!("grant with a bad PRM: {e}")))
-            })
-            .collect()
+        grant_rows(
+            &self.conn(),
+            "SELECT peer, prm FROM grants ORDER BY peer, prm",
+        )?
+        .into_iter()
+        .map(|(peer, prm)| {
+            prm.parse()
+                .map(|prm| (peer, prm))
+                .map_err(|e| StoreError::Invalid(format!("grant with a bad PRM: {e}")))
+        })
+        .collect()
     }
 
     /// The basis on which `peer` may read `prm` at `now`: its newest usable consent
@@ -428,6 +410,20 @@ impl Store {
         }
         Ok(self.has_grant(peer, prm)?.then_some(AccessBasis::Grant))
     }
+}
+
+/// The `(peer, prm)` rows of `sql` (a `SELECT peer, prm FROM grants …`), PRMs as
+/// stored: the caller decides what a bad one means.
+fn grant_rows(conn: &rusqlite::Connection, sql: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn
+        .prepare(sql)
+        .map_err(StoreError::sqlite("read grants"))?;
+    stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })
+    .map_err(StoreError::sqlite("read grants"))?
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(StoreError::sqlite("read grants"))
 }
 
 /// The audit insert itself; the schema refuses an allowed access without a basis.

@@ -278,17 +278,7 @@ impl Store {
         prm: &Prm,
         now: i64,
     ) -> Result<Vec<Consent>, StoreError> {
-        let conn = self.conn();
-        query(
-            &conn,
-            &format!(
-                "SELECT {CONSENT_COLUMNS} FROM consents c \
-                 JOIN consent_prms p ON p.consent_id = c.id \
-                 WHERE c.owner = ?1 AND p.prm = ?2 AND c.state = 'active' \
-                 AND c.valid_from <= ?3 AND ?3 < c.valid_until ORDER BY c.id DESC"
-            ),
-            params![owner, prm.as_str(), now],
-        )
+        self.usable_consents_where("c.owner", owner, prm, now)
     }
 
     /// Consents of any owner covering `prm`, usable at `now`, of generation
@@ -299,16 +289,28 @@ impl Store {
         prm: &Prm,
         now: i64,
     ) -> Result<Vec<Consent>, StoreError> {
+        self.usable_consents_where("c.generation", generation.as_str(), prm, now)
+    }
+
+    /// Consents whose `column` (of `consents c`, written here, never taken from
+    /// input) is `value`, covering `prm` and usable at `now`, newest first.
+    fn usable_consents_where(
+        &self,
+        column: &'static str,
+        value: &str,
+        prm: &Prm,
+        now: i64,
+    ) -> Result<Vec<Consent>, StoreError> {
         let conn = self.conn();
         query(
             &conn,
             &format!(
                 "SELECT {CONSENT_COLUMNS} FROM consents c \
                  JOIN consent_prms p ON p.consent_id = c.id \
-                 WHERE c.generation = ?1 AND p.prm = ?2 AND c.state = 'active' \
+                 WHERE {column} = ?1 AND p.prm = ?2 AND c.state = 'active' \
                  AND c.valid_from <= ?3 AND ?3 < c.valid_until ORDER BY c.id DESC"
             ),
-            params![generation.as_str(), prm.as_str(), now],
+            params![value, prm.as_str(), now],
         )
     }
 

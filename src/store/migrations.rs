@@ -100,7 +100,7 @@ CREATE INDEX oauth_states_expires ON oauth_states (expires_at);
     },
     Migration {
         name: "readings cache",
-        sql: super::cache::MIGRATION,
+        sql: super::readings::MIGRATION,
     },
     Migration {
         name: "subscriptions",

@@ -16,10 +16,10 @@
 
 pub mod audit;
 pub mod backup;
-pub mod cache;
 pub mod consents;
 pub mod migrations;
 pub mod oauth;
+pub mod readings;
 pub mod subscriptions;
 
 pub use audit::{
@@ -111,8 +111,8 @@ struct Inner {
     now: OnceLock<Option<Mutex<Connection>>>,
     /// Checkpoints run on their own thread: no connection checkpoints in a commit.
     background_checkpoints: AtomicBool,
-    /// Cached days read through `now`, in memory ([`cache::HotDays`]).
-    hot_days: Mutex<cache::HotDays>,
+    /// Cached days read through `now`, in memory ([`readings::HotDays`]).
+    hot_days: Mutex<readings::HotDays>,
 }
 
 impl std::fmt::Debug for Store {
@@ -150,7 +150,7 @@ impl Store {
                 conn: Mutex::new(conn),
                 now: OnceLock::new(),
                 background_checkpoints: AtomicBool::new(false),
-                hot_days: Mutex::new(cache::HotDays::default()),
+                hot_days: Mutex::new(readings::HotDays::default()),
             }),
             now: false,
         })

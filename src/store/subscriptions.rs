@@ -11,7 +11,7 @@
 //!   peer if there is one, and otherwise ends.
 //!
 //! `delivered_through` is the last Paris day whose data the subscriber was sent;
-//! the scheduler ([`crate::subscriptions`]) advances it after each delivery, so a
+//! the scheduler of daily pushes ([`crate::push`]) advances it after each delivery, so a
 //! restart neither loses nor repeats a day.
 
 use jiff::civil::Date;

@@ -46,11 +46,7 @@ impl Dialect for Api2026 {
             query.push(("mesuresPas", "P1D".to_owned()));
             query.push(("grandeurPhysique", "PMA".to_owned()));
         }
-        DataCall {
-            endpoint: format!("mesure_synchrone_auto/v2/{resource}"),
-            path: format!("/mesure_synchrone_auto/v2/{resource}"),
-            query,
-        }
+        DataCall::new(format!("/mesure_synchrone_auto/v2/{resource}"), query)
     }
 
     fn parse(

@@ -1,16 +1,30 @@
-//! The consumer side of a consent: the authorize URL we send them to, the duration
-//! they are asked for, and the callback Enedis sends them back with.
+//! Consents, from the consumer's trip to Enedis to the consent we store: the
+//! authorize URL we send them to, the duration they are asked for, the callback
+//! Enedis sends them back with, and its resolution into a stored consent for each
+//! generation (`EnedisClient::resolve`, behind [`super::Upstream::resolve_consent`]):
+//!
+//! - 2026: the `autorisation_id` of the callback, whose PRMs and validity
+//!   `subscribed_services/v1` gives;
+//! - v5: the PRMs of the callback's `usage_point_id`, read with the application token;
+//! - v3/v4: the callback's `code`, exchanged at once for the consent's own tokens
+//!   ([`exchange_code`]).
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use jiff::civil::Date;
 use jiff::{Span, ToSpan};
+use reqwest::Method;
 use url::Url;
 
-use super::error::UpstreamError;
+use super::client::{Auth, EnedisClient};
+use super::error::{self, UpstreamError};
+use super::http::{Body, Call, Shared, Tally};
+use super::{api2026, token};
 use crate::config::{ApiGeneration, EnedisConfig};
 use crate::quoalise::Prm;
-use crate::time::{PARIS, paris_today};
+use crate::store::{Consent, NewConsent, TokenSet, now_seconds};
+use crate::time::{PARIS, day_start, paris_today};
 
 /// How long a consent is asked for: an ISO 8601 period of years, months, weeks and
 /// days (`P1Y`, `P6M`, `P1095D`…), positive and at most 3 years.
@@ -237,4 +251,243 @@ pub fn authorize_url(
         }
     }
     Ok(url)
+}
+
+impl EnedisClient {
+    /// Turn Enedis's redirect into a stored consent owned by `owner`: see
+    /// [`super::Upstream::resolve_consent`].
+    pub(super) async fn resolve(
+        &self,
+        owner: &str,
+        callback: &Callback,
+        duration: &ConsentDuration,
+    ) -> Result<Consent, UpstreamError> {
+        if let Some(refusal) = callback.refusal() {
+            return Err(refusal);
+        }
+        let new = match self.shared.config.api {
+            ApiGeneration::Api2026 => self.consent_2026(owner, callback, duration).await?,
+            ApiGeneration::V5 => consent_v5(owner, callback, duration)?,
+            ApiGeneration::V4 | ApiGeneration::V3 => {
+                return self.resolve_with_code(owner, callback, duration).await;
+            }
+        };
+        Ok(self
+            .shared
+            .store
+            .call(move |s| s.add_consent(&new, None))
+            .await?)
+    }
+
+    /// 2026: the consent's PRMs and validity from `subscribed_services`.
+    async fn consent_2026(
+        &self,
+        owner: &str,
+        callback: &Callback,
+        duration: &ConsentDuration,
+    ) -> Result<NewConsent, UpstreamError> {
+        let raw = callback.autorisation_id.as_deref().ok_or_else(|| {
+            UpstreamError::BadConsentRequest(
+                "the Data Connect 2026 callback has no autorisation_id".into(),
+            )
+        })?;
+        let autorisation_id: i64 = raw
+            .parse()
+            .ok()
+            .filter(|n| *n >= 0 && raw.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                UpstreamError::BadConsentRequest(format!(
+                    "autorisation_id {:?} is not a non-negative integer",
+                    raw.chars().take(30).collect::<String>()
+                ))
+            })?;
+        let tally = Tally::default();
+        // Every state, not only the default ACTIF and DEMANDE: a consent that cannot
+        // be used then says why (TERMINE, SUPPRIME).
+        let body = serde_json::json!({
+            "autorisationId": autorisation_id,
+            "comptage": false,
+            "serviceType": "ACCES",
+            "etatCode": ["ACTIF", "DEMANDE", "TERMINE", "SUPPRIME"],
+        });
+        let endpoint = "subscribed_services/v1";
+        let call = Call {
+            endpoint: endpoint.to_owned(),
+            method: Method::POST,
+            path: "/subscribed_services/v1/".to_owned(),
+            query: Vec::new(),
+            body: Body::Json(body),
+        };
+        let answer = self.authorized(Auth::App, &call, &tally).await?;
+        if !answer.is_success() {
+            return Err(UpstreamError::Refused(answer.fault()));
+        }
+        let scope =
+            api2026::parse_services(&answer.body).map_err(|e| UpstreamError::BadResponse {
+                endpoint: endpoint.to_owned(),
+                status: answer.status,
+                problem: e.0,
+                excerpt: Some(error::excerpt(&answer.body)),
+            })?;
+        if let Some(why) = scope.why_unusable() {
+            return Err(UpstreamError::ConsentRefused {
+                error: "no_active_service".into(),
+                description: Some(format!("autorisation {autorisation_id}: {why}")),
+            });
+        }
+        let now = now_seconds();
+        let midnight =
+            |day| day_start(day).map_err(|e| UpstreamError::BadConsentRequest(e.to_string()));
+        let valid_from = match scope.start {
+            Some(day) => midnight(day)?,
+            None => now,
+        };
+        let valid_until = match scope.end {
+            // Like every Enedis period, a service runs [dateDebut, dateFin[: the
+            // consent ends at Paris midnight starting dateFin.
+            Some(day) => midnight(day)?,
+            None => duration.end_from(now)?,
+        };
+        if valid_until <= now {
+            return Err(UpstreamError::BadConsentRequest(format!(
+                "autorisation {autorisation_id}: its services ended on {}",
+                scope.end.map(|d| d.to_string()).unwrap_or_default()
+            )));
+        }
+        Ok(NewConsent {
+            generation: ApiGeneration::Api2026,
+            owner: owner.to_owned(),
+            prms: scope.prms,
+            autorisation_id: Some(autorisation_id),
+            valid_from,
+            valid_until,
+        })
+    }
+
+    /// v3/v4: exchange the code at once, store the consent with its tokens.
+    async fn resolve_with_code(
+        &self,
+        owner: &str,
+        callback: &Callback,
+        duration: &ConsentDuration,
+    ) -> Result<Consent, UpstreamError> {
+        let code = callback.code.clone().ok_or_else(|| {
+            UpstreamError::BadConsentRequest(format!(
+                "the {} callback has no code",
+                self.shared.config.api.as_str()
+            ))
+        })?;
+        // In its own task: once Enedis has answered, the code is spent and the tokens
+        // exist nowhere else; a caller giving up must not cancel their commit.
+        let task = tokio::spawn(exchange_code(
+            Arc::clone(&self.shared),
+            owner.to_owned(),
+            code,
+            callback.usage_point_id.clone(),
+            duration.clone(),
+        ));
+        task.await
+            .map_err(|e| UpstreamError::Internal(format!("the code exchange task failed: {e}")))?
+    }
+}
+
+/// v5: the PRMs are in the callback; the application token reads them.
+fn consent_v5(
+    owner: &str,
+    callback: &Callback,
+    duration: &ConsentDuration,
+) -> Result<NewConsent, UpstreamError> {
+    let list = callback.usage_point_id.as_deref().ok_or_else(|| {
+        UpstreamError::BadConsentRequest("the v5 callback has no usage_point_id".into())
+    })?;
+    let now = now_seconds();
+    Ok(NewConsent {
+        generation: ApiGeneration::V5,
+        owner: owner.to_owned(),
+        prms: parse_prm_list(list, "usage_point_id")?,
+        autorisation_id: None,
+        valid_from: now,
+        valid_until: duration.end_from(now)?,
+    })
+}
+
+/// v3/v4: exchange a consent's authorization code for its tokens and store the
+/// consent with them, in one durable transaction.
+pub(crate) async fn exchange_code(
+    shared: Arc<Shared>,
+    owner: String,
+    code: String,
+    callback_prms: Option<String>,
+    duration: ConsentDuration,
+) -> Result<Consent, UpstreamError> {
+    let config = &shared.config;
+    let form = vec![
+        ("grant_type", "authorization_code".to_owned()),
+        ("client_id", config.client_id.clone()),
+        ("client_secret", config.client_secret.expose().to_owned()),
+        ("code", code),
+    ];
+    let endpoint = "v1/oauth2/token";
+    let granted = token::request_token(
+        &shared.http,
+        endpoint,
+        token::CONSENT_TOKEN_PATH,
+        vec![("redirect_uri", config.redirect_uri.clone())],
+        form,
+        &Tally::default(),
+    )
+    .await
+    .map_err(|e| match e {
+        UpstreamError::Refused(fault) if fault.has_code("invalid_grant") => {
+            UpstreamError::ConsentRefused {
+                error: "invalid_grant".into(),
+                description: Some(format!(
+                    "Enedis refused the authorization code (expired or already used): {}",
+                    fault.message
+                )),
+            }
+        }
+        UpstreamError::Refused(fault) => {
+            token::app_credentials_error(UpstreamError::Refused(fault))
+        }
+        other => other,
+    })?;
+    let refresh_token =
+        granted
+            .refresh_token
+            .clone()
+            .ok_or_else(|| UpstreamError::BadResponse {
+                endpoint: endpoint.into(),
+                status: 200,
+                problem: "the authorization_code answer has no refresh_token".into(),
+                excerpt: None,
+            })?;
+    // The token answer is authoritative on the PRMs; the callback's are a fallback.
+    let prms = match (&granted.usage_points, &callback_prms) {
+        (Some(list), _) => parse_prm_list(list, "usage_points_id")?,
+        (None, Some(list)) => parse_prm_list(list, "usage_point_id")?,
+        (None, None) => {
+            return Err(UpstreamError::BadConsentRequest(
+                "neither the callback nor the token answer names a PRM".into(),
+            ));
+        }
+    };
+    let now = now_seconds();
+    let new = NewConsent {
+        generation: config.api,
+        owner,
+        prms,
+        autorisation_id: None,
+        valid_from: now,
+        valid_until: duration.end_from(now)?,
+    };
+    let tokens = TokenSet {
+        refresh_token,
+        access_token: Some(granted.access_token),
+        access_expires_at: Some(now + granted.lifetime.as_secs() as i64),
+    };
+    Ok(shared
+        .store
+        .call(move |s| s.add_consent(&new, Some(&tokens)))
+        .await?)
 }

@@ -67,6 +67,12 @@ impl EnedisFault {
     pub fn is_no_consent(&self) -> bool {
         self.has_code("ADAM-DC-0008")
     }
+
+    /// Enedis has no data for the asked period (`404 no_data_found`): an answer,
+    /// not a failure, unless no part of a request has any.
+    pub fn is_no_data(&self) -> bool {
+        self.status == 404 && self.has_code("no_data_found")
+    }
 }
 
 fn same_code(a: &str, b: &str) -> bool {
@@ -164,6 +170,40 @@ impl UpstreamError {
         match self {
             UpstreamError::BadResponse { status, .. } => Some(*status),
             _ => self.fault().map(|f| f.status),
+        }
+    }
+
+    /// A copy of the error, for each caller sharing one (the type is not `Clone`:
+    /// a store error carries a SQLite error, which becomes its message).
+    pub fn duplicate(&self) -> UpstreamError {
+        match self {
+            UpstreamError::Refused(fault) => UpstreamError::Refused(fault.clone()),
+            UpstreamError::Unavailable { reason, fault } => UpstreamError::Unavailable {
+                reason: reason.clone(),
+                fault: fault.clone(),
+            },
+            UpstreamError::Quota(s) => UpstreamError::Quota(s.clone()),
+            UpstreamError::BadResponse {
+                endpoint,
+                status,
+                problem,
+                excerpt,
+            } => UpstreamError::BadResponse {
+                endpoint: endpoint.clone(),
+                status: *status,
+                problem: problem.clone(),
+                excerpt: excerpt.clone(),
+            },
+            UpstreamError::BadWindow(s) => UpstreamError::BadWindow(s.clone()),
+            UpstreamError::NotAuthorized(s) => UpstreamError::NotAuthorized(s.clone()),
+            UpstreamError::ConsentRefused { error, description } => UpstreamError::ConsentRefused {
+                error: error.clone(),
+                description: description.clone(),
+            },
+            UpstreamError::BadConsentRequest(s) => UpstreamError::BadConsentRequest(s.clone()),
+            UpstreamError::Store(e) => UpstreamError::Store(StoreError::Task(e.to_string())),
+            UpstreamError::Config(s) => UpstreamError::Config(s.clone()),
+            UpstreamError::Internal(s) => UpstreamError::Internal(s.clone()),
         }
     }
 }

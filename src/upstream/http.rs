@@ -22,6 +22,15 @@ use super::error::{EnedisFault, UpstreamError, excerpt, fault_from_answer, strip
 use super::limiter::QuotaLimiter;
 use crate::config::{EnedisConfig, Secret};
 use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What every part of the client shares: the HTTP machinery, the configuration
+/// and the store.
+pub(crate) struct Shared {
+    pub http: Http,
+    pub config: EnedisConfig,
+    pub store: Store,
+}
 
 /// Largest body read; a week of 5-minute load curve is about 200 KB.
 const MAX_BODY: usize = 32 * 1024 * 1024;

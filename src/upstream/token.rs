@@ -20,12 +20,10 @@ use reqwest::Method;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::Shared;
-use super::consent::{ConsentDuration, parse_prm_list};
 use super::error::{EnedisFault, UpstreamError};
-use super::http::{Body, Call, Http, Tally};
+use super::http::{Body, Call, Http, Shared, Tally};
 use crate::config::Secret;
-use crate::store::{Consent, ConsentState, NewConsent, Store, StoredTokens, TokenSet, now_seconds};
+use crate::store::{ConsentState, Store, StoredTokens, TokenSet, now_seconds};
 
 /// Renew this long before expiry at most; less for short-lived tokens.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
@@ -215,7 +213,7 @@ impl AppToken {
 
 /// A refusal of the application's own credentials is not the peer's business: the
 /// agent cannot reach Enedis until an operator fixes them.
-fn app_credentials_error(error: UpstreamError) -> UpstreamError {
+pub(crate) fn app_credentials_error(error: UpstreamError) -> UpstreamError {
     match error {
         UpstreamError::Refused(fault) => UpstreamError::Unavailable {
             reason: format!(
@@ -402,83 +400,4 @@ async fn load_tokens(store: &Store, consent_id: i64) -> Result<StoredTokens, Ups
 /// Whether a refusal of a refresh token means it will never work again.
 fn refresh_token_dead(fault: &EnedisFault) -> bool {
     fault.has_code("invalid_grant") || fault.has_code("ADAM-DC-0008")
-}
-
-/// v3/v4: exchange a consent's authorization code for its tokens and store the
-/// consent with them, in one durable transaction.
-pub(crate) async fn exchange_code(
-    shared: Arc<Shared>,
-    owner: String,
-    code: String,
-    callback_prms: Option<String>,
-    duration: ConsentDuration,
-) -> Result<Consent, UpstreamError> {
-    let config = &shared.config;
-    let form = vec![
-        ("grant_type", "authorization_code".to_owned()),
-        ("client_id", config.client_id.clone()),
-        ("client_secret", config.client_secret.expose().to_owned()),
-        ("code", code),
-    ];
-    let endpoint = "v1/oauth2/token";
-    let granted = request_token(
-        &shared.http,
-        endpoint,
-        CONSENT_TOKEN_PATH,
-        vec![("redirect_uri", config.redirect_uri.clone())],
-        form,
-        &Tally::default(),
-    )
-    .await
-    .map_err(|e| match e {
-        UpstreamError::Refused(fault) if fault.has_code("invalid_grant") => {
-            UpstreamError::ConsentRefused {
-                error: "invalid_grant".into(),
-                description: Some(format!(
-                    "Enedis refused the authorization code (expired or already used): {}",
-                    fault.message
-                )),
-            }
-        }
-        UpstreamError::Refused(fault) => app_credentials_error(UpstreamError::Refused(fault)),
-        other => other,
-    })?;
-    let refresh_token =
-        granted
-            .refresh_token
-            .clone()
-            .ok_or_else(|| UpstreamError::BadResponse {
-                endpoint: endpoint.into(),
-                status: 200,
-                problem: "the authorization_code answer has no refresh_token".into(),
-                excerpt: None,
-            })?;
-    // The token answer is authoritative on the PRMs; the callback's are a fallback.
-    let prms = match (&granted.usage_points, &callback_prms) {
-        (Some(list), _) => parse_prm_list(list, "usage_points_id")?,
-        (None, Some(list)) => parse_prm_list(list, "usage_point_id")?,
-        (None, None) => {
-            return Err(UpstreamError::BadConsentRequest(
-                "neither the callback nor the token answer names a PRM".into(),
-            ));
-        }
-    };
-    let now = now_seconds();
-    let new = NewConsent {
-        generation: config.api,
-        owner,
-        prms,
-        autorisation_id: None,
-        valid_from: now,
-        valid_until: duration.end_from(now)?,
-    };
-    let tokens = TokenSet {
-        refresh_token,
-        access_token: Some(granted.access_token),
-        access_expires_at: Some(now + granted.lifetime.as_secs() as i64),
-    };
-    Ok(shared
-        .store
-        .call(move |s| s.add_consent(&new, Some(&tokens)))
-        .await?)
 }

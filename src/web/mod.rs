@@ -144,27 +144,6 @@ impl PeerDirectory for SharedPeers {
     }
 }
 
-/// The running agent's peers, as its last reload left them.
-impl PeerDirectory for crate::agent::AgentContext {
-    fn redirect_uris(&self, jid: &str) -> Option<Vec<Url>> {
-        self.settings().config.peers.redirect_uris(jid)
-    }
-}
-
-/// The web state of the running agent: its store and upstream client, its XMPP
-/// session for the notifications, its (reloadable) peers, and the settings of
-/// its configuration.
-pub fn agent_state(ctx: &Arc<crate::agent::AgentContext>) -> WebState {
-    let settings = WebSettings::from_config(&ctx.settings().config);
-    WebState::new(
-        ctx.store.clone(),
-        ctx.upstream.clone(),
-        Arc::new(ctx.xmpp.clone()),
-        ctx.clone(),
-        settings,
-    )
-}
-
 /// What the handlers share. Cheap to clone.
 #[derive(Clone)]
 pub struct WebState {

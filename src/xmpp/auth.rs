@@ -16,20 +16,14 @@ pub struct InvalidPeerJid {
     pub reason: String,
 }
 
-/// Normalises a JID to its bare form for comparison: the jid crate applies
-/// nodeprep/nameprep, which fold the case of the localpart and the domain;
-/// the resource is dropped.
-///
-/// NOTE: a shared `config::normalize_bare_jid` is being added by the config
-/// work; this private one keeps the xmpp module self-contained until then and
-/// gives the same answer for the JIDs peers use (ASCII).
+/// Normalises a JID to its bare form for comparison, with the configuration's
+/// normaliser ([`crate::config::bare_jid`]): localpart and domain case-folded, a
+/// final root dot removed, the resource dropped.
 pub(crate) fn normalize_bare_jid(jid: &str) -> Result<BareJid, InvalidPeerJid> {
-    Jid::new(jid.trim())
-        .map(|j| j.to_bare())
-        .map_err(|e| InvalidPeerJid {
-            jid: jid.to_owned(),
-            reason: e.to_string(),
-        })
+    crate::config::bare_jid(jid.trim()).map_err(|e| InvalidPeerJid {
+        jid: jid.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// The set of bare JIDs served by the agent. Cheap to clone: all clones see
@@ -108,6 +102,10 @@ mod tests {
         assert!(list.allows(&jid("APP@EXAMPLE.org/laptop")));
         assert!(!list.allows(&jid("other@example.org")));
         assert!(!list.allows(&jid("example.org")));
+        // A domain's root dot is the same domain, on either side.
+        assert!(list.allows(&jid("app@example.org./laptop")));
+        let dotted = AllowList::new(["app@example.org."]).unwrap();
+        assert!(dotted.allows(&jid("App@Example.ORG")));
     }
 
     #[test]

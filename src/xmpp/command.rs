@@ -13,8 +13,7 @@ use minidom::Element;
 use xmpp_parsers::data_forms::DataForm;
 use xso::{AsXml, AsXmlText, FromXml, FromXmlText};
 
-/// XEP-0050 namespace.
-pub const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
+use super::ns::NS_COMMANDS;
 
 /// Requested action (attribute `action`); absent means `execute`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

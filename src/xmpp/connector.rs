@@ -30,7 +30,7 @@ use futures::{SinkExt, StreamExt};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use sasl::common::{ChannelBinding, Credentials};
-use tokio::io::{AsyncBufRead, AsyncWrite, BufStream};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufStream};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
@@ -302,23 +302,7 @@ impl Connector {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY; replies may be delayed");
         }
         let domain = self.jid.domain().as_str();
-        let header = || StreamHeader {
-            to: Some(Cow::Borrowed(domain)),
-            from: None,
-            id: None,
-        };
-        let pending = initiate_stream(
-            SpliceIo::new(BufStream::new(tcp), self.splices.clone()),
-            ns::JABBER_CLIENT,
-            header(),
-            self.timeouts,
-        )
-        .await
-        .map_err(stream_err)?;
-        let (features, stream) = pending
-            .recv_features::<FallibleStreamElement>()
-            .await
-            .map_err(|e| ConnectError::Stream(e.to_string()))?;
+        let (features, stream) = self.open_stream(tcp).await?;
 
         if features.can_starttls() {
             let tcp = starttls(stream).await?;
@@ -335,18 +319,7 @@ impl Connector {
                     source,
                 })?;
             let channel_binding = channel_binding(&tls);
-            let pending = initiate_stream(
-                SpliceIo::new(BufStream::new(tls), self.splices.clone()),
-                ns::JABBER_CLIENT,
-                header(),
-                self.timeouts,
-            )
-            .await
-            .map_err(stream_err)?;
-            let (features, stream) = pending
-                .recv_features::<FallibleStreamElement>()
-                .await
-                .map_err(|e| ConnectError::Stream(e.to_string()))?;
+            let (features, stream) = self.open_stream(tls).await?;
             let conn = self.authenticate(stream, features, channel_binding).await?;
             Ok((conn, Transport::Tls))
         } else if self.allow_plaintext {
@@ -409,6 +382,42 @@ impl Connector {
                     })
             }
         }
+    }
+
+    /// Opens the client stream to our domain over `io` (outgoing payloads
+    /// spliced in) and reads the server's features: on the TCP connection, and
+    /// again on TLS after STARTTLS.
+    async fn open_stream<S>(
+        &self,
+        io: S,
+    ) -> Result<
+        (
+            StreamFeatures,
+            XmlStream<SpliceIo<BufStream<S>>, FallibleStreamElement>,
+        ),
+        ConnectError,
+    >
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        SpliceIo<BufStream<S>>: AsyncBufRead + AsyncWrite + Unpin,
+    {
+        let header = StreamHeader {
+            to: Some(Cow::Borrowed(self.jid.domain().as_str())),
+            from: None,
+            id: None,
+        };
+        let pending = initiate_stream(
+            SpliceIo::new(BufStream::new(io), self.splices.clone()),
+            ns::JABBER_CLIENT,
+            header,
+            self.timeouts,
+        )
+        .await
+        .map_err(stream_err)?;
+        pending
+            .recv_features::<FallibleStreamElement>()
+            .await
+            .map_err(|e| ConnectError::Stream(e.to_string()))
     }
 
     async fn authenticate<S>(

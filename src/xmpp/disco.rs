@@ -6,7 +6,7 @@ use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Identity, Item};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::ns;
 
-use super::command::NS_COMMANDS;
+use super::ns::NS_COMMANDS;
 
 /// Features of the agent's own JID.
 pub const AGENT_FEATURES: &[&str] = &[

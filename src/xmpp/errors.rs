@@ -5,10 +5,9 @@
 use minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use super::command::NS_COMMANDS;
+use super::ns::NS_COMMANDS;
+use crate::quoalise::NS_QUOALISE;
 
-/// Namespace of Quoalise payloads and of the `<upstream-error/>` element.
-pub const NS_QUOALISE: &str = "urn:quoalise:0";
 /// `issuer` of upstream errors coming from Enedis Data Connect.
 pub const ISSUER_ENEDIS: &str = "enedis-data-connect";
 
@@ -137,6 +136,26 @@ impl CommandError {
 
     pub fn internal(text: impl Into<String>) -> Self {
         CommandError::Internal(text.into())
+    }
+
+    /// The stanza error condition a failure is answered with, as logs and metrics
+    /// name it.
+    pub fn condition(&self) -> &'static str {
+        match self {
+            CommandError::NotAuthorized(_) => "not-authorized",
+            CommandError::BadRequest(_)
+            | CommandError::BadSessionId(_)
+            | CommandError::BadAction(_)
+            | CommandError::MalformedAction(_) => "bad-request",
+            CommandError::ItemNotFound(_) => "item-not-found",
+            CommandError::FeatureNotImplemented(_) => "feature-not-implemented",
+            CommandError::ServiceUnavailable { .. } => "service-unavailable",
+            CommandError::ResourceConstraint(_) => "resource-constraint",
+            CommandError::Upstream { .. } => "undefined-condition",
+            CommandError::Internal(_) => "internal-server-error",
+            CommandError::SessionExpired(_) => "not-allowed",
+            CommandError::TooLarge(_) => "not-acceptable",
+        }
     }
 
     /// The XMPP stanza error for this failure.

@@ -1,5 +1,6 @@
 //! The agent on XMPP: session and reconnection ([`session`], [`connector`]),
-//! XEP-0050 ad-hoc commands with XEP-0004 forms ([`command`], [`forms`]),
+//! the handle the rest of the agent sends through ([`handle`]), namespaces
+//! ([`ns`]), XEP-0050 ad-hoc commands with XEP-0004 forms ([`command`], [`forms`]),
 //! XEP-0030 disco ([`disco`]), stanza errors ([`errors`]), the allow-list
 //! ([`auth`]) and the command framework ([`router`]).
 //!
@@ -18,19 +19,26 @@ pub mod connector;
 pub mod disco;
 pub mod errors;
 pub mod forms;
+pub mod handle;
+pub mod ns;
 pub mod router;
 pub mod session;
 pub mod wire;
 
+/// Defined once, in the model; named here too because a peer reading answers
+/// meets it next to [`Command`].
+pub use crate::quoalise::NS_QUOALISE;
 pub use auth::{AllowList, InvalidPeerJid};
-pub use command::{Action, Actions, Command, NS_COMMANDS, Note, NoteType, Status};
+pub use command::{Action, Actions, Command, Note, NoteType, Status};
 pub use connector::{ConnectError, SetupError};
-pub use errors::{CommandError, ISSUER_ENEDIS, NS_QUOALISE, TooLarge};
+pub use errors::{CommandError, ISSUER_ENEDIS, TooLarge};
 pub use forms::{FieldExt, FormBuilder, FormError, SubmittedForm};
+pub use handle::{IqError, SendError, SessionState, XmppHandle};
+pub use ns::NS_COMMANDS;
 pub use router::{
     AdHocCommand, BoxFuture, CommandSet, Continuation, Outcome, Request, RouterSettings,
 };
-pub use session::{IqError, SendError, SessionState, XmppAgent, XmppHandle, run_xmpp};
+pub use session::{XmppAgent, run_xmpp};
 
 #[cfg(test)]
 pub(crate) mod test_util {

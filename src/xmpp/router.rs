@@ -31,11 +31,12 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::ns;
 
 use super::auth::AllowList;
-use super::command::{Action, Actions, Command, NS_COMMANDS, Note, Status};
+use super::command::{Action, Actions, Command, Note, Status};
 use super::disco;
 use super::errors::CommandError;
 use super::forms::SubmittedForm;
-use super::session::{SendError, XmppHandle};
+use super::handle::{SendError, XmppHandle, new_id};
+use super::ns::NS_COMMANDS;
 use super::wire::Splice;
 
 /// A boxed, sendable future: what [`AdHocCommand`] methods return, so that
@@ -452,11 +453,6 @@ impl Sessions {
         }
         Ok(more)
     }
-}
-
-/// A random identifier for sessions and outgoing iqs (128 bits, hex).
-pub(crate) fn new_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
 }
 
 /// One stage of a command request, as the router hands it to a task.
@@ -1127,12 +1123,5 @@ mod tests {
             sessions.open("echo", &jid("carol@example.org/x"), &s),
             Err(CommandError::ResourceConstraint(_))
         ));
-    }
-
-    #[test]
-    fn ids_are_unique_and_long() {
-        let a = new_id();
-        assert_eq!(a.len(), 32);
-        assert_ne!(a, new_id());
     }
 }

@@ -43,7 +43,7 @@ use minidom::Element;
 use quoalise_agent::config::ApiGeneration;
 use quoalise_agent::quoalise::{Identifier, MetaForm, Reading, decode};
 use quoalise_agent::store::{AccessBasis, AuditFilter, ConsentState, NewConsent, Store};
-use quoalise_agent::subscriptions::due_through;
+use quoalise_agent::time::due_through;
 use quoalise_agent::xmpp::{Action, Command, NS_QUOALISE, Status};
 use serde_json::Value;
 use xmpp_parsers::stanza_error::ErrorType;

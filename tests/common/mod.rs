@@ -1,11 +1,11 @@
 //! Helpers shared by every integration test crate and the benchmarks, included
 //! once per crate as `#[path = "../common/mod.rs"] mod common;`: a real Prosody
 //! (`prosody`, two that federate in `federation`), agents and peers on the
-//! library's XMPP session (`xmpp_harness`), the REAL `enedis-sim` binary (`sim`)
-//! and an Enedis client pointed at it (`upstream_sim`), a whole deployment of the
-//! REAL agent with paged answers read back (`agent_harness`), and the agent's
-//! configuration file (`config`). Each crate uses only part of it, hence the
-//! `dead_code` allowance here, once.
+//! library's XMPP session (`xmpp_harness`), the Enedis simulator (`sim`, the
+//! enedis-sim crate's harness) and an Enedis client pointed at it
+//! (`upstream_sim`), a whole deployment of the REAL agent with paged answers read
+//! back (`agent_harness`), and the agent's configuration file (`config`). Each
+//! crate uses only part of it, hence the `dead_code` allowance here, once.
 #![allow(dead_code)]
 
 pub mod agent_harness;

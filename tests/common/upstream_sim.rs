@@ -1,7 +1,7 @@
-//! Test support for the upstream tests (contract, crash, cache), on top of the simulator's own
-//! harness (`tests/common/sim.rs`: the real `enedis-sim` binary on 127.0.0.1, port
-//! 0, stopped on drop): a client configured for it, call counters by status, and
-//! consents given through its consent page.
+//! Test support for the upstream tests (contract, crash, cache), on top of the
+//! simulator's own harness (`tests/common/sim.rs`: a real HTTP server on
+//! 127.0.0.1, port 0, stopped on drop): a client configured for it, call counters
+//! by status, and consents given through its consent page.
 
 use crate::common::sim as harness;
 

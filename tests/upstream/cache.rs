@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use jiff::ToSpan;
 use jiff::civil::Date;
-use quoalise_agent::cache::CachedUpstream;
 use quoalise_agent::config::ApiGeneration;
 use quoalise_agent::quoalise::{Prm, Series};
 use quoalise_agent::store::{ConsentState, NewConsent, Store};
 use quoalise_agent::time::paris_today;
+use quoalise_agent::upstream::cache::CachedUpstream;
 use quoalise_agent::upstream::{EnedisClient, Upstream};
 use upstream_sim::{Sim, config};
 

@@ -1,4 +1,4 @@
-//! The Enedis client against the REAL `enedis-sim` and recorded answers: parsing
+//! The Enedis client against the Enedis simulator and recorded answers: parsing
 //! of every generation's formats, the OAuth and data contract, the token refresh
 //! under SIGKILL, and the cache that wraps the client.
 

@@ -9,8 +9,9 @@ use quoalise_agent::config::{ApiGeneration, EnedisConfig, Secret};
 use quoalise_agent::quoalise::{Prm, Reading, Series, Step};
 use quoalise_agent::time::day_start;
 use quoalise_agent::upstream::error::{excerpt, parse_error_body};
+use quoalise_agent::upstream::v1::{V3, V4, V5};
 use quoalise_agent::upstream::{
-    Callback, ConsentDuration, UpstreamError, api2026, authorize_url, parse_prm_list, v3, v4, v5,
+    Callback, ConsentDuration, Dialect, UpstreamError, api2026, authorize_url, parse_prm_list,
     window,
 };
 
@@ -75,14 +76,15 @@ fn v5_and_2026_fixtures_of_the_same_curve_give_the_same_readings() {
         &fixture("2026/mesure_courbe_de_charge_consommation.json"),
     )
     .unwrap();
-    let old = v5::parse_readings(
-        Series::ConsumptionPower,
-        &prm(CONS_PRM),
-        from,
-        to,
-        &fixture("2026/v5_consumption_load_curve.json"),
-    )
-    .unwrap();
+    let old = V5
+        .parse(
+            Series::ConsumptionPower,
+            &prm(CONS_PRM),
+            from,
+            to,
+            &fixture("2026/v5_consumption_load_curve.json"),
+        )
+        .unwrap();
     assert_eq!(old.len(), 96);
     assert_eq!(new, old);
 }
@@ -225,7 +227,8 @@ fn contract_fixtures_are_not_taken_for_metering_answers() {
             err.contains("not a mesure_synchrone_auto answer"),
             "{file}: {err}"
         );
-        let err = v5::parse_readings(Series::ConsumptionPower, &prm(CONS_PRM), from, to, &body)
+        let err = V5
+            .parse(Series::ConsumptionPower, &prm(CONS_PRM), from, to, &body)
             .unwrap_err()
             .to_string();
         assert!(err.contains("metering_data"), "{file}: {err}");
@@ -250,10 +253,10 @@ fn truncated_and_non_json_bodies_are_errors_not_panics() {
             .unwrap_err();
         assert!(!err.to_string().is_empty());
         assert!(
-            v5::parse_readings(Series::ConsumptionPower, &prm(CONS_PRM), from, to, bad).is_err()
+            V5.parse(Series::ConsumptionPower, &prm(CONS_PRM), from, to, bad).is_err()
         );
         assert!(
-            v3::parse_readings(Series::ConsumptionPower, &prm(CONS_PRM), from, to, bad).is_err()
+            V3.parse(Series::ConsumptionPower, &prm(CONS_PRM), from, to, bad).is_err()
         );
     }
 }
@@ -348,23 +351,25 @@ fn dst_days_in_2026_and_v5_formats() {
             r#"{{"meter_reading":{{"usage_point_id":"{CONS_PRM}","start":"{day}","end":"{tomorrow}","quality":"BRUT","reading_type":{{"unit":"W","measurement_kind":"power","aggregate":"average"}},"interval_reading":[{}]}}}}"#,
             v5_points.join(",")
         );
-        let from_v5 = v5::parse_readings(
-            Series::ConsumptionPower,
-            &prm(CONS_PRM),
-            day,
-            tomorrow,
-            v5_body.as_bytes(),
-        )
-        .unwrap();
+        let from_v5 = V5
+            .parse(
+                Series::ConsumptionPower,
+                &prm(CONS_PRM),
+                day,
+                tomorrow,
+                v5_body.as_bytes(),
+            )
+            .unwrap();
         assert_eq!(from_v5, readings);
-        let from_v4 = v4::parse_readings(
-            Series::ConsumptionPower,
-            &prm(CONS_PRM),
-            day,
-            tomorrow,
-            v5_body.as_bytes(),
-        )
-        .unwrap();
+        let from_v4 = V4
+            .parse(
+                Series::ConsumptionPower,
+                &prm(CONS_PRM),
+                day,
+                tomorrow,
+                v5_body.as_bytes(),
+            )
+            .unwrap();
         assert_eq!(from_v4, readings);
 
         // v3: ranks count real intervals from Paris midnight.
@@ -375,28 +380,30 @@ fn dst_days_in_2026_and_v5_formats() {
             r#"{{"usage_point":[{{"meter_reading":{{"usage_point_id":"{CONS_PRM}","start":"{day}","end":"{tomorrow}","reading_type":{{"measurement_kind":"power","interval_length":"1800","unit":"W","aggregate":"average"}},"interval_reading":[{}]}}}}]}}"#,
             ranks.join(",")
         );
-        let from_v3 = v3::parse_readings(
-            Series::ConsumptionPower,
-            &prm(CONS_PRM),
-            day,
-            tomorrow,
-            v3_body.as_bytes(),
-        )
-        .unwrap();
+        let from_v3 = V3
+            .parse(
+                Series::ConsumptionPower,
+                &prm(CONS_PRM),
+                day,
+                tomorrow,
+                v3_body.as_bytes(),
+            )
+            .unwrap();
         assert_eq!(from_v3, readings);
     }
 }
 
 #[test]
 fn the_seed_v3_example_is_placed_by_rank() {
-    let readings = v3::parse_readings(
-        Series::ConsumptionPower,
-        &prm("22516914714270"),
-        date(2019, 12, 1),
-        date(2019, 12, 5),
-        &fixture("v3_seed_load_curve.json"),
-    )
-    .unwrap();
+    let readings = V3
+        .parse(
+            Series::ConsumptionPower,
+            &prm("22516914714270"),
+            date(2019, 12, 1),
+            date(2019, 12, 5),
+            &fixture("v3_seed_load_curve.json"),
+        )
+        .unwrap();
     let got: Vec<(i64, Option<f64>)> = readings.iter().map(|r| (r.start, r.value)).collect();
     assert_eq!(
         got,
@@ -417,14 +424,15 @@ fn v3_daily_ranks_are_days() {
     let body = br#"{"usage_point":[{"meter_reading":{"usage_point_id":"22516914714270","start":"2026-10-24","end":"2026-10-27",
         "reading_type":{"measurement_kind":"energy","interval_length":"86400","unit":"Wh","aggregate":"sum"},
         "interval_reading":[{"rank":"1","value":"10"},{"rank":"2","value":"20"},{"rank":"3","value":"30"}]}}]}"#;
-    let readings = v3::parse_readings(
-        Series::ConsumptionEnergyDaily,
-        &prm("22516914714270"),
-        date(2026, 10, 24),
-        date(2026, 10, 27),
-        body,
-    )
-    .unwrap();
+    let readings = V3
+        .parse(
+            Series::ConsumptionEnergyDaily,
+            &prm("22516914714270"),
+            date(2026, 10, 24),
+            date(2026, 10, 27),
+            body,
+        )
+        .unwrap();
     let starts: Vec<i64> = readings.iter().map(|r| r.start).collect();
     // 2026-10-25 has 25 hours: day starts follow the calendar, not 86,400 s.
     assert_eq!(

@@ -28,7 +28,7 @@ use base64::Engine;
 use common::prosody::{DOMAIN, Prosody};
 use common::xmpp_harness::{AGENT, PASSWORD, Slix, agent_jid};
 use jiff::ToSpan;
-use quoalise_agent::commands::common::paris_midnight;
+use quoalise_agent::commands::data::paris_midnight;
 use quoalise_agent::time::paris_today;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};

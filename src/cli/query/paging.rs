@@ -31,9 +31,10 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use super::output::Merger;
 use super::progress::{Progress, Status as ProgressStatus};
 use super::{QueryError, fail};
+use crate::quoalise::NS_QUOALISE;
 use crate::quoalise::decode_element;
 use crate::time::{PARIS, add_days, day_start, paris_date, parse_date, parse_instant};
-use crate::xmpp::{Action, Command, NS_QUOALISE, Status};
+use crate::xmpp::{Action, Command, Status};
 
 /// Sends one command to the agent and gives back its answer.
 pub trait Exchange {

@@ -1,5 +1,5 @@
 //! A whole deployment for the agent's integration tests: a real Prosody
-//! (tests/common/prosody.rs), the REAL `enedis-sim` binary (tests/common/sim.rs)
+//! (tests/common/prosody.rs), the Enedis simulator (tests/common/sim.rs)
 //! and the REAL `quoalise-agent` binary running `run` with a configuration
 //! written here from [`AgentSettings`] (through tests/common/config.rs), all on
 //! 127.0.0.1 with free ports and temporary directories.

@@ -1,0 +1,751 @@
+//! The agent's configuration: a TOML file, overridable by environment variables
+//! `QUOALISE_AGENT__<SECTION>__<KEY>`, with secrets given inline or as files.
+//!
+//! The key names are a contract with operators (see `config/example.toml`).
+//! Durations are whole seconds in keys ending in `_secs`.
+//!
+//! Each section is described ONCE below, with [`section!`](reader::section): a field
+//! per key, its doc, its type and how it is read (required, optional, a default, a
+//! secret). That one description gives the struct, the list of known keys (for the
+//! file and the environment) and the reading code. Adding a key is one line there,
+//! plus its documentation in `config/example.toml`.
+//!
+//! [`Config::load`] reads the file (`tree.rs`) and the environment (`env.rs`),
+//! resolves secrets (`secret.rs`) and validates every value (`validate.rs`),
+//! collecting EVERY problem (not only the first) so that `quoalise-agent check` can
+//! show an operator all of them at once. Each problem names the key and where its
+//! value came from (the file or the environment variable). Problems never quote a
+//! secret. We read the tree ourselves rather than deserialise it with serde, because
+//! serde stops at the first error and cannot say which source a value came from.
+
+mod env;
+mod jid;
+mod problems;
+mod reader;
+mod secret;
+mod tree;
+mod validate;
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use jid::{bare_jid, normalize_bare_jid, parse_bare_jid};
+pub use problems::{ConfigErrors, Problem};
+pub use secret::Secret;
+
+use env::EnvOverrides;
+use reader::{Reader, Section, boolean, count, key_names, non_empty_string, path, secs, section};
+use validate::{
+    api, full_jid, host_port, http_base, log_format, log_level, peer_jid, pem_file, plaintext_with,
+    prms, publish_time, redirect_uris, registered_redirect_uri, socket_addr, stanza_bytes,
+};
+
+/// The Enedis API generation the agent speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+pub enum ApiGeneration {
+    /// Data Connect 2026 (`mesure_synchrone_auto/v2`, consent v2 + subscribed_services).
+    #[default]
+    #[serde(rename = "2026")]
+    Api2026,
+    /// Metering v5 (retired 2026-10), application token.
+    #[serde(rename = "v5")]
+    V5,
+    /// Metering v4 (retired 2023), per-consent tokens.
+    #[serde(rename = "v4")]
+    V4,
+    /// Metering v3, the seed's (retired 2023), per-consent tokens, `rank` readings.
+    #[serde(rename = "v3")]
+    V3,
+}
+
+impl ApiGeneration {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiGeneration::Api2026 => "2026",
+            ApiGeneration::V5 => "v5",
+            ApiGeneration::V4 => "v4",
+            ApiGeneration::V3 => "v3",
+        }
+    }
+
+    /// Whether tokens are per consent (authorization_code + refresh_token).
+    pub fn per_consent_tokens(self) -> bool {
+        matches!(self, ApiGeneration::V4 | ApiGeneration::V3)
+    }
+
+    /// Parses the value of `enedis.api`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "2026" => Some(ApiGeneration::Api2026),
+            "v5" => Some(ApiGeneration::V5),
+            "v4" => Some(ApiGeneration::V4),
+            "v3" => Some(ApiGeneration::V3),
+            _ => None,
+        }
+    }
+
+    /// Default `enedis.base_url`: the gateway of this generation, production or sandbox.
+    pub fn default_base_url(self, sandbox: bool) -> &'static str {
+        match (self, sandbox) {
+            (ApiGeneration::Api2026 | ApiGeneration::V5, false) => {
+                "https://gw.ext.prod.api.enedis.fr"
+            }
+            (ApiGeneration::Api2026 | ApiGeneration::V5, true) => {
+                "https://gw.ext.prod-sandbox.api.enedis.fr"
+            }
+            (ApiGeneration::V4 | ApiGeneration::V3, false) => "https://gw.prd.api.enedis.fr",
+            (ApiGeneration::V4 | ApiGeneration::V3, true) => "https://gw.hml.api.enedis.fr",
+        }
+    }
+
+    /// Default `enedis.calls_per_hour`: the 2026 contract quota is ten times smaller.
+    pub fn default_calls_per_hour(self) -> u32 {
+        match self {
+            ApiGeneration::Api2026 => 1000,
+            _ => 10000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The whole configuration, after secrets are resolved and values validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub xmpp: XmppConfig,
+    pub enedis: EnedisConfig,
+    pub web: WebConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    pub subscriptions: SubscriptionsConfig,
+    pub peers: Vec<PeerConfig>,
+}
+
+/// The sections of the file with their keys, in the order they are read; the
+/// `[[peers]]` array of tables apart.
+const SECTIONS: &[(&str, &[&[&str]])] = &[
+    ("xmpp", XmppConfig::KEYS),
+    ("enedis", EnedisConfig::KEYS),
+    ("web", WebConfig::KEYS),
+    ("store", StoreConfig::KEYS),
+    ("log", LogConfig::KEYS),
+    ("subscriptions", SubscriptionsConfig::KEYS),
+];
+
+section! {
+    /// `[xmpp]`: the agent's XMPP account and session.
+    pub struct XmppConfig {
+        /// Full JID with a fixed resource, e.g. `agent@example.org/agent`.
+        pub jid: String = required(full_jid, "the agent's full JID, e.g. agent@example.org/agent"),
+        pub password: Secret = secret(),
+        /// `host:port` to connect to; `None` means DNS SRV for the JID's domain.
+        pub server: Option<String> = optional(host_port),
+        /// Extra PEM trust root for STARTTLS, beside the system roots.
+        pub ca_file: Option<PathBuf> = optional(pem_file),
+        /// Allow an unencrypted stream (only sensible on loopback, for tests).
+        pub allow_plaintext: bool = or(plaintext_with(server.as_deref()), false),
+        /// Deadline for one peer request, from receipt to answer (default 120).
+        pub request_timeout_secs: u64 = or(secs, 120),
+        /// Interval between keepalive pings to the server (default 60).
+        pub ping_interval_secs: u64 = or(secs, 60),
+        /// Deadline for the first session before the log says loudly that it is not up (default 30).
+        pub first_session_deadline_secs: u64 = or(secs, 30),
+        /// The largest stanza the agent sends, envelope included (default 262,144: Prosody's
+        /// and ejabberd's usual c2s limit). Lowered at run time to what the server
+        /// advertises (XEP-0478) when it advertises less.
+        pub max_stanza_bytes: usize = or(stanza_bytes, DEFAULT_MAX_STANZA_BYTES),
+    }
+}
+
+/// Default of `xmpp.max_stanza_bytes`: 256 KiB, Prosody's `c2s_stanza_size_limit`.
+pub const DEFAULT_MAX_STANZA_BYTES: usize = 262_144;
+/// The smallest `xmpp.max_stanza_bytes` accepted: room for an answer's envelope and
+/// a useful page of records (Prosody refuses limits under 10,000 too).
+pub const MIN_MAX_STANZA_BYTES: usize = 10_000;
+
+section! {
+    /// `[enedis]`: the Enedis application and how hard the agent may call it.
+    pub struct EnedisConfig {
+        pub api: ApiGeneration = or(api, ApiGeneration::default()),
+        /// Sandbox mode: enables `test_client` on the consent page.
+        pub sandbox: bool = or(boolean, false),
+        /// Base of the data and token endpoints (default follows `api`).
+        pub base_url: String = or(http_base, api.default_base_url(sandbox).to_owned()),
+        /// Base of the consumer-facing consent pages (default follows `api`).
+        pub authorize_url: String = or(http_base, DEFAULT_AUTHORIZE_URL.to_owned()),
+        pub client_id: String = required(
+            non_empty_string,
+            "the application's client_id given by Enedis",
+        ),
+        pub client_secret: Secret = secret(),
+        /// The redirect URI registered at Enedis (our `/redirect` unless another is
+        /// given: empty while reading, until `web.public_url` is known).
+        pub redirect_uri: String = or(registered_redirect_uri, String::new()),
+        /// Upstream calls per second for the whole application (default 5).
+        pub calls_per_second: u32 = or(count(1), 5),
+        /// Upstream calls per hour for the whole application (default 1000 for 2026, 10000 otherwise).
+        pub calls_per_hour: u32 = or(count(1), api.default_calls_per_hour()),
+        /// TCP connect timeout (default 5).
+        pub connect_timeout_secs: u64 = or(secs, 5),
+        /// Total timeout of one HTTP call (default 30).
+        pub request_timeout_secs: u64 = or(secs, 30),
+        /// Retries of a call after a 5xx, `technical_error` or connection failure (default
+        /// 3; 0 is meaningful: never retry).
+        pub max_retries: u32 = or(count(0), 3),
+        /// Longest wait for the quota before giving up on a request (default 60).
+        pub quota_wait_secs: u64 = or(secs, 60),
+    }
+}
+
+section! {
+    /// `[web]`: the consent web server.
+    pub struct WebConfig {
+        /// Address the consent web server binds.
+        pub listen: SocketAddr = or(socket_addr, DEFAULT_LISTEN),
+        /// Public URL of the web server, as consumers reach it (no trailing slash).
+        pub public_url: String = required(
+            http_base,
+            "the URL consumers reach the web server at, e.g. \
+             https://agent.example.org/dataconnect",
+        ),
+    }
+}
+
+section! {
+    /// `[store]`: where the agent keeps its state.
+    pub struct StoreConfig {
+        /// SQLite database file.
+        pub path: PathBuf = or(path, PathBuf::from(DEFAULT_STORE_PATH)),
+    }
+}
+
+section! {
+    /// `[log]`: the log's format and filter.
+    pub struct LogConfig {
+        pub format: LogFormat = or(log_format, LogFormat::default()),
+        /// `tracing` filter directive, e.g. `info` or `quoalise_agent=debug` (default `info`).
+        pub level: String = or(log_level, "info".to_owned()),
+    }
+}
+
+section! {
+    /// `[subscriptions]`: when the daily pushes go out.
+    pub struct SubscriptionsConfig {
+        /// Paris local time from which yesterday's data is expected (default 08:00).
+        pub publish_time: jiff::civil::Time = or(
+            publish_time,
+            jiff::civil::Time::constant(8, 0, 0, 0),
+        ),
+    }
+}
+
+section! {
+    /// One allowed peer, a `[[peers]]` entry.
+    pub struct PeerConfig {
+        /// Bare JID, normalised (RFC 7622).
+        pub jid: String = required(peer_jid, "the peer's bare JID, e.g. app@example.org"),
+        /// PRMs this peer may read without a consent of its own.
+        pub usage_points: Vec<crate::quoalise::Prm> = or(prms, Vec::new()),
+        /// Where the consent flow may send this peer's consumers back.
+        pub redirect_uris: Vec<url::Url> = or(redirect_uris, Vec::new()),
+    }
+}
+
+/// Prefix of the environment variables that override the file:
+/// `QUOALISE_AGENT__<SECTION>__<KEY>`.
+pub const ENV_PREFIX: &str = "QUOALISE_AGENT__";
+/// The directory systemd's `LoadCredential=` fills; relative `*_file` secrets are
+/// looked up there when it is set.
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+/// Where the agent looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/quoalise-agent/config.toml";
+/// Consumer-facing consent pages, the same host for every API generation.
+pub const DEFAULT_AUTHORIZE_URL: &str = "https://mon-compte-particulier.enedis.fr";
+/// Default of `web.listen`: loopback (consumers come through `web.public_url`).
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8080,
+));
+pub const DEFAULT_STORE_PATH: &str = "/var/lib/quoalise-agent/agent.db";
+
+/// The known keys of the section `name`, if it is one.
+fn section_keys(name: &str) -> Option<Vec<&'static str>> {
+    SECTIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, keys)| key_names(keys))
+}
+
+fn section_names() -> String {
+    let mut names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
+    names.push("peers");
+    names.join(", ")
+}
+
+impl Config {
+    /// Loads the file at `path`, applies the `QUOALISE_AGENT__*` environment
+    /// variables, resolves secrets and validates everything.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Self::load_with_env(path, std::env::vars_os())
+    }
+
+    /// [`Config::load`] with an explicit environment (all variables; those without
+    /// the prefix are ignored except `CREDENTIALS_DIRECTORY`), so that tests need
+    /// not touch the process environment.
+    pub fn load_with_env<I, K, V>(path: &Path, env: I) -> Result<Config, ConfigErrors>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        let file = path.display().to_string();
+        let mut problems = Vec::new();
+        let env = EnvOverrides::collect(env, &mut problems);
+
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(Problem {
+                    key: String::new(),
+                    source: file,
+                    message: format!("cannot read the configuration file: {e}"),
+                });
+                return Err(ConfigErrors { problems });
+            }
+        };
+        let mut root = match tree::parse(&text, &file) {
+            Ok(root) => root,
+            Err(errors) => {
+                problems.extend(errors);
+                return Err(ConfigErrors { problems });
+            }
+        };
+        env.apply(&mut root);
+
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base_dir = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
+        let mut reader = Reader::new(
+            file,
+            env.origins,
+            base_dir,
+            env.credentials_directory,
+            problems,
+        );
+        let config = Config::read(&mut reader, root);
+        if reader.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors {
+                problems: reader.problems,
+            })
+        }
+    }
+
+    /// Reads every section, then the peers, then reports what is left over.
+    fn read(r: &mut Reader, mut root: tree::Map) -> Config {
+        let xmpp = r.section(&mut root, "xmpp");
+        let mut enedis: EnedisConfig = r.section(&mut root, "enedis");
+        let web: WebConfig = r.section(&mut root, "web");
+        // Our own redirect endpoint unless another URI was registered at Enedis.
+        if enedis.redirect_uri.is_empty() {
+            enedis.redirect_uri = format!("{}/redirect", web.public_url);
+        }
+        let store = r.section(&mut root, "store");
+        let log = r.section(&mut root, "log");
+        let subscriptions = r.section(&mut root, "subscriptions");
+        let peers = match root.remove("peers") {
+            Some(value) => read_peers(r, value),
+            None => Vec::new(),
+        };
+        // The map is sorted: problems come in a stable order.
+        for key in root.into_keys() {
+            r.problem(
+                &key,
+                format!(
+                    "unknown section or top-level key; the sections are: {}",
+                    section_names()
+                ),
+            );
+        }
+        Config {
+            xmpp,
+            enedis,
+            web,
+            store,
+            log,
+            subscriptions,
+            peers,
+        }
+    }
+
+    /// The allowed peer with this JID (any resource is ignored; case of localpart
+    /// and domain folded), if any.
+    pub fn peer(&self, jid: &str) -> Option<&PeerConfig> {
+        let bare = normalize_bare_jid(jid).ok()?;
+        self.peers.iter().find(|peer| peer.jid == bare)
+    }
+}
+
+/// The `[[peers]]` array of tables, each entry read as a [`PeerConfig`].
+fn read_peers(r: &mut Reader, value: tree::Value) -> Vec<PeerConfig> {
+    let mut peers = Vec::new();
+    for (i, item) in reader::array(r, "peers", value, "[[peers]] tables")
+        .into_iter()
+        .enumerate()
+    {
+        let path = format!("peers[{i}]");
+        let entries = match item {
+            tree::Value::Table(entries) => entries,
+            other => {
+                r.problem(
+                    &path,
+                    format!("expected a [[peers]] table, got {}", other.describe()),
+                );
+                continue;
+            }
+        };
+        let mut table = reader::Table::new(
+            path,
+            "a [[peers]] entry".to_owned(),
+            key_names(PeerConfig::KEYS),
+            entries,
+        );
+        r.peer_index = i;
+        peers.push(PeerConfig::read(r, &mut table));
+        r.finish(table);
+    }
+    peers
+}
+
+/// A valid configuration for the library's unit tests: the required keys of each
+/// section and one peer, then the `extra` tables the minimal file does not hold
+/// (`[log]`, `[store]`…), then the `env` overrides (`QUOALISE_AGENT__ENEDIS__API`).
+#[cfg(test)]
+pub(crate) fn for_tests(extra: &str, env: &[(&str, &str)]) -> Config {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("config.toml");
+    let text = format!(
+        r#"
+[xmpp]
+jid = "agent@example.org/agent"
+password = "pw"
+[enedis]
+client_id = "id"
+client_secret = "s"
+[web]
+public_url = "https://agent.example.org"
+{extra}
+[[peers]]
+jid = "app@example.org"
+usage_points = ["22516914714270"]
+"#
+    );
+    std::fs::write(&path, text).expect("a configuration file");
+    Config::load_with_env(&path, env.iter().copied()).expect("a valid test configuration")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const MINIMAL: &str = r#"
+[xmpp]
+jid = "agent@example.org/agent"
+password = "xmpp-inline-secret"
+
+[enedis]
+client_id = "id"
+client_secret_file = "client_secret"
+
+[web]
+public_url = "https://agent.example.org/dataconnect/"
+
+[[peers]]
+jid = "App@Example.ORG"
+usage_points = ["22516914714270"]
+"#;
+
+    /// A temp dir holding `config.toml` (from `text`) and a 0600 `client_secret`.
+    fn setup(text: &str, secret: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        write_secret(&dir.path().join("client_secret"), secret);
+        (dir, path)
+    }
+
+    fn write_secret(path: &Path, content: &[u8]) {
+        std::fs::write(path, content).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    fn load(path: &Path, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        Config::load_with_env(
+            path,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn debug_of_config_never_shows_a_secret() {
+        let (_dir, path) = setup(MINIMAL, b"client-file-secret\n");
+        let config = load(&path, &[]).unwrap();
+        assert_eq!(config.xmpp.password.expose(), "xmpp-inline-secret");
+        assert_eq!(config.enedis.client_secret.expose(), "client-file-secret");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("xmpp-inline-secret"), "{debug}");
+        assert!(!debug.contains("client-file-secret"), "{debug}");
+        assert!(debug.contains("password: ***"), "{debug}");
+        assert!(debug.contains("client_secret: ***"), "{debug}");
+        assert_eq!(format!("{}", config.xmpp.password), "***");
+    }
+
+    #[test]
+    fn max_stanza_bytes_defaults_to_prosodys_limit_and_refuses_unusable_values() {
+        let (_dir, path) = setup(MINIMAL, b"s\n");
+        assert_eq!(
+            load(&path, &[]).unwrap().xmpp.max_stanza_bytes,
+            DEFAULT_MAX_STANZA_BYTES
+        );
+        let config = load(
+            &path,
+            &[("QUOALISE_AGENT__XMPP__MAX_STANZA_BYTES", "65536")],
+        )
+        .unwrap();
+        assert_eq!(config.xmpp.max_stanza_bytes, 65_536);
+        for bad in ["9999", "0", "-1", "lots"] {
+            let err = load(&path, &[("QUOALISE_AGENT__XMPP__MAX_STANZA_BYTES", bad)]).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{err}");
+            assert_eq!(err.problems[0].key, "xmpp.max_stanza_bytes", "{err}");
+            assert!(
+                err.problems[0].message.contains("expected an integer"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_trailing_newline_is_trimmed_from_secret_files() {
+        for (content, expected) in [
+            (&b"s3cret\n"[..], "s3cret"),
+            (b"s3cret\r\n", "s3cret"),
+            (b"s3cret", "s3cret"),
+            (b"s3cret\n\n", "s3cret\n"),
+            (b" s3cret \n", " s3cret "),
+        ] {
+            let (_dir, path) = setup(MINIMAL, content);
+            let config = load(&path, &[]).unwrap();
+            assert_eq!(
+                config.enedis.client_secret.expose(),
+                expected,
+                "{content:?}"
+            );
+        }
+        for content in [&b"\n"[..], b"", b"\r\n"] {
+            let (_dir, path) = setup(MINIMAL, content);
+            let err = load(&path, &[]).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{err}");
+            assert_eq!(err.problems[0].key, "enedis.client_secret_file");
+            assert!(err.problems[0].message.contains("is empty"), "{err}");
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_api_generation_and_sandbox() {
+        let (_dir, path) = setup(MINIMAL, b"x");
+        let c = load(&path, &[]).unwrap();
+        assert_eq!(c.enedis.api, ApiGeneration::Api2026);
+        assert_eq!(c.enedis.base_url, "https://gw.ext.prod.api.enedis.fr");
+        assert_eq!(c.enedis.authorize_url, DEFAULT_AUTHORIZE_URL);
+        assert_eq!(c.enedis.calls_per_hour, 1000);
+        assert_eq!(c.enedis.calls_per_second, 5);
+        assert_eq!(c.enedis.max_retries, 3);
+        assert_eq!(c.xmpp.request_timeout_secs, 120);
+        assert!(!c.xmpp.allow_plaintext);
+        assert_eq!(c.xmpp.server, None);
+        assert_eq!(c.web.listen, "127.0.0.1:8080".parse().unwrap());
+        // Trailing slash stripped; default redirect URI built on it.
+        assert_eq!(c.web.public_url, "https://agent.example.org/dataconnect");
+        assert_eq!(
+            c.enedis.redirect_uri,
+            "https://agent.example.org/dataconnect/redirect"
+        );
+        assert_eq!(c.store.path, PathBuf::from(DEFAULT_STORE_PATH));
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert_eq!(c.log.level, "info");
+        assert_eq!(
+            c.subscriptions.publish_time,
+            jiff::civil::Time::constant(8, 0, 0, 0)
+        );
+
+        let cases = [
+            ("v5", "false", "https://gw.ext.prod.api.enedis.fr", 10000),
+            (
+                "2026",
+                "true",
+                "https://gw.ext.prod-sandbox.api.enedis.fr",
+                1000,
+            ),
+            ("v4", "false", "https://gw.prd.api.enedis.fr", 10000),
+            ("v3", "true", "https://gw.hml.api.enedis.fr", 10000),
+        ];
+        for (api, sandbox, base_url, per_hour) in cases {
+            let c = load(
+                &path,
+                &[
+                    ("QUOALISE_AGENT__ENEDIS__API", api),
+                    ("QUOALISE_AGENT__ENEDIS__SANDBOX", sandbox),
+                ],
+            )
+            .unwrap();
+            assert_eq!(c.enedis.api.as_str(), api);
+            assert_eq!(c.enedis.sandbox, sandbox == "true");
+            assert_eq!(c.enedis.base_url, base_url, "{api} {sandbox}");
+            assert_eq!(c.enedis.calls_per_hour, per_hour, "{api}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_scalars_and_keys_with_underscores() {
+        let (dir, path) = setup(MINIMAL, b"from-file");
+        write_secret(&dir.path().join("other_secret"), b"from-env-file\n");
+        let c = load(
+            &path,
+            &[
+                ("QUOALISE_AGENT__ENEDIS__CLIENT_SECRET_FILE", "other_secret"),
+                ("QUOALISE_AGENT__XMPP__SERVER", "127.0.0.1:5222"),
+                ("QUOALISE_AGENT__XMPP__ALLOW_PLAINTEXT", "true"),
+                ("QUOALISE_AGENT__ENEDIS__CALLS_PER_HOUR", "42"),
+                ("QUOALISE_AGENT__ENEDIS__BASE_URL", "http://127.0.0.1:9999/"),
+                ("QUOALISE_AGENT__STORE__PATH", "db/agent.db"),
+                ("QUOALISE_AGENT__LOG__FORMAT", "json"),
+                ("UNRELATED", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.enedis.client_secret.expose(), "from-env-file");
+        assert_eq!(c.xmpp.server.as_deref(), Some("127.0.0.1:5222"));
+        assert!(c.xmpp.allow_plaintext);
+        assert_eq!(c.enedis.calls_per_hour, 42);
+        assert_eq!(c.enedis.base_url, "http://127.0.0.1:9999");
+        assert_eq!(c.store.path, dir.path().join("db/agent.db"));
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn an_empty_variable_removes_the_key_of_the_file() {
+        let (_dir, path) = setup(MINIMAL, b"from-file");
+        let c = load(
+            &path,
+            &[
+                ("QUOALISE_AGENT__ENEDIS__CLIENT_SECRET_FILE", ""),
+                ("QUOALISE_AGENT__ENEDIS__CLIENT_SECRET", "from-env"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.enedis.client_secret.expose(), "from-env");
+
+        let err = load(&path, &[("QUOALISE_AGENT__ENEDIS__CLIENT_SECRET_FILE", "")]).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        let p = &err.problems[0];
+        assert_eq!(p.key, "enedis.client_secret");
+        // Missing from both: the file, and the variable that removed the file's key.
+        assert_eq!(
+            p.source,
+            format!(
+                "{} and QUOALISE_AGENT__ENEDIS__CLIENT_SECRET_FILE",
+                path.display()
+            )
+        );
+        assert!(p.message.starts_with("missing"), "{p}");
+    }
+
+    #[test]
+    fn credentials_directory_wins_for_relative_secret_files() {
+        let (_dir, path) = setup(MINIMAL, b"next-to-config");
+        let creds = tempfile::tempdir().unwrap();
+        write_secret(&creds.path().join("client_secret"), b"from-credentials\n");
+        let c = load(
+            &path,
+            &[(CREDENTIALS_DIRECTORY, creds.path().to_str().unwrap())],
+        )
+        .unwrap();
+        assert_eq!(c.enedis.client_secret.expose(), "from-credentials");
+    }
+
+    #[test]
+    fn peers_are_found_by_normalised_bare_jid() {
+        let (_dir, path) = setup(MINIMAL, b"x");
+        let c = load(&path, &[]).unwrap();
+        assert_eq!(c.peers[0].jid, "app@example.org");
+        assert_eq!(c.peers[0].usage_points[0].as_str(), "22516914714270");
+        assert!(c.peer("app@example.org").is_some());
+        assert!(c.peer("APP@EXAMPLE.org/phone").is_some());
+        assert!(c.peer("app@example.org.").is_some());
+        assert!(c.peer("other@example.org").is_none());
+        assert!(c.peer("not a jid").is_none());
+    }
+
+    #[test]
+    fn the_agent_jid_is_stored_normalised() {
+        let (_dir, path) = setup(MINIMAL, b"x");
+        let c = load(
+            &path,
+            &[("QUOALISE_AGENT__XMPP__JID", "Agent@Example.ORG./agent")],
+        )
+        .unwrap();
+        assert_eq!(c.xmpp.jid, "agent@example.org/agent");
+    }
+
+    /// `config/example.toml` documents every key, set or commented out (`# key = …`),
+    /// and no key that does not exist: the description above and the example agree.
+    #[test]
+    fn the_example_documents_every_key_and_only_known_keys() {
+        let example = include_str!("../../config/example.toml");
+        let mut documented: Vec<(String, String)> = Vec::new();
+        let mut section = String::new();
+        for line in example.lines() {
+            if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+                section = name.to_owned();
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                continue;
+            }
+            let line = line.strip_prefix("# ").unwrap_or(line);
+            // A key line parses as TOML on its own; prose that looks like one does not.
+            let Some((key, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            let is_key = !section.is_empty()
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                && toml::de::DeTable::parse(line).is_ok();
+            if is_key {
+                documented.push((section.clone(), key.to_owned()));
+            }
+        }
+        let mut known: Vec<(String, String)> = Vec::new();
+        for (name, keys) in SECTIONS.iter().chain([&("peers", PeerConfig::KEYS)]) {
+            for key in key_names(keys) {
+                known.push((name.to_string(), key.to_owned()));
+            }
+        }
+        documented.sort();
+        known.sort();
+        assert_eq!(documented, known);
+    }
+}

@@ -1,0 +1,511 @@
+//! `quoalise-agent run`: start-up, the running agent, reload and shutdown.
+//!
+//! Start-up, in order, each phase logging one line: configuration (invalid →
+//! exit 1 with every problem), logging, the store, the upstream client, the
+//! XMPP settings, the web socket (`web.listen`). Then READY goes to systemd (so
+//! READY means: configuration valid, store open, web port bound), the web
+//! server and the XMPP session start, and the main loop waits for signals:
+//!
+//! - SIGTERM / SIGINT: stop taking requests, let running ones finish (bounded),
+//!   send unavailable presence, close the stream and the web server, exit 0;
+//! - SIGHUP: reload peers and grants ([`super::reload`]), keeping the session.
+//!
+//! The XMPP session reconnects forever: a wrong password or an unreachable
+//! server is logged clearly and retried, never fatal. `run` exits non-zero only
+//! when it cannot start (invalid configuration, store or port unusable), or if
+//! its web server or XMPP task ever ended on its own (so systemd restarts it).
+//!
+//! To serve another command, add it in [`commands`]; to serve other web pages,
+//! merge their router in [`web_router`]. Both receive the shared
+//! [`AgentContext`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::reload::{Reloaded, reload};
+use crate::agent::AgentContext;
+use crate::commands::{
+    GET_DAILY, GET_LOAD_CURVE, GetAuthorizeUri, GetHistory, ListUsagePoints, Subscribe, Unsubscribe,
+};
+use crate::config::Config;
+use crate::health::{Health, check_fn};
+use crate::metrics::Metrics;
+use crate::push::Scheduler;
+use crate::store::{ConsentState, Store, StoreError, now_seconds};
+use crate::systemd::{self, Heartbeat, Watchdog};
+use crate::upstream::cache::CachedUpstream;
+use crate::upstream::{self, UpstreamError};
+use crate::web::{PeerDirectory, WebSettings, WebState};
+use crate::xmpp::{CommandSet, InvalidPeerJid, SessionState, SetupError, XmppAgent};
+
+/// How often consents past their validity are marked expired and the consent
+/// gauge refreshed.
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
+/// Heartbeat of the main loop when systemd runs no watchdog (nothing reads it
+/// then; the loop stays the same).
+const DEFAULT_BEAT: Duration = Duration::from_secs(10);
+/// Longest wait for the web server to finish its connections at shutdown.
+const WEB_CLOSE: Duration = Duration::from_secs(5);
+
+/// Every ad-hoc command the agent serves, in the order disco lists them.
+/// Register a new command here.
+pub fn commands(ctx: Arc<AgentContext>) -> CommandSet<AgentContext> {
+    CommandSet::with_shared(ctx)
+        .with(GetHistory)
+        .with(GET_LOAD_CURVE)
+        .with(GET_DAILY)
+        .with(ListUsagePoints)
+        .with(GetAuthorizeUri)
+        .with(Subscribe)
+        .with(Unsubscribe)
+}
+
+/// The web server's routes (`/healthz`, `/metrics`, the consent pages). Merge
+/// other routers here.
+pub fn web_router(ctx: &Arc<AgentContext>) -> Router {
+    Router::new()
+        .merge(health(ctx).router())
+        .merge(crate::web::router(web_state(ctx)))
+}
+
+/// The running agent's peers, as its last reload left them.
+impl PeerDirectory for AgentContext {
+    fn redirect_uris(&self, jid: &str) -> Option<Vec<Url>> {
+        self.settings().config.peers.redirect_uris(jid)
+    }
+}
+
+/// The web state of the running agent: its store and upstream client, its XMPP
+/// session for the notifications, its (reloadable) peers, and the settings of
+/// its configuration.
+fn web_state(ctx: &Arc<AgentContext>) -> WebState {
+    let settings = WebSettings::from_config(&ctx.settings().config);
+    WebState::new(
+        ctx.store.clone(),
+        ctx.upstream.clone(),
+        Arc::new(ctx.xmpp.clone()),
+        ctx.clone(),
+        settings,
+    )
+}
+
+/// `/healthz`: the store answers, and the XMPP session is up.
+fn health(ctx: &Arc<AgentContext>) -> Health {
+    let store = ctx.store.clone();
+    let xmpp = ctx.xmpp.clone();
+    Health::new(
+        ctx.metrics.clone(),
+        vec![
+            check_fn("store", move || {
+                store
+                    .schema_version()
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }),
+            check_fn("xmpp", move || match xmpp.state() {
+                SessionState::Up => Ok(()),
+                SessionState::Connecting => Err(
+                    "no session yet: still connecting (the log says why, e.g. a wrong password)"
+                        .to_owned(),
+                ),
+                SessionState::Suspended => Err("connection lost; reconnecting".to_owned()),
+                SessionState::Stopped => Err("stopped".to_owned()),
+            }),
+        ],
+    )
+}
+
+/// How often the store's WAL is checkpointed, off the request path.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Why the agent cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("enedis: {0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    Xmpp(#[from] SetupError),
+    #[error("peers: {0}")]
+    Peers(#[from] InvalidPeerJid),
+    #[error("web.listen {addr}: cannot listen: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the main loop is asked to do (from signals, or a test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Re-read the configuration (SIGHUP).
+    Reload,
+    /// Shut down gracefully (SIGTERM, SIGINT).
+    Shutdown,
+}
+
+/// SIGHUP → [`Control::Reload`]; SIGTERM and SIGINT → [`Control::Shutdown`].
+pub fn signals() -> std::io::Result<mpsc::Receiver<Control>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        loop {
+            let control = tokio::select! {
+                Some(()) = hup.recv() => Control::Reload,
+                Some(()) = term.recv() => { tracing::info!("SIGTERM received"); Control::Shutdown }
+                Some(()) = int.recv() => { tracing::info!("SIGINT received"); Control::Shutdown }
+                else => return,
+            };
+            if tx.send(control).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// An agent that has opened everything it needs and is ready to serve.
+pub struct Agent {
+    ctx: Arc<AgentContext>,
+    xmpp: XmppAgent,
+    listener: tokio::net::TcpListener,
+    config_path: PathBuf,
+}
+
+impl Agent {
+    /// Opens the store, builds the upstream client, validates the XMPP settings
+    /// and binds `web.listen`. `config_path` is where a reload reads from.
+    pub async fn start(config: Config, config_path: PathBuf) -> Result<Agent, StartupError> {
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            config = %config_path.display(),
+            jid = %config.xmpp.jid,
+            api = config.enedis.api.as_str(),
+            peers = config.peers.len(),
+            "starting"
+        );
+        let path = config.store.path.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(path))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        store.checkpoint_in_background(CHECKPOINT_EVERY)?;
+        tracing::info!(path = %store.path().display(), "store open");
+        sync_grants(&store, &config.peers).await?;
+        let metrics = Metrics::new();
+        let upstream = upstream::connect(&config.enedis, store.clone(), metrics.clone())?;
+        // Every read goes through the cache and coalescing (crate::upstream::cache).
+        let upstream =
+            Arc::new(CachedUpstream::new(upstream, store.clone()).with_metrics(metrics.clone()));
+        tracing::info!(base_url = %config.enedis.base_url, api = config.enedis.api.as_str(), "Enedis client ready");
+        let xmpp = XmppAgent::new(&config.xmpp)?;
+        let listen = config.web.listen;
+        let ctx = Arc::new(AgentContext::new(
+            config,
+            store,
+            upstream,
+            metrics,
+            xmpp.handle(),
+        )?);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: listen,
+                source,
+            })?;
+        tracing::info!(addr = %listener.local_addr().unwrap_or(listen), "web server listening");
+        Ok(Agent {
+            ctx,
+            xmpp,
+            listener,
+            config_path,
+        })
+    }
+
+    /// The shared context, as commands and web handlers will see it.
+    pub fn context(&self) -> &Arc<AgentContext> {
+        &self.ctx
+    }
+
+    /// The address the web server is bound to.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until [`Control::Shutdown`] (or `control` closing), then shuts
+    /// down gracefully. Returns false when it stopped because the web server or
+    /// the XMPP session ended on their own (a bug: the process should exit
+    /// non-zero so that systemd restarts it).
+    pub async fn serve(self, mut control: mpsc::Receiver<Control>) -> bool {
+        let Agent {
+            ctx,
+            xmpp,
+            listener,
+            config_path,
+        } = self;
+        let shutdown = CancellationToken::new();
+
+        let router = web_router(&ctx);
+        let web_stop = shutdown.clone();
+        let mut web = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(web_stop.cancelled_owned())
+                .await
+        });
+        let mut session =
+            tokio::spawn(xmpp.run(commands(ctx.clone()), ctx.peers.clone(), shutdown.clone()));
+        let watcher = tokio::spawn(watch_session(ctx.clone()));
+        let pushes = tokio::spawn(Scheduler::new(ctx.clone()).run(shutdown.clone()));
+
+        let settings = ctx.settings();
+        systemd::ready(&format!(
+            "serving {} peers as {}; web on {}",
+            settings.config.peers.len(),
+            settings.config.xmpp.jid,
+            settings.config.web.listen
+        ));
+        drop(settings);
+        let heartbeat = Heartbeat::new();
+        let watchdog = Watchdog::from_env();
+        let beat_every = watchdog.map_or(DEFAULT_BEAT, |w| w.beat_interval());
+        let watchdog = watchdog.map(|w| w.spawn(heartbeat.clone()));
+        let mut beat = tokio::time::interval(beat_every);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+
+        let mut clean = true;
+        loop {
+            tokio::select! {
+                c = control.recv() => match c {
+                    Some(Control::Reload) => on_reload(&ctx, &config_path).await,
+                    Some(Control::Shutdown) | None => break,
+                },
+                _ = beat.tick() => heartbeat.beat(),
+                _ = housekeeping.tick() => {
+                    tokio::spawn(count_consents(ctx.clone()));
+                }
+                r = &mut web => {
+                    // axum only returns on shutdown; anything else is an I/O failure.
+                    tracing::error!(result = ?r.map(|r| r.map_err(|e| e.to_string())), "the web server stopped unexpectedly");
+                    clean = false;
+                    break;
+                }
+                _ = &mut session => {
+                    tracing::error!("the XMPP session task ended unexpectedly");
+                    clean = false;
+                    break;
+                }
+            }
+        }
+
+        tracing::info!("shutting down");
+        systemd::stopping("shutting down: finishing running requests");
+        shutdown.cancel();
+        // Keep beating while running requests finish, so the watchdog does not
+        // kill a clean shutdown.
+        let finish = async {
+            if !session.is_finished() {
+                let _ = (&mut session).await;
+            }
+            if !web.is_finished() && tokio::time::timeout(WEB_CLOSE, &mut web).await.is_err() {
+                tracing::warn!("the web server did not close its connections in time");
+                web.abort();
+            }
+        };
+        tokio::pin!(finish);
+        loop {
+            tokio::select! {
+                _ = &mut finish => break,
+                _ = beat.tick() => heartbeat.beat(),
+            }
+        }
+        watcher.abort();
+        pushes.abort();
+        if let Some(w) = watchdog {
+            w.abort();
+        }
+        tracing::info!("stopped");
+        clean
+    }
+}
+
+/// Applies a reload and says what happened (log, systemd status).
+async fn on_reload(ctx: &Arc<AgentContext>, path: &Path) {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
+    systemd::reloading();
+    let ctx2 = ctx.clone();
+    let path = path.to_owned();
+    let outcome = match tokio::task::spawn_blocking(move || reload(&ctx2, &path)).await {
+        Ok(outcome) => outcome,
+        Err(e) => Reloaded::Rejected(format!("the reload task failed: {e}")),
+    };
+    match &outcome {
+        Reloaded::Applied {
+            peers,
+            restart_needed,
+        } => {
+            if restart_needed.is_empty() {
+                tracing::info!(peers, "configuration reloaded: peers and grants in force");
+            } else {
+                tracing::warn!(
+                    peers,
+                    restart_needed = %restart_needed.join(", "),
+                    "configuration reloaded: peers and grants in force; other changes need a restart"
+                );
+            }
+            systemd::reloaded(&outcome.status());
+        }
+        Reloaded::Rejected(reasons) => {
+            for line in reasons.lines() {
+                tracing::error!(problem = %line, "reload rejected: the old configuration stays in force");
+            }
+            systemd::reload_rejected(reasons);
+        }
+    }
+}
+
+/// Keeps the session gauge and reconnect counter of the metrics up to date.
+async fn watch_session(ctx: Arc<AgentContext>) {
+    let mut rx = ctx.xmpp.watch_state();
+    let mut ever_up = false;
+    let mut up = false;
+    loop {
+        let state = *rx.borrow_and_update();
+        let now_up = state == SessionState::Up;
+        if now_up && !up && ever_up {
+            ctx.metrics.xmpp_reconnect();
+        }
+        ever_up |= now_up;
+        up = now_up;
+        ctx.metrics.set_xmpp_session_up(now_up);
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Mirrors the peers' `usage_points` into the store's grants, which the audit
+/// trail and the cache check against (at start; [`super::reload`] on reload).
+async fn sync_grants(store: &Store, peers: &[crate::config::PeerConfig]) -> Result<(), StoreError> {
+    let peers = peers.to_vec();
+    let changes = store.call(move |s| s.sync_peer_grants(&peers)).await?;
+    tracing::info!(
+        added = changes.added.len(),
+        removed = changes.removed.len(),
+        "grants mirrored from the configuration"
+    );
+    Ok(())
+}
+
+/// Marks consents past their validity expired and refreshes the consent gauge.
+async fn count_consents(ctx: Arc<AgentContext>) {
+    let counted = ctx
+        .store
+        .call(|s| {
+            let now = now_seconds();
+            let expired = s.expire_consents(now)?;
+            // Cached days of PRMs no consent or grant covers any more (consents
+            // that ended are purged at once by the store; this catches the rest).
+            let purged = s.purge_cache(now)?;
+            if purged > 0 {
+                tracing::info!(purged, "cached days without a consent or grant removed");
+            }
+            Ok((expired, s.count_consents_by_state()?))
+        })
+        .await;
+    match counted {
+        Ok((expired, by_state)) => {
+            if expired > 0 {
+                tracing::info!(expired, "consents past their validity marked expired");
+            }
+            let states = [
+                ConsentState::Active,
+                ConsentState::Expired,
+                ConsentState::Revoked,
+            ];
+            let counts: Vec<(&'static str, u64)> = states
+                .iter()
+                .map(|state| {
+                    let n = by_state
+                        .iter()
+                        .find(|(s, _)| s == state)
+                        .map_or(0, |&(_, n)| n);
+                    (state.as_str(), n)
+                })
+                .collect();
+            ctx.metrics.set_consents(&counts);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot count consents for the metrics"),
+    }
+}
+
+/// `quoalise-agent run`: loads the configuration, sets up logging and runs the
+/// agent until SIGTERM/SIGINT. Exit status 1 only when it cannot start.
+pub fn main(config_path: &Path) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            let n = errors.problems.len();
+            eprintln!(
+                "quoalise-agent: invalid configuration ({n} problem{}), not starting",
+                if n == 1 { "" } else { "s" }
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = crate::logging::init(config.log.format, &config.log.level) {
+        eprintln!("quoalise-agent: {e}");
+        return ExitCode::FAILURE;
+    }
+    // One thread for the event loop, as Prosody has: the agent's work per request
+    // is a fraction of a millisecond, and with a worker per core the workers kept
+    // waking each other for every stanza (a fifth of the agent's CPU under load,
+    // docs/agent.md). Disk work still runs on the blocking pool, except the short
+    // statements that need no waiting (`Store::call_now`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("quoalise-agent")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let control = match signals() {
+            Ok(control) => control,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install signal handlers");
+                return ExitCode::FAILURE;
+            }
+        };
+        match Agent::start(config, config_path.to_owned()).await {
+            Ok(agent) => {
+                if agent.serve(control).await {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                systemd::status(&format!("cannot start: {e}"));
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,416 @@
+//! The readings cache and request coalescing, as an [`Upstream`] decorating the
+//! real one: the data path calls it exactly like the upstream client. This is the
+//! cache's policy (what is closed, what to ask upstream, who waits for whom); its
+//! table lives with the rest of the database in [`crate::store::readings`].
+//!
+//! - Closed days (older than two days, Paris time: Enedis no longer changes them)
+//!   are kept in the store per generation, PRM, series and day, gaps included. A request served wholly from the cache costs no upstream
+//!   call; one that overlaps it asks only for the missing days, one upstream request
+//!   per contiguous run of them. The last two days are always asked again.
+//! - Identical upstream requests in flight at the same time (same generation, PRM,
+//!   series and days) share one: the first caller's fetch is awaited by the others
+//!   ([`futures::future::Shared`]), and counts its upstream calls once.
+//!
+//! The cache is an optimisation, never a source of failure: when the store cannot
+//! be read or written the request goes upstream and the problem is logged.
+//!
+//! Authorisation stays with the caller, as for [`Upstream::readings`]; the store
+//! itself refuses to keep a day whose PRM no consent or grant covers, and drops them
+//! when the last one ends.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use futures::future::Shared;
+use jiff::Timestamp;
+use jiff::civil::Date;
+use url::Url;
+
+use super::{Callback, ConsentDuration, Fetched, Upstream, UpstreamError, window};
+use crate::config::ApiGeneration;
+use crate::metrics::Metrics;
+use crate::quoalise::{Prm, Reading, Series};
+use crate::store::{Consent, Store, StoreError};
+use crate::time::{add_days, paris_date, paris_today, sort_dedup};
+
+/// Days at least this old (Paris calendar) are closed: cached, never asked again.
+pub const CLOSED_AFTER_DAYS: i64 = 2;
+
+/// The time source, injectable so tests (and the subscription scheduler's tests)
+/// can move it.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> Timestamp + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(Arc::new(Timestamp::now))
+    }
+
+    /// A clock reading `f`.
+    pub fn from_fn(f: impl Fn() -> Timestamp + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(f))
+    }
+
+    /// A clock stopped at `t`.
+    pub fn fixed(t: Timestamp) -> Clock {
+        Clock(Arc::new(move || t))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
+
+/// The first day that is not closed yet when today (Paris) is `today`.
+pub fn first_open_day(today: Date) -> Date {
+    add_days(today, -CLOSED_AFTER_DAYS).unwrap_or(today)
+}
+
+/// One upstream request, as coalescing sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FetchKey {
+    generation: ApiGeneration,
+    prm: Prm,
+    series: Series,
+    from: Date,
+    to: Date,
+}
+
+type FetchResult = Result<Arc<Fetched>, Arc<UpstreamError>>;
+type SharedFetch = Shared<Pin<Box<dyn Future<Output = FetchResult> + Send>>>;
+
+/// What [`CachedUpstream::readings`] did, for tests and the benchmark.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheOutcome {
+    /// Days served from the cache.
+    pub cached_days: usize,
+    /// Upstream requests (runs of missing days) this request needed.
+    pub runs: usize,
+    /// Runs that joined a fetch already in flight.
+    pub joined: usize,
+}
+
+/// The upstream with a cache and coalescing in front of it.
+pub struct CachedUpstream {
+    inner: Arc<dyn Upstream>,
+    store: Store,
+    clock: Clock,
+    metrics: Option<Metrics>,
+    in_flight: Arc<Mutex<HashMap<FetchKey, SharedFetch>>>,
+}
+
+impl CachedUpstream {
+    pub fn new(inner: Arc<dyn Upstream>, store: Store) -> CachedUpstream {
+        CachedUpstream {
+            inner,
+            store,
+            clock: Clock::system(),
+            metrics: None,
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Decide what is closed with `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Count cache hits and misses (in days) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The wrapped upstream.
+    pub fn inner(&self) -> &Arc<dyn Upstream> {
+        &self.inner
+    }
+
+    /// Upstream requests in flight right now (for tests).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// [`Upstream::readings`], also saying what the cache did.
+    pub async fn readings_with_outcome(
+        &self,
+        prm: Prm,
+        series: Series,
+        from: Date,
+        to: Date,
+    ) -> Result<(Fetched, CacheOutcome), UpstreamError> {
+        let generation = self.inner.generation();
+        let today = paris_today(self.clock.now());
+        // The same clamping as the upstream, decided before looking at the cache so
+        // that a cached answer has the same days and notes as a fresh one.
+        let plan = window::plan(series, from, to, today)?;
+        let open = first_open_day(today);
+        let cached = if plan.from < open {
+            let (a, b) = (plan.from, plan.to.min(open));
+            match self
+                .store
+                .call_now(move |s| s.cached_days(generation, &prm, series, a, b))
+                .await
+            {
+                Ok(days) => days,
+                Err(e) => {
+                    tracing::warn!(%prm, error = %e, "cache unreadable, asking upstream");
+                    BTreeMap::new()
+                }
+            }
+        } else {
+            BTreeMap::new()
+        };
+        let runs = missing_runs(plan.from, plan.to, |d| cached.contains_key(&d));
+        let total_days = days_between(plan.from, plan.to);
+        if let Some(m) = &self.metrics {
+            m.cache_hits(cached.len() as u64);
+            m.cache_misses(total_days.saturating_sub(cached.len()) as u64);
+        }
+        let mut outcome = CacheOutcome {
+            cached_days: cached.len(),
+            runs: runs.len(),
+            joined: 0,
+        };
+
+        let mut readings: Vec<Reading> =
+            Vec::with_capacity(cached.values().map(|day| day.len()).sum());
+        for day in cached.values() {
+            readings.extend_from_slice(day);
+        }
+        let mut calls = 0u32;
+        let mut no_data: Option<UpstreamError> = None;
+        for (a, b) in runs {
+            let key = FetchKey {
+                generation,
+                prm,
+                series,
+                from: a,
+                to: b,
+            };
+            let (shared, leader) = self.join_or_start(key, open);
+            if !leader {
+                outcome.joined += 1;
+            }
+            match shared.await {
+                Ok(fetched) => {
+                    if leader {
+                        calls = calls.saturating_add(fetched.calls);
+                    }
+                    readings.extend_from_slice(&fetched.readings);
+                }
+                Err(e) if is_no_data(&e) => {
+                    // Part of the period has no data: that is an answer only if no
+                    // other part has any (as the upstream does for one request).
+                    no_data = Some(e.duplicate());
+                }
+                Err(e) => return Err(e.duplicate()),
+            }
+        }
+        if readings.is_empty()
+            && let Some(e) = no_data
+        {
+            return Err(e);
+        }
+        sort_dedup(&mut readings);
+        Ok((
+            Fetched {
+                readings,
+                calls,
+                from: plan.from,
+                to: plan.to,
+                notes: plan.notes,
+            },
+            outcome,
+        ))
+    }
+
+    /// The fetch of `key` in flight, or a new one; `true` when this caller started it.
+    fn join_or_start(&self, key: FetchKey, open: Date) -> (SharedFetch, bool) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = map.get(&key) {
+            return (shared.clone(), false);
+        }
+        let inner = Arc::clone(&self.inner);
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let registry = Arc::clone(&self.in_flight);
+        let fetch = async move {
+            let result = inner.readings(key.prm, key.series, key.from, key.to).await;
+            if let Ok(fetched) = &result {
+                store_closed_days(&store, &clock, key, fetched, open).await;
+            }
+            // Only now leave the registry: a request arriving until here joins this
+            // fetch, one arriving later finds the cache filled.
+            registry
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            result.map(Arc::new).map_err(Arc::new)
+        };
+        let shared =
+            (Box::pin(fetch) as Pin<Box<dyn Future<Output = FetchResult> + Send>>).shared();
+        map.insert(key, shared.clone());
+        (shared, true)
+    }
+}
+
+/// Keep the closed days of a fetch in the store, each day with all its readings
+/// (an empty day too: the upstream had nothing for it, which is its final answer).
+async fn store_closed_days(
+    store: &Store,
+    clock: &Clock,
+    key: FetchKey,
+    fetched: &Fetched,
+    open: Date,
+) {
+    let mut days: BTreeMap<Date, Vec<Reading>> = BTreeMap::new();
+    let mut day = fetched.from;
+    while day < fetched.to.min(open) {
+        days.insert(day, Vec::new());
+        match day.tomorrow() {
+            Ok(next) => day = next,
+            Err(_) => break,
+        }
+    }
+    if days.is_empty() {
+        return;
+    }
+    for r in &fetched.readings {
+        if let Ok(d) = paris_date(r.start)
+            && let Some(list) = days.get_mut(&d)
+        {
+            list.push(*r);
+        }
+    }
+    let days: Vec<(Date, Vec<Reading>)> = days.into_iter().collect();
+    let now = clock.now().as_second();
+    let result: Result<usize, StoreError> = store
+        .call(move |s| s.cache_days(key.generation, &key.prm, key.series, &days, now))
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(prm = %key.prm, error = %e, "cannot write the cache");
+    }
+}
+
+/// Contiguous runs `[a, b[` of the days in `[from, to[` for which `cached` is false.
+pub fn missing_runs(from: Date, to: Date, cached: impl Fn(Date) -> bool) -> Vec<(Date, Date)> {
+    let mut runs = Vec::new();
+    let mut start: Option<Date> = None;
+    let mut day = from;
+    while day < to {
+        match (cached(day), start) {
+            (false, None) => start = Some(day),
+            (true, Some(s)) => {
+                runs.push((s, day));
+                start = None;
+            }
+            _ => {}
+        }
+        match day.tomorrow() {
+            Ok(next) => day = next,
+            Err(_) => break,
+        }
+    }
+    if let Some(s) = start {
+        runs.push((s, to));
+    }
+    runs
+}
+
+fn days_between(from: Date, to: Date) -> usize {
+    from.until(to)
+        .ok()
+        .and_then(|span| usize::try_from(span.get_days()).ok())
+        .unwrap_or(0)
+}
+
+fn is_no_data(e: &UpstreamError) -> bool {
+    matches!(e, UpstreamError::Refused(fault) if fault.is_no_data())
+}
+
+#[async_trait]
+impl Upstream for CachedUpstream {
+    fn generation(&self) -> ApiGeneration {
+        self.inner.generation()
+    }
+
+    async fn readings(
+        &self,
+        prm: Prm,
+        series: Series,
+        from: Date,
+        to: Date,
+    ) -> Result<Fetched, UpstreamError> {
+        self.readings_with_outcome(prm, series, from, to)
+            .await
+            .map(|(fetched, _)| fetched)
+    }
+
+    fn authorize_url(&self, state: &str, duration: &ConsentDuration) -> Result<Url, UpstreamError> {
+        self.inner.authorize_url(state, duration)
+    }
+
+    async fn resolve_consent(
+        &self,
+        owner: &str,
+        callback: &Callback,
+        duration: &ConsentDuration,
+    ) -> Result<Consent, UpstreamError> {
+        self.inner.resolve_consent(owner, callback, duration).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+
+    #[test]
+    fn runs_of_missing_days() {
+        let have = [date(2026, 10, 3), date(2026, 10, 4), date(2026, 10, 7)];
+        let runs = missing_runs(date(2026, 10, 1), date(2026, 10, 10), |d| have.contains(&d));
+        assert_eq!(
+            runs,
+            vec![
+                (date(2026, 10, 1), date(2026, 10, 3)),
+                (date(2026, 10, 5), date(2026, 10, 7)),
+                (date(2026, 10, 8), date(2026, 10, 10)),
+            ]
+        );
+        assert!(
+            missing_runs(date(2026, 10, 3), date(2026, 10, 5), |d| have.contains(&d)).is_empty()
+        );
+        assert_eq!(
+            missing_runs(date(2026, 10, 1), date(2026, 10, 2), |_| false),
+            vec![(date(2026, 10, 1), date(2026, 10, 2))]
+        );
+    }
+
+    #[test]
+    fn closed_means_older_than_two_days() {
+        assert_eq!(first_open_day(date(2026, 11, 29)), date(2026, 11, 27));
+        assert_eq!(days_between(date(2026, 10, 1), date(2026, 10, 31)), 30);
+    }
+}

@@ -1,0 +1,336 @@
+//! [`EnedisClient`], the [`Upstream`] that calls Enedis: it picks the token of a
+//! call (the application's, or a v3/v4 consent's), renews it once on a 401, splits a
+//! request into the calls its window allows and sends them a few at a time, reads
+//! each answer with the generation's [`Dialect`], and marks consents revoked when
+//! Enedis says it no longer holds them. Consent resolution is in [`super::consent`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use jiff::civil::Date;
+use reqwest::Method;
+use url::Url;
+
+use super::http::{self, Body, Call, Http, Shared, Tally};
+use super::token::{AppToken, ConsentTokens};
+use super::{
+    Callback, ConsentDuration, Dialect, EnedisFault, Fetched, QuotaLimiter, Upstream,
+    UpstreamError, authorize_url, dialect, error, window,
+};
+use crate::config::{ApiGeneration, EnedisConfig, Secret};
+use crate::metrics::Metrics;
+use crate::quoalise::{Prm, Reading, Series};
+use crate::store::{Consent, Store, now_seconds};
+use crate::time::paris_today;
+
+/// Upstream calls of one request in flight at once; the limiter paces them anyway.
+const PARALLEL_CALLS: usize = 4;
+
+/// Whose token a call uses.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Auth {
+    App,
+    Consent(i64),
+}
+
+/// The upstream client for the configured generation.
+pub struct EnedisClient {
+    pub(super) shared: Arc<Shared>,
+    dialect: Box<dyn Dialect>,
+    app_token: AppToken,
+    consent_tokens: Arc<ConsentTokens>,
+}
+
+impl EnedisClient {
+    /// A client for `config.api`, with its own quota limiter.
+    pub fn new(config: &EnedisConfig, store: Store) -> Result<EnedisClient, UpstreamError> {
+        let limiter = Arc::new(QuotaLimiter::new(
+            config.calls_per_second,
+            config.calls_per_hour,
+        ));
+        EnedisClient::with_limiter(config, store, limiter)
+    }
+
+    /// A client sharing `limiter` (there must be one per Enedis application).
+    pub fn with_limiter(
+        config: &EnedisConfig,
+        store: Store,
+        limiter: Arc<QuotaLimiter>,
+    ) -> Result<EnedisClient, UpstreamError> {
+        EnedisClient::build(Http::new(config, limiter)?, config, store)
+    }
+
+    /// A client whose calls and quota waits are counted in `metrics` (the agent's).
+    pub fn with_metrics(
+        config: &EnedisConfig,
+        store: Store,
+        metrics: Metrics,
+    ) -> Result<EnedisClient, UpstreamError> {
+        let limiter = Arc::new(QuotaLimiter::new(
+            config.calls_per_second,
+            config.calls_per_hour,
+        ));
+        let http = Http::new(config, limiter)?.with_metrics(metrics);
+        EnedisClient::build(http, config, store)
+    }
+
+    fn build(
+        http: Http,
+        config: &EnedisConfig,
+        store: Store,
+    ) -> Result<EnedisClient, UpstreamError> {
+        Ok(EnedisClient {
+            shared: Arc::new(Shared {
+                http,
+                config: config.clone(),
+                store,
+            }),
+            dialect: dialect(config.api),
+            app_token: AppToken::new(),
+            consent_tokens: Arc::new(ConsentTokens::new()),
+        })
+    }
+
+    /// Refresh the tokens of v3/v4 consent `consent_id` now, storing the new pair
+    /// durably; returns when the new access token expires (UTC seconds). For the
+    /// admin command line and housekeeping.
+    pub async fn refresh_consent(&self, consent_id: i64) -> Result<i64, UpstreamError> {
+        if !self.shared.config.api.per_consent_tokens() {
+            return Err(UpstreamError::BadConsentRequest(format!(
+                "API generation {} has no per-consent tokens to refresh",
+                self.shared.config.api.as_str()
+            )));
+        }
+        let (_, expires_at) = self
+            .consent_tokens
+            .access_token(&self.shared, consent_id, None, true, &Tally::default())
+            .await?;
+        Ok(expires_at)
+    }
+
+    async fn token(
+        &self,
+        auth: Auth,
+        refused: Option<&Secret>,
+        tally: &Tally,
+    ) -> Result<Secret, UpstreamError> {
+        match auth {
+            Auth::App => {
+                if let Some(refused) = refused {
+                    self.app_token.invalidate(refused).await;
+                }
+                self.app_token.get(&self.shared, tally).await
+            }
+            Auth::Consent(id) => self
+                .consent_tokens
+                .access_token(&self.shared, id, refused, false, tally)
+                .await
+                .map(|(token, _)| token),
+        }
+    }
+
+    /// The token source for reading `prm`.
+    async fn auth_for(&self, prm: Prm) -> Result<Auth, UpstreamError> {
+        let generation = self.shared.config.api;
+        if !generation.per_consent_tokens() {
+            return Ok(Auth::App);
+        }
+        let now = now_seconds();
+        let consents = self
+            .shared
+            .store
+            .call(move |s| s.usable_consents_for_prm(generation, &prm, now))
+            .await?;
+        consents
+            .into_iter()
+            .find(|c| c.has_refresh_token)
+            .map(|c| Auth::Consent(c.id))
+            .ok_or_else(|| {
+                UpstreamError::NotAuthorized(format!(
+                    "no valid {} consent with a token covers PRM {prm}",
+                    generation.as_str()
+                ))
+            })
+    }
+
+    /// A call with a bearer token, renewing the token once on a 401.
+    pub(super) async fn authorized(
+        &self,
+        auth: Auth,
+        call: &Call,
+        tally: &Tally,
+    ) -> Result<http::Answer, UpstreamError> {
+        let endpoint = call.endpoint.as_str();
+        let mut refused: Option<Secret> = None;
+        loop {
+            let token = self.token(auth, refused.as_ref(), tally).await?;
+            let answer = self.shared.http.send(call, Some(&token), tally).await?;
+            if answer.status != 401 {
+                return Ok(answer);
+            }
+            if refused.is_none() {
+                tracing::info!(endpoint, "access token refused (401), renewing it once");
+                refused = Some(token);
+                continue;
+            }
+            let fault = answer.fault();
+            return Err(match auth {
+                Auth::App => UpstreamError::Unavailable {
+                    reason: format!("Enedis refused a freshly renewed application token ({fault})"),
+                    fault: Some(fault),
+                },
+                Auth::Consent(id) => UpstreamError::NotAuthorized(format!(
+                    "Enedis refused a freshly renewed token of consent {id} ({fault})"
+                )),
+            });
+        }
+    }
+
+    /// One data call's readings; `Ok(None)` for `no_data_found`.
+    async fn part(
+        &self,
+        auth: Auth,
+        series: Series,
+        prm: Prm,
+        from: Date,
+        to: Date,
+        tally: &Tally,
+    ) -> Result<Option<Vec<Reading>>, UpstreamError> {
+        let data = self.dialect.data_call(series, &prm, from, to);
+        let call = Call {
+            endpoint: data.endpoint,
+            method: Method::GET,
+            path: data.path,
+            query: data.query,
+            body: Body::None,
+        };
+        let answer = self.authorized(auth, &call, tally).await?;
+        if !answer.is_success() {
+            let fault = answer.fault();
+            if fault.is_no_data() {
+                return Ok(None);
+            }
+            return Err(UpstreamError::Refused(fault));
+        }
+        self.dialect
+            .parse(series, &prm, from, to, &answer.body)
+            .map(Some)
+            .map_err(|e| UpstreamError::BadResponse {
+                endpoint: call.endpoint.clone(),
+                status: answer.status,
+                problem: e.0,
+                excerpt: Some(error::excerpt(&answer.body)),
+            })
+    }
+
+    async fn read(
+        &self,
+        prm: Prm,
+        series: Series,
+        from: Date,
+        to: Date,
+    ) -> Result<Fetched, UpstreamError> {
+        let today = paris_today(jiff::Timestamp::now());
+        let plan = window::plan(series, from, to, today)?;
+        let auth = self.auth_for(prm).await?;
+        let tally = Tally::default();
+        let mut parts = futures::stream::iter(plan.calls.iter().copied())
+            .map(|(a, b)| self.part(auth, series, prm, a, b, &tally))
+            .buffered(PARALLEL_CALLS);
+        let mut readings = Vec::new();
+        let (mut no_data, mut some_data) = (false, false);
+        // In order; the first error ends the request (dropping the calls still in
+        // flight: token renewals run in their own tasks and are not cut short).
+        while let Some(part) = parts.next().await {
+            match part? {
+                Some(part) => {
+                    some_data = true;
+                    readings.extend(part);
+                }
+                None => no_data = true,
+            }
+        }
+        drop(parts);
+        if no_data && !some_data {
+            // Every call said no_data_found: that is Enedis's answer to the request.
+            return Err(UpstreamError::Refused(EnedisFault {
+                endpoint: self
+                    .dialect
+                    .data_call(series, &prm, plan.from, plan.to)
+                    .endpoint,
+                status: 404,
+                code: Some("no_data_found".to_owned()),
+                message: format!("no data for PRM {prm} from {} to {}", plan.from, plan.to),
+            }));
+        }
+        crate::time::sort_dedup(&mut readings);
+        Ok(Fetched {
+            readings,
+            calls: tally.get(),
+            from: plan.from,
+            to: plan.to,
+            notes: plan.notes,
+        })
+    }
+}
+
+#[async_trait]
+impl Upstream for EnedisClient {
+    fn generation(&self) -> ApiGeneration {
+        self.dialect.generation()
+    }
+
+    async fn readings(
+        &self,
+        prm: Prm,
+        series: Series,
+        from: Date,
+        to: Date,
+    ) -> Result<Fetched, UpstreamError> {
+        let result = self.read(prm, series, from, to).await;
+        if let Err(UpstreamError::Refused(fault)) = &result
+            && fault.is_no_consent()
+        {
+            // Enedis no longer holds a consent for this PRM: neither do we.
+            let generation = self.shared.config.api;
+            match self
+                .shared
+                .store
+                .call(move |s| s.revoke_prm(generation, &prm))
+                .await
+            {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::warn!(%prm, consents = ?ids, "Enedis answered ADAM-DC-0008: consents marked revoked");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(%prm, error = %e, "cannot mark consents revoked"),
+            }
+        }
+        result
+    }
+
+    fn authorize_url(&self, state: &str, duration: &ConsentDuration) -> Result<Url, UpstreamError> {
+        authorize_url(&self.shared.config, state, duration)
+    }
+
+    async fn resolve_consent(
+        &self,
+        owner: &str,
+        callback: &Callback,
+        duration: &ConsentDuration,
+    ) -> Result<Consent, UpstreamError> {
+        self.resolve(owner, callback, duration).await
+    }
+}
+
+/// The upstream for `config`, ready to share, counting its calls in `metrics`.
+pub fn connect(
+    config: &EnedisConfig,
+    store: Store,
+    metrics: Metrics,
+) -> Result<Arc<dyn Upstream>, UpstreamError> {
+    Ok(Arc::new(EnedisClient::with_metrics(
+        config, store, metrics,
+    )?))
+}
