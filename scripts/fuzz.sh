@@ -8,7 +8,7 @@
 # flags cargo-fuzz passes with RUSTC_BOOTSTRAP=1. Each target starts from
 # fuzz/seeds/<target>/ and fuzz/regressions/<target>/ (its corpus grows in
 # fuzz/corpus/, ignored by git). A crash is copied to fuzz/regressions/<target>/,
-# which tests/fuzz_regressions.rs runs in every `cargo test`; the script then
+# which tests/codec/fuzz_regressions.rs runs in every `cargo test`; the script then
 # exits 1. Not run by CI (about 6 minutes for every target): run it before a release
 # and after touching a parser.
 set -euo pipefail

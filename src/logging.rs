@@ -53,7 +53,7 @@
 //!   `RequestBuilder::bearer_auth` / `basic_auth` (which mark it sensitive, so
 //!   `Debug` prints `Sensitive`), or on a `HeaderValue` after
 //!   `set_sensitive(true)`. `.header(AUTHORIZATION, …)` with a plain value prints
-//!   the token in `Debug` (tests/logging_secrets.rs checks both).
+//!   the token in `Debug` (tests/operations/logging_secrets.rs checks both).
 //! - Never log a request or response BODY of the token endpoint (it carries the
 //!   client secret, codes and tokens), nor a form body sent upstream.
 //! - Secrets never go into URLs (`reqwest::Error` prints its URL); send them in

@@ -6,7 +6,7 @@
 //! property is cheap to state it is asserted too (a parsed identifier prints back to
 //! itself, upstream readings come out ordered and inside the asked days, a decoded
 //! payload survives re-encoding). The cargo-fuzz targets (`fuzz_targets/*.rs`) call
-//! them, and so does the main crate's `tests/fuzz_regressions.rs`, which runs every
+//! them, and so does the main crate's `tests/codec/fuzz_regressions.rs`, which runs every
 //! file kept under `fuzz/regressions/<target>/` on stable Rust: this file is shared
 //! between the two through `#[path]`, and uses only crates the main package has.
 

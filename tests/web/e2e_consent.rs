@@ -18,14 +18,13 @@ use crate::common::agent_harness::AgentProcess;
 use crate::common::config::AgentConfig;
 use crate::common::sim;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::prosody::{DOMAIN, Prosody};
+use common::prosody::{DOMAIN, Prosody, free_port};
 use common::xmpp_harness::{AGENT, PASSWORD, Slix, agent_jid};
 use jiff::ToSpan;
 use quoalise_agent::commands::data::paris_midnight;
@@ -37,20 +36,13 @@ use tokio::process::{Child, ChildStdout, Command};
 const BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
 const PEER_USER: &str = "app";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// SIGTERM (or another signal) by pid, with the `kill` program.
-fn signal(target: &str, sig: &str) {
+/// A signal to a whole process group (`-PGID`), with the `kill` program: the
+/// browser driver and the Chromium it started (`common::prosody::signal` takes one pid).
+fn signal_group(target: &str, sig: &str) {
     let _ = std::process::Command::new("kill")
         .args([sig, "--", target])
         .stdout(Stdio::null())
@@ -282,7 +274,7 @@ impl Browser {
     fn stop_driver(&mut self) {
         if let Some(mut driver) = self.driver.take() {
             // The whole group: chromedriver and the browsers it started.
-            signal(&format!("-{}", driver.id()), "-TERM");
+            signal_group(&format!("-{}", driver.id()), "-TERM");
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = driver.try_wait() {
@@ -290,7 +282,7 @@ impl Browser {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            signal(&format!("-{}", driver.id()), "-KILL");
+            signal_group(&format!("-{}", driver.id()), "-KILL");
             let _ = driver.wait();
         }
     }
