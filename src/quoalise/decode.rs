@@ -381,6 +381,24 @@ impl<'i> Parser<'i> {
         }
     }
 
+    /// The next child of the element `inside`, whose start was just read, as
+    /// `(element, namespace, whether children follow)`; `None` at its end tag.
+    fn next_child(
+        &mut self,
+        inside: &str,
+    ) -> Result<Option<(BytesStart<'i>, Ns, bool)>, DecodeError> {
+        Ok(match self.next()? {
+            Item::Start(e, ns) => Some((e, ns, true)),
+            Item::Empty(e, ns) => Some((e, ns, false)),
+            Item::End => None,
+            Item::Eof => {
+                return Err(DecodeError::UnexpectedEnd {
+                    inside: inside.into(),
+                });
+            }
+        })
+    }
+
     /// Skip the children and end tag of an element whose start was just read.
     fn skip(&mut self, name: &str) -> Result<(), DecodeError> {
         let mut depth = 1usize;
@@ -464,15 +482,8 @@ impl<'i> Parser<'i> {
         let mut meta = None;
         let mut records = None;
         loop {
-            let (e, ns, open) = match self.next()? {
-                Item::Start(e, ns) => (e, ns, true),
-                Item::Empty(e, ns) => (e, ns, false),
-                Item::End => break,
-                Item::Eof => {
-                    return Err(DecodeError::UnexpectedEnd {
-                        inside: "data".into(),
-                    });
-                }
+            let Some((e, ns, open)) = self.next_child("data")? else {
+                break;
             };
             match local(&e) {
                 "meta" => {
@@ -621,15 +632,8 @@ impl<'i> Parser<'i> {
         let mut records = Vec::new();
         let mut base = Base::default();
         loop {
-            let (e, ns, open) = match self.next()? {
-                Item::Start(e, ns) => (e, ns, true),
-                Item::Empty(e, ns) => (e, ns, false),
-                Item::End => break,
-                Item::Eof => {
-                    return Err(DecodeError::UnexpectedEnd {
-                        inside: "sensml".into(),
-                    });
-                }
+            let Some((e, ns, open)) = self.next_child("sensml")? else {
+                break;
             };
             if local(&e) == "senml" {
                 Self::expect_ns(&e, &ns, &Ns::Senml, NS_SENML)?;
