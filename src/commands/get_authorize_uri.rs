@@ -19,7 +19,9 @@ use crate::agent::context::AgentContext;
 use crate::store::oauth::ConsentDescription;
 use crate::web::{DescriptionError, DescriptionInput, register};
 use crate::xmpp::forms::{text_multi, text_single};
-use crate::xmpp::{AdHocCommand, BoxFuture, CommandError, FieldExt, FormBuilder, Outcome, Request};
+use crate::xmpp::{
+    AdHocCommand, CommandError, CommandFuture, FieldExt, FormBuilder, Outcome, Request,
+};
 
 const NODE: &str = "get_authorize_uri";
 
@@ -82,7 +84,7 @@ impl AdHocCommand<AgentContext> for GetAuthorizeUri {
         &'a self,
         ctx: &'a AgentContext,
         requester: &'a BareJid,
-    ) -> BoxFuture<'a, Result<DataForm, CommandError>> {
+    ) -> CommandFuture<'a, DataForm> {
         Box::pin(async move {
             let owner = requester.to_string();
             let latest = ctx
@@ -96,11 +98,7 @@ impl AdHocCommand<AgentContext> for GetAuthorizeUri {
         })
     }
 
-    fn execute<'a>(
-        &'a self,
-        ctx: &'a AgentContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    fn execute<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> CommandFuture<'a> {
         Box::pin(async move {
             instrumented(ctx, NODE, &request, async |_| run(ctx, &request).await).await
         })

@@ -20,7 +20,7 @@ use crate::agent::context::AgentContext;
 use crate::quoalise::Series;
 use crate::store::consents::fmt_instant;
 use crate::xmpp::forms::text_multi;
-use crate::xmpp::{AdHocCommand, BoxFuture, CommandError, FieldExt, FormBuilder, Outcome, Request};
+use crate::xmpp::{AdHocCommand, CommandFuture, FieldExt, FormBuilder, Outcome, Request};
 
 const NODE: &str = "list_usage_points";
 
@@ -92,11 +92,7 @@ impl AdHocCommand<AgentContext> for ListUsagePoints {
         false
     }
 
-    fn execute<'a>(
-        &'a self,
-        ctx: &'a AgentContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    fn execute<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> CommandFuture<'a> {
         Box::pin(async move {
             instrumented(ctx, NODE, &request, async |_| {
                 let settings = ctx.settings();

@@ -25,7 +25,7 @@ use crate::store::{SubscribeError, Subscription, now_seconds};
 use crate::time::first_day;
 use crate::xmpp::forms::{fixed, text_single};
 use crate::xmpp::{
-    AdHocCommand, BoxFuture, CommandError, FieldExt, FormBuilder, Note, Outcome, Request,
+    AdHocCommand, CommandError, CommandFuture, FieldExt, FormBuilder, Note, Outcome, Request,
     SubmittedForm,
 };
 
@@ -76,11 +76,7 @@ impl AdHocCommand<AgentContext> for Subscribe {
         )
     }
 
-    fn execute<'a>(
-        &'a self,
-        ctx: &'a AgentContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    fn execute<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> CommandFuture<'a> {
         Box::pin(async move {
             instrumented(ctx, SUBSCRIBE, &request, async |log| {
                 let identifier = parse_identifier(&request.form)?;
@@ -215,11 +211,7 @@ impl AdHocCommand<AgentContext> for Unsubscribe {
         identifier_form("Unsubscribe", "Stop receiving the data of one series.")
     }
 
-    fn execute<'a>(
-        &'a self,
-        ctx: &'a AgentContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    fn execute<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> CommandFuture<'a> {
         Box::pin(async move {
             instrumented(ctx, UNSUBSCRIBE, &request, async |log| {
                     let identifier = parse_identifier(&request.form)?;

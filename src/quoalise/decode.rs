@@ -481,10 +481,7 @@ impl<'i> Parser<'i> {
     fn data(&mut self, index: usize) -> Result<Data, DecodeError> {
         let mut meta = None;
         let mut records = None;
-        loop {
-            let Some((e, ns, open)) = self.next_child("data")? else {
-                break;
-            };
+        while let Some((e, ns, open)) = self.next_child("data")? {
             match local(&e) {
                 "meta" => {
                     Self::expect_ns(&e, &ns, &Ns::Quoalise, NS_QUOALISE)?;
@@ -631,10 +628,7 @@ impl<'i> Parser<'i> {
     fn sensml(&mut self, data: usize) -> Result<Vec<Record>, DecodeError> {
         let mut records = Vec::new();
         let mut base = Base::default();
-        loop {
-            let Some((e, ns, open)) = self.next_child("sensml")? else {
-                break;
-            };
+        while let Some((e, ns, open)) = self.next_child("sensml")? {
             if local(&e) == "senml" {
                 Self::expect_ns(&e, &ns, &Ns::Senml, NS_SENML)?;
                 let record = self.record(&e, data, records.len(), &mut base)?;

@@ -36,7 +36,8 @@ pub use forms::{FieldExt, FormBuilder, FormError, SubmittedForm};
 pub use handle::{IqError, SendError, SessionState, XmppHandle};
 pub use ns::NS_COMMANDS;
 pub use router::{
-    AdHocCommand, BoxFuture, CommandSet, Continuation, Outcome, Request, RouterSettings,
+    AdHocCommand, BoxFuture, CommandFuture, CommandSet, Continuation, Outcome, Request,
+    RouterSettings,
 };
 pub use session::{XmppAgent, run_xmpp};
 

@@ -43,6 +43,10 @@ use super::wire::Splice;
 /// commands of different types can live in one [`CommandSet`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What a command's handlers return: an [`Outcome`] (or a form) or the error to
+/// answer with.
+pub type CommandFuture<'a, T = Outcome> = BoxFuture<'a, Result<T, CommandError>>;
+
 /// One command request, as a command's `execute` receives it.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -171,7 +175,7 @@ impl Outcome {
 ///     fn name(&self) -> &str { "Get history" }
 ///     fn form(&self) -> DataForm { FormBuilder::form("Get history")/* … */.build() }
 ///     fn execute<'a>(&'a self, ctx: &'a AgentContext, req: Request)
-///         -> BoxFuture<'a, Result<Outcome, CommandError>> {
+///         -> CommandFuture<'a> {
 ///         Box::pin(async move { /* … */ })
 ///     }
 /// }
@@ -188,11 +192,7 @@ pub trait AdHocCommand<C>: Send + Sync + 'static {
 
     /// The form for this requester; override to tailor it (e.g. list the PRMs
     /// the peer may read). Defaults to [`AdHocCommand::form`].
-    fn form_for<'a>(
-        &'a self,
-        _ctx: &'a C,
-        _requester: &'a BareJid,
-    ) -> BoxFuture<'a, Result<DataForm, CommandError>> {
+    fn form_for<'a>(&'a self, _ctx: &'a C, _requester: &'a BareJid) -> CommandFuture<'a, DataForm> {
         Box::pin(async move { Ok(self.form()) })
     }
 
@@ -209,11 +209,7 @@ pub trait AdHocCommand<C>: Send + Sync + 'static {
     }
 
     /// Runs the command. Errors map to stanza errors (see [`CommandError`]).
-    fn execute<'a>(
-        &'a self,
-        ctx: &'a C,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>>;
+    fn execute<'a>(&'a self, ctx: &'a C, request: Request) -> CommandFuture<'a>;
 
     /// The next stage of an answer whose previous stage set
     /// [`Outcome::more`]; `request.form` is whatever the peer sent with its
@@ -223,7 +219,7 @@ pub trait AdHocCommand<C>: Send + Sync + 'static {
         _ctx: &'a C,
         _request: Request,
         _more: Continuation,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    ) -> CommandFuture<'a> {
         Box::pin(async move {
             Err(CommandError::BadAction(format!(
                 "'{}' has a single stage",

@@ -13,8 +13,8 @@ use minidom::Element;
 use quoalise_agent::config::{Secret, XmppConfig};
 use quoalise_agent::xmpp::forms::{fixed, list_single, text_multi, text_single};
 use quoalise_agent::xmpp::{
-    AdHocCommand, AllowList, BoxFuture, Command, CommandError, CommandSet, FieldExt, FormBuilder,
-    IqError, Outcome, Request, XmppAgent, XmppHandle,
+    AdHocCommand, AllowList, Command, CommandError, CommandFuture, CommandSet, FieldExt,
+    FormBuilder, IqError, Outcome, Request, XmppAgent, XmppHandle,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -92,11 +92,7 @@ impl AdHocCommand<TestContext> for Echo {
             .build()
     }
 
-    fn execute<'a>(
-        &'a self,
-        ctx: &'a TestContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    fn execute<'a>(&'a self, ctx: &'a TestContext, request: Request) -> CommandFuture<'a> {
         Box::pin(async move {
             ctx.executions.fetch_add(1, Ordering::SeqCst);
             let text = request.form.required("text")?;
@@ -140,11 +136,7 @@ impl AdHocCommand<TestContext> for Slow {
             .build()
     }
 
-    fn execute<'a>(
-        &'a self,
-        _ctx: &'a TestContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    fn execute<'a>(&'a self, _ctx: &'a TestContext, request: Request) -> CommandFuture<'a> {
         Box::pin(async move {
             let seconds: f64 = match request.form.optional("seconds")? {
                 Some(s) => s
@@ -180,11 +172,7 @@ impl AdHocCommand<TestContext> for Fail {
             .build()
     }
 
-    fn execute<'a>(
-        &'a self,
-        _ctx: &'a TestContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    fn execute<'a>(&'a self, _ctx: &'a TestContext, request: Request) -> CommandFuture<'a> {
         Box::pin(async move {
             Err(match request.form.required("kind")?.as_str() {
                 "upstream" => CommandError::enedis(
@@ -218,11 +206,7 @@ impl AdHocCommand<TestContext> for Panic {
         false
     }
 
-    fn execute<'a>(
-        &'a self,
-        _ctx: &'a TestContext,
-        _request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    fn execute<'a>(&'a self, _ctx: &'a TestContext, _request: Request) -> CommandFuture<'a> {
         Box::pin(async move { panic!("a test command panics on purpose") })
     }
 }
@@ -251,11 +235,7 @@ impl AdHocCommand<TestContext> for AdminOnly {
         ctx.admin.as_ref() == Some(requester)
     }
 
-    fn execute<'a>(
-        &'a self,
-        _ctx: &'a TestContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    fn execute<'a>(&'a self, _ctx: &'a TestContext, request: Request) -> CommandFuture<'a> {
         Box::pin(async move {
             Ok(Outcome::new().with_form(
                 FormBuilder::result("Admin only")

@@ -22,7 +22,7 @@ use crate::quoalise::{Identifier, MetaForm, Series};
 use crate::time::{Window, day_start, paris_date, paris_today, parse_instant};
 use crate::xmpp::forms::text_single;
 use crate::xmpp::{
-    AdHocCommand, BoxFuture, CommandError, Continuation, FieldExt, FormBuilder, Outcome, Request,
+    AdHocCommand, CommandError, CommandFuture, Continuation, FieldExt, FormBuilder, Request,
     SubmittedForm,
 };
 
@@ -116,7 +116,7 @@ impl AdHocCommand<AgentContext> for GetHistory {
         &'a self,
         ctx: &'a AgentContext,
         requester: &'a BareJid,
-    ) -> BoxFuture<'a, Result<DataForm, CommandError>> {
+    ) -> CommandFuture<'a, DataForm> {
         Box::pin(async move {
             let settings = ctx.settings();
             let readable = readable(ctx, &settings, requester).await?;
@@ -127,11 +127,7 @@ impl AdHocCommand<AgentContext> for GetHistory {
         })
     }
 
-    fn execute<'a>(
-        &'a self,
-        ctx: &'a AgentContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    fn execute<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> CommandFuture<'a> {
         Box::pin(async move {
             instrumented(ctx, NODE, &request, async |log| {
                 let (identifier, window) = parse(&request.form)?;
@@ -161,7 +157,7 @@ impl AdHocCommand<AgentContext> for GetHistory {
         ctx: &'a AgentContext,
         request: Request,
         more: Continuation,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    ) -> CommandFuture<'a> {
         Box::pin(next_stage(ctx, NODE, request, more))
     }
 }

@@ -21,8 +21,8 @@ use crate::quoalise::{Direction, Identifier, MetaForm, Prm, Series};
 use crate::time::{Window, parse_date};
 use crate::xmpp::forms::{list_single, text_single};
 use crate::xmpp::{
-    AdHocCommand, BoxFuture, CommandError, Continuation, FieldExt, FormBuilder, Outcome, Request,
-    SubmittedForm,
+    AdHocCommand, CommandError, CommandFuture, Continuation, FieldExt, FormBuilder, Outcome,
+    Request, SubmittedForm,
 };
 
 /// The `get_load_curve` command.
@@ -151,15 +151,11 @@ impl AdHocCommand<AgentContext> for Legacy {
         &'a self,
         ctx: &'a AgentContext,
         requester: &'a BareJid,
-    ) -> BoxFuture<'a, Result<DataForm, CommandError>> {
+    ) -> CommandFuture<'a, DataForm> {
         Box::pin(legacy_form_for(*self, ctx, requester))
     }
 
-    fn execute<'a>(
-        &'a self,
-        ctx: &'a AgentContext,
-        request: Request,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    fn execute<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> CommandFuture<'a> {
         Box::pin(legacy_execute(*self, ctx, request))
     }
 
@@ -168,7 +164,7 @@ impl AdHocCommand<AgentContext> for Legacy {
         ctx: &'a AgentContext,
         request: Request,
         more: Continuation,
-    ) -> BoxFuture<'a, Result<Outcome, CommandError>> {
+    ) -> CommandFuture<'a> {
         Box::pin(next_stage(ctx, self.node, request, more))
     }
 }
