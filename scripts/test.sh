@@ -9,4 +9,9 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://ru
 scripts/setup-system.sh
 if [[ -x scripts/setup-python.sh ]]; then scripts/setup-python.sh; fi
 
+# The integration tests spend most of their time waiting on real servers (Prosody,
+# the agent binary, the simulator, Chromium), not on the CPU: run more of them at
+# once than there are cores (they pick their own ports and directories). Override
+# with RUST_TEST_THREADS=N, e.g. 1 to read one test's output at a time.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-$(( $(nproc) * 4 ))}"
 cargo test --all-targets "$@"

@@ -16,6 +16,7 @@
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
@@ -120,10 +121,27 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A port on 127.0.0.1 free when asked (a test binds it soon after).
+/// A port on 127.0.0.1 for a server a test starts (Prosody, the agent's web server).
+///
+/// Ports come from a counter of this test process, below the kernel's ephemeral
+/// range (32768 and up on Linux): so no two tests of one run get the same port, and
+/// no outgoing connection of another test (which takes an ephemeral port) can take
+/// it between this call and the server's bind. The counter starts at an offset of
+/// the process id, so that two runs on one machine are unlikely to meet, and each
+/// port is checked free by binding it.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().unwrap().port()
+    const FIRST: u32 = 10_000;
+    const LAST: u32 = 32_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = (std::process::id() % 64) * 300;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (offset + n) % (LAST - FIRST);
+        let port = u16::try_from(port).expect("a port below 32000");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn run(program: &str, args: &[&str], cwd: &Path) {
