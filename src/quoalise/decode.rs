@@ -383,6 +383,7 @@ impl<'i> Parser<'i> {
 
     /// The next child of the element `inside`, whose start was just read, as
     /// `(element, namespace, whether children follow)`; `None` at its end tag.
+    #[inline]
     fn next_child(
         &mut self,
         inside: &str,
@@ -531,6 +532,7 @@ impl<'i> Parser<'i> {
 
     /// One attribute as `(name, normalised value)`, or `None` for a namespace
     /// declaration or a prefixed attribute (which Quoalise readers ignore).
+    #[inline]
     fn own_attribute<'e>(
         &self,
         attr: Result<Attribute<'e>, AttrError>,
