@@ -163,13 +163,20 @@ pub fn upstream_error(e: &UpstreamError, period_fields: &str) -> CommandError {
             // The detail (addresses, statuses) is for the operator, not the peer.
             tracing::warn!(error = %e, "Enedis is unavailable");
             let text = match e {
-                UpstreamError::Quota(_) => {
+                UpstreamError::Quota {
+                    retry_at: Some(at), ..
+                } => format!(
+                    "the agent has used its Enedis call quota for now; retry after {}",
+                    retry_minute(*at)
+                ),
+                UpstreamError::Quota { retry_at: None, .. } => {
                     "the agent has used its Enedis call quota for now; try again in a few minutes"
+                        .to_owned()
                 }
                 UpstreamError::BadResponse { .. } => {
-                    "Enedis Data Connect answered something unreadable; try again later"
+                    "Enedis Data Connect answered something unreadable; try again later".to_owned()
                 }
-                _ => "Enedis Data Connect cannot be reached right now; try again later",
+                _ => "Enedis Data Connect cannot be reached right now; try again later".to_owned(),
             };
             CommandError::unavailable(text)
         }
@@ -184,9 +191,56 @@ pub fn upstream_error(e: &UpstreamError, period_fields: &str) -> CommandError {
     }
 }
 
+/// `09:42 UTC`: the minute a peer may retry at, rounded up so that it is never early
+/// (with the date when it is not today's, in UTC).
+fn retry_minute(at: jiff::Timestamp) -> String {
+    let up = at
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Minute)
+                .mode(jiff::RoundMode::Ceil),
+        )
+        .unwrap_or(at);
+    if up.strftime("%F").to_string() == jiff::Timestamp::now().strftime("%F").to_string() {
+        up.strftime("%H:%M UTC").to_string()
+    } else {
+        up.strftime("%F %H:%M UTC").to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retry_minute_is_never_early() {
+        let now = jiff::Timestamp::now();
+        let later = |secs: i64| {
+            now.checked_add(jiff::SignedDuration::from_secs(secs))
+                .unwrap()
+        };
+        // An instant inside a minute is told as the next minute.
+        let at = later(600);
+        let told = retry_minute(at);
+        let expected = at
+            .round(
+                jiff::TimestampRound::new()
+                    .smallest(jiff::Unit::Minute)
+                    .mode(jiff::RoundMode::Ceil),
+            )
+            .unwrap();
+        assert!(expected >= at);
+        assert!(
+            told.ends_with(&expected.strftime("%H:%M UTC").to_string()),
+            "{told}"
+        );
+        // Another day than today's (UTC) carries its date.
+        let told = retry_minute(later(3 * 86_400));
+        assert!(
+            told.starts_with(&later(3 * 86_400).strftime("%F ").to_string()),
+            "{told}"
+        );
+    }
     use crate::upstream::EnedisFault;
 
     fn refused(code: Option<&str>, message: &str) -> UpstreamError {

@@ -95,8 +95,15 @@ pub enum UpstreamError {
         fault: Option<EnedisFault>,
     },
     /// The quota leaves no slot before the request's deadline.
-    #[error("Enedis quota: {0}")]
-    Quota(String),
+    #[error("Enedis quota: {detail}")]
+    Quota {
+        /// What was waited for, and why not longer (for the operator's log).
+        detail: String,
+        /// When the next call slot opens, if the quota knows it (the hourly or
+        /// per-second window, or the pause Enedis asked for); `None` when the
+        /// request gave up waiting behind others.
+        retry_at: Option<jiff::Timestamp>,
+    },
     /// Enedis answered 2xx with a body we cannot read.
     #[error("unreadable answer from {endpoint} (HTTP {status}): {problem}{}", excerpt.as_ref().map(|e| format!("; body starts with: {e}")).unwrap_or_default())]
     BadResponse {
@@ -136,7 +143,7 @@ impl UpstreamError {
         match self {
             UpstreamError::Refused(_) | UpstreamError::ConsentRefused { .. } => ErrorKind::Refused,
             UpstreamError::Unavailable { .. }
-            | UpstreamError::Quota(_)
+            | UpstreamError::Quota { .. }
             | UpstreamError::BadResponse { .. } => ErrorKind::Unavailable,
             UpstreamError::BadWindow(_) | UpstreamError::BadConsentRequest(_) => {
                 ErrorKind::BadRequest
@@ -182,7 +189,10 @@ impl UpstreamError {
                 reason: reason.clone(),
                 fault: fault.clone(),
             },
-            UpstreamError::Quota(s) => UpstreamError::Quota(s.clone()),
+            UpstreamError::Quota { detail, retry_at } => UpstreamError::Quota {
+                detail: detail.clone(),
+                retry_at: *retry_at,
+            },
             UpstreamError::BadResponse {
                 endpoint,
                 status,

@@ -181,14 +181,15 @@ impl Http {
                     metrics.quota_wait(waited);
                 }
             }
-            slot.map_err(|e| {
-                UpstreamError::Quota(format!(
+            slot.map_err(|e| UpstreamError::Quota {
+                detail: format!(
                     "no call slot for {} within {} s ({}; next slot in {} s)",
                     call.endpoint,
                     self.quota_wait.as_secs(),
                     e.cause,
                     e.next_slot_in.as_secs_f64().ceil()
-                ))
+                ),
+                retry_at: (!e.next_slot_in.is_zero()).then(|| in_from_now(e.next_slot_in)),
             })?;
             tally.add();
             let outcome = self.once(call, bearer).await;
@@ -208,13 +209,16 @@ impl Http {
                             "Enedis quota reached (HTTP 429), pausing upstream calls"
                         );
                         if Instant::now() + wait > deadline {
-                            return Err(UpstreamError::Quota(format!(
-                                "{} answered 429 (quota reached: {}) and asks to wait {} s, beyond the {} s limit",
-                                call.endpoint,
-                                answer.fault().message,
-                                wait.as_secs_f64().ceil(),
-                                self.quota_wait.as_secs()
-                            )));
+                            return Err(UpstreamError::Quota {
+                                detail: format!(
+                                    "{} answered 429 (quota reached: {}) and asks to wait {} s, beyond the {} s limit",
+                                    call.endpoint,
+                                    answer.fault().message,
+                                    wait.as_secs_f64().ceil(),
+                                    self.quota_wait.as_secs()
+                                ),
+                                retry_at: Some(in_from_now(wait)),
+                            });
                         }
                         // The pause is now in the limiter: the next acquire waits it out.
                         continue;
@@ -447,4 +451,13 @@ pub(crate) fn parse_instant_loose(s: &str) -> Option<jiff::Timestamp> {
         }
     }
     None
+}
+
+/// The instant `wait` from now, on the wall clock (what a peer can act on).
+fn in_from_now(wait: Duration) -> jiff::Timestamp {
+    let now = jiff::Timestamp::now();
+    jiff::SignedDuration::try_from(wait)
+        .ok()
+        .and_then(|wait| now.checked_add(wait).ok())
+        .unwrap_or(now)
 }

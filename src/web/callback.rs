@@ -280,7 +280,7 @@ fn resolve_failure_page(error: &UpstreamError, restart: &str) -> Page {
             Some(&detail),
         ),
         UpstreamError::Unavailable { .. }
-        | UpstreamError::Quota(_)
+        | UpstreamError::Quota { .. }
         | UpstreamError::BadResponse { .. } => problem_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Enedis est momentanément indisponible",

@@ -193,6 +193,54 @@ async fn each_upstream_fault_maps_to_its_error_and_clears_by_itself() {
 }
 
 /// The value of the metric line starting with `name`.
+/// The agent's hourly quota spent: the next request that needs Enedis is refused
+/// at once, and the refusal says at which minute the quota frees a slot (an hour
+/// after the call that took it), not "in a few minutes".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_hourly_quota_says_when_to_retry() {
+    let mut settings = AgentSettings::with_peers(vec![peer("alice", &[PRM])]);
+    settings.calls_per_hour = 1;
+    let d = Deployment::start(settings).await;
+    let alice = Peer::login(&d.prosody, "alice@localhost/a").await;
+    let first_call = jiff::Timestamp::now();
+    // Yesterday is never cached: each request needs Enedis until the hour is spent
+    // (the application token may take the only slot itself).
+    let mut refusal = None;
+    for series in [DAILY, POWER, DAILY] {
+        if let Err(e) = alice.command(yesterday(PRM, series)).await {
+            refusal = Some(e);
+            break;
+        }
+    }
+    let e = refusal.expect("one call per hour cannot serve three requests");
+    let (cond, text) = condition(&e);
+    assert_eq!(cond, "service-unavailable", "{text}");
+    assert_eq!(e.type_, ErrorType::Wait);
+    let at = text
+        .split_once("retry after ")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no retry time in {text:?}"));
+    assert!(at.ends_with(" UTC"), "{text}");
+    // HH:MM, or a date then HH:MM when the hour crosses midnight UTC.
+    let hh_mm = at
+        .trim_end_matches(" UTC")
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default();
+    let expected = first_call
+        .checked_add(jiff::SignedDuration::from_secs(3_600))
+        .unwrap()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .time();
+    let said = jiff::civil::Time::strptime("%H:%M", hh_mm)
+        .unwrap_or_else(|e| panic!("{hh_mm:?} in {text:?}: {e}"));
+    // The slot frees an hour after the first call, rounded up to the minute; the
+    // first call left within the seconds after `first_call`.
+    let minutes = |t: jiff::civil::Time| i32::from(t.hour()) * 60 + i32::from(t.minute());
+    let ahead = (minutes(said) - minutes(expected)).rem_euclid(24 * 60);
+    assert!(ahead <= 2, "said {said}, expected about {expected}: {text}");
+}
+
 fn counter(metrics: &str, name: &str) -> u64 {
     metrics
         .lines()

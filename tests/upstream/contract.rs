@@ -784,7 +784,7 @@ async fn the_quota_is_honoured() {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-        assert!(matches!(err, UpstreamError::Quota(_)), "{err}");
+        assert!(matches!(err, UpstreamError::Quota { .. }), "{err}");
     }
     assert_eq!(sim.calls_with(&path, 429).await, 1, "never hammer");
     sim.admin_post("quota", json!({"per_hour_2026": 1000, "reset_usage": true}))
@@ -957,8 +957,16 @@ async fn a_429_is_honoured_whatever_its_hint() {
         .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
         .await
         .unwrap_err();
-    assert!(matches!(err, UpstreamError::Quota(_)), "{err}");
     assert!(err.to_string().contains("asks to wait 360"), "{err}");
+    // The peer is told when: the end of the pause Enedis asked for (an hour).
+    let UpstreamError::Quota {
+        retry_at: Some(at), ..
+    } = err
+    else {
+        panic!("a quota error with its retry instant: {err}");
+    };
+    let ahead = at.duration_since(jiff::Timestamp::now()).as_secs();
+    assert!((3_590..=3_600).contains(&ahead), "retry in {ahead} s");
     assert_eq!(sim.calls(&path).await, 1);
     drop(s);
 
@@ -999,7 +1007,7 @@ async fn a_429_is_honoured_whatever_its_hint() {
         .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
         .await
         .unwrap_err();
-    assert!(matches!(err, UpstreamError::Quota(_)), "{err}");
+    assert!(matches!(err, UpstreamError::Quota { .. }), "{err}");
     let throttled = sim.calls_with(&path, 429).await;
     assert!((2..=4).contains(&throttled), "{throttled} calls within 5 s");
     sim.faults(json!({})).await;
