@@ -495,13 +495,25 @@ pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
 
 impl LogCapture {
     /// Installs the capture for the current thread until the guard drops.
+    ///
+    /// tracing caches, per call site and for the whole process, whether anybody
+    /// listens; a test thread without a subscriber that reaches a call site first
+    /// would cache "nobody" and hide it from this capture. So an inert subscriber is
+    /// the global default of the test process (every thread has one, and call sites
+    /// stay of interest), and the cache is rebuilt once this capture is in place.
     pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+        });
         let subscriber = tracing_subscriber::fmt()
             .with_writer(self.clone())
             .with_ansi(false)
             .with_max_level(tracing::Level::DEBUG)
             .finish();
-        tracing::subscriber::set_default(subscriber)
+        let guard = tracing::subscriber::set_default(subscriber);
+        tracing::callsite::rebuild_interest_cache();
+        guard
     }
 
     pub fn text(&self) -> String {

@@ -8,9 +8,9 @@
 //! server.
 
 use crate::common::sim;
+use crate::common::xmpp_harness::LogCapture;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -828,36 +828,11 @@ async fn a_consent_revoked_at_once_is_not_stored_in_2026() {
     flow.no_notification();
 }
 
-/// Log lines of the current thread (the test runtime runs the server's tasks).
-#[derive(Clone, Default)]
-struct LogCapture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
-    type Writer = LogCapture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn neither_states_nor_codes_reach_the_logs() {
+    // The test runtime runs the server's tasks on this thread: they log here.
     let capture = LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture.install();
     let mut flow = Flow::start(Options::new(ApiGeneration::V4)).await;
     let link = flow
         .link(&[("test_client", "0"), ("state", "peer-secret-state")])
@@ -869,7 +844,7 @@ async fn neither_states_nor_codes_reach_the_logs() {
     assert_eq!(status, 200);
     flow.notification().await;
     flow.back(&back).await;
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.text();
     assert!(logs.contains("consent page served"), "{logs}");
     assert!(
         logs.contains("consent granted through the consent page"),
