@@ -22,25 +22,18 @@
 mod common;
 mod measure;
 
-use common::agent_harness::{PRM, PRM_PT10M, free_port};
+use common::agent_harness::{PRM, PRM_PT10M};
 use common::config::write_secret;
-use common::prosody::Prosody;
 use common::xmpp_harness::{PASSWORD, Peer};
 use measure::*;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use quoalise_agent::quoalise::decode_element;
 use quoalise_agent::xmpp::{Action, Command as AdHoc, IqError, Status};
 use xmpp_parsers::iq::IqRequestPayload;
 use xmpp_parsers::jid::Jid;
-
-fn write_config(dir: &Path, prosody: &Prosody, sim: &str, web: u16) {
-    agent_config(prosody, sim, web, "warn")
-        .peer("peer0@localhost", &[PRM, PRM_PT10M])
-        .write(dir);
-}
 
 fn request(prm: &str, days: i64) -> AdHoc {
     let today = quoalise_agent::time::paris_today(jiff::Timestamp::now());
@@ -240,22 +233,23 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let dir = tempfile::Builder::new()
-        .prefix("answer-size-")
-        .tempdir()
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // The harness's processes are tokio's: started and stopped in the runtime.
+    let runtime = runtime();
     let _runtime = runtime.enter();
-    let prosody = runtime.block_on(start_prosody(&["agent", "peer0"]));
-    let prosody_pid = prosody_pid(&prosody);
-    let (sim, sim_url) = start_sim();
-    let web = free_port();
-    write_config(dir.path(), &prosody, &sim_url, web);
-    let agent = runtime.block_on(start_agent(dir.path(), web));
+    let Stage {
+        dir,
+        prosody,
+        prosody_pid,
+        sim,
+        sim_url,
+        agent,
+        ..
+    } = stage(
+        &runtime,
+        "answer-size",
+        &["agent", "peer0"],
+        "warn",
+        |config| config.peer("peer0@localhost", &[PRM, PRM_PT10M]),
+    );
     let agent_pid = agent.pid();
     let ca: PathBuf = prosody.ca_file();
     let send_rounds: usize = env_or("BENCH_SEND_ROUNDS", 400);

@@ -22,8 +22,7 @@
 mod common;
 mod measure;
 
-use common::agent_harness::{PRM, free_port};
-use common::prosody::Prosody;
+use common::agent_harness::PRM;
 use common::xmpp_harness::Peer;
 use measure::*;
 
@@ -39,13 +38,6 @@ use xmpp_parsers::iq::IqRequestPayload;
 use xmpp_parsers::jid::Jid;
 
 const LOAD_CURVE: &str = "GET /mesure_synchrone_auto/v2/courbe_de_charge_consommation";
-
-fn write_config(dir: &Path, prosody: &Prosody, sim: &str, web: u16) {
-    agent_config(prosody, sim, web, "info")
-        .peer("granted@localhost", &[PRM])
-        .peer("consented@localhost", &[])
-        .write(dir);
-}
 
 fn agent_jid() -> Jid {
     Jid::new("agent@localhost/agent").unwrap()
@@ -187,22 +179,27 @@ fn main() {
     let secs: f64 = env_or("BENCH_SECS", 10.0);
     let consents: usize = env_or("BENCH_CONSENTS", 100_000);
 
-    let dir = tempfile::Builder::new()
-        .prefix("operations-")
-        .tempdir()
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // The harness's processes are tokio's: started and stopped in the runtime.
+    let runtime = runtime();
     let _runtime = runtime.enter();
-    let prosody = runtime.block_on(start_prosody(&["agent", "granted", "consented"]));
-    let prosody_pid = prosody_pid(&prosody);
-    let (sim, sim_url) = start_sim();
-    let web = free_port();
-    write_config(dir.path(), &prosody, &sim_url, web);
-    let agent = runtime.block_on(start_agent(dir.path(), web));
+    let Stage {
+        dir,
+        prosody,
+        prosody_pid,
+        sim,
+        sim_url,
+        web,
+        agent,
+    } = stage(
+        &runtime,
+        "operations",
+        &["agent", "granted", "consented"],
+        "info",
+        |config| {
+            config
+                .peer("granted@localhost", &[PRM])
+                .peer("consented@localhost", &[])
+        },
+    );
     let agent_pid = agent.pid();
     runtime.block_on(async {
         let http = reqwest::Client::new();

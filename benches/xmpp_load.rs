@@ -27,12 +27,10 @@
 mod common;
 mod measure;
 
-use common::agent_harness::{PRM, free_port};
-use common::prosody::Prosody;
+use common::agent_harness::PRM;
 use common::xmpp_harness::Peer;
 use measure::*;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -40,14 +38,6 @@ use std::time::{Duration, Instant};
 use quoalise_agent::xmpp::{Command as AdHoc, IqError};
 use xmpp_parsers::iq::IqRequestPayload;
 use xmpp_parsers::jid::Jid;
-
-fn write_config(dir: &Path, prosody: &Prosody, sim: &str, web: u16, peers: usize, log: &str) {
-    let mut config = agent_config(prosody, sim, web, log);
-    for i in 0..peers {
-        config = config.peer(&format!("peer{i}@localhost"), &[PRM]);
-    }
-    config.write(dir);
-}
 
 fn request(command: &str, day: usize) -> AdHoc {
     if command == "list_usage_points" {
@@ -179,25 +169,24 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
 
-    let dir = tempfile::Builder::new()
-        .prefix("xmpp-load-")
-        .tempdir()
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // The harness's processes are tokio's: started and stopped in the runtime.
+    let runtime = runtime();
     let _runtime = runtime.enter();
     let mut users = vec!["agent".to_owned()];
     users.extend((0..peers_n).map(|i| format!("peer{i}")));
     let users: Vec<&str> = users.iter().map(String::as_str).collect();
-    let prosody = runtime.block_on(start_prosody(&users));
-    let prosody_pid = prosody_pid(&prosody);
-    let (sim, sim_url) = start_sim();
-    let web = free_port();
-    write_config(dir.path(), &prosody, &sim_url, web, peers_n, &log);
-    let agent = runtime.block_on(start_agent(dir.path(), web));
+    // `_dir` holds the agent's directory (config, store) until the end.
+    let Stage {
+        dir: _dir,
+        prosody,
+        prosody_pid,
+        sim,
+        agent,
+        ..
+    } = stage(&runtime, "xmpp-load", &users, &log, |config| {
+        (0..peers_n).fold(config, |config, i| {
+            config.peer(&format!("peer{i}@localhost"), &[PRM])
+        })
+    });
 
     let pids = [agent.pid(), prosody_pid, sim.pid, std::process::id()];
     println!(

@@ -17,7 +17,7 @@ use clap::Parser;
 
 use crate::common::agent_harness::{AGENT_BIN, AgentProcess};
 use crate::common::config::AgentConfig;
-use crate::common::prosody::{Prosody, ProsodyOptions};
+use crate::common::prosody::{Prosody, ProsodyOptions, free_port};
 use crate::common::xmpp_harness::{AGENT, PASSWORD, Peer, agent_jid};
 
 /// The agent binary to measure: `BENCH_AGENT_BIN` when set (to compare two builds
@@ -201,6 +201,59 @@ pub fn agent_config(prosody: &Prosody, sim: &str, web: u16, log: &str) -> AgentC
         .set("enedis.calls_per_hour", 4_000_000_000u64)
         .web_port(web)
         .set("log.level", log)
+}
+
+/// The runtime a bench runs its harness and peers on (the harness's processes are
+/// tokio's: the caller enters it, so they start and stop in it).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// What a bench through Prosody measures: its working directory, Prosody with
+/// its users, the simulator as a process of its own, and the REAL agent.
+pub struct Stage {
+    pub dir: tempfile::TempDir,
+    pub prosody: Prosody,
+    pub prosody_pid: u32,
+    pub sim: Proc,
+    pub sim_url: String,
+    /// The agent's web port (`/healthz`), for a restart on the same configuration.
+    pub web: u16,
+    pub agent: AgentProcess,
+}
+
+/// Sets the stage of the bench `name`: Prosody with `users` registered, the
+/// simulator, and the agent on [`agent_config`] (`log.level` = `log`) with what
+/// `peers` adds to it, written to `dir/config.toml`.
+pub fn stage(
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    users: &[&str],
+    log: &str,
+    peers: impl FnOnce(AgentConfig) -> AgentConfig,
+) -> Stage {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{name}-"))
+        .tempdir()
+        .expect("a working directory");
+    let prosody = runtime.block_on(start_prosody(users));
+    let prosody_pid = prosody_pid(&prosody);
+    let (sim, sim_url) = start_sim();
+    let web = free_port();
+    peers(agent_config(&prosody, &sim_url, web, log)).write(dir.path());
+    let agent = runtime.block_on(start_agent(dir.path(), web));
+    Stage {
+        dir,
+        prosody,
+        prosody_pid,
+        sim,
+        sim_url,
+        web,
+        agent,
+    }
 }
 
 /// The agent to measure ([`agent_bin`]) on `dir/config.toml`, its log appended
