@@ -138,12 +138,9 @@ async fn an_unreachable_server_is_reported_as_such() {
     let _guard = logs.install();
     let prosody = Prosody::start().await;
     let mut config = xmpp_config(&prosody, AGENT, "agent");
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nothing listens on (an ephemeral one could be taken meanwhile by
+    // another test's simulator or connection).
+    let port = common::prosody::free_port();
     config.server = Some(format!("127.0.0.1:{port}"));
     config.first_session_deadline_secs = 1;
     let agent = spawn_plain(&config);

@@ -128,7 +128,8 @@ fn find_program(name: &str) -> Option<PathBuf> {
 /// no outgoing connection of another test (which takes an ephemeral port) can take
 /// it between this call and the server's bind. The counter starts at an offset of
 /// the process id, so that two runs on one machine are unlikely to meet, and each
-/// port is checked free by binding it.
+/// port is checked free by binding it. So it also serves as a port nothing listens
+/// on, for tests of an unreachable server.
 pub fn free_port() -> u16 {
     const FIRST: u32 = 10_000;
     const LAST: u32 = 32_000;

@@ -701,9 +701,8 @@ async fn timeouts_and_unreachable_upstream() {
     sim.faults(json!({})).await;
 
     // Nothing listens: connection refused, retried, then unavailable.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    // (An ephemeral port could be taken meanwhile by another test's simulator.)
+    let port = crate::common::prosody::free_port();
     cfg.base_url = format!("http://127.0.0.1:{port}");
     let s = setup_with(cfg, &sim, &[]).await;
     let err = s
