@@ -58,6 +58,43 @@ struct Inner {
     xmpp_session_up: AtomicBool,
     consents: Mutex<BTreeMap<&'static str, u64>>,
     subscriptions_pushed: AtomicU64,
+    /// Per peer (a configured bare JID, or `agent`) and class: calls granted, and
+    /// how long each waited in the quota scheduler.
+    peer_calls: Mutex<BTreeMap<(String, &'static str), Histogram>>,
+    /// Per peer and limit: calls refused for the quota.
+    peer_refusals: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Reads the quota scheduler's state at render time.
+    quota_probe: Mutex<Option<QuotaProbe>>,
+    /// The daily pushes' progress.
+    push_progress: Mutex<PushProgress>,
+}
+
+/// The quota scheduler's state, as `/metrics` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuotaState {
+    /// Calls made in the last hour.
+    pub used_this_hour: usize,
+    pub per_hour: usize,
+    /// Of `per_hour`, what background work may use.
+    pub background_per_hour: usize,
+    /// Until an interactive call may be made (zero: now).
+    pub next_free_in: Duration,
+    pub waiting_interactive: usize,
+    pub waiting_background: usize,
+}
+
+/// A function reading the quota's state.
+pub type QuotaProbe = Box<dyn Fn() -> QuotaState + Send + Sync>;
+
+/// Where today's subscription pushes stand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushProgress {
+    /// Subscriptions that miss a published day, at the start of the current pass.
+    pub due: u64,
+    /// Of those, sent in the current pass.
+    pub sent: u64,
+    /// Of those, still to send (waiting for their turn or the quota).
+    pub waiting: u64,
 }
 
 /// The status label of an upstream call; ordered so that the output is stable.
@@ -145,6 +182,10 @@ impl Metrics {
                 xmpp_session_up: AtomicBool::new(false),
                 consents: Mutex::default(),
                 subscriptions_pushed: AtomicU64::new(0),
+                peer_calls: Mutex::default(),
+                peer_refusals: Mutex::default(),
+                quota_probe: Mutex::default(),
+                push_progress: Mutex::default(),
             }),
         }
     }
@@ -183,6 +224,51 @@ impl Metrics {
     pub fn quota_wait(&self, waited: Duration) {
         self.inner.quota_waits.fetch_add(1, Ordering::Relaxed);
         add_f64(&self.inner.quota_wait_seconds, waited.as_secs_f64());
+    }
+
+    /// A call for `peer` (a configured bare JID, or `agent`) of `class` got its
+    /// slot after waiting `waited` in the quota scheduler.
+    pub fn peer_call(&self, peer: &str, class: &'static str, waited: Duration) {
+        let mut calls = lock(&self.inner.peer_calls);
+        match calls
+            .iter_mut()
+            .find(|((p, c), _)| p == peer && *c == class)
+        {
+            Some((_, h)) => h.observe(waited.as_secs_f64()),
+            None => calls
+                .entry((peer.to_owned(), class))
+                .or_default()
+                .observe(waited.as_secs_f64()),
+        }
+    }
+
+    /// A call for `peer` was refused by the quota scheduler, held back by `limit`.
+    pub fn peer_refused(&self, peer: &str, limit: &'static str) {
+        let mut refusals = lock(&self.inner.peer_refusals);
+        match refusals
+            .iter_mut()
+            .find(|((p, l), _)| p == peer && *l == limit)
+        {
+            Some((_, n)) => *n += 1,
+            None => {
+                refusals.insert((peer.to_owned(), limit), 1);
+            }
+        }
+    }
+
+    /// Where `/metrics` reads the quota's state from.
+    pub fn set_quota_probe(&self, probe: QuotaProbe) {
+        *lock(&self.inner.quota_probe) = Some(probe);
+    }
+
+    /// The daily pushes' progress now.
+    pub fn set_push_progress(&self, progress: PushProgress) {
+        *lock(&self.inner.push_progress) = progress;
+    }
+
+    /// The last progress given to [`Metrics::set_push_progress`].
+    pub fn push_progress(&self) -> PushProgress {
+        *lock(&self.inner.push_progress)
     }
 
     /// `days` days of readings served from the cache.
@@ -259,33 +345,11 @@ impl Metrics {
         );
         let durations = lock(&inner.request_duration).clone();
         for (command, h) in &durations {
-            let mut cumulative = 0;
-            for (le, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
-                cumulative += n;
-                sample(
-                    &mut out,
-                    "quoalise_agent_request_duration_seconds_bucket",
-                    &[("command", command), ("le", &Float(*le).to_string())],
-                    cumulative,
-                );
-            }
-            sample(
+            histogram(
                 &mut out,
-                "quoalise_agent_request_duration_seconds_bucket",
-                &[("command", command), ("le", "+Inf")],
-                h.count,
-            );
-            sample(
-                &mut out,
-                "quoalise_agent_request_duration_seconds_sum",
+                "quoalise_agent_request_duration_seconds",
                 &[("command", command)],
-                Float(h.sum),
-            );
-            sample(
-                &mut out,
-                "quoalise_agent_request_duration_seconds_count",
-                &[("command", command)],
-                h.count,
+                h,
             );
         }
 
@@ -363,6 +427,104 @@ impl Metrics {
 
         family(
             &mut out,
+            "quoalise_agent_peer_quota_wait_seconds",
+            "Time calls waited for their Enedis call slot, by peer (a configured JID, or \
+             agent for the agent's own calls) and class (interactive, background); the \
+             count is the calls made.",
+            "histogram",
+        );
+        let peer_calls = lock(&inner.peer_calls).clone();
+        for ((peer, class), h) in &peer_calls {
+            histogram(
+                &mut out,
+                "quoalise_agent_peer_quota_wait_seconds",
+                &[("peer", peer), ("class", class)],
+                h,
+            );
+        }
+        family(
+            &mut out,
+            "quoalise_agent_peer_quota_refusals_total",
+            "Calls refused for the Enedis quota, by peer and by what held them back \
+             (peer-budget, hourly-quota, background-share, per-second-quota, enedis-pause).",
+            "counter",
+        );
+        for ((peer, limit), &n) in lock(&inner.peer_refusals).iter() {
+            sample(
+                &mut out,
+                "quoalise_agent_peer_quota_refusals_total",
+                &[("peer", peer), ("limit", limit)],
+                n,
+            );
+        }
+        let quota = lock(&inner.quota_probe).as_ref().map(|probe| probe());
+        if let Some(q) = quota {
+            gauge(
+                &mut out,
+                "quoalise_agent_quota_used_this_hour",
+                "Enedis calls made in the last hour.",
+                q.used_this_hour,
+            );
+            gauge(
+                &mut out,
+                "quoalise_agent_quota_per_hour",
+                "The hourly Enedis call quota (enedis.calls_per_hour).",
+                q.per_hour,
+            );
+            gauge(
+                &mut out,
+                "quoalise_agent_quota_background_per_hour",
+                "Of the hourly quota, what background work (subscription pushes) may use.",
+                q.background_per_hour,
+            );
+            gauge(
+                &mut out,
+                "quoalise_agent_quota_next_free_slot_seconds",
+                "Seconds until an interactive request may make its next Enedis call (0: now).",
+                Float(q.next_free_in.as_secs_f64()),
+            );
+            family(
+                &mut out,
+                "quoalise_agent_quota_waiting_calls",
+                "Calls waiting for their Enedis call slot, by class.",
+                "gauge",
+            );
+            sample(
+                &mut out,
+                "quoalise_agent_quota_waiting_calls",
+                &[("class", "interactive")],
+                q.waiting_interactive,
+            );
+            sample(
+                &mut out,
+                "quoalise_agent_quota_waiting_calls",
+                &[("class", "background")],
+                q.waiting_background,
+            );
+        }
+        let push = *lock(&inner.push_progress);
+        family(
+            &mut out,
+            "quoalise_agent_push_subscriptions",
+            "The current delivery pass of the daily pushes: subscriptions due (missing a \
+             published day when the pass started), sent, and waiting for their turn.",
+            "gauge",
+        );
+        for (state, n) in [
+            ("due", push.due),
+            ("sent", push.sent),
+            ("waiting", push.waiting),
+        ] {
+            sample(
+                &mut out,
+                "quoalise_agent_push_subscriptions",
+                &[("state", state)],
+                n,
+            );
+        }
+
+        family(
+            &mut out,
             "quoalise_agent_build_info",
             "Version of the running agent (value always 1).",
             "gauge",
@@ -412,6 +574,24 @@ fn family(out: &mut String, name: &str, help: &str, kind: &str) {
 fn counter(out: &mut String, name: &str, help: &str, value: impl fmt::Display) {
     family(out, name, help, "counter");
     sample(out, name, &[], value);
+}
+
+/// The `_bucket`, `_sum` and `_count` samples of histogram `h` under `labels`.
+fn histogram(out: &mut String, name: &str, labels: &[(&str, &str)], h: &Histogram) {
+    let bucket = format!("{name}_bucket");
+    let mut cumulative = 0;
+    for (le, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+        cumulative += n;
+        let le = Float(*le).to_string();
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", &le));
+        sample(out, &bucket, &with_le, cumulative);
+    }
+    let mut with_le = labels.to_vec();
+    with_le.push(("le", "+Inf"));
+    sample(out, &bucket, &with_le, h.count);
+    sample(out, &format!("{name}_sum"), labels, Float(h.sum));
+    sample(out, &format!("{name}_count"), labels, h.count);
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: impl fmt::Display) {
@@ -488,6 +668,15 @@ quoalise_agent_xmpp_session_up 0
 # HELP quoalise_agent_subscriptions_pushed_total Daily data messages sent to subscribers.
 # TYPE quoalise_agent_subscriptions_pushed_total counter
 quoalise_agent_subscriptions_pushed_total 0
+# HELP quoalise_agent_peer_quota_wait_seconds Time calls waited for their Enedis call slot, by peer (a configured JID, or agent for the agent's own calls) and class (interactive, background); the count is the calls made.
+# TYPE quoalise_agent_peer_quota_wait_seconds histogram
+# HELP quoalise_agent_peer_quota_refusals_total Calls refused for the Enedis quota, by peer and by what held them back (peer-budget, hourly-quota, background-share, per-second-quota, enedis-pause).
+# TYPE quoalise_agent_peer_quota_refusals_total counter
+# HELP quoalise_agent_push_subscriptions The current delivery pass of the daily pushes: subscriptions due (missing a published day when the pass started), sent, and waiting for their turn.
+# TYPE quoalise_agent_push_subscriptions gauge
+quoalise_agent_push_subscriptions{{state=\"due\"}} 0
+quoalise_agent_push_subscriptions{{state=\"sent\"}} 0
+quoalise_agent_push_subscriptions{{state=\"waiting\"}} 0
 # HELP quoalise_agent_build_info Version of the running agent (value always 1).
 # TYPE quoalise_agent_build_info gauge
 quoalise_agent_build_info{{version=\"{}\"}} 1
@@ -498,6 +687,72 @@ process_start_time_seconds 1700000000.5
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(m.render(), expected);
+    }
+
+    #[test]
+    fn the_quota_is_shown_per_peer_and_as_a_whole() {
+        let m = Metrics::new();
+        m.peer_call("a@example.org", "interactive", Duration::from_millis(200));
+        m.peer_call("a@example.org", "interactive", Duration::from_millis(3));
+        m.peer_call("b@example.org", "background", Duration::from_secs(90));
+        m.peer_refused("a@example.org", "peer-budget");
+        m.set_quota_probe(Box::new(|| QuotaState {
+            used_this_hour: 812,
+            per_hour: 1000,
+            background_per_hour: 800,
+            next_free_in: Duration::from_millis(1500),
+            waiting_interactive: 2,
+            waiting_background: 40,
+        }));
+        m.set_push_progress(PushProgress {
+            due: 2000,
+            sent: 1200,
+            waiting: 800,
+        });
+        let text = m.render();
+        let wait = "quoalise_agent_peer_quota_wait_seconds";
+        assert!(text.contains(&format!(
+            "{wait}_bucket{{peer=\"a@example.org\",class=\"interactive\",le=\"0.005\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "{wait}_count{{peer=\"a@example.org\",class=\"interactive\"}} 2\n"
+        )));
+        // A wait past the last bucket is only in +Inf, the sum and the count.
+        assert!(text.contains(&format!(
+            "{wait}_bucket{{peer=\"b@example.org\",class=\"background\",le=\"60\"}} 0\n"
+        )));
+        assert!(text.contains(&format!(
+            "{wait}_bucket{{peer=\"b@example.org\",class=\"background\",le=\"+Inf\"}} 1\n"
+        )));
+        assert_eq!(
+            samples(&text, "quoalise_agent_peer_quota_refusals_total"),
+            vec![
+                "quoalise_agent_peer_quota_refusals_total{peer=\"a@example.org\",limit=\"peer-budget\"} 1"
+            ]
+        );
+        assert_eq!(
+            samples(&text, "quoalise_agent_quota_used_this_hour"),
+            vec!["quoalise_agent_quota_used_this_hour 812"]
+        );
+        assert_eq!(
+            samples(&text, "quoalise_agent_quota_next_free_slot_seconds"),
+            vec!["quoalise_agent_quota_next_free_slot_seconds 1.5"]
+        );
+        assert_eq!(
+            samples(&text, "quoalise_agent_quota_waiting_calls"),
+            vec![
+                "quoalise_agent_quota_waiting_calls{class=\"interactive\"} 2",
+                "quoalise_agent_quota_waiting_calls{class=\"background\"} 40"
+            ]
+        );
+        assert_eq!(
+            samples(&text, "quoalise_agent_push_subscriptions"),
+            vec![
+                "quoalise_agent_push_subscriptions{state=\"due\"} 2000",
+                "quoalise_agent_push_subscriptions{state=\"sent\"} 1200",
+                "quoalise_agent_push_subscriptions{state=\"waiting\"} 800"
+            ]
+        );
     }
 
     /// Lines of `text` that are samples of `prefix` (the name followed by `{` or ` `).

@@ -228,6 +228,7 @@ impl Scheduler {
             meta: MetaForm::Flat,
             period_fields: "subscription",
             deadline: tokio::time::Instant::now() + DELIVERY_DEADLINE,
+            class: crate::upstream::Class::Background,
             max_payload: None,
         };
         let (delivery, outcome) = match fetch(&self.ctx, &request, &mut log).await {

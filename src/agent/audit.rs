@@ -39,6 +39,7 @@ pub fn access_error(e: &CommandError) -> AccessError {
         condition: e.condition().to_owned(),
         code: match e {
             CommandError::Upstream { code, .. } => Some(code.clone()),
+            CommandError::RetryLater(later) => Some(later.limit.to_owned()),
             _ => None,
         },
         text: e.to_string(),

@@ -21,13 +21,13 @@ use std::time::Duration;
 
 use super::audit::Audit;
 use super::authorise::{Grant, authorise};
-use super::context::AgentContext;
+use super::context::{AgentContext, Settings};
 use super::request::DataRequest;
 use super::size::{may_be_too_large, too_large_before};
 use crate::logging::RequestLog;
 use crate::quoalise::{Step, TimeSeries};
-use crate::upstream::{ErrorKind, UpstreamError};
-use crate::xmpp::CommandError;
+use crate::upstream::{Ask, ErrorKind, Limit, UpstreamError};
+use crate::xmpp::{CommandError, RetryLater};
 
 /// What [`fetch`] answers before the framework's own deadline does, so that the
 /// peer gets this path's precise error (and the request its log line).
@@ -118,8 +118,12 @@ async fn fetch_unaudited(
         .paris_dates()
         .map_err(|e| CommandError::bad_request(format!("fields {}: {e}", request.period_fields)))?;
     let due = request.deadline - DEADLINE_MARGIN;
-    let fetched = match tokio::time::timeout_at(due, ctx.upstream.readings(prm, series, from, to))
-        .await
+    let ask = ask_for(&settings, request, due);
+    let fetched = match tokio::time::timeout_at(
+        due,
+        ctx.upstream.readings(prm, series, from, to, &ask),
+    )
+    .await
     {
         Ok(Ok(fetched)) => fetched,
         Ok(Err(e)) => return Err(upstream_error(&e, request.period_fields)),
@@ -140,6 +144,17 @@ async fn fetch_unaudited(
         notes: fetched.notes,
         grant,
     })
+}
+
+/// The quota scheduler's view of `request`: its peer, with the weight and the
+/// calls-per-hour cap of its `[[peers]]` entry, its class, and by when its calls
+/// must have started (`due`, a little before the answer is due).
+fn ask_for(settings: &Settings, request: &DataRequest, due: tokio::time::Instant) -> Ask {
+    let ask = Ask::peer(request.requester.as_str(), request.class).with_deadline(due);
+    match settings.peer(&request.requester) {
+        Some(peer) => ask.with_budget(peer.weight, peer.calls_per_hour),
+        None => ask,
+    }
 }
 
 /// The stanza error for an upstream failure. `period_fields` names the form
@@ -164,11 +179,27 @@ pub fn upstream_error(e: &UpstreamError, period_fields: &str) -> CommandError {
             tracing::warn!(error = %e, "Enedis is unavailable");
             let text = match e {
                 UpstreamError::Quota {
-                    retry_at: Some(at), ..
-                } => format!(
-                    "the agent has used its Enedis call quota for now; retry after {}",
-                    retry_minute(*at)
-                ),
+                    retry_at: Some(at),
+                    limit,
+                    ..
+                } => {
+                    let text = if *limit == Limit::PeerBudget.as_str() {
+                        format!(
+                            "this peer has used its Enedis call budget for now; retry after {}",
+                            retry_minute(*at)
+                        )
+                    } else {
+                        format!(
+                            "the agent has used its Enedis call quota for now; retry after {}",
+                            retry_minute(*at)
+                        )
+                    };
+                    return CommandError::RetryLater(Box::new(RetryLater {
+                        text,
+                        at: *at,
+                        limit,
+                    }));
+                }
                 UpstreamError::Quota { retry_at: None, .. } => {
                     "the agent has used its Enedis call quota for now; try again in a few minutes"
                         .to_owned()

@@ -7,6 +7,7 @@ use xmpp_parsers::jid::BareJid;
 
 use crate::quoalise::{Identifier, MetaForm};
 use crate::time::Window;
+use crate::upstream::Class;
 
 /// One request for readings, whatever command it came from.
 #[derive(Debug, Clone)]
@@ -23,6 +24,9 @@ pub struct DataRequest {
     pub period_fields: &'static str,
     /// When the answer is due.
     pub deadline: tokio::time::Instant,
+    /// Interactive (a peer waits: commands) or background (pushes); the quota
+    /// scheduler serves the first before the second.
+    pub class: Class,
     /// For a peer that receives the answer in ONE stanza: the payload bytes
     /// that stanza has room for. A range whose answer is predictably larger
     /// (the meter's step known from the cache) is refused before Enedis is

@@ -186,6 +186,7 @@ mod tests {
             meta: MetaForm::Flat,
             period_fields: "start_time/end_time",
             deadline: tokio::time::Instant::now(),
+            class: crate::upstream::Class::Interactive,
             max_payload: None,
         }
     }

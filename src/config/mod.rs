@@ -37,7 +37,10 @@ pub use problems::{ConfigErrors, Problem};
 pub use secret::Secret;
 
 use env::EnvOverrides;
-use reader::{Reader, Section, boolean, count, key_names, non_empty_string, path, secs, section};
+use reader::{
+    Reader, Section, boolean, count, key_names, non_empty_string, path, percent, secs, section,
+    weight,
+};
 use validate::{
     api, full_jid, host_port, http_base, log_format, log_level, peer_jid, pem_file, plaintext_with,
     prms, publish_time, redirect_uris, registered_redirect_uri, socket_addr, stanza_bytes,
@@ -203,6 +206,9 @@ section! {
         pub max_retries: u32 = or(count(0), 3),
         /// Longest wait for the quota before giving up on a request (default 60).
         pub quota_wait_secs: u64 = or(secs, 60),
+        /// Share of `calls_per_hour` kept for interactive requests (peers' commands):
+        /// background work (subscription pushes) stops at the rest (default 20).
+        pub interactive_reserve_percent: u32 = or(percent, 20),
     }
 }
 
@@ -257,6 +263,12 @@ section! {
         pub usage_points: Vec<crate::quoalise::Prm> = or(prms, Vec::new()),
         /// Where the consent flow may send this peer's consumers back.
         pub redirect_uris: Vec<url::Url> = or(redirect_uris, Vec::new()),
+        /// This peer's share of the Enedis quota against the other peers waiting at
+        /// the same time, 1 to 100 (default 1: equal turns).
+        pub weight: u32 = or(weight, 1),
+        /// At most this many Enedis calls per hour for this peer (default: no cap
+        /// of its own, only the application's quota).
+        pub calls_per_hour: Option<u32> = optional(count(1)),
     }
 }
 

@@ -346,6 +346,16 @@ pub(super) fn count(min: u64) -> impl FnOnce(&mut Reader, &str, Value) -> Option
     }
 }
 
+/// A percentage, from 0 to 100.
+pub(super) fn percent(r: &mut Reader, key: &str, value: Value) -> Option<u32> {
+    integer(r, key, value, 0, 100).and_then(|n| u32::try_from(n).ok())
+}
+
+/// A peer's weight against the others, from 1 to 100.
+pub(super) fn weight(r: &mut Reader, key: &str, value: Value) -> Option<u32> {
+    integer(r, key, value, 1, 100).and_then(|n| u32::try_from(n).ok())
+}
+
 /// A duration in whole seconds, from 1 to a year.
 pub(super) fn secs(r: &mut Reader, key: &str, value: Value) -> Option<u64> {
     integer(r, key, value, 1, MAX_SECS)

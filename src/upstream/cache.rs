@@ -30,7 +30,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use url::Url;
 
-use super::{Callback, ConsentDuration, Fetched, Upstream, UpstreamError, window};
+use super::{Ask, Callback, Class, ConsentDuration, Fetched, Upstream, UpstreamError, window};
 use crate::config::ApiGeneration;
 use crate::metrics::Metrics;
 use crate::quoalise::{Prm, Reading, Series};
@@ -86,6 +86,9 @@ pub fn first_open_day(today: Date) -> Date {
 /// One upstream request, as coalescing sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FetchKey {
+    /// Interactive requests never join a background fetch: it would make them
+    /// wait in the background queue.
+    class: Class,
     generation: ApiGeneration,
     prm: Prm,
     series: Series,
@@ -159,6 +162,7 @@ impl CachedUpstream {
         series: Series,
         from: Date,
         to: Date,
+        ask: &Ask,
     ) -> Result<(Fetched, CacheOutcome), UpstreamError> {
         let generation = self.inner.generation();
         let today = paris_today(self.clock.now());
@@ -203,13 +207,14 @@ impl CachedUpstream {
         let mut no_data: Option<UpstreamError> = None;
         for (a, b) in runs {
             let key = FetchKey {
+                class: ask.class,
                 generation,
                 prm,
                 series,
                 from: a,
                 to: b,
             };
-            let (shared, leader) = self.join_or_start(key, open);
+            let (shared, leader) = self.join_or_start(key, open, ask);
             if !leader {
                 outcome.joined += 1;
             }
@@ -247,7 +252,7 @@ impl CachedUpstream {
     }
 
     /// The fetch of `key` in flight, or a new one; `true` when this caller started it.
-    fn join_or_start(&self, key: FetchKey, open: Date) -> (SharedFetch, bool) {
+    fn join_or_start(&self, key: FetchKey, open: Date, ask: &Ask) -> (SharedFetch, bool) {
         let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(shared) = map.get(&key) {
             return (shared.clone(), false);
@@ -256,8 +261,12 @@ impl CachedUpstream {
         let store = self.store.clone();
         let clock = self.clock.clone();
         let registry = Arc::clone(&self.in_flight);
+        // The first caller's ask: a coalesced read is charged to the peer that started it.
+        let ask = ask.clone();
         let fetch = async move {
-            let result = inner.readings(key.prm, key.series, key.from, key.to).await;
+            let result = inner
+                .readings(key.prm, key.series, key.from, key.to, &ask)
+                .await;
             if let Ok(fetched) = &result {
                 store_closed_days(&store, &clock, key, fetched, open).await;
             }
@@ -362,8 +371,9 @@ impl Upstream for CachedUpstream {
         series: Series,
         from: Date,
         to: Date,
+        ask: &Ask,
     ) -> Result<Fetched, UpstreamError> {
-        self.readings_with_outcome(prm, series, from, to)
+        self.readings_with_outcome(prm, series, from, to, ask)
             .await
             .map(|(fetched, _)| fetched)
     }

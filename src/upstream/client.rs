@@ -15,7 +15,7 @@ use url::Url;
 use super::http::{self, Body, Call, Http, Shared, Tally};
 use super::token::{AppToken, ConsentTokens};
 use super::{
-    Callback, ConsentDuration, Dialect, EnedisFault, Fetched, QuotaLimiter, Upstream,
+    Ask, Callback, ConsentDuration, Dialect, EnedisFault, Fetched, QuotaLimiter, Upstream,
     UpstreamError, authorize_url, dialect, error, window,
 };
 use crate::config::{ApiGeneration, EnedisConfig, Secret};
@@ -45,10 +45,7 @@ pub struct EnedisClient {
 impl EnedisClient {
     /// A client for `config.api`, with its own quota limiter.
     pub fn new(config: &EnedisConfig, store: Store) -> Result<EnedisClient, UpstreamError> {
-        let limiter = Arc::new(QuotaLimiter::new(
-            config.calls_per_second,
-            config.calls_per_hour,
-        ));
+        let limiter = Arc::new(QuotaLimiter::for_config(config));
         EnedisClient::with_limiter(config, store, limiter)
     }
 
@@ -67,11 +64,8 @@ impl EnedisClient {
         store: Store,
         metrics: Metrics,
     ) -> Result<EnedisClient, UpstreamError> {
-        let limiter = Arc::new(QuotaLimiter::new(
-            config.calls_per_second,
-            config.calls_per_hour,
-        ));
-        let http = Http::new(config, limiter)?.with_metrics(metrics);
+        let http =
+            Http::new(config, Arc::new(QuotaLimiter::for_config(config)))?.with_metrics(metrics);
         EnedisClient::build(http, config, store)
     }
 
@@ -230,11 +224,12 @@ impl EnedisClient {
         series: Series,
         from: Date,
         to: Date,
+        ask: &Ask,
     ) -> Result<Fetched, UpstreamError> {
         let today = paris_today(jiff::Timestamp::now());
         let plan = window::plan(series, from, to, today)?;
         let auth = self.auth_for(prm).await?;
-        let tally = Tally::default();
+        let tally = Tally::new(ask.clone());
         let mut parts = futures::stream::iter(plan.calls.iter().copied())
             .map(|(a, b)| self.part(auth, series, prm, a, b, &tally))
             .buffered(PARALLEL_CALLS);
@@ -287,8 +282,9 @@ impl Upstream for EnedisClient {
         series: Series,
         from: Date,
         to: Date,
+        ask: &Ask,
     ) -> Result<Fetched, UpstreamError> {
-        let result = self.read(prm, series, from, to).await;
+        let result = self.read(prm, series, from, to, ask).await;
         if let Err(UpstreamError::Refused(fault)) = &result
             && fault.is_no_consent()
         {

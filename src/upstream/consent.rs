@@ -20,6 +20,7 @@ use url::Url;
 use super::client::{Auth, EnedisClient};
 use super::error::{self, UpstreamError};
 use super::http::{Body, Call, Shared, Tally};
+use super::limiter::{Ask, Class};
 use super::{api2026, token};
 use crate::config::{ApiGeneration, EnedisConfig};
 use crate::quoalise::Prm;
@@ -301,7 +302,7 @@ impl EnedisClient {
                     raw.chars().take(30).collect::<String>()
                 ))
             })?;
-        let tally = Tally::default();
+        let tally = Tally::new(Ask::peer(owner, Class::Interactive));
         // Every state, not only the default ACTIF and DEMANDE: a consent that cannot
         // be used then says why (TERMINE, SUPPRIME).
         let body = serde_json::json!({
@@ -434,7 +435,7 @@ pub(crate) async fn exchange_code(
         token::CONSENT_TOKEN_PATH,
         vec![("redirect_uri", config.redirect_uri.clone())],
         form,
-        &Tally::default(),
+        &Tally::new(Ask::peer(&owner, Class::Interactive)),
     )
     .await
     .map_err(|e| match e {

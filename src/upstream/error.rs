@@ -103,6 +103,8 @@ pub enum UpstreamError {
         /// per-second window, or the pause Enedis asked for); `None` when the
         /// request gave up waiting behind others.
         retry_at: Option<jiff::Timestamp>,
+        /// What held the call back, as [`super::limiter::Limit::as_str`] names it.
+        limit: &'static str,
     },
     /// Enedis answered 2xx with a body we cannot read.
     #[error("unreadable answer from {endpoint} (HTTP {status}): {problem}{}", excerpt.as_ref().map(|e| format!("; body starts with: {e}")).unwrap_or_default())]
@@ -189,9 +191,14 @@ impl UpstreamError {
                 reason: reason.clone(),
                 fault: fault.clone(),
             },
-            UpstreamError::Quota { detail, retry_at } => UpstreamError::Quota {
+            UpstreamError::Quota {
+                detail,
+                retry_at,
+                limit,
+            } => UpstreamError::Quota {
                 detail: detail.clone(),
                 retry_at: *retry_at,
+                limit,
             },
             UpstreamError::BadResponse {
                 endpoint,

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::error::{EnedisFault, UpstreamError, excerpt, fault_from_answer, strip_bom};
-use super::limiter::QuotaLimiter;
+use super::limiter::{Ask, Limit, QuotaLimiter};
 use crate::config::{EnedisConfig, Secret};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -96,19 +96,34 @@ impl Answer {
     }
 }
 
-/// Counts the HTTP requests made for one caller's request (for audit and metrics).
+/// One caller's request as the HTTP machinery sees it: who it is for (the
+/// [`Ask`] the quota scheduler queues it under) and how many HTTP requests it
+/// made (for audit and metrics).
 #[derive(Debug, Default)]
-pub struct Tally(AtomicU32);
+pub struct Tally {
+    calls: AtomicU32,
+    ask: Ask,
+}
 
 impl Tally {
+    /// The tally of a request for `ask`.
+    pub fn new(ask: Ask) -> Tally {
+        Tally {
+            calls: AtomicU32::new(0),
+            ask,
+        }
+    }
+    pub fn ask(&self) -> &Ask {
+        &self.ask
+    }
     pub fn add(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
     }
     pub fn add_n(&self, n: u32) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.calls.fetch_add(n, Ordering::Relaxed);
     }
     pub fn get(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
+        self.calls.load(Ordering::Relaxed)
     }
 }
 
@@ -157,6 +172,8 @@ impl Http {
 
     /// Count every call and quota wait in `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Http {
+        let limiter = Arc::clone(&self.limiter);
+        metrics.set_quota_probe(Box::new(move || limiter.state()));
         self.metrics = Some(metrics);
         self
     }
@@ -169,27 +186,44 @@ impl Http {
         bearer: Option<&Secret>,
         tally: &Tally,
     ) -> Result<Answer, UpstreamError> {
-        let deadline = Instant::now() + self.quota_wait;
+        let ask = tally.ask();
+        let longest = Instant::now() + self.quota_wait;
+        let deadline = ask.deadline.map_or(longest, |d| d.min(longest));
         let mut failures = 0u32;
         loop {
             let asked = Instant::now();
-            let slot = self.limiter.acquire(deadline).await;
+            let slot = self.limiter.acquire(ask, deadline).await;
+            let waited = asked.elapsed();
             if let Some(metrics) = &self.metrics {
-                let waited = asked.elapsed();
                 // Taking a free slot costs microseconds; anything longer was a wait.
                 if waited >= QUOTA_WAIT_THRESHOLD || slot.is_err() {
                     metrics.quota_wait(waited);
                 }
+                match &slot {
+                    Ok(()) => metrics.peer_call(ask.peer_name(), ask.class.as_str(), waited),
+                    Err(e) => metrics.peer_refused(ask.peer_name(), e.limit.as_str()),
+                }
+            }
+            if let Err(e) = &slot {
+                tracing::info!(
+                    peer = ask.peer_name(),
+                    class = ask.class.as_str(),
+                    endpoint = %call.endpoint,
+                    limit = e.limit.as_str(),
+                    next_slot_in_secs = e.next_slot_in.as_secs_f64().ceil(),
+                    waited_ms = waited.as_millis() as u64,
+                    "no Enedis call slot before the request's deadline"
+                );
             }
             slot.map_err(|e| UpstreamError::Quota {
                 detail: format!(
-                    "no call slot for {} within {} s ({}; next slot in {} s)",
+                    "no call slot for {} within the request's deadline ({}; next slot in {} s)",
                     call.endpoint,
-                    self.quota_wait.as_secs(),
-                    e.cause,
+                    e.limit.describe(),
                     e.next_slot_in.as_secs_f64().ceil()
                 ),
                 retry_at: (!e.next_slot_in.is_zero()).then(|| in_from_now(e.next_slot_in)),
+                limit: e.limit.as_str(),
             })?;
             tally.add();
             let outcome = self.once(call, bearer).await;
@@ -218,6 +252,7 @@ impl Http {
                                     self.quota_wait.as_secs()
                                 ),
                                 retry_at: Some(in_from_now(wait)),
+                                limit: Limit::EnedisPause.as_str(),
                             });
                         }
                         // The pause is now in the limiter: the next acquire waits it out.

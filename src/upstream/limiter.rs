@@ -1,23 +1,47 @@
-//! The application's quota: one limiter shared by every request to Enedis.
+//! The application's quota, shared fairly: one scheduler in front of every call to
+//! Enedis.
 //!
 //! Enedis counts calls per APPLICATION (5 per second, and 1,000 or 10,000 per hour
 //! depending on the generation), whichever peer they serve, so the whole agent shares
-//! one [`QuotaLimiter`]. It keeps the instants of recent calls and hands out slots in
-//! arrival order (waiters queue on a fair async mutex). A 429 from Enedis pauses
-//! every caller until the instant Enedis gave, or for a growing backoff when it gave
-//! none. A caller never waits past its deadline: it gets [`QuotaExceeded`] instead,
-//! at once when the next slot is already known to be too late.
+//! one [`QuotaLimiter`]. Every call says who it is for and how urgent it is (an
+//! [`Ask`]), and waits in a queue of its own peer and class:
+//!
+//! - **interactive before background**: a call for a peer's command is always
+//!   granted before a subscription push, a catch-up or a prefetch;
+//! - **fair between peers**: within a class, peers take turns (start-time fair
+//!   queuing, weighted by `[[peers]] weight`), so a peer that asked for a thousand
+//!   days does not delay another peer's one day by more than one slot;
+//! - **a share kept for interactive requests**: background calls stop when the hour
+//!   has used `calls_per_hour × (100 − interactive_reserve_percent) %`, so pushes
+//!   never lock people out;
+//! - **per-peer budgets**: a peer with `calls_per_hour` gets no more than that in
+//!   any hour, whatever the quota has left;
+//! - **evenly spaced**: at most one call every `1.1 s / calls_per_second` (the
+//!   per-second limit without bursts, so that the next caller never waits more
+//!   than one such slot; the 1.1 s rather than 1 s because our clock starts when
+//!   the call leaves, Enedis's when it arrives);
+//! - **pauses**: a 429 from Enedis pauses every caller until the instant Enedis
+//!   gave, or for a growing backoff when it gave none.
+//!
+//! A caller never waits past its deadline. When the scheduler can already tell
+//! that the slot will come too late (the peer's budget or the hour is spent, the
+//! queue ahead is too long), it refuses AT ONCE with the instant the slot is
+//! expected ([`QuotaExceeded`]), so the peer can be told when to come back.
+//!
+//! The waiting is done without a task of its own: the state is behind a std mutex,
+//! each waiter has a [`Notify`], and one waiter at a time (the "timer") sleeps until
+//! the next instant something frees, then grants the slot to whoever is next.
 
-use std::collections::VecDeque;
-use std::sync::Mutex as StdMutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// The per-second window, slightly longer than a second: our clock starts when the
-/// call leaves, Enedis's when it arrives, and network jitter must not make five
-/// calls land inside one of its seconds next to a sixth.
+use crate::metrics::QuotaState;
+
+/// The per-second window, slightly longer than a second (see the module doc).
 const SECOND_WINDOW: Duration = Duration::from_millis(1_100);
 const HOUR_WINDOW: Duration = Duration::from_secs(3_600);
 /// Backoff after a 429 without a wait hint: first pause, doubled up to the cap.
@@ -25,156 +49,828 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Shortest pause after a 429, whatever the hint.
 const MIN_PAUSE: Duration = Duration::from_millis(250);
+/// Default share of the hourly quota kept for interactive requests, in percent.
+pub const DEFAULT_INTERACTIVE_RESERVE_PERCENT: u32 = 20;
+/// Largest `[[peers]] weight`.
+pub const MAX_WEIGHT: u32 = 100;
+/// Virtual time of one call at weight 1 (a call at weight w costs `UNIT / w`).
+const UNIT: u64 = 1_000_000;
+
+/// How urgent a call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    /// Somebody waits for the answer: a peer's command, a consent being resolved.
+    Interactive = 0,
+    /// Nobody waits: subscription pushes, catch-ups, prefetches.
+    Background = 1,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Interactive => "interactive",
+            Class::Background => "background",
+        }
+    }
+}
+
+/// Who a call is for, how urgent it is, and by when it must be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// The peer (normalised bare JID) the call is charged to; `None` for the
+    /// agent's own calls (administration, housekeeping).
+    pub peer: Option<Arc<str>>,
+    pub class: Class,
+    /// When the call must have started at the latest; `None`: the client's
+    /// longest quota wait (`enedis.quota_wait_secs`) from when it asks.
+    pub deadline: Option<Instant>,
+    /// The peer's share against other peers of its class (`[[peers]] weight`, ≥ 1).
+    pub weight: u32,
+    /// The peer's own calls-per-hour cap (`[[peers]] calls_per_hour`), if any.
+    pub calls_per_hour: Option<u32>,
+}
+
+impl Default for Ask {
+    fn default() -> Self {
+        Ask::agent()
+    }
+}
+
+impl Ask {
+    /// A call of the agent itself, interactive, without a budget of its own.
+    pub const fn agent() -> Ask {
+        Ask {
+            peer: None,
+            class: Class::Interactive,
+            deadline: None,
+            weight: 1,
+            calls_per_hour: None,
+        }
+    }
+
+    /// A call for `peer` (a normalised bare JID) in `class`.
+    pub fn peer(peer: &str, class: Class) -> Ask {
+        Ask {
+            peer: Some(Arc::from(peer)),
+            class,
+            ..Ask::agent()
+        }
+    }
+
+    pub fn with_deadline(mut self, deadline: Instant) -> Ask {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The peer's weight and calls-per-hour cap.
+    pub fn with_budget(mut self, weight: u32, calls_per_hour: Option<u32>) -> Ask {
+        self.weight = weight.clamp(1, MAX_WEIGHT);
+        self.calls_per_hour = calls_per_hour;
+        self
+    }
+
+    /// The peer's name in logs and metrics (`agent` for the agent's own calls).
+    pub fn peer_name(&self) -> &str {
+        self.peer.as_deref().unwrap_or("agent")
+    }
+}
+
+/// What holds a call back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// The peer's own `calls_per_hour`.
+    PeerBudget,
+    /// The application's hourly quota.
+    Hourly,
+    /// The part of the hourly quota background work may use (the rest is kept
+    /// for interactive requests).
+    BackgroundShare,
+    /// The per-second pace, behind the calls queued before this one.
+    PerSecond,
+    /// A pause Enedis asked for (HTTP 429).
+    EnedisPause,
+}
+
+impl Limit {
+    /// The machine-readable name (`limit` attribute, metrics label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::PeerBudget => "peer-budget",
+            Limit::Hourly => "hourly-quota",
+            Limit::BackgroundShare => "background-share",
+            Limit::PerSecond => "per-second-quota",
+            Limit::EnedisPause => "enedis-pause",
+        }
+    }
+
+    /// For people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Limit::PeerBudget => "the peer's own calls-per-hour budget",
+            Limit::Hourly => "the hourly limit",
+            Limit::BackgroundShare => "the share of the hourly limit background work may use",
+            Limit::PerSecond => "the per-second limit, behind the calls queued before this one",
+            Limit::EnedisPause => "a pause asked by Enedis (HTTP 429)",
+        }
+    }
+}
 
 /// No slot before the caller's deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaExceeded {
-    /// How long until the next slot, from now.
+    /// How long until the slot is expected, from now.
     pub next_slot_in: Duration,
-    /// Why: the per-second limit, the hourly limit or a pause asked by Enedis.
-    pub cause: &'static str,
+    /// What holds it back.
+    pub limit: Limit,
 }
 
-/// The shared limiter.
+/// The shared scheduler.
 #[derive(Debug)]
 pub struct QuotaLimiter {
-    per_second: usize,
+    state: StdMutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    spacing: Duration,
     per_hour: usize,
-    calls: Mutex<Calls>,
-    /// Set by a 429; read without the queue lock so a pause applies at once.
-    pause: StdMutex<Pause>,
-}
-
-#[derive(Debug, Default)]
-struct Calls {
-    last_second: VecDeque<Instant>,
-    last_hour: VecDeque<Instant>,
-}
-
-#[derive(Debug, Default)]
-struct Pause {
-    until: Option<Instant>,
+    background_per_hour: usize,
+    last_grant: Option<Instant>,
+    /// Every grant of the last hour, oldest first.
+    hour: VecDeque<Instant>,
+    pause_until: Option<Instant>,
     next_backoff: Option<Duration>,
+    peers: HashMap<Option<Arc<str>>, Peer>,
+    waiters: HashMap<u64, Waiter>,
+    next_ticket: u64,
+    /// Virtual clock of each class: the start tag of the last grant.
+    clock: [u64; 2],
+    /// The waiter that sleeps until `wake_at` and then grants, if any is waiting.
+    timer: Option<u64>,
+    wake_at: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    /// This peer's grants of the last hour.
+    hour: VecDeque<Instant>,
+    /// Tickets waiting, per class, oldest first.
+    queues: [VecDeque<u64>; 2],
+    /// Virtual finish tag per class.
+    tag: [u64; 2],
+}
+
+#[derive(Debug)]
+struct Waiter {
+    peer: Option<Arc<str>>,
+    class: Class,
+    weight: u32,
+    cap: Option<u32>,
+    status: Status,
+    notify: Arc<Notify>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Status {
+    Waiting,
+    Granted,
 }
 
 impl QuotaLimiter {
-    /// A limiter allowing `per_second` calls in any second and `per_hour` in any hour
-    /// (each at least 1).
+    /// A limiter allowing `per_second` calls in any (1.1 s) second and `per_hour` in
+    /// any hour (each at least 1), 20 % of the hour kept for interactive requests.
     pub fn new(per_second: u32, per_hour: u32) -> Self {
+        Self::with_reserve(per_second, per_hour, DEFAULT_INTERACTIVE_RESERVE_PERCENT)
+    }
+
+    /// The limiter of `config`'s application.
+    pub fn for_config(config: &crate::config::EnedisConfig) -> Self {
+        Self::with_reserve(
+            config.calls_per_second,
+            config.calls_per_hour,
+            config.interactive_reserve_percent,
+        )
+    }
+
+    /// [`QuotaLimiter::new`] keeping `reserve_percent` % of the hour (0–100) for
+    /// interactive requests.
+    pub fn with_reserve(per_second: u32, per_hour: u32, reserve_percent: u32) -> Self {
+        let per_second = per_second.max(1);
+        let per_hour = per_hour.max(1) as usize;
+        let reserve = reserve_percent.min(100) as usize;
+        let background_per_hour = per_hour * (100 - reserve) / 100;
         QuotaLimiter {
-            per_second: per_second.max(1) as usize,
-            per_hour: per_hour.max(1) as usize,
-            calls: Mutex::new(Calls::default()),
-            pause: StdMutex::new(Pause::default()),
+            state: StdMutex::new(State {
+                spacing: SECOND_WINDOW / per_second,
+                per_hour,
+                background_per_hour,
+                last_grant: None,
+                hour: VecDeque::new(),
+                pause_until: None,
+                next_backoff: None,
+                peers: HashMap::new(),
+                waiters: HashMap::new(),
+                next_ticket: 0,
+                clock: [0; 2],
+                timer: None,
+                wake_at: None,
+            }),
         }
     }
 
-    /// Wait for a slot and take it, or fail if none comes before `deadline`.
-    pub async fn acquire(&self, deadline: Instant) -> Result<(), QuotaExceeded> {
-        // Waiting in the queue counts against the deadline too.
-        let mut calls = match tokio::time::timeout_at(deadline, self.calls.lock()).await {
-            Ok(guard) => guard,
-            Err(_) => {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Held only for bookkeeping, never across an await; a panic while holding
+        // it leaves numbers that are still the best we have.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait for a slot for `ask` and take it, or fail if none comes before
+    /// `deadline`: at once when the slot is already known to come too late.
+    pub async fn acquire(&self, ask: &Ask, deadline: Instant) -> Result<(), QuotaExceeded> {
+        let (ticket, notify) = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            state.prune(now);
+            let (expected, limit) = state.estimate(ask, now);
+            if expected > deadline {
                 return Err(QuotaExceeded {
-                    next_slot_in: Duration::ZERO,
-                    cause: "other requests are queued before this one",
+                    next_slot_in: expected.saturating_duration_since(now),
+                    limit,
                 });
             }
+            let (ticket, notify) = state.enqueue(ask);
+            state.pump(now);
+            (ticket, notify)
+        };
+        let mut waiting = Waiting {
+            limiter: self,
+            ticket,
+            done: false,
         };
         loop {
-            let now = Instant::now();
-            calls.prune(now);
-            let mut ready = now;
-            let mut cause = "";
-            if calls.last_second.len() >= self.per_second {
-                let slot =
-                    calls.last_second[calls.last_second.len() - self.per_second] + SECOND_WINDOW;
-                if slot > ready {
-                    (ready, cause) = (slot, "the per-second limit");
+            let timer = {
+                let mut state = self.lock();
+                if state.waiters.get(&ticket).map(|w| &w.status) == Some(&Status::Granted) {
+                    state.waiters.remove(&ticket);
+                    waiting.done = true;
+                    return Ok(());
+                }
+                (state.timer == Some(ticket))
+                    .then_some(state.wake_at)
+                    .flatten()
+            };
+            let until = timer.map_or(deadline, |at| at.min(deadline));
+            tokio::select! {
+                () = notify.notified() => {}
+                () = tokio::time::sleep_until(until) => {
+                    let mut state = self.lock();
+                    let now = Instant::now();
+                    state.pump(now);
+                    if state.waiters.get(&ticket).map(|w| &w.status) == Some(&Status::Granted) {
+                        state.waiters.remove(&ticket);
+                        waiting.done = true;
+                        return Ok(());
+                    }
+                    if now >= deadline {
+                        state.remove(ticket);
+                        waiting.done = true;
+                        let (expected, limit) = state.estimate(ask, now);
+                        state.pump(now);
+                        return Err(QuotaExceeded {
+                            next_slot_in: expected.saturating_duration_since(now),
+                            limit,
+                        });
+                    }
                 }
             }
-            if calls.last_hour.len() >= self.per_hour {
-                let slot = calls.last_hour[calls.last_hour.len() - self.per_hour] + HOUR_WINDOW;
-                if slot > ready {
-                    (ready, cause) = (slot, "the hourly limit");
-                }
-            }
-            if let Some(until) = self.paused_until()
-                && until > ready
-            {
-                (ready, cause) = (until, "a pause asked by Enedis (HTTP 429)");
-            }
-            if ready <= now {
-                calls.last_second.push_back(now);
-                calls.last_hour.push_back(now);
-                return Ok(());
-            }
-            if ready > deadline {
-                return Err(QuotaExceeded {
-                    next_slot_in: ready - now,
-                    cause,
-                });
-            }
-            // Sleep holding the queue: the callers behind keep their order.
-            tokio::time::sleep_until(ready).await;
         }
     }
 
     /// Enedis answered 429: pause everybody for `wait` if given, else for a backoff
     /// that doubles at each 429 without a hint. Returns the pause applied.
     pub fn pause(&self, wait: Option<Duration>) -> Duration {
-        let mut pause = self.pause.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.lock();
         let wait = match wait {
             // A hint of "now" (Retry-After: 0, a past nextAccessTime) still gets a
             // short pause: a 429 is never answered by an immediate retry.
             Some(wait) => wait.max(MIN_PAUSE),
             None => {
-                let backoff = pause.next_backoff.unwrap_or(FIRST_BACKOFF);
-                pause.next_backoff = Some((backoff * 2).min(MAX_BACKOFF));
+                let backoff = state.next_backoff.unwrap_or(FIRST_BACKOFF);
+                state.next_backoff = Some((backoff * 2).min(MAX_BACKOFF));
                 backoff
             }
         };
-        let until = Instant::now() + wait;
-        if pause.until.is_none_or(|current| current < until) {
-            pause.until = Some(until);
+        let now = Instant::now();
+        let until = now + wait;
+        if state.pause_until.is_none_or(|current| current < until) {
+            state.pause_until = Some(until);
         }
+        state.pump(now);
         wait
     }
 
     /// A call went through: the backoff starts over at the next 429.
     pub fn succeeded(&self) {
-        let mut pause = self.pause.lock().unwrap_or_else(|p| p.into_inner());
-        pause.next_backoff = None;
+        self.lock().next_backoff = None;
     }
 
-    fn paused_until(&self) -> Option<Instant> {
-        let pause = self.pause.lock().unwrap_or_else(|p| p.into_inner());
-        pause.until.filter(|until| *until > Instant::now())
+    /// Calls counted in the current hour window.
+    pub fn calls_last_hour(&self) -> usize {
+        let mut state = self.lock();
+        state.prune(Instant::now());
+        state.hour.len()
     }
 
-    /// Calls counted in the current hour window (for metrics).
-    pub async fn calls_last_hour(&self) -> usize {
-        let mut calls = self.calls.lock().await;
-        calls.prune(Instant::now());
-        calls.last_hour.len()
+    /// The quota's state now (for `/metrics`).
+    pub fn state(&self) -> QuotaState {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.prune(now);
+        let mut waiting = [0usize; 2];
+        for w in state.waiters.values() {
+            if w.status == Status::Waiting {
+                waiting[w.class as usize] += 1;
+            }
+        }
+        let (free, _) = state.ready_at(Class::Interactive, None, None, now);
+        QuotaState {
+            used_this_hour: state.hour.len(),
+            per_hour: state.per_hour,
+            background_per_hour: state.background_per_hour,
+            next_free_in: free.saturating_duration_since(now),
+            waiting_interactive: waiting[0],
+            waiting_background: waiting[1],
+        }
     }
 }
 
-impl Calls {
+/// Takes a waiter out of the queue when its `acquire` is dropped (the request was
+/// cancelled) before it got its slot or its refusal.
+struct Waiting<'a> {
+    limiter: &'a QuotaLimiter,
+    ticket: u64,
+    done: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut state = self.limiter.lock();
+        state.remove(self.ticket);
+        state.pump(Instant::now());
+    }
+}
+
+impl State {
     fn prune(&mut self, now: Instant) {
-        while self
-            .last_second
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= SECOND_WINDOW)
-        {
-            self.last_second.pop_front();
+        let old = |t: &Instant| now.duration_since(*t) >= HOUR_WINDOW;
+        while self.hour.front().is_some_and(old) {
+            self.hour.pop_front();
         }
-        while self
-            .last_hour
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= HOUR_WINDOW)
-        {
-            self.last_hour.pop_front();
+        if self.pause_until.is_some_and(|until| until <= now) {
+            self.pause_until = None;
         }
+        self.peers.retain(|_, peer| {
+            while peer.hour.front().is_some_and(old) {
+                peer.hour.pop_front();
+            }
+            // A peer idle for an hour loses nothing by being forgotten: it would
+            // start again at the current virtual time anyway.
+            !peer.hour.is_empty() || peer.queues.iter().any(|q| !q.is_empty())
+        });
+    }
+
+    fn enqueue(&mut self, ask: &Ask) -> (u64, Arc<Notify>) {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let class = ask.class as usize;
+        let clock = self.clock[class];
+        let peer = self.peers.entry(ask.peer.clone()).or_default();
+        if peer.queues[class].is_empty() {
+            // A peer coming back from idle starts at the current virtual time:
+            // served next, with no credit saved up while it was away.
+            peer.tag[class] = peer.tag[class].max(clock);
+        }
+        peer.queues[class].push_back(ticket);
+        let notify = Arc::new(Notify::new());
+        self.waiters.insert(
+            ticket,
+            Waiter {
+                peer: ask.peer.clone(),
+                class: ask.class,
+                weight: ask.weight.clamp(1, MAX_WEIGHT),
+                cap: ask.calls_per_hour,
+                status: Status::Waiting,
+                notify: notify.clone(),
+            },
+        );
+        (ticket, notify)
+    }
+
+    /// Takes a waiting ticket out of its queue.
+    fn remove(&mut self, ticket: u64) {
+        let Some(waiter) = self.waiters.remove(&ticket) else {
+            return;
+        };
+        if waiter.status == Status::Waiting
+            && let Some(peer) = self.peers.get_mut(&waiter.peer)
+        {
+            peer.queues[waiter.class as usize].retain(|t| *t != ticket);
+        }
+        if self.timer == Some(ticket) {
+            self.timer = None;
+        }
+    }
+
+    /// The first instant a call of `class` may be made, and what holds it back
+    /// until then, for a peer with `cap` and `peer_calls` grants this hour, with
+    /// `ahead` calls of the same or a higher class to be granted first.
+    fn ready_at(
+        &self,
+        class: Class,
+        peer: Option<(&Peer, u32)>,
+        ahead: Option<usize>,
+        now: Instant,
+    ) -> (Instant, Limit) {
+        let ahead = ahead.unwrap_or(0);
+        let mut at = now;
+        let mut limit = Limit::PerSecond;
+        let mut later = |t: Instant, why: Limit| {
+            if t > at {
+                (at, limit) = (t, why);
+            }
+        };
+        // The pace: the next free slot, then one per spacing for each call ahead.
+        let next = self.last_grant.map_or(now, |t| (t + self.spacing).max(now));
+        later(next + self.spacing * ahead as u32, Limit::PerSecond);
+        let (quota, why) = match class {
+            Class::Interactive => (self.per_hour, Limit::Hourly),
+            Class::Background => (self.background_per_hour, Limit::BackgroundShare),
+        };
+        later(slot_after(&self.hour, ahead, quota, now), why);
+        if let Some((peer, cap)) = peer {
+            let queued: usize = peer.queues.iter().map(VecDeque::len).sum();
+            later(
+                slot_after(&peer.hour, queued, cap as usize, now),
+                Limit::PeerBudget,
+            );
+        }
+        if let Some(until) = self.pause_until {
+            later(until, Limit::EnedisPause);
+        }
+        (at, limit)
+    }
+
+    /// When a new call for `ask` would be granted, roughly: behind the calls
+    /// queued that fair queuing puts first.
+    fn estimate(&self, ask: &Ask, now: Instant) -> (Instant, Limit) {
+        let class = ask.class as usize;
+        let own = self.peers.get(&ask.peer);
+        let mine = own.map_or(0, |p| p.queues[class].len());
+        let weight = ask.weight.clamp(1, MAX_WEIGHT) as usize;
+        let mut ahead = mine;
+        for (key, peer) in &self.peers {
+            if key == &ask.peer {
+                continue;
+            }
+            if class == Class::Background as usize {
+                ahead += peer.queues[Class::Interactive as usize].len();
+            }
+            let theirs = peer.queues[class].len();
+            if theirs == 0 {
+                continue;
+            }
+            let their_weight = peer.queues[class]
+                .front()
+                .and_then(|t| self.waiters.get(t))
+                .map_or(1, |w| w.weight as usize);
+            // Fair turns: for each of our calls, `their_weight / weight` of theirs.
+            ahead += theirs.min(((mine + 1) * their_weight).div_ceil(weight));
+        }
+        if class == Class::Background as usize
+            && let Some(own) = own
+        {
+            ahead += own.queues[Class::Interactive as usize].len();
+        }
+        let empty = Peer::default();
+        let budget = ask.calls_per_hour.map(|cap| (own.unwrap_or(&empty), cap));
+        self.ready_at(ask.class, budget, Some(ahead), now)
+    }
+
+    /// Grants the next slot if it is free now, then arms the timer for the next
+    /// instant something frees.
+    fn pump(&mut self, now: Instant) {
+        self.prune(now);
+        if let Some(ticket) = self.pick(now) {
+            self.grant(ticket, now);
+        }
+        // The timer: the earliest instant a waiting head may be granted.
+        let mut wake: Option<Instant> = None;
+        let mut holder = None;
+        for peer in self.peers.values() {
+            for class in [Class::Interactive, Class::Background] {
+                let Some(&head) = peer.queues[class as usize].front() else {
+                    continue;
+                };
+                let cap = self.waiters.get(&head).and_then(|w| w.cap);
+                let (at, _) = self.head_ready(peer, class, cap, now);
+                if wake.is_none_or(|w| at < w) {
+                    wake = Some(at);
+                    holder = Some(head);
+                }
+            }
+        }
+        let changed = self.timer != holder || self.wake_at != wake;
+        self.wake_at = wake;
+        // Keep the current holder while it still waits: it is already sleeping.
+        let keep = self.timer.filter(|t| {
+            self.waiters
+                .get(t)
+                .is_some_and(|w| w.status == Status::Waiting)
+        });
+        self.timer = keep.or(holder);
+        if changed
+            && let Some(timer) = self.timer
+            && let Some(w) = self.waiters.get(&timer)
+        {
+            w.notify.notify_one();
+        }
+    }
+
+    /// When the head of `peer`'s `class` queue may be granted.
+    fn head_ready(
+        &self,
+        peer: &Peer,
+        class: Class,
+        cap: Option<u32>,
+        now: Instant,
+    ) -> (Instant, Limit) {
+        let mut at = self.ready_at(class, None, None, now);
+        if let Some(cap) = cap {
+            let own = slot_after(&peer.hour, 0, cap as usize, now);
+            if own > at.0 {
+                at = (own, Limit::PeerBudget);
+            }
+        }
+        at
+    }
+
+    /// The ticket to grant now, if any: interactive before background, and in a
+    /// class the peer with the smallest virtual tag.
+    fn pick(&self, now: Instant) -> Option<u64> {
+        for class in [Class::Interactive, Class::Background] {
+            let mut best: Option<(u64, u64)> = None; // (tag, ticket)
+            for peer in self.peers.values() {
+                let Some(&head) = peer.queues[class as usize].front() else {
+                    continue;
+                };
+                let cap = self.waiters.get(&head).and_then(|w| w.cap);
+                let (at, _) = self.head_ready(peer, class, cap, now);
+                if at > now {
+                    continue;
+                }
+                let key = (peer.tag[class as usize], head);
+                if best.is_none_or(|b| key < b) {
+                    best = Some(key);
+                }
+            }
+            if let Some((_, ticket)) = best {
+                return Some(ticket);
+            }
+        }
+        None
+    }
+
+    fn grant(&mut self, ticket: u64, now: Instant) {
+        let Some(waiter) = self.waiters.get_mut(&ticket) else {
+            return;
+        };
+        waiter.status = Status::Granted;
+        waiter.notify.notify_one();
+        let class = waiter.class as usize;
+        let cost = UNIT / u64::from(waiter.weight);
+        let key = waiter.peer.clone();
+        if let Some(peer) = self.peers.get_mut(&key) {
+            if peer.queues[class].front() == Some(&ticket) {
+                peer.queues[class].pop_front();
+            } else {
+                peer.queues[class].retain(|t| *t != ticket);
+            }
+            self.clock[class] = peer.tag[class];
+            peer.tag[class] += cost;
+            peer.hour.push_back(now);
+        }
+        self.last_grant = Some(now);
+        self.hour.push_back(now);
+        if self.timer == Some(ticket) {
+            self.timer = None;
+        }
+    }
+}
+
+/// The instant a window of `calls` (oldest first, within the last hour) allows
+/// one more call under `limit`, after `ahead` more calls are made first.
+fn slot_after(calls: &VecDeque<Instant>, ahead: usize, limit: usize, now: Instant) -> Instant {
+    let limit = limit.max(1);
+    let used = calls.len() + ahead;
+    if used < limit {
+        return now;
+    }
+    match calls.get(used - limit) {
+        Some(t) => *t + HOUR_WINDOW,
+        // Beyond the known calls: not before an hour from now.
+        None => now + HOUR_WINDOW,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(peer: &str, class: Class) -> Ask {
+        Ask::peer(peer, class)
+    }
+
+    /// Grants at `now` until nothing is free, returning the peers served in order.
+    fn drain(state: &mut State, now: Instant) -> Vec<String> {
+        let mut served = Vec::new();
+        while let Some(ticket) = state.pick(now) {
+            let peer = state.waiters[&ticket]
+                .peer
+                .as_deref()
+                .unwrap_or("agent")
+                .to_owned();
+            state.grant(ticket, now);
+            state.waiters.remove(&ticket);
+            served.push(peer);
+            // Move past the pace so the next one is free.
+            state.last_grant = Some(now - SECOND_WINDOW);
+        }
+        served
+    }
+
+    fn limiter(per_second: u32, per_hour: u32, reserve: u32) -> QuotaLimiter {
+        QuotaLimiter::with_reserve(per_second, per_hour, reserve)
+    }
+
+    #[test]
+    fn a_newcomer_is_served_next_whatever_the_backlog() {
+        let l = limiter(5, 10_000, 20);
+        let mut s = l.lock();
+        let now = Instant::now();
+        for _ in 0..100 {
+            s.enqueue(&ask("a@x", Class::Interactive));
+        }
+        // a has been served a while.
+        for _ in 0..10 {
+            let t = s.pick(now).unwrap();
+            s.grant(t, now);
+            s.last_grant = Some(now - SECOND_WINDOW);
+        }
+        s.enqueue(&ask("b@x", Class::Interactive));
+        let next = s.pick(now).unwrap();
+        assert_eq!(s.waiters[&next].peer.as_deref(), Some("b@x"));
+    }
+
+    #[test]
+    fn peers_take_turns_by_weight() {
+        let l = limiter(5, 10_000, 20);
+        let mut s = l.lock();
+        let now = Instant::now();
+        for _ in 0..30 {
+            s.enqueue(&ask("a@x", Class::Interactive).with_budget(2, None));
+            s.enqueue(&ask("b@x", Class::Interactive));
+        }
+        let served = drain(&mut s, now);
+        let a = served[..30].iter().filter(|p| *p == "a@x").count();
+        assert_eq!(a, 20, "weight 2 gets two turns for one: {served:?}");
+    }
+
+    #[test]
+    fn interactive_goes_before_background() {
+        let l = limiter(5, 10_000, 20);
+        let mut s = l.lock();
+        let now = Instant::now();
+        for _ in 0..5 {
+            s.enqueue(&ask("sub@x", Class::Background));
+        }
+        s.enqueue(&ask("a@x", Class::Interactive));
+        let served = drain(&mut s, now);
+        assert_eq!(served[0], "a@x");
+        assert_eq!(served.len(), 6);
+    }
+
+    #[test]
+    fn background_stops_at_its_share_of_the_hour() {
+        let l = limiter(5, 100, 20);
+        let mut s = l.lock();
+        let now = Instant::now();
+        for _ in 0..100 {
+            s.enqueue(&ask("sub@x", Class::Background));
+        }
+        let served = drain(&mut s, now);
+        assert_eq!(served.len(), 80);
+        // The 20 left are for people.
+        for _ in 0..30 {
+            s.enqueue(&ask("a@x", Class::Interactive));
+        }
+        let served = drain(&mut s, now);
+        assert_eq!(served.len(), 20);
+        // And a refusal says when the first call of the hour leaves the window.
+        let (at, limit) = s.estimate(&ask("b@x", Class::Interactive), now);
+        assert_eq!(limit, Limit::Hourly);
+        assert_eq!(at, now + HOUR_WINDOW);
+    }
+
+    #[test]
+    fn a_peer_budget_is_its_own() {
+        let l = limiter(5, 10_000, 20);
+        let mut s = l.lock();
+        let now = Instant::now();
+        for _ in 0..5 {
+            s.enqueue(&ask("a@x", Class::Interactive).with_budget(1, Some(3)));
+        }
+        s.enqueue(&ask("b@x", Class::Interactive));
+        let served = drain(&mut s, now);
+        assert_eq!(served.iter().filter(|p| *p == "a@x").count(), 3);
+        assert_eq!(served.iter().filter(|p| *p == "b@x").count(), 1);
+        let (at, limit) = s.estimate(&ask("a@x", Class::Interactive).with_budget(1, Some(3)), now);
+        assert_eq!(limit, Limit::PeerBudget);
+        assert_eq!(at, now + HOUR_WINDOW);
+        // Another peer is not held back by a's budget.
+        let (at, _) = s.estimate(&ask("c@x", Class::Interactive), now);
+        assert!(at < now + Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn calls_are_spaced_and_refused_at_once_when_too_late() {
+        let l = limiter(50, 10_000, 20);
+        let start = Instant::now();
+        let far = start + Duration::from_secs(10);
+        for _ in 0..5 {
+            l.acquire(&ask("a@x", Class::Interactive), far)
+                .await
+                .unwrap();
+        }
+        // Five calls at 22 ms apart: at least 88 ms.
+        assert!(start.elapsed() >= SECOND_WINDOW / 50 * 4);
+        // A deadline shorter than the pace is refused at once.
+        let l = limiter(1, 10_000, 20);
+        l.acquire(&ask("a@x", Class::Interactive), far)
+            .await
+            .unwrap();
+        let asked = Instant::now();
+        let err = l
+            .acquire(
+                &ask("a@x", Class::Interactive),
+                asked + Duration::from_millis(100),
+            )
+            .await
+            .unwrap_err();
+        assert!(asked.elapsed() < Duration::from_millis(100));
+        assert_eq!(err.limit, Limit::PerSecond);
+        assert!(err.next_slot_in > Duration::from_millis(900), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_leaves_the_queue() {
+        let l = Arc::new(limiter(1, 10_000, 20));
+        let far = Instant::now() + Duration::from_secs(30);
+        l.acquire(&ask("a@x", Class::Interactive), far)
+            .await
+            .unwrap();
+        let waiting = {
+            let l = l.clone();
+            tokio::spawn(async move { l.acquire(&ask("a@x", Class::Interactive), far).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(l.state().waiting_interactive, 1);
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(l.state().waiting_interactive, 0);
+        // The next caller still gets the slot when it frees.
+        l.acquire(&ask("b@x", Class::Interactive), far)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn concurrent_waiters_are_all_served_in_turn() {
+        let l = Arc::new(limiter(100, 10_000, 20));
+        let far = Instant::now() + Duration::from_secs(30);
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let l = l.clone();
+                let peer = if i % 2 == 0 { "a@x" } else { "b@x" };
+                tokio::spawn(async move { l.acquire(&ask(peer, Class::Interactive), far).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(l.calls_last_hour(), 40);
+        assert_eq!(l.state().waiting_interactive, 0);
     }
 }

@@ -38,7 +38,7 @@ pub mod window;
 pub use client::{EnedisClient, connect};
 pub use consent::{Callback, ConsentDuration, authorize_url, parse_prm_list};
 pub use error::{EnedisFault, ErrorKind, UpstreamError};
-pub use limiter::QuotaLimiter;
+pub use limiter::{Ask, Class, Limit, QuotaLimiter};
 pub use window::{Limits, Plan};
 
 use async_trait::async_trait;
@@ -74,13 +74,15 @@ pub trait Upstream: Send + Sync {
     /// Readings of `series` for `prm` over the Paris days `[from, to[`.
     ///
     /// The caller has checked that the requesting peer may read `prm`; for v3/v4 the
-    /// tokens of any usable consent covering `prm` are used.
+    /// tokens of any usable consent covering `prm` are used. `ask` says who the
+    /// calls are for and how urgent they are (the quota scheduler's queue).
     async fn readings(
         &self,
         prm: Prm,
         series: Series,
         from: Date,
         to: Date,
+        ask: &Ask,
     ) -> Result<Fetched, UpstreamError>;
 
     /// The consent page to send a consumer to.

@@ -267,8 +267,9 @@ impl ConsentTokens {
         let this = Arc::clone(self);
         let shared = Arc::clone(shared);
         let refused = refused.cloned();
+        let ask = tally.ask().clone();
         let task = tokio::spawn(async move {
-            let tally = Tally::default();
+            let tally = Tally::new(ask);
             let result = this
                 .locked_access_token(&shared, consent_id, refused.as_ref(), force, &tally)
                 .await;

@@ -390,6 +390,8 @@ mod tests {
             jid: "app@example.org".into(),
             usage_points: Vec::new(),
             redirect_uris: vec![Url::parse("https://app.example.org/").unwrap()],
+            weight: 1,
+            calls_per_hour: None,
         }];
         assert_eq!(peers.redirect_uris("App@Example.org").unwrap().len(), 1);
         assert!(peers.redirect_uris("other@example.org").is_none());

@@ -65,6 +65,44 @@ pub enum CommandError {
     /// `<answer-too-large xmlns="urn:quoalise:0" …/>` with the same figures).
     #[error("{}", .0.text)]
     TooLarge(Box<TooLarge>),
+    /// The Enedis call quota (the application's, or the peer's own budget) has
+    /// no slot before the request's deadline (`service-unavailable`, `wait`, plus
+    /// `<retry-after xmlns="urn:quoalise:0" at=… limit=…/>`).
+    #[error("{}", .0.text)]
+    RetryLater(Box<RetryLater>),
+}
+
+/// The figures of a [`CommandError::RetryLater`] refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryLater {
+    /// The whole message, for people.
+    pub text: String,
+    /// The instant the request may be made again (UTC, to the second).
+    pub at: jiff::Timestamp,
+    /// What holds it back: `peer-budget`, `hourly-quota`, `background-share`,
+    /// `per-second-quota` or `enedis-pause`.
+    pub limit: &'static str,
+}
+
+impl RetryLater {
+    /// `<retry-after xmlns="urn:quoalise:0" at="2026-12-06T09:42:00Z" limit="hourly-quota"/>`.
+    pub fn element(&self) -> Element {
+        let at = self
+            .at
+            .round(
+                jiff::TimestampRound::new()
+                    .smallest(jiff::Unit::Second)
+                    .mode(jiff::RoundMode::Ceil),
+            )
+            .unwrap_or(self.at);
+        Element::builder("retry-after", NS_QUOALISE)
+            .attr(
+                minidom::rxml::xml_ncname!("at").to_owned(),
+                at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            )
+            .attr(minidom::rxml::xml_ncname!("limit").to_owned(), self.limit)
+            .build()
+    }
 }
 
 /// The figures of a [`CommandError::TooLarge`] refusal.
@@ -149,7 +187,9 @@ impl CommandError {
             | CommandError::MalformedAction(_) => "bad-request",
             CommandError::ItemNotFound(_) => "item-not-found",
             CommandError::FeatureNotImplemented(_) => "feature-not-implemented",
-            CommandError::ServiceUnavailable { .. } => "service-unavailable",
+            CommandError::ServiceUnavailable { .. } | CommandError::RetryLater(_) => {
+                "service-unavailable"
+            }
             CommandError::ResourceConstraint(_) => "resource-constraint",
             CommandError::Upstream { .. } => "undefined-condition",
             CommandError::Internal(_) => "internal-server-error",
@@ -212,6 +252,12 @@ impl CommandError {
                 C::NotAcceptable,
                 &too_large.text,
                 Some(too_large.element()),
+            ),
+            CommandError::RetryLater(later) => (
+                T::Wait,
+                C::ServiceUnavailable,
+                &later.text,
+                Some(later.element()),
             ),
         };
         let mut error = StanzaError::new(type_, condition, "en", text.clone());

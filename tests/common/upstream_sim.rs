@@ -7,7 +7,7 @@ use crate::common::sim as harness;
 
 use quoalise_agent::config::{ApiGeneration, EnedisConfig, Secret};
 use quoalise_agent::store::{Consent, Store};
-use quoalise_agent::upstream::{Callback, ConsentDuration, EnedisClient, Upstream};
+use quoalise_agent::upstream::{Ask, Callback, ConsentDuration, EnedisClient, Upstream};
 use serde_json::Value;
 
 pub use harness::{CLIENT_ID, CLIENT_SECRET};
@@ -76,6 +76,9 @@ impl Sim {
     }
 }
 
+/// The ask of the agent's own calls, borrowable for as long as a test needs.
+pub static AGENT: Ask = Ask::agent();
+
 /// A client configuration pointing at `sim`.
 pub fn config(api: ApiGeneration, sim: &Sim) -> EnedisConfig {
     EnedisConfig {
@@ -92,6 +95,7 @@ pub fn config(api: ApiGeneration, sim: &Sim) -> EnedisConfig {
         request_timeout_secs: 10,
         max_retries: 2,
         quota_wait_secs: 30,
+        interactive_reserve_percent: 20,
     }
 }
 

@@ -23,7 +23,7 @@ use quoalise_agent::store::{ConsentState, NewConsent, Store};
 use quoalise_agent::time::paris_today;
 use quoalise_agent::upstream::cache::CachedUpstream;
 use quoalise_agent::upstream::{EnedisClient, Upstream};
-use upstream_sim::{Sim, config};
+use upstream_sim::{AGENT, Sim, config};
 
 /// Sandbox profile 0: an ordinary consumer.
 const CONSUMER: &str = "22516914714270";
@@ -99,7 +99,7 @@ async fn a_repeated_closed_request_costs_no_call_and_overlaps_fetch_only_what_is
     s.sim.clear_calls().await;
     let (first, outcome) = s
         .cached
-        .readings_with_outcome(prm(CONSUMER), Series::ConsumptionPower, from, to)
+        .readings_with_outcome(prm(CONSUMER), Series::ConsumptionPower, from, to, &AGENT)
         .await
         .unwrap();
     let cold = s.sim.calls(LOAD_CURVE).await;
@@ -114,7 +114,7 @@ async fn a_repeated_closed_request_costs_no_call_and_overlaps_fetch_only_what_is
     s.sim.clear_calls().await;
     let (second, outcome) = s
         .cached
-        .readings_with_outcome(prm(CONSUMER), Series::ConsumptionPower, from, to)
+        .readings_with_outcome(prm(CONSUMER), Series::ConsumptionPower, from, to, &AGENT)
         .await
         .unwrap();
     let warm = s.sim.calls(LOAD_CURVE).await;
@@ -137,7 +137,7 @@ async fn a_repeated_closed_request_costs_no_call_and_overlaps_fetch_only_what_is
     let (from2, to2) = (days_ago(42), days_ago(27));
     let (overlap, outcome) = s
         .cached
-        .readings_with_outcome(prm(CONSUMER), Series::ConsumptionPower, from2, to2)
+        .readings_with_outcome(prm(CONSUMER), Series::ConsumptionPower, from2, to2, &AGENT)
         .await
         .unwrap();
     assert_eq!(outcome.cached_days, 5);
@@ -145,7 +145,7 @@ async fn a_repeated_closed_request_costs_no_call_and_overlaps_fetch_only_what_is
     assert_eq!(s.sim.calls(LOAD_CURVE).await, 2);
     let direct = s
         .raw
-        .readings(prm(CONSUMER), Series::ConsumptionPower, from2, to2)
+        .readings(prm(CONSUMER), Series::ConsumptionPower, from2, to2, &AGENT)
         .await
         .unwrap();
     assert_eq!(
@@ -162,6 +162,7 @@ async fn a_repeated_closed_request_costs_no_call_and_overlaps_fetch_only_what_is
             Series::ConsumptionPower,
             days_ago(45),
             days_ago(0),
+            &AGENT,
         )
         .await
         .unwrap();
@@ -175,6 +176,7 @@ async fn a_repeated_closed_request_costs_no_call_and_overlaps_fetch_only_what_is
             Series::ConsumptionPower,
             days_ago(45),
             days_ago(0),
+            &AGENT,
         )
         .await
         .unwrap();
@@ -194,6 +196,7 @@ async fn the_last_two_days_are_always_asked_again() {
                 Series::ConsumptionEnergyDaily,
                 days_ago(10),
                 today(),
+                &AGENT,
             )
             .await
             .unwrap();
@@ -227,13 +230,13 @@ async fn a_day_with_gaps_is_a_complete_day_of_the_cache() {
         let (from, to) = (days_ago(20), days_ago(6));
         let first = s
             .cached
-            .readings(prm(GAPPY), series, from, to)
+            .readings(prm(GAPPY), series, from, to, &AGENT)
             .await
             .unwrap();
         s.sim.clear_calls().await;
         let (second, outcome) = s
             .cached
-            .readings_with_outcome(prm(GAPPY), series, from, to)
+            .readings_with_outcome(prm(GAPPY), series, from, to, &AGENT)
             .await
             .unwrap();
         assert_eq!(
@@ -266,6 +269,7 @@ async fn identical_requests_in_flight_share_one_upstream_call() {
             Series::ConsumptionEnergyDaily,
             days_ago(100),
             days_ago(99),
+            &AGENT,
         )
         .await
         .unwrap();
@@ -277,7 +281,13 @@ async fn identical_requests_in_flight_share_one_upstream_call() {
         let cached = s.cached.clone();
         tasks.push(tokio::spawn(async move {
             cached
-                .readings_with_outcome(prm(SELF_CONSUMER), Series::ConsumptionPower, from, to)
+                .readings_with_outcome(
+                    prm(SELF_CONSUMER),
+                    Series::ConsumptionPower,
+                    from,
+                    to,
+                    &AGENT,
+                )
                 .await
         }));
     }
@@ -312,13 +322,15 @@ async fn identical_requests_in_flight_share_one_upstream_call() {
             prm(SELF_CONSUMER),
             Series::ConsumptionPower,
             days_ago(30),
-            days_ago(28)
+            days_ago(28),
+            &AGENT
         ),
         s.cached.readings(
             prm(SELF_CONSUMER),
             Series::ConsumptionPower,
             days_ago(40),
-            days_ago(38)
+            days_ago(38),
+            &AGENT
         ),
     );
     a.unwrap();
@@ -331,7 +343,13 @@ async fn a_consent_that_ends_takes_its_cached_days_with_it() {
     let (s, consent) = setup(&[CONSUMER]).await;
     let (from, to) = (days_ago(20), days_ago(5));
     s.cached
-        .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+        .readings(
+            prm(CONSUMER),
+            Series::ConsumptionEnergyDaily,
+            from,
+            to,
+            &AGENT,
+        )
         .await
         .unwrap();
     assert_eq!(s.store.cache_stats().unwrap().days, 15);
@@ -349,7 +367,13 @@ async fn a_consent_that_ends_takes_its_cached_days_with_it() {
     // 2026 simulator's sandbox meters have standing consents).
     s.sim.clear_calls().await;
     s.cached
-        .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+        .readings(
+            prm(CONSUMER),
+            Series::ConsumptionEnergyDaily,
+            from,
+            to,
+            &AGENT,
+        )
         .await
         .unwrap();
     assert_eq!(s.sim.calls(DAILY).await, 1);
@@ -362,7 +386,13 @@ async fn a_consent_that_ends_takes_its_cached_days_with_it() {
     // A grant of the configuration is a basis too; removing it purges.
     s.store.sync_grants([(PEER, &[prm(CONSUMER)][..])]).unwrap();
     s.cached
-        .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+        .readings(
+            prm(CONSUMER),
+            Series::ConsumptionEnergyDaily,
+            from,
+            to,
+            &AGENT,
+        )
         .await
         .unwrap();
     assert_eq!(s.store.cache_stats().unwrap().days, 15);
@@ -379,7 +409,13 @@ async fn failures_are_not_cached_and_recovery_is_immediate() {
         .await;
     let err = s
         .cached
-        .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+        .readings(
+            prm(CONSUMER),
+            Series::ConsumptionEnergyDaily,
+            from,
+            to,
+            &AGENT,
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -390,7 +426,13 @@ async fn failures_are_not_cached_and_recovery_is_immediate() {
     assert_eq!(s.store.cache_stats().unwrap().days, 0);
     let fetched = s
         .cached
-        .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+        .readings(
+            prm(CONSUMER),
+            Series::ConsumptionEnergyDaily,
+            from,
+            to,
+            &AGENT,
+        )
         .await
         .unwrap();
     assert_eq!(fetched.readings.len(), 10);
@@ -405,6 +447,7 @@ async fn failures_are_not_cached_and_recovery_is_immediate() {
             Series::ConsumptionEnergyDaily,
             today(),
             today().tomorrow().unwrap(),
+            &AGENT,
         )
         .await
         .unwrap_err();

@@ -15,7 +15,7 @@ use quoalise_agent::upstream::{
     Callback, EnedisClient, ErrorKind, Fetched, Upstream, UpstreamError,
 };
 use serde_json::json;
-use upstream_sim::{Sim, config, give_consent, one_year, store};
+use upstream_sim::{AGENT, Sim, config, give_consent, one_year, store};
 
 const ALL: [ApiGeneration; 4] = [
     ApiGeneration::Api2026,
@@ -100,7 +100,7 @@ fn assert_consecutive(readings: &[Reading], seconds: i64) {
 
 async fn read(client: &EnedisClient, p: &str, series: Series, from: Date, to: Date) -> Fetched {
     client
-        .readings(prm(p), series, from, to)
+        .readings(prm(p), series, from, to, &AGENT)
         .await
         .unwrap_or_else(|e| panic!("{p} {series} {from}..{to}: {e}"))
 }
@@ -322,7 +322,7 @@ async fn consents_are_resolved_in_every_generation() {
             let from = to.checked_sub(2.days()).unwrap();
             let daily = s
                 .client
-                .readings(p, Series::ConsumptionEnergyDaily, from, to)
+                .readings(p, Series::ConsumptionEnergyDaily, from, to, &AGENT)
                 .await
                 .unwrap_or_else(|e| panic!("{api:?} {p}: {e}"));
             assert_eq!(daily.readings.len(), 2);
@@ -391,6 +391,7 @@ async fn fifty_concurrent_requests_cause_one_token_call() {
                 Series::ConsumptionEnergyDaily,
                 from,
                 from.tomorrow().unwrap(),
+                &AGENT,
             )
         });
         let results = futures::future::join_all(requests).await;
@@ -467,6 +468,7 @@ async fn refused_application_credentials_say_so_without_the_secret() {
                 Series::ConsumptionEnergyDaily,
                 to.yesterday().unwrap(),
                 to,
+                &AGENT,
             )
             .await
             .unwrap_err();
@@ -491,7 +493,13 @@ async fn business_refusals_carry_status_code_and_message() {
         // Consumption asked on a production point.
         let err = s
             .client
-            .readings(prm(PRODUCER), Series::ConsumptionEnergyDaily, from, to)
+            .readings(
+                prm(PRODUCER),
+                Series::ConsumptionEnergyDaily,
+                from,
+                to,
+                &AGENT,
+            )
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Refused, "{api:?}: {err}");
@@ -500,7 +508,13 @@ async fn business_refusals_carry_status_code_and_message() {
         // Load curve not activated.
         let err = s
             .client
-            .readings(prm(NO_LOAD_CURVE), Series::ConsumptionPower, from, to)
+            .readings(
+                prm(NO_LOAD_CURVE),
+                Series::ConsumptionPower,
+                from,
+                to,
+                &AGENT,
+            )
             .await
             .unwrap_err();
         assert_eq!(err.enedis_code(), Some("no_data_found"), "{api:?}: {err}");
@@ -512,7 +526,13 @@ async fn business_refusals_carry_status_code_and_message() {
             .await;
         let err = s
             .client
-            .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+            .readings(
+                prm(CONSUMER),
+                Series::ConsumptionEnergyDaily,
+                from,
+                to,
+                &AGENT,
+            )
             .await
             .unwrap_err();
         assert_eq!(err.enedis_code(), Some("ADAM-ERR0123"), "{api:?}: {err}");
@@ -527,7 +547,13 @@ async fn business_refusals_carry_status_code_and_message() {
             .await;
         let err = s
             .client
-            .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+            .readings(
+                prm(CONSUMER),
+                Series::ConsumptionEnergyDaily,
+                from,
+                to,
+                &AGENT,
+            )
             .await
             .unwrap_err();
         assert_eq!(err.enedis_code(), Some("900908"), "{api:?}: {err}");
@@ -557,7 +583,7 @@ async fn a_withdrawn_consent_is_marked_revoked() {
         sim.admin_post(&format!("prms/{p}/revoke"), json!({})).await;
         let err = s
             .client
-            .readings(p, Series::ConsumptionEnergyDaily, from, to)
+            .readings(p, Series::ConsumptionEnergyDaily, from, to, &AGENT)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Refused, "{api:?}: {err}");
@@ -637,7 +663,13 @@ async fn transient_failures_are_retried_then_reported() {
         sim.faults(json!({"failure_rate": 1.0})).await;
         let err = s
             .client
-            .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+            .readings(
+                prm(CONSUMER),
+                Series::ConsumptionEnergyDaily,
+                from,
+                to,
+                &AGENT,
+            )
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{api:?}: {err}");
@@ -653,7 +685,7 @@ async fn transient_failures_are_retried_then_reported() {
         sim.faults(json!({"truncated_body": 1})).await;
         let err = s
             .client
-            .readings(prm(CONSUMER), Series::ConsumptionPower, from, to)
+            .readings(prm(CONSUMER), Series::ConsumptionPower, from, to, &AGENT)
             .await
             .unwrap_err();
         assert!(
@@ -690,7 +722,13 @@ async fn timeouts_and_unreachable_upstream() {
     sim.faults(json!({"latency_ms": 1500})).await;
     let err = s
         .client
-        .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+        .readings(
+            prm(CONSUMER),
+            Series::ConsumptionEnergyDaily,
+            from,
+            to,
+            &AGENT,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
@@ -707,7 +745,13 @@ async fn timeouts_and_unreachable_upstream() {
     let s = setup_with(cfg, &sim, &[]).await;
     let err = s
         .client
-        .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+        .readings(
+            prm(CONSUMER),
+            Series::ConsumptionEnergyDaily,
+            from,
+            to,
+            &AGENT,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
@@ -728,6 +772,7 @@ async fn the_quota_is_honoured() {
             Series::ConsumptionEnergyDaily,
             from,
             from.tomorrow().unwrap(),
+            &AGENT,
         )
     });
     for r in futures::future::join_all(requests).await {
@@ -746,9 +791,14 @@ async fn the_quota_is_honoured() {
     let from = to.checked_sub(21.days()).unwrap();
     let (a, b) = futures::join!(
         s.client
-            .readings(prm(CONSUMER), Series::ConsumptionPower, from, to),
-        s.client
-            .readings(prm(SELF_CONSUMER), Series::ProductionPower, from, to),
+            .readings(prm(CONSUMER), Series::ConsumptionPower, from, to, &AGENT),
+        s.client.readings(
+            prm(SELF_CONSUMER),
+            Series::ProductionPower,
+            from,
+            to,
+            &AGENT
+        ),
     );
     a.unwrap();
     b.unwrap();
@@ -779,6 +829,7 @@ async fn the_quota_is_honoured() {
                 Series::ConsumptionEnergyDaily,
                 to.yesterday().unwrap(),
                 to,
+                &AGENT,
             )
             .await
             .unwrap_err();
@@ -813,6 +864,7 @@ async fn the_quota_is_honoured() {
             Series::ConsumptionEnergyDaily,
             to.yesterday().unwrap(),
             to,
+            &AGENT,
         )
         .await
         .unwrap_err();
@@ -833,6 +885,7 @@ async fn windows_out_of_limits_are_clamped_or_refused_before_any_call() {
             Series::ConsumptionPower,
             to,
             to.tomorrow().unwrap(),
+            &AGENT,
         )
         .await
         .unwrap_err();
@@ -846,6 +899,7 @@ async fn windows_out_of_limits_are_clamped_or_refused_before_any_call() {
             Series::ConsumptionPower,
             old,
             old.tomorrow().unwrap(),
+            &AGENT,
         )
         .await
         .unwrap_err();
@@ -883,6 +937,7 @@ async fn per_consent_generations_need_a_consent() {
                 Series::ConsumptionEnergyDaily,
                 to.yesterday().unwrap(),
                 to,
+                &AGENT,
             )
             .await
             .unwrap_err();
@@ -953,7 +1008,13 @@ async fn a_429_is_honoured_whatever_its_hint() {
         .await;
     let err = s
         .client
-        .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+        .readings(
+            prm(CONSUMER),
+            Series::ConsumptionEnergyDaily,
+            from,
+            to,
+            &AGENT,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("asks to wait 360"), "{err}");
@@ -1003,7 +1064,13 @@ async fn a_429_is_honoured_whatever_its_hint() {
         .await;
     let err = s
         .client
-        .readings(prm(CONSUMER), Series::ConsumptionEnergyDaily, from, to)
+        .readings(
+            prm(CONSUMER),
+            Series::ConsumptionEnergyDaily,
+            from,
+            to,
+            &AGENT,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, UpstreamError::Quota { .. }), "{err}");

@@ -661,6 +661,7 @@ fn enedis_config(api: ApiGeneration) -> EnedisConfig {
         sandbox: false,
         calls_per_second: 5,
         calls_per_hour: 1000,
+        interactive_reserve_percent: 20,
         connect_timeout_secs: 5,
         request_timeout_secs: 30,
         max_retries: 3,

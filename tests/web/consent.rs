@@ -9,6 +9,7 @@
 
 use crate::common::sim;
 use crate::common::xmpp_harness::LogCapture;
+use quoalise_agent::upstream::Ask;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +101,8 @@ fn peer_config(redirects: &[&str]) -> PeerConfig {
         jid: PEER.into(),
         usage_points: Vec::new(),
         redirect_uris: redirects.iter().map(|u| Url::parse(u).unwrap()).collect(),
+        weight: 1,
+        calls_per_hour: None,
     }
 }
 
@@ -129,6 +132,7 @@ impl Flow {
             request_timeout_secs: 10,
             max_retries: 1,
             quota_wait_secs: 10,
+            interactive_reserve_percent: 20,
         };
         let upstream = Arc::new(EnedisClient::new(&config, store.clone()).unwrap());
         let (tx, notes) = mpsc::unbounded_channel();
@@ -390,6 +394,7 @@ async fn success_with_one_and_several_prms_in_every_generation() {
                 Series::ConsumptionEnergyDaily,
                 today.checked_sub(3.days()).unwrap(),
                 today,
+                &Ask::agent(),
             )
             .await
             .unwrap_or_else(|e| panic!("{api:?}: {e}"));

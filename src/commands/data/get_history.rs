@@ -139,6 +139,7 @@ impl AdHocCommand<AgentContext> for GetHistory {
                     meta: MetaForm::Flat,
                     period_fields: PERIOD_FIELDS,
                     deadline: request.deadline,
+                    class: crate::upstream::Class::Interactive,
                     max_payload: None,
                 };
                 let presentation = Presentation {

@@ -214,6 +214,7 @@ pub async fn legacy_execute(
             meta: MetaForm::Nested,
             period_fields: LEGACY_PERIOD_FIELDS,
             deadline: request.deadline,
+            class: crate::upstream::Class::Interactive,
             max_payload: None,
         };
         let presentation = Presentation {
