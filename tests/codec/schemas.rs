@@ -317,7 +317,8 @@ fn upstream_error_element() {
 #[test]
 fn paging_and_refusal_elements() {
     use quoalise_agent::agent::answer::PageFigures;
-    use quoalise_agent::xmpp::{CommandError, TooLarge};
+    use quoalise_agent::upstream::Limit;
+    use quoalise_agent::xmpp::{CommandError, RetryLater, TooLarge};
     let page = PageFigures {
         number: 2,
         offset: 8702,
@@ -371,6 +372,42 @@ fn paging_and_refusal_elements() {
         "answer-too-large.rng",
         r#"<answer-too-large xmlns="urn:quoalise:0" max-bytes="262144"/>"#,
         "Element answer-too-large failed to validate attributes",
+    );
+
+    // A quota refusal says when to come back, and why.
+    for limit in [
+        Limit::PeerBudget,
+        Limit::Hourly,
+        Limit::BackgroundShare,
+        Limit::PerSecond,
+        Limit::EnedisPause,
+    ] {
+        let refusal = CommandError::RetryLater(Box::new(RetryLater {
+            text: "retry after 09:42 UTC".into(),
+            at: "2026-12-06T09:41:17.25Z".parse().unwrap(),
+            limit: limit.as_str(),
+        }));
+        let error = refusal.to_stanza_error();
+        assert_eq!(
+            error.defined_condition,
+            xmpp_parsers::stanza_error::DefinedCondition::ServiceUnavailable
+        );
+        assert_eq!(error.type_, xmpp_parsers::stanza_error::ErrorType::Wait);
+        let element = error.other.expect("the Quoalise child");
+        let xml = String::from(&element);
+        // Rounded up to the second: never earlier than the instant.
+        assert!(xml.contains("at='2026-12-06T09:41:18Z'"), "{xml}");
+        assert_valid("retry-after.rng", &xml);
+    }
+    assert_invalid(
+        "retry-after.rng",
+        r#"<retry-after xmlns="urn:quoalise:0" at="2026-12-06T09:42:00+01:00" limit="hourly-quota"/>"#,
+        "Element retry-after failed to validate attributes",
+    );
+    assert_invalid(
+        "retry-after.rng",
+        r#"<retry-after xmlns="urn:quoalise:0" at="2026-12-06T09:42:00Z" limit="later"/>"#,
+        "Element retry-after failed to validate attributes",
     );
 }
 
