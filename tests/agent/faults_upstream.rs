@@ -239,6 +239,18 @@ async fn a_spent_hourly_quota_says_when_to_retry() {
     let minutes = |t: jiff::civil::Time| i32::from(t.hour()) * 60 + i32::from(t.minute());
     let ahead = (minutes(said) - minutes(expected)).rem_euclid(24 * 60);
     assert!(ahead <= 2, "said {said}, expected about {expected}: {text}");
+
+    // The same instant for programs, to the second, with what held the call back.
+    let child = e.other.as_ref().expect("a <retry-after/> child");
+    assert_eq!(child.name(), "retry-after");
+    assert_eq!(child.ns(), "urn:quoalise:0");
+    assert_eq!(child.attr("limit"), Some("hourly-quota"));
+    let at: jiff::Timestamp = child.attr("at").expect("at").parse().expect("an instant");
+    let free = first_call
+        .checked_add(jiff::SignedDuration::from_secs(3_600))
+        .unwrap();
+    let ahead = at.duration_since(free).as_secs();
+    assert!((0..=120).contains(&ahead), "at {at}, an hour after the first call is {free}");
 }
 
 fn counter(metrics: &str, name: &str) -> u64 {
