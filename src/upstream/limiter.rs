@@ -631,7 +631,12 @@ impl State {
                 if at > now {
                     continue;
                 }
-                let key = (peer.tag[class as usize], head);
+                // A peer held back by its own budget saves no credit meanwhile:
+                // it comes back at the current virtual time, like a newcomer.
+                let key = (
+                    peer.tag[class as usize].max(self.clock[class as usize]),
+                    head,
+                );
                 if best.is_none_or(|b| key < b) {
                     best = Some(key);
                 }
@@ -658,8 +663,9 @@ impl State {
             } else {
                 peer.queues[class].retain(|t| *t != ticket);
             }
-            self.clock[class] = peer.tag[class];
-            peer.tag[class] += cost;
+            let start = peer.tag[class].max(self.clock[class]);
+            self.clock[class] = start;
+            peer.tag[class] = start + cost;
             peer.hour.push_back(now);
         }
         self.last_grant = Some(now);
@@ -802,6 +808,105 @@ mod tests {
         // Another peer is not held back by a's budget.
         let (at, _) = s.estimate(&ask("c@x", Class::Interactive), now);
         assert!(at < now + Duration::from_secs(2));
+    }
+
+    /// One step of a random workload against the pure scheduler.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A call of peer `0..4` in a class, with or without that peer's cap.
+        Ask { peer: u8, background: bool },
+        /// Time passes, in milliseconds.
+        Wait(u32),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0u8..4, any::<bool>()).prop_map(|(peer, background)| Step::Ask { peer, background }),
+            1 => (1u32..400_000).prop_map(Step::Wait),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives: the hour never holds more than the quota, background
+        /// never passes its share, calls are spaced, a peer's cap holds, background
+        /// never goes while an interactive call could, and a peer that starts
+        /// waiting is served before any other peer of its class is served thrice.
+        #[test]
+        fn the_scheduler_keeps_every_promise(steps in proptest::collection::vec(step(), 1..300)) {
+            const PER_HOUR: usize = 40;
+            const CAP: u32 = 8;
+            let l = limiter(5, PER_HOUR as u32, 25);
+            let mut s = l.lock();
+            let spacing = s.spacing;
+            let start = Instant::now();
+            let mut now = start;
+            let mut grants: Vec<(Instant, Option<Arc<str>>, Class)> = Vec::new();
+            // Per waiting ticket: the grants to others of its class since it queued.
+            let mut overtaken: HashMap<u64, HashMap<Option<Arc<str>>, u32>> = HashMap::new();
+            let peer_name = |p: u8| format!("p{p}@x");
+            for step in steps {
+                match step {
+                    Step::Ask { peer, background } => {
+                        let class = if background { Class::Background } else { Class::Interactive };
+                        let mut ask = ask(&peer_name(peer), class);
+                        if peer == 3 {
+                            ask = ask.with_budget(1, Some(CAP));
+                        }
+                        let (ticket, _) = s.enqueue(&ask);
+                        overtaken.insert(ticket, HashMap::new());
+                    }
+                    Step::Wait(ms) => now += Duration::from_millis(u64::from(ms)),
+                }
+                s.prune(now);
+                while let Some(ticket) = s.pick(now) {
+                    let w = &s.waiters[&ticket];
+                    let (peer, class) = (w.peer.clone(), w.class);
+                    // Background only when no interactive head is ready.
+                    if class == Class::Background {
+                        for other in s.peers.values() {
+                            if let Some(head) = other.queues[0].front() {
+                                let cap = s.waiters[head].cap;
+                                let (at, _) = s.head_ready(other, Class::Interactive, cap, now);
+                                proptest::prop_assert!(at > now, "background before a ready interactive call");
+                            }
+                        }
+                    }
+                    s.grant(ticket, now);
+                    s.waiters.remove(&ticket);
+                    overtaken.remove(&ticket);
+                    for (t, seen) in overtaken.iter_mut() {
+                        let Some(w) = s.waiters.get(t) else { continue };
+                        // Fair turns: while a call waits at the head of its peer's
+                        // queue, another peer of its class is served at most twice:
+                        // the rest of the current round, then the tie of the next
+                        // (unless the waiter's own budget holds it back).
+                        let at_head = s.peers[&w.peer].queues[class as usize].front() == Some(t);
+                        if w.class == class && w.peer != peer && at_head && w.cap.is_none() {
+                            let n = seen.entry(peer.clone()).or_default();
+                            *n += 1;
+                            proptest::prop_assert!(*n <= 2, "{:?} overtook {t} {n} times", peer);
+                        }
+                    }
+                    grants.push((now, peer, class));
+                }
+            }
+            for (i, (at, _, class)) in grants.iter().enumerate() {
+                if i > 0 {
+                    proptest::prop_assert!(*at - grants[i - 1].0 >= spacing, "calls closer than the pace");
+                }
+                let window = grants[..=i].iter().filter(|(t, _, _)| *at - *t < HOUR_WINDOW);
+                let total = window.clone().count();
+                proptest::prop_assert!(total <= PER_HOUR, "{total} calls in an hour");
+                if *class == Class::Background {
+                    proptest::prop_assert!(total <= PER_HOUR * 75 / 100, "background past its share");
+                }
+                let capped = window
+                    .filter(|(_, p, _)| p.as_deref() == Some("p3@x"))
+                    .count();
+                proptest::prop_assert!(capped <= CAP as usize, "{capped} calls of a capped peer");
+            }
+        }
     }
 
     #[tokio::test]

@@ -250,7 +250,10 @@ async fn a_spent_hourly_quota_says_when_to_retry() {
         .checked_add(jiff::SignedDuration::from_secs(3_600))
         .unwrap();
     let ahead = at.duration_since(free).as_secs();
-    assert!((0..=120).contains(&ahead), "at {at}, an hour after the first call is {free}");
+    assert!(
+        (0..=120).contains(&ahead),
+        "at {at}, an hour after the first call is {free}"
+    );
 }
 
 fn counter(metrics: &str, name: &str) -> u64 {
