@@ -117,6 +117,11 @@ impl Ask {
         }
     }
 
+    pub fn with_class(mut self, class: Class) -> Ask {
+        self.class = class;
+        self
+    }
+
     pub fn with_deadline(mut self, deadline: Instant) -> Ask {
         self.deadline = Some(deadline);
         self
@@ -679,7 +684,10 @@ impl State {
 /// The instant a window of `calls` (oldest first, within the last hour) allows
 /// one more call under `limit`, after `ahead` more calls are made first.
 fn slot_after(calls: &VecDeque<Instant>, ahead: usize, limit: usize, now: Instant) -> Instant {
-    let limit = limit.max(1);
+    if limit == 0 {
+        // Nothing allowed (a background share of 0 %): not in this hour, nor the next.
+        return now + HOUR_WINDOW;
+    }
     let used = calls.len() + ahead;
     if used < limit {
         return now;

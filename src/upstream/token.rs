@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::error::{EnedisFault, UpstreamError};
 use super::http::{Body, Call, Http, Shared, Tally};
+use super::limiter::Class;
 use crate::config::Secret;
 use crate::store::{ConsentState, Store, StoredTokens, TokenSet, now_seconds};
 
@@ -64,7 +65,13 @@ pub(crate) async fn request_token(
         query,
         body: Body::Form(form),
     };
-    let answer = http.send(&call, None, tally).await?;
+    // Every caller waits for a token behind the one asking for it (the token's
+    // lock): asked for background work, it would make people wait in the
+    // background queue. A token request is always interactive.
+    let urgent = Tally::new(tally.ask().clone().with_class(Class::Interactive));
+    let sent = http.send(&call, None, &urgent).await;
+    tally.add_n(urgent.get());
+    let answer = sent?;
     if !answer.is_success() {
         return Err(UpstreamError::Refused(answer.fault()));
     }

@@ -5,6 +5,8 @@
 
 use crate::common::upstream_sim;
 
+use std::time::Duration;
+
 use jiff::ToSpan;
 use jiff::civil::{Date, date};
 use quoalise_agent::config::ApiGeneration;
@@ -12,7 +14,7 @@ use quoalise_agent::quoalise::{Prm, Reading, Series, Step};
 use quoalise_agent::store::ConsentState;
 use quoalise_agent::time::{day_start, paris_today};
 use quoalise_agent::upstream::{
-    Callback, EnedisClient, ErrorKind, Fetched, Upstream, UpstreamError,
+    Ask, Callback, Class, EnedisClient, ErrorKind, Fetched, Upstream, UpstreamError,
 };
 use serde_json::json;
 use upstream_sim::{AGENT, Sim, config, give_consent, one_year, store};
@@ -756,6 +758,60 @@ async fn timeouts_and_unreachable_upstream() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.to_string().contains("cannot connect"), "{err}");
+}
+
+/// A token asked for background work must not make people wait in the background
+/// queue: whoever needs the token waits behind the one asking for it.
+#[tokio::test]
+async fn background_work_never_holds_the_token_people_need() {
+    let sim = Sim::start(&["--quota-per-second", "0"]);
+    let mut cfg = config(ApiGeneration::Api2026, &sim);
+    cfg.calls_per_second = 100;
+    // The whole hour kept for interactive requests: background calls never go.
+    cfg.interactive_reserve_percent = 100;
+    cfg.quota_wait_secs = 7_200;
+    let s = setup_with(cfg, &sim, &[]).await;
+    let day = today().checked_sub(3.days()).unwrap();
+    let push = Ask::peer("subscriber@example.org", Class::Background)
+        .with_deadline(tokio::time::Instant::now() + Duration::from_secs(7_200));
+    // The push comes first, needs the application token, and then waits for a
+    // background slot (none this hour).
+    let client = std::sync::Arc::new(s.client);
+    let background = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .readings(
+                    prm(CONSUMER),
+                    Series::ConsumptionEnergyDaily,
+                    day,
+                    day.tomorrow().unwrap(),
+                    &push,
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A person's request gets the token and its data at once.
+    let person = Ask::peer("app@example.org", Class::Interactive)
+        .with_deadline(tokio::time::Instant::now() + Duration::from_secs(5));
+    let read = client.readings(
+        prm(CONSUMER),
+        Series::ConsumptionEnergyDaily,
+        day,
+        day.tomorrow().unwrap(),
+        &person,
+    );
+    let fetched = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the interactive request is not kept waiting")
+        .expect("the interactive request is served while background work waits");
+    assert_eq!(fetched.readings.len(), 1);
+    assert!(
+        !background.is_finished(),
+        "background work did not wait for its share"
+    );
+    background.abort();
 }
 
 #[tokio::test]
