@@ -233,7 +233,7 @@ async fn an_offline_subscriber_gets_its_data_from_the_servers_offline_storage() 
     carol.running.stop().await;
     assert!(
         d.agent
-            .wait_log("subscription pass through=", Duration::from_secs(30))
+            .wait_log("subscription round through=", Duration::from_secs(30))
             .await,
         "the push was made"
     );
