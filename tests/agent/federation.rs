@@ -338,7 +338,7 @@ async fn a_push_to_an_offline_remote_peer_is_kept_by_its_server() {
     app.running.stop().await;
     assert!(
         f.d.agent
-            .wait_log("subscription pass through=", Duration::from_secs(30))
+            .wait_log("subscription round through=", Duration::from_secs(30))
             .await,
         "the push was made"
     );

@@ -7,7 +7,8 @@
 //!   pending, and the pass that finds it delivers it, once;
 //! - the scheduler's own loop retries with backoff while the data is late and stops
 //!   asking once it was delivered;
-//! - the message goes to the subscriber's bare JID, carrying the Quoalise payload.
+//! - the message goes to the subscriber's bare JID, carrying the Quoalise payload;
+//! - a subscriber weeks behind gets every day, a week per message at most.
 
 use crate::common;
 use crate::common::agent_harness;
@@ -225,12 +226,14 @@ async fn late_data_is_delivered_by_the_pass_that_finds_it_and_only_once() {
         day(-1)
     );
 
-    // After a week away, at most a week is caught up in one message.
+    // After four weeks away, every day is caught up, none skipped: oldest first,
+    // at most a week in one message, the progress stored through the latest day.
     w.ctx
         .store
         .unsubscribe("erin@localhost", &identifier)
         .unwrap();
-    w.ctx
+    let (sub, _) = w
+        .ctx
         .store
         .subscribe(
             "erin@localhost",
@@ -240,12 +243,41 @@ async fn late_data_is_delivered_by_the_pass_that_finds_it_and_only_once() {
             Timestamp::now().as_second(),
         )
         .unwrap();
-    late.run_once().await;
-    let (_, starts) = next_push(&mut w.erin, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let expected: Vec<i64> = (1..=7).rev().map(|n| day_start(day(-n)).unwrap()).collect();
-    assert_eq!(starts, expected);
+    let pass = late.run_once().await;
+    assert_eq!(
+        pass.deliveries,
+        vec![(
+            sub.id,
+            Delivery::Sent {
+                from: day(-29),
+                to: day(0)
+            }
+        )]
+    );
+    let mut messages: Vec<Vec<i64>> = Vec::new();
+    while messages.iter().map(Vec::len).sum::<usize>() < 29 {
+        let (_, starts) = next_push(&mut w.erin, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("the catch-up stopped after {messages:?}"));
+        messages.push(starts);
+    }
+    assert!(
+        next_push(&mut w.erin, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "nothing more than the missing days"
+    );
+    let sizes: Vec<usize> = messages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![7, 7, 7, 7, 1], "days per message");
+    let expected: Vec<i64> = (1..=29)
+        .rev()
+        .map(|n| day_start(day(-n)).unwrap())
+        .collect();
+    assert_eq!(messages.concat(), expected, "every day, in order");
+    assert_eq!(
+        w.ctx.store.subscriptions().unwrap()[0].delivered_through,
+        day(-1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -233,7 +233,7 @@ async fn an_offline_subscriber_gets_its_data_from_the_servers_offline_storage() 
     carol.running.stop().await;
     assert!(
         d.agent
-            .wait_log("subscription pass through=", Duration::from_secs(30))
+            .wait_log("subscription round through=", Duration::from_secs(30))
             .await,
         "the push was made"
     );
@@ -341,5 +341,67 @@ async fn missed_days_are_pushed_as_soon_as_a_restarted_agent_is_online() {
             latest
         ]
         .map(|day| day_start(day).unwrap())
+    );
+}
+
+/// A subscriber ten days behind (the agent was down for ten days) gets all ten
+/// days when the agent is back, oldest first, none skipped: a week in the first
+/// message, the three days left in the second; the store then says it has every
+/// day through the latest, and another restart sends nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_ten_days_behind_gets_every_day_in_order() {
+    let mut d = deploy(vec![peer("carol", &[PRM])]).await;
+    let mut carol = Peer::login(&d.prosody, "carol@localhost/laptop").await;
+    let id = identifier(PRM, DAILY);
+    run(&carol, "subscribe", &[("identifier", &id)])
+        .await
+        .unwrap();
+    next_push(&mut carol.inbound, Duration::from_secs(30))
+        .await
+        .expect("the first push");
+
+    // Stopped, and the store says the last ten days were never sent.
+    d.agent.stop().await;
+    let latest = latest_published();
+    let day = |n: i64| quoalise_agent::time::add_days(latest, n).unwrap();
+    let db = rusqlite::Connection::open(d.dir.path().join("agent.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE subscriptions SET delivered_through = ?1",
+            [day(-10).to_string()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    d.agent = AgentProcess::spawn(&d.files.path(), d.dir.path(), d.files.web_port, &[]);
+    d.agent.wait_healthy(Duration::from_secs(60)).await;
+    let mut messages: Vec<Vec<i64>> = Vec::new();
+    while messages.iter().map(Vec::len).sum::<usize>() < 10 {
+        let (_, series) = next_push(&mut carol.inbound, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("the catch-up stopped after {messages:?}"));
+        assert_eq!(series.identifier.to_string(), id);
+        assert!(series.readings.iter().all(|r| r.value.is_some()));
+        messages.push(series.readings.iter().map(|r| r.start).collect());
+    }
+    let first: Vec<i64> = (-9..=-3).map(|n| day_start(day(n)).unwrap()).collect();
+    let second: Vec<i64> = (-2..=0).map(|n| day_start(day(n)).unwrap()).collect();
+    assert_eq!(messages, vec![first, second]);
+
+    let store = Store::open(d.dir.path().join("agent.db")).unwrap();
+    assert_eq!(store.subscriptions().unwrap()[0].delivered_through, latest);
+    assert!(
+        d.agent
+            .wait_log("subscription round through=", Duration::from_secs(10))
+            .await
+    );
+    // Restarted again: nothing is missing, nothing is sent twice.
+    d.agent.restart().await;
+    assert!(
+        next_push(&mut carol.inbound, Duration::from_secs(2))
+            .await
+            .is_none(),
+        "a day sent again after a restart"
     );
 }

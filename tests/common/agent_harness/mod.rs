@@ -90,6 +90,9 @@ pub struct AgentSettings {
     pub calls_per_second: u32,
     /// `enedis.calls_per_hour`.
     pub calls_per_hour: u32,
+    /// `enedis.interactive_reserve_percent` (not written when `None`: the
+    /// agent's default, 20).
+    pub interactive_reserve_percent: Option<u32>,
     /// The agent's password as configured (the account has [`PASSWORD`]).
     pub xmpp_password: String,
     /// `xmpp.first_session_deadline_secs`.
@@ -110,6 +113,7 @@ impl Default for AgentSettings {
             max_retries: 1,
             calls_per_second: 50,
             calls_per_hour: 100_000,
+            interactive_reserve_percent: None,
             xmpp_password: PASSWORD.to_owned(),
             first_session_deadline_secs: 30,
             log_level: "info,quoalise_agent=debug".to_owned(),
@@ -170,6 +174,9 @@ impl ConfigFiles {
             .set("enedis.quota_wait_secs", 5)
             .web_port(self.web_port)
             .set("log.level", settings.log_level.as_str());
+        if let Some(percent) = settings.interactive_reserve_percent {
+            config = config.set("enedis.interactive_reserve_percent", percent);
+        }
         for p in &settings.peers {
             let points: Vec<&str> = p.usage_points.iter().map(String::as_str).collect();
             config = config.peer(&p.jid(), &points);
