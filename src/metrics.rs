@@ -507,7 +507,8 @@ impl Metrics {
             &mut out,
             "quoalise_agent_push_subscriptions",
             "The current delivery pass of the daily pushes: subscriptions due (missing a \
-             published day when the pass started), sent, and waiting for their turn.",
+             published day, since the pass started), sent, and waiting for their turn \
+             (due minus sent minus waiting: late, failed or ended).",
             "gauge",
         );
         for (state, n) in [
@@ -672,7 +673,7 @@ quoalise_agent_subscriptions_pushed_total 0
 # TYPE quoalise_agent_peer_quota_wait_seconds histogram
 # HELP quoalise_agent_peer_quota_refusals_total Calls refused for the Enedis quota, by peer and by what held them back (peer-budget, hourly-quota, background-share, per-second-quota, enedis-pause).
 # TYPE quoalise_agent_peer_quota_refusals_total counter
-# HELP quoalise_agent_push_subscriptions The current delivery pass of the daily pushes: subscriptions due (missing a published day when the pass started), sent, and waiting for their turn.
+# HELP quoalise_agent_push_subscriptions The current delivery pass of the daily pushes: subscriptions due (missing a published day, since the pass started), sent, and waiting for their turn (due minus sent minus waiting: late, failed or ended).
 # TYPE quoalise_agent_push_subscriptions gauge
 quoalise_agent_push_subscriptions{{state=\"due\"}} 0
 quoalise_agent_push_subscriptions{{state=\"sent\"}} 0
