@@ -23,14 +23,31 @@ use quick_xml::events::{BytesEnd, BytesStart, Event};
 
 use super::{Direction, Identifier, NS_QUOALISE, Prm, Series, SeriesKind, Step};
 
-/// Which `<measurement>` form a `<meta>` uses.
+/// Which `<measurement>` form a `<meta>` uses, and with it how the records are
+/// named ([`MetaForm::record_name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MetaForm {
-    /// `<measurement name=… unit=… sampling-interval="PT30M"/>`, answered to `get_history`.
+    /// `<measurement name=… unit=… sampling-interval="PT30M"/>`, answered to
+    /// `get_history`; records named by their identifier.
     Flat,
     /// `<measurement><physical/><business/><aggregate/><sampling/></measurement>`, the
-    /// first Data Connect proxy's form, answered to `get_load_curve`/`get_daily`.
+    /// first Data Connect proxy's form, answered to `get_load_curve`/`get_daily`;
+    /// records named as that proxy named them (`…_consumption_load`,
+    /// `…_daily_consumption`).
     Nested,
+}
+
+impl MetaForm {
+    /// The `bn` of the records of `identifier` in a payload of this form: the
+    /// identifier (flat), or the first Data Connect proxy's name for it
+    /// (nested, [`Identifier::legacy_name`]), which the applications written for
+    /// that proxy look for.
+    pub fn record_name(self, identifier: &Identifier) -> String {
+        match self {
+            MetaForm::Flat => identifier.to_string(),
+            MetaForm::Nested => identifier.legacy_name(),
+        }
+    }
 }
 
 /// The contents of a `<meta>` element, as written on the wire.
