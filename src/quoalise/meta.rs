@@ -8,7 +8,9 @@
 //!   sampling-interval="PT30M"/>`;
 //! - the NESTED legacy form, answered to `get_load_curve`/`get_daily`, as the first
 //!   Data Connect proxy wrote it: `<measurement><physical …/><business …/>
-//!   <aggregate …/><sampling interval="1800"/></measurement>`.
+//!   <aggregate …/><sampling interval="1800"/></measurement>`. For daily energy
+//!   that proxy wrote `<business direction="…"/>` (no `graph`) and
+//!   `<sampling interval="P1D"/>`, and so does this agent.
 //!
 //! [`Meta`] is both what the encoder writes ([`Meta::for_series`] then
 //! [`Meta::write`]) and what the decoder reads, so the two cannot drift apart. Its
@@ -80,10 +82,12 @@ pub struct Meta {
     /// Flat `aggregation` ("mean", "sum", "maximum"), nested `aggregate/@type`
     /// ("average", "sum", "maximum").
     pub aggregation: Option<String>,
-    /// Nested `business/@graph` ("load-profile", "daily-energy", "daily-max-power").
+    /// Nested `business/@graph` ("load-profile", "daily-max-power"; none for
+    /// daily energy, as the first Data Connect proxy wrote it).
     pub graph: Option<String>,
     /// Flat `sampling-interval` (ISO 8601 duration, "PT30M", "P1D"), nested
-    /// `sampling/@interval` (seconds, "1800", "86400").
+    /// `sampling/@interval` (seconds for a load curve, "1800"; "P1D" for a day,
+    /// as the first Data Connect proxy wrote it; seconds, "86400", are read too).
     pub sampling: Option<String>,
 }
 
@@ -108,8 +112,8 @@ struct Description {
     aggregation: &'static str,
     /// Nested `aggregate/@type`.
     aggregate: &'static str,
-    /// Nested `business/@graph`.
-    graph: &'static str,
+    /// Nested `business/@graph`, when the first Data Connect proxy wrote one.
+    graph: Option<&'static str>,
 }
 
 fn describe(series: Series) -> Description {
@@ -119,21 +123,22 @@ fn describe(series: Series) -> Description {
             quantity: "power",
             aggregation: "mean",
             aggregate: "average",
-            graph: "load-profile",
+            graph: Some("load-profile"),
         },
         SeriesKind::DailyEnergy => Description {
             name: "active-energy",
             quantity: "energy",
             aggregation: "sum",
             aggregate: "sum",
-            graph: "daily-energy",
+            // The first proxy's daily meta: `<business direction="…"/>`.
+            graph: None,
         },
         SeriesKind::DailyMaxPower => Description {
             name: "apparent-power",
             quantity: "power",
             aggregation: "maximum",
             aggregate: "maximum",
-            graph: "daily-max-power",
+            graph: Some("daily-max-power"),
         },
     }
 }
@@ -185,11 +190,14 @@ impl Meta {
             measurement_type: some("electrical"),
             unit: some(series.unit()),
             aggregation: some(if flat { d.aggregation } else { d.aggregate }),
-            graph: if flat { None } else { some(d.graph) },
-            sampling: Some(if flat {
-                sampling.to_string()
+            graph: if flat {
+                None
             } else {
-                sampling.nominal_seconds().to_string()
+                d.graph.map(str::to_owned)
+            },
+            sampling: Some(match (form, sampling) {
+                (MetaForm::Flat, _) | (MetaForm::Nested, Step::Day) => sampling.to_string(),
+                (MetaForm::Nested, Step::Minutes(_)) => sampling.nominal_seconds().to_string(),
             }),
         }
     }
@@ -291,7 +299,8 @@ impl Meta {
     }
 
     /// The sampling step, if the meta announces one: an ISO 8601 duration in the flat
-    /// form, a number of seconds in the nested form (86400 reads as one calendar day).
+    /// form; in the nested form a number of seconds (86400 reads as one calendar
+    /// day) or an ISO 8601 duration ("P1D", as the first Data Connect proxy wrote it).
     pub fn step(&self) -> Result<Option<Step>, MetaError> {
         let Some(value) = self.sampling.as_deref() else {
             return Ok(None);
@@ -306,10 +315,13 @@ impl Meta {
         };
         let step = match self.form {
             MetaForm::Flat => value.parse::<Step>().map_err(|e| invalid(e.to_string()))?,
+            MetaForm::Nested if value.starts_with('P') => {
+                value.parse::<Step>().map_err(|e| invalid(e.to_string()))?
+            }
             MetaForm::Nested => {
-                let seconds: u32 = value
-                    .parse()
-                    .map_err(|_| invalid("expected a whole number of seconds".into()))?;
+                let seconds: u32 = value.parse().map_err(|_| {
+                    invalid("expected a whole number of seconds or an ISO 8601 duration".into())
+                })?;
                 if seconds == 86_400 {
                     Step::Day
                 } else if seconds > 0 && seconds.is_multiple_of(60) && seconds < 86_400 {
@@ -495,14 +507,15 @@ mod tests {
                 r#"<measurement><physical quantity="power" type="electrical" unit="W"/><business graph="load-profile" direction="production"/><aggregate type="average"/><sampling interval="3600"/></measurement>"#,
             ),
             (
+                // Byte for byte the first Data Connect proxy's daily meta.
                 Series::ConsumptionEnergyDaily,
                 Step::Day,
-                r#"<measurement><physical quantity="energy" type="electrical" unit="Wh"/><business graph="daily-energy" direction="consumption"/><aggregate type="sum"/><sampling interval="86400"/></measurement>"#,
+                r#"<measurement><physical quantity="energy" type="electrical" unit="Wh"/><business direction="consumption"/><aggregate type="sum"/><sampling interval="P1D"/></measurement>"#,
             ),
             (
                 Series::ConsumptionMaxPower,
                 Step::Day,
-                r#"<measurement><physical quantity="power" type="electrical" unit="VA"/><business graph="daily-max-power" direction="consumption"/><aggregate type="maximum"/><sampling interval="86400"/></measurement>"#,
+                r#"<measurement><physical quantity="power" type="electrical" unit="VA"/><business graph="daily-max-power" direction="consumption"/><aggregate type="maximum"/><sampling interval="P1D"/></measurement>"#,
             ),
         ];
         for (series, step, measurement) in cases {
@@ -530,6 +543,25 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "<meta> sampling interval=\"90\" is invalid: expected whole minutes below one day, or 86400"
+        );
+        // What other writers of the nested form wrote reads too.
+        meta.sampling = Some("86400".into());
+        assert_eq!(meta.step(), Ok(Some(Step::Day)));
+        meta.sampling = Some("PT30M".into());
+        assert_eq!(meta.step(), Ok(Some(Step::PT30M)));
+        meta.sampling = Some("P1W".into());
+        assert!(
+            meta.step()
+                .unwrap_err()
+                .to_string()
+                .starts_with("<meta> sampling interval=\"P1W\" is invalid: unsupported step")
+        );
+        meta.sampling = Some("one day".into());
+        assert!(
+            meta.step()
+                .unwrap_err()
+                .to_string()
+                .contains("expected a whole number of seconds or an ISO 8601 duration")
         );
         meta.form = MetaForm::Flat;
         meta.sampling = Some("P1M".into());

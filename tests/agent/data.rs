@@ -179,8 +179,8 @@ async fn the_first_proxys_legacy_commands_get_the_nested_meta_form() {
     assert_eq!(daily["status"], "completed", "{daily}");
     let meta = &daily["data"][0]["meta"]["measurement"];
     assert_eq!(meta["physical"]["unit"], "Wh");
-    assert_eq!(meta["business"]["graph"], "daily-energy");
-    assert_eq!(meta["sampling"]["interval"], "86400");
+    assert_eq!(meta["business"], json!({"direction": "consumption"}));
+    assert_eq!(meta["sampling"]["interval"], "P1D");
     let day_records = records(&daily);
     assert_eq!(day_records.len(), 1);
     assert_eq!(

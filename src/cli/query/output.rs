@@ -438,7 +438,7 @@ mod tests {
             format!("{}\n", indented(&encode(&whole, MetaForm::Nested)))
         );
         assert_valid(&xml);
-        assert!(xml.contains("<sampling interval=\"86400\"/>"), "{xml}");
+        assert!(xml.contains("<sampling interval=\"P1D\"/>"), "{xml}");
         // Named as the first Data Connect proxy named daily records.
         assert!(
             xml.contains(r#"<senml bn="urn:dev:prm:30001610071843_daily_production" bt="#),
