@@ -7,10 +7,11 @@
 //!   one `<measurement name=… direction=… quantity=… type=… unit=… aggregation=…
 //!   sampling-interval="PT30M"/>`;
 //! - the NESTED legacy form, answered to `get_load_curve`/`get_daily`, as the first
-//!   Data Connect proxy wrote it: `<measurement><physical …/><business …/>
-//!   <aggregate …/><sampling interval="1800"/></measurement>`. For daily energy
-//!   that proxy wrote `<business direction="…"/>` (no `graph`) and
-//!   `<sampling interval="P1D"/>`, and so does this agent.
+//!   Data Connect proxy's code last wrote it (its README and its early versions
+//!   differ): `<measurement><physical …/><business graph="load-profile" …/>
+//!   <aggregate …/><sampling interval="PT30M"/></measurement>` (the interval as
+//!   Enedis gives it, an ISO 8601 duration), and for daily energy
+//!   `<business direction="…"/>` (no `graph`) and `<sampling interval="P1D"/>`.
 //!
 //! [`Meta`] is both what the encoder writes ([`Meta::for_series`] then
 //! [`Meta::write`]) and what the decoder reads, so the two cannot drift apart. Its
@@ -85,9 +86,10 @@ pub struct Meta {
     /// Nested `business/@graph` ("load-profile", "daily-max-power"; none for
     /// daily energy, as the first Data Connect proxy wrote it).
     pub graph: Option<String>,
-    /// Flat `sampling-interval` (ISO 8601 duration, "PT30M", "P1D"), nested
-    /// `sampling/@interval` (seconds for a load curve, "1800"; "P1D" for a day,
-    /// as the first Data Connect proxy wrote it; seconds, "86400", are read too).
+    /// Flat `sampling-interval`, nested `sampling/@interval`: an ISO 8601
+    /// duration ("PT30M", "P1D"), as both forms are written; a nested interval
+    /// in seconds ("1800", "86400", as early writers of that form wrote it)
+    /// reads too.
     pub sampling: Option<String>,
 }
 
@@ -195,10 +197,7 @@ impl Meta {
             } else {
                 d.graph.map(str::to_owned)
             },
-            sampling: Some(match (form, sampling) {
-                (MetaForm::Flat, _) | (MetaForm::Nested, Step::Day) => sampling.to_string(),
-                (MetaForm::Nested, Step::Minutes(_)) => sampling.nominal_seconds().to_string(),
-            }),
+            sampling: Some(sampling.to_string()),
         }
     }
 
@@ -298,9 +297,8 @@ impl Meta {
         })
     }
 
-    /// The sampling step, if the meta announces one: an ISO 8601 duration in the flat
-    /// form; in the nested form a number of seconds (86400 reads as one calendar
-    /// day) or an ISO 8601 duration ("P1D", as the first Data Connect proxy wrote it).
+    /// The sampling step, if the meta announces one: an ISO 8601 duration; in
+    /// the nested form also a number of seconds (86400 reads as one calendar day).
     pub fn step(&self) -> Result<Option<Step>, MetaError> {
         let Some(value) = self.sampling.as_deref() else {
             return Ok(None);
@@ -504,7 +502,7 @@ mod tests {
             (
                 Series::ProductionPower,
                 Step::Minutes(60),
-                r#"<measurement><physical quantity="power" type="electrical" unit="W"/><business graph="load-profile" direction="production"/><aggregate type="average"/><sampling interval="3600"/></measurement>"#,
+                r#"<measurement><physical quantity="power" type="electrical" unit="W"/><business graph="load-profile" direction="production"/><aggregate type="average"/><sampling interval="PT60M"/></measurement>"#,
             ),
             (
                 // Byte for byte the first Data Connect proxy's daily meta.

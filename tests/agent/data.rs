@@ -164,7 +164,7 @@ async fn the_first_proxys_legacy_commands_get_the_nested_meta_form() {
     assert_eq!(meta["business"]["direction"], "consumption");
     assert_eq!(meta["business"]["graph"], "load-profile");
     assert_eq!(meta["aggregate"]["type"], "average");
-    assert_eq!(meta["sampling"]["interval"], "1800");
+    assert_eq!(meta["sampling"]["interval"], "PT30M");
     let hours = (midnight_seconds(next) - midnight_seconds(day)) / 3600;
     assert_eq!(records(&curve).len() as i64, hours * 2);
     assert_eq!(times(&curve)[0], midnight_seconds(day));

@@ -193,6 +193,16 @@ fn legacy_payloads_validate_as_the_first_proxy_named_them() {
     }
 }
 
+/// The schema's nested form is the first Data Connect proxy's: what that proxy
+/// sent validates.
+#[test]
+fn the_first_proxys_own_payloads_validate() {
+    assert_valid(
+        "quoalise.rng",
+        include_str!("../fixtures/first_proxy_payloads.xml"),
+    );
+}
+
 #[test]
 fn empty_series_validates_as_quoalise_but_not_as_bare_rfc_senml() {
     for form in [MetaForm::Flat, MetaForm::Nested] {
