@@ -114,7 +114,8 @@ struct Description {
     aggregation: &'static str,
     /// Nested `aggregate/@type`.
     aggregate: &'static str,
-    /// Nested `business/@graph`, when the first Data Connect proxy wrote one.
+    /// Nested `business/@graph`; none for daily energy, whose `<business>` the
+    /// first Data Connect proxy wrote without one.
     graph: Option<&'static str>,
 }
 
