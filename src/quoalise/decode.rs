@@ -161,22 +161,21 @@ pub fn decode_element(element: &minidom::Element) -> Result<Vec<Data>, DecodeErr
 }
 
 impl Data {
-    /// The records as a [`TimeSeries`]: the identifier is the records' name (or,
-    /// without records, the one the meta describes); every reading gets the meta's
+    /// The records as a [`TimeSeries`]: the identifier is the records' name, an
+    /// identifier or the first Data Connect proxy's name for one
+    /// ([`Identifier::from_record_name`]), or, without records, the one the meta
+    /// describes; every reading gets the meta's
     /// sampling step (or, when the meta has none, one calendar day for daily series
     /// and the most common gap between records for load curves).
     pub fn to_time_series(&self) -> Result<TimeSeries, DecodeError> {
         let identifier = match self.records.first() {
-            Some(first) => {
-                first
-                    .name
-                    .parse::<Identifier>()
-                    .map_err(|source| DecodeError::Identifier {
-                        record: 0,
-                        name: shorten(&first.name),
-                        source,
-                    })?
-            }
+            Some(first) => Identifier::from_record_name(&first.name).map_err(|source| {
+                DecodeError::Identifier {
+                    record: 0,
+                    name: shorten(&first.name),
+                    source,
+                }
+            })?,
             None => self.meta.to_identifier()?,
         };
         let unit = identifier.series.unit();

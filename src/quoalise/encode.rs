@@ -3,7 +3,8 @@
 //!
 //! It streams quick-xml events into any [`io::Write`] without building a tree. The
 //! SenML records follow the protocol doc exactly: the first carries `bn` (the
-//! identifier), `bt` (its start, UTC seconds), `t="0"`, `v` and `bu`; later ones only
+//! identifier, or in the nested form the first Data Connect proxy's name for it:
+//! [`MetaForm::record_name`]), `bt` (its start, UTC seconds), `t="0"`, `v` and `bu`; later ones only
 //! `t` (seconds after `bt`) and `v`. A reading without a value is left out (missing
 //! stays missing, never 0), so `bt` is the first reading that has one.
 //!
@@ -47,7 +48,7 @@ pub fn encode_view(series: SeriesView<'_>, form: MetaForm) -> Vec<u8> {
     let mut w = Writer::new(Sink(buffer));
     // The records go straight into the output buffer (no chunk to copy).
     match write_envelope(&mut w, series, form, |w| {
-        write_sensml(w, series, Some(|sink: &mut Sink| &mut sink.0))
+        write_sensml(w, series, form, Some(|sink: &mut Sink| &mut sink.0))
     }) {
         Ok(()) => w.into_inner().0,
         // `Sink` never returns an error (a full Vec aborts on OOM).
@@ -97,7 +98,9 @@ impl io::Write for Sink {
 pub fn encode_to<W: io::Write>(series: &TimeSeries, form: MetaForm, out: W) -> io::Result<W> {
     let series = series.view();
     let mut w = Writer::new(out);
-    write_envelope(&mut w, series, form, |w| write_sensml(w, series, None))?;
+    write_envelope(&mut w, series, form, |w| {
+        write_sensml(w, series, form, None)
+    })?;
     Ok(w.into_inner())
 }
 
@@ -114,7 +117,7 @@ pub fn encode_element(
 ) -> Result<minidom::Element, EncodeError> {
     let meta = Meta::for_series(&series.identifier, series.sampling(), form).to_element();
     let mut sensml = minidom::Element::bare("sensml", NS_SENML);
-    append_records(&mut sensml, series)?;
+    append_records(&mut sensml, series, form)?;
     let mut data = minidom::Element::bare("data", NS_QUOALISE);
     data.append_child(meta);
     data.append_child(sensml);
@@ -125,7 +128,11 @@ pub fn encode_element(
 
 /// The records of `series` as `<senml/>` children of `sensml`, exactly as
 /// [`write_sensml`] writes them.
-fn append_records(sensml: &mut minidom::Element, series: &TimeSeries) -> Result<(), EncodeError> {
+fn append_records(
+    sensml: &mut minidom::Element,
+    series: &TimeSeries,
+    form: MetaForm,
+) -> Result<(), EncodeError> {
     use minidom::rxml::{Namespace, NcName};
     let name = |n: &str| NcName::try_from(n).map_err(|e| EncodeError(e.to_string()));
     let (t, v) = (name("t")?, name("v")?);
@@ -137,10 +144,10 @@ fn append_records(sensml: &mut minidom::Element, series: &TimeSeries) -> Result<
     // Clones share the template's namespace instead of allocating it per record.
     let bare = minidom::Element::bare("senml", NS_SENML);
     let mut first = bare.clone();
-    let identifier = series.identifier.to_string();
+    let record_name = form.record_name(&series.identifier);
     let bt = numbers.int(base_time).to_owned();
     for (n, value) in [
-        (name("bn")?, identifier.as_str()),
+        (name("bn")?, record_name.as_str()),
         (name("bt")?, &bt),
         (t.clone(), "0"),
         (v.clone(), numbers.value(first_value)),
@@ -204,6 +211,7 @@ fn write_envelope<W: io::Write>(
 fn write_sensml<W: io::Write>(
     w: &mut Writer<W>,
     series: SeriesView<'_>,
+    form: MetaForm,
     direct: Option<fn(&mut W) -> &mut Vec<u8>>,
 ) -> io::Result<()> {
     let mut sensml = BytesStart::new("sensml");
@@ -216,7 +224,7 @@ fn write_sensml<W: io::Write>(
     };
     w.write_event(Event::Start(sensml.borrow()))?;
 
-    let name = series.identifier.to_string();
+    let name = form.record_name(&series.identifier);
     let mut numbers = Numbers::default();
     let mut first = BytesStart::new("senml");
     first.push_attribute(("bn", name.as_str()));
@@ -570,14 +578,57 @@ mod tests {
             r#"<quoalise xmlns="urn:quoalise:0"><data><meta>"#,
             r#"<device type="electricity-meter"><identifier authority="enedis" type="prm" value="30001610071843"/></device>"#,
             r#"<measurement><physical quantity="energy" type="electrical" unit="Wh"/>"#,
-            r#"<business graph="daily-energy" direction="production"/><aggregate type="sum"/>"#,
-            r#"<sampling interval="86400"/></measurement>"#,
+            r#"<business direction="production"/><aggregate type="sum"/>"#,
+            r#"<sampling interval="P1D"/></measurement>"#,
             r#"</meta><sensml xmlns="urn:ietf:params:xml:ns:senml">"#,
-            r#"<senml bn="urn:dev:prm:30001610071843_production/energy/active/daily" bt="1585350000" t="0" v="12345" bu="Wh"/>"#,
+            r#"<senml bn="urn:dev:prm:30001610071843_daily_production" bt="1585350000" t="0" v="12345" bu="Wh"/>"#,
             r#"<senml t="86400" v="0.25"/>"#,
             r#"</sensml></data></quoalise>"#,
         );
         assert_eq!(text(&s, MetaForm::Nested), expected);
+    }
+
+    #[test]
+    fn records_are_named_by_the_form() {
+        // The nested form names them as the first Data Connect proxy did; the flat
+        // form (get_history) by their identifier. Bytes and element agree.
+        let cases = [
+            (Series::ConsumptionPower, Step::PT30M, "consumption_load"),
+            (
+                Series::ProductionPower,
+                Step::Minutes(10),
+                "production_load",
+            ),
+            (
+                Series::ConsumptionEnergyDaily,
+                Step::Day,
+                "daily_consumption",
+            ),
+            (Series::ProductionEnergyDaily, Step::Day, "daily_production"),
+        ];
+        for (name, step, legacy) in cases {
+            let s = series(name, step, &[(1_585_350_000, Some(1.0))]);
+            for (form, bn) in [
+                (
+                    MetaForm::Nested,
+                    format!("urn:dev:prm:30001610071843_{legacy}"),
+                ),
+                (MetaForm::Flat, format!("urn:dev:prm:30001610071843_{name}")),
+            ] {
+                let out = text(&s, form);
+                assert!(
+                    out.contains(&format!(r#"<senml bn="{bn}" bt="1585350000""#)),
+                    "{form:?}: {out}"
+                );
+                let element = encode_element(&s, form).unwrap();
+                let first = element
+                    .get_child("data", NS_QUOALISE)
+                    .and_then(|d| d.get_child("sensml", NS_SENML))
+                    .and_then(|p| p.children().next())
+                    .unwrap();
+                assert_eq!(first.attr("bn"), Some(bn.as_str()), "{form:?}");
+            }
+        }
     }
 
     #[test]

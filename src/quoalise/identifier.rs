@@ -3,6 +3,13 @@
 //! The PRM (point de référence mesure, also "usage point" or PDL) is the 14-digit
 //! number Enedis gives every delivery point. The series names which quantity of that
 //! meter is meant; the five served from Data Connect are [`Series::ALL`].
+//!
+//! The first Data Connect proxy named its records differently, and the
+//! applications written for it read those names: `urn:dev:prm:<PRM>_consumption_load`
+//! (`_production_load`) for load curves, `urn:dev:prm:<PRM>_daily_consumption`
+//! (`_daily_production`) for daily energy ([`Identifier::legacy_name`]). They are
+//! only ever record names of the legacy commands' answers, never identifiers a peer
+//! asks for.
 
 use std::fmt;
 use std::str::FromStr;
@@ -220,6 +227,19 @@ impl Series {
             Direction::Production => Series::ProductionEnergyDaily,
         }
     }
+
+    /// What the first Data Connect proxy wrote after `urn:dev:prm:<PRM>_` in its
+    /// record names (`consumption_load`, `daily_production`…); `None` for the
+    /// daily maximum power, which it never served.
+    pub fn legacy_suffix(self) -> Option<&'static str> {
+        match self {
+            Series::ConsumptionPower => Some("consumption_load"),
+            Series::ProductionPower => Some("production_load"),
+            Series::ConsumptionEnergyDaily => Some("daily_consumption"),
+            Series::ProductionEnergyDaily => Some("daily_production"),
+            Series::ConsumptionMaxPower => None,
+        }
+    }
 }
 
 impl FromStr for Series {
@@ -266,23 +286,55 @@ impl Identifier {
     pub fn new(prm: Prm, series: Series) -> Self {
         Identifier { prm, series }
     }
+
+    /// The name the first Data Connect proxy gave the records of this
+    /// identifier: `urn:dev:prm:<PRM>_consumption_load`,
+    /// `urn:dev:prm:<PRM>_daily_production`…; the identifier itself for the
+    /// daily maximum power, which that proxy never served.
+    pub fn legacy_name(&self) -> String {
+        match self.series.legacy_suffix() {
+            Some(suffix) => format!("{URN_PREFIX}{}_{suffix}", self.prm),
+            None => self.to_string(),
+        }
+    }
+
+    /// Reads a SenML record name: an identifier (`urn:dev:prm:<PRM>_<series>`)
+    /// or a name the first Data Connect proxy wrote ([`Identifier::legacy_name`]).
+    /// When it is neither, the error is the identifier's.
+    pub fn from_record_name(name: &str) -> Result<Identifier, IdentifierError> {
+        let (prm, series) = split(name)?;
+        let series = match series.parse::<Series>() {
+            Ok(series) => series,
+            Err(e) => Series::ALL
+                .into_iter()
+                .find(|s| s.legacy_suffix() == Some(series))
+                .ok_or(e)?,
+        };
+        Ok(Identifier { prm, series })
+    }
+}
+
+/// `urn:dev:prm:<PRM>_<rest>` into the PRM and `rest`.
+fn split(s: &str) -> Result<(Prm, &str), IdentifierError> {
+    let rest = match s.get(..URN_PREFIX.len()) {
+        Some(p) if p.eq_ignore_ascii_case(URN_PREFIX) => &s[URN_PREFIX.len()..],
+        _ => return Err(IdentifierError::Prefix(s.chars().take(40).collect())),
+    };
+    let (prm, series) = rest
+        .split_once('_')
+        .ok_or(IdentifierError::MissingSeparator)?;
+    let prm = prm.parse().map_err(|source| IdentifierError::Prm {
+        prm: prm.chars().take(40).collect(),
+        source,
+    })?;
+    Ok((prm, series))
 }
 
 impl FromStr for Identifier {
     type Err = IdentifierError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = match s.get(..URN_PREFIX.len()) {
-            Some(p) if p.eq_ignore_ascii_case(URN_PREFIX) => &s[URN_PREFIX.len()..],
-            _ => return Err(IdentifierError::Prefix(s.chars().take(40).collect())),
-        };
-        let (prm, series) = rest
-            .split_once('_')
-            .ok_or(IdentifierError::MissingSeparator)?;
-        let prm = prm.parse().map_err(|source| IdentifierError::Prm {
-            prm: prm.chars().take(40).collect(),
-            source,
-        })?;
+        let (prm, series) = split(s)?;
         let series = series.parse()?;
         Ok(Identifier { prm, series })
     }
@@ -340,6 +392,55 @@ mod tests {
             .parse::<Identifier>()
             .unwrap_err();
         assert_eq!(err, IdentifierError::MissingSeparator);
+    }
+
+    #[test]
+    fn legacy_names_are_the_first_proxys() {
+        let prm: Prm = "30001610071843".parse().unwrap();
+        let cases = [
+            (
+                Series::ConsumptionPower,
+                "urn:dev:prm:30001610071843_consumption_load",
+            ),
+            (
+                Series::ProductionPower,
+                "urn:dev:prm:30001610071843_production_load",
+            ),
+            (
+                Series::ConsumptionEnergyDaily,
+                "urn:dev:prm:30001610071843_daily_consumption",
+            ),
+            (
+                Series::ProductionEnergyDaily,
+                "urn:dev:prm:30001610071843_daily_production",
+            ),
+            // Never served by the first proxy: the identifier itself.
+            (
+                Series::ConsumptionMaxPower,
+                "urn:dev:prm:30001610071843_consumption/power/apparent/max",
+            ),
+        ];
+        for (series, name) in cases {
+            let id = Identifier::new(prm, series);
+            assert_eq!(id.legacy_name(), name);
+            assert_eq!(Identifier::from_record_name(name), Ok(id));
+            // Record names read both spellings.
+            assert_eq!(Identifier::from_record_name(&id.to_string()), Ok(id));
+        }
+        // A legacy name is not an identifier a peer may ask for.
+        assert_eq!(
+            "urn:dev:prm:30001610071843_consumption_load".parse::<Identifier>(),
+            Err(IdentifierError::UnknownSeries("consumption_load".into()))
+        );
+        // Neither spelling: the identifier's error.
+        assert_eq!(
+            Identifier::from_record_name("urn:dev:prm:30001610071843_daily_max"),
+            Err(IdentifierError::UnknownSeries("daily_max".into()))
+        );
+        assert!(matches!(
+            Identifier::from_record_name("urn:dev:prm:3000161007184_daily_consumption"),
+            Err(IdentifierError::Prm { .. })
+        ));
     }
 
     #[test]

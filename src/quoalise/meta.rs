@@ -7,8 +7,11 @@
 //!   one `<measurement name=… direction=… quantity=… type=… unit=… aggregation=…
 //!   sampling-interval="PT30M"/>`;
 //! - the NESTED legacy form, answered to `get_load_curve`/`get_daily`, as the first
-//!   Data Connect proxy wrote it: `<measurement><physical …/><business …/>
-//!   <aggregate …/><sampling interval="1800"/></measurement>`.
+//!   Data Connect proxy's code last wrote it (its README and its early versions
+//!   differ): `<measurement><physical …/><business graph="load-profile" …/>
+//!   <aggregate …/><sampling interval="PT30M"/></measurement>` (the interval as
+//!   Enedis gives it, an ISO 8601 duration), and for daily energy
+//!   `<business direction="…"/>` (no `graph`) and `<sampling interval="P1D"/>`.
 //!
 //! [`Meta`] is both what the encoder writes ([`Meta::for_series`] then
 //! [`Meta::write`]) and what the decoder reads, so the two cannot drift apart. Its
@@ -23,14 +26,31 @@ use quick_xml::events::{BytesEnd, BytesStart, Event};
 
 use super::{Direction, Identifier, NS_QUOALISE, Prm, Series, SeriesKind, Step};
 
-/// Which `<measurement>` form a `<meta>` uses.
+/// Which `<measurement>` form a `<meta>` uses, and with it how the records are
+/// named ([`MetaForm::record_name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MetaForm {
-    /// `<measurement name=… unit=… sampling-interval="PT30M"/>`, answered to `get_history`.
+    /// `<measurement name=… unit=… sampling-interval="PT30M"/>`, answered to
+    /// `get_history`; records named by their identifier.
     Flat,
     /// `<measurement><physical/><business/><aggregate/><sampling/></measurement>`, the
-    /// first Data Connect proxy's form, answered to `get_load_curve`/`get_daily`.
+    /// first Data Connect proxy's form, answered to `get_load_curve`/`get_daily`;
+    /// records named as that proxy named them (`…_consumption_load`,
+    /// `…_daily_consumption`).
     Nested,
+}
+
+impl MetaForm {
+    /// The `bn` of the records of `identifier` in a payload of this form: the
+    /// identifier (flat), or the first Data Connect proxy's name for it
+    /// (nested, [`Identifier::legacy_name`]), which the applications written for
+    /// that proxy look for.
+    pub fn record_name(self, identifier: &Identifier) -> String {
+        match self {
+            MetaForm::Flat => identifier.to_string(),
+            MetaForm::Nested => identifier.legacy_name(),
+        }
+    }
 }
 
 /// The contents of a `<meta>` element, as written on the wire.
@@ -63,10 +83,13 @@ pub struct Meta {
     /// Flat `aggregation` ("mean", "sum", "maximum"), nested `aggregate/@type`
     /// ("average", "sum", "maximum").
     pub aggregation: Option<String>,
-    /// Nested `business/@graph` ("load-profile", "daily-energy", "daily-max-power").
+    /// Nested `business/@graph` ("load-profile", "daily-max-power"; none for
+    /// daily energy, as the first Data Connect proxy wrote it).
     pub graph: Option<String>,
-    /// Flat `sampling-interval` (ISO 8601 duration, "PT30M", "P1D"), nested
-    /// `sampling/@interval` (seconds, "1800", "86400").
+    /// Flat `sampling-interval`, nested `sampling/@interval`: an ISO 8601
+    /// duration ("PT30M", "P1D"), as both forms are written; a nested interval
+    /// in seconds ("1800", "86400", as early writers of that form wrote it)
+    /// reads too.
     pub sampling: Option<String>,
 }
 
@@ -91,8 +114,9 @@ struct Description {
     aggregation: &'static str,
     /// Nested `aggregate/@type`.
     aggregate: &'static str,
-    /// Nested `business/@graph`.
-    graph: &'static str,
+    /// Nested `business/@graph`; none for daily energy, whose `<business>` the
+    /// first Data Connect proxy wrote without one.
+    graph: Option<&'static str>,
 }
 
 fn describe(series: Series) -> Description {
@@ -102,21 +126,22 @@ fn describe(series: Series) -> Description {
             quantity: "power",
             aggregation: "mean",
             aggregate: "average",
-            graph: "load-profile",
+            graph: Some("load-profile"),
         },
         SeriesKind::DailyEnergy => Description {
             name: "active-energy",
             quantity: "energy",
             aggregation: "sum",
             aggregate: "sum",
-            graph: "daily-energy",
+            // The first proxy's daily meta: `<business direction="…"/>`.
+            graph: None,
         },
         SeriesKind::DailyMaxPower => Description {
             name: "apparent-power",
             quantity: "power",
             aggregation: "maximum",
             aggregate: "maximum",
-            graph: "daily-max-power",
+            graph: Some("daily-max-power"),
         },
     }
 }
@@ -168,12 +193,12 @@ impl Meta {
             measurement_type: some("electrical"),
             unit: some(series.unit()),
             aggregation: some(if flat { d.aggregation } else { d.aggregate }),
-            graph: if flat { None } else { some(d.graph) },
-            sampling: Some(if flat {
-                sampling.to_string()
+            graph: if flat {
+                None
             } else {
-                sampling.nominal_seconds().to_string()
-            }),
+                d.graph.map(str::to_owned)
+            },
+            sampling: Some(sampling.to_string()),
         }
     }
 
@@ -273,8 +298,8 @@ impl Meta {
         })
     }
 
-    /// The sampling step, if the meta announces one: an ISO 8601 duration in the flat
-    /// form, a number of seconds in the nested form (86400 reads as one calendar day).
+    /// The sampling step, if the meta announces one: an ISO 8601 duration; in
+    /// the nested form also a number of seconds (86400 reads as one calendar day).
     pub fn step(&self) -> Result<Option<Step>, MetaError> {
         let Some(value) = self.sampling.as_deref() else {
             return Ok(None);
@@ -289,10 +314,13 @@ impl Meta {
         };
         let step = match self.form {
             MetaForm::Flat => value.parse::<Step>().map_err(|e| invalid(e.to_string()))?,
+            MetaForm::Nested if value.starts_with('P') => {
+                value.parse::<Step>().map_err(|e| invalid(e.to_string()))?
+            }
             MetaForm::Nested => {
-                let seconds: u32 = value
-                    .parse()
-                    .map_err(|_| invalid("expected a whole number of seconds".into()))?;
+                let seconds: u32 = value.parse().map_err(|_| {
+                    invalid("expected a whole number of seconds or an ISO 8601 duration".into())
+                })?;
                 if seconds == 86_400 {
                     Step::Day
                 } else if seconds > 0 && seconds.is_multiple_of(60) && seconds < 86_400 {
@@ -475,17 +503,18 @@ mod tests {
             (
                 Series::ProductionPower,
                 Step::Minutes(60),
-                r#"<measurement><physical quantity="power" type="electrical" unit="W"/><business graph="load-profile" direction="production"/><aggregate type="average"/><sampling interval="3600"/></measurement>"#,
+                r#"<measurement><physical quantity="power" type="electrical" unit="W"/><business graph="load-profile" direction="production"/><aggregate type="average"/><sampling interval="PT60M"/></measurement>"#,
             ),
             (
+                // Byte for byte the first Data Connect proxy's daily meta.
                 Series::ConsumptionEnergyDaily,
                 Step::Day,
-                r#"<measurement><physical quantity="energy" type="electrical" unit="Wh"/><business graph="daily-energy" direction="consumption"/><aggregate type="sum"/><sampling interval="86400"/></measurement>"#,
+                r#"<measurement><physical quantity="energy" type="electrical" unit="Wh"/><business direction="consumption"/><aggregate type="sum"/><sampling interval="P1D"/></measurement>"#,
             ),
             (
                 Series::ConsumptionMaxPower,
                 Step::Day,
-                r#"<measurement><physical quantity="power" type="electrical" unit="VA"/><business graph="daily-max-power" direction="consumption"/><aggregate type="maximum"/><sampling interval="86400"/></measurement>"#,
+                r#"<measurement><physical quantity="power" type="electrical" unit="VA"/><business graph="daily-max-power" direction="consumption"/><aggregate type="maximum"/><sampling interval="P1D"/></measurement>"#,
             ),
         ];
         for (series, step, measurement) in cases {
@@ -513,6 +542,25 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "<meta> sampling interval=\"90\" is invalid: expected whole minutes below one day, or 86400"
+        );
+        // What other writers of the nested form wrote reads too.
+        meta.sampling = Some("86400".into());
+        assert_eq!(meta.step(), Ok(Some(Step::Day)));
+        meta.sampling = Some("PT30M".into());
+        assert_eq!(meta.step(), Ok(Some(Step::PT30M)));
+        meta.sampling = Some("P1W".into());
+        assert!(
+            meta.step()
+                .unwrap_err()
+                .to_string()
+                .starts_with("<meta> sampling interval=\"P1W\" is invalid: unsupported step")
+        );
+        meta.sampling = Some("one day".into());
+        assert!(
+            meta.step()
+                .unwrap_err()
+                .to_string()
+                .contains("expected a whole number of seconds or an ISO 8601 duration")
         );
         meta.form = MetaForm::Flat;
         meta.sampling = Some("P1M".into());

@@ -44,8 +44,7 @@ impl Step {
         }
     }
 
-    /// Nominal length in seconds (a day counts 86,400 s), as the nested meta form
-    /// writes `<sampling interval="…"/>`.
+    /// Nominal length in seconds (a day counts 86,400 s).
     pub fn nominal_seconds(self) -> i64 {
         self.seconds().unwrap_or(86_400)
     }

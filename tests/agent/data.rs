@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use agent_harness::*;
 use common::xmpp_harness::{Peer, condition, submit};
+use enedis_sim::model::Direction as SimDirection;
 use quoalise_agent::quoalise::decode_element;
 use quoalise_agent::xmpp::{Command, NS_QUOALISE};
 use serde_json::{Value, json};
@@ -164,10 +165,15 @@ async fn the_first_proxys_legacy_commands_get_the_nested_meta_form() {
     assert_eq!(meta["business"]["direction"], "consumption");
     assert_eq!(meta["business"]["graph"], "load-profile");
     assert_eq!(meta["aggregate"]["type"], "average");
-    assert_eq!(meta["sampling"]["interval"], "1800");
+    assert_eq!(meta["sampling"]["interval"], "PT30M");
     let hours = (midnight_seconds(next) - midnight_seconds(day)) / 3600;
     assert_eq!(records(&curve).len() as i64, hours * 2);
     assert_eq!(times(&curve)[0], midnight_seconds(day));
+    // Named as the first proxy named them, not by a get_history identifier.
+    assert_eq!(
+        curve["data"][0]["raw"][0]["bn"],
+        format!("urn:dev:prm:{PRM}_consumption_load")
+    );
 
     let daily = d
         .python(
@@ -179,9 +185,13 @@ async fn the_first_proxys_legacy_commands_get_the_nested_meta_form() {
     assert_eq!(daily["status"], "completed", "{daily}");
     let meta = &daily["data"][0]["meta"]["measurement"];
     assert_eq!(meta["physical"]["unit"], "Wh");
-    assert_eq!(meta["business"]["graph"], "daily-energy");
-    assert_eq!(meta["sampling"]["interval"], "86400");
+    assert_eq!(meta["business"], json!({"direction": "consumption"}));
+    assert_eq!(meta["sampling"]["interval"], "P1D");
     let day_records = records(&daily);
+    assert_eq!(
+        daily["data"][0]["raw"][0]["bn"],
+        format!("urn:dev:prm:{PRM}_daily_consumption")
+    );
     assert_eq!(day_records.len(), 1);
     assert_eq!(
         day_records[0]["time"].as_f64().unwrap() as i64,
@@ -214,6 +224,131 @@ async fn the_first_proxys_legacy_commands_get_the_nested_meta_form() {
         .map(|i| midnight_seconds(week_start.checked_add(jiff::ToSpan::days(i)).unwrap()))
         .collect();
     assert_eq!(times(&week), expected);
+}
+
+/// A self-consumption point (sandbox profile 6): data in both directions.
+const PRM_BOTH_WAYS: &str = "12655648759651";
+
+/// What an application written for the first Data Connect proxy reads of a
+/// `get_load_curve` or `get_daily` answer (quoalise_peer.py `proxy-app`): the
+/// records it finds by the proxy's names, their `<sampling interval>`.
+async fn as_proxy_app(
+    d: &Deployment,
+    node: &str,
+    prm: &str,
+    direction: &str,
+    (start, end): (jiff::civil::Date, jiff::civil::Date),
+) -> Value {
+    let answer = d
+        .python(
+            "app@localhost/proxy",
+            "proxy-app",
+            &[node, prm, direction, &start.to_string(), &end.to_string()],
+        )
+        .await;
+    assert_eq!(answer["status"], "completed", "{answer}");
+    let app = answer["app"].clone();
+    assert_eq!(app["direction"], direction, "{app}");
+    assert_eq!(app["other_names"], json!([]), "no record of another name");
+    app
+}
+
+/// The simulator's meter and direction (its own reading of Enedis, not the
+/// agent's).
+fn sim_meter(prm: &str, direction: &str) -> (enedis_sim::catalogue::Meter, SimDirection) {
+    let meter = enedis_sim::catalogue::meter(prm.parse().unwrap());
+    let direction = match direction {
+        "consumption" => SimDirection::Consumption,
+        _ => SimDirection::Production,
+    };
+    (meter, direction)
+}
+
+/// The UTC instant of `seconds`, as RFC 3339 with `Z`.
+fn utc(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds).unwrap().to_string()
+}
+
+#[tokio::test]
+async fn apps_of_the_first_proxy_find_their_records_by_name_at_utc_interval_starts() {
+    let d = Deployment::start(AgentSettings::with_peers(vec![peer(
+        "app",
+        &[PRM, PRM_BOTH_WAYS],
+    )]))
+    .await;
+    let autumn = last_dst_day(25);
+    let spring = last_dst_day(23);
+
+    // Load curves of both DST days, both directions: every half-hour found by
+    // the name `…_<direction>_load`, at PT30M, stamped at its START in UTC,
+    // with the value the simulator computes for the half-hour starting then.
+    for (prm, direction, day, half_hours) in [
+        (PRM, "consumption", autumn, 50),
+        (PRM_BOTH_WAYS, "production", autumn, 50),
+        (PRM, "consumption", spring, 46),
+    ] {
+        let next = day.tomorrow().unwrap();
+        let app = as_proxy_app(&d, "get_load_curve", prm, direction, (day, next)).await;
+        assert_eq!(app["name"], format!("urn:dev:prm:{prm}_{direction}_load"));
+        assert_eq!(
+            (&app["interval"], &app["step"]),
+            (&json!("PT30M"), &json!(1800))
+        );
+        let (meter, sim_direction) = sim_meter(prm, direction);
+        let expected: Vec<Value> = enedis_sim::synth::day_curve(&meter, sim_direction, day)
+            .unwrap()
+            .iter()
+            .map(|p| json!([p.start, f64::from(p.value), utc(p.start)]))
+            .collect();
+        assert_eq!(expected.len(), half_hours, "{day}");
+        assert_eq!(app["records"], json!(expected), "{prm} {direction} {day}");
+        // Paris midnight in UTC, then every 30 minutes through the hour that is
+        // skipped or repeated, the last half-hour starting 30 minutes before the
+        // next Paris midnight.
+        let records = app["records"].as_array().unwrap();
+        assert_eq!(records[0][2], utc(midnight_seconds(day)));
+        assert_eq!(
+            records[half_hours - 1][2],
+            utc(midnight_seconds(next) - 1800)
+        );
+        if direction == "production" {
+            assert!(
+                records.iter().any(|r| r[1].as_f64().unwrap() > 0.0),
+                "the sun shone on {day}: {app}"
+            );
+        }
+    }
+
+    // Daily energy of a week around the autumn change: found by the name
+    // `…_daily_<direction>` with a P1D interval, one value per day stamped at
+    // the Paris midnight starting it, in UTC (22:00Z before the change, 23:00Z
+    // after: 25 hours between the two stamps around it), the day's energy as
+    // the simulator integrates it.
+    let week = (
+        autumn.checked_sub(jiff::ToSpan::days(3)).unwrap(),
+        autumn.checked_add(jiff::ToSpan::days(4)).unwrap(),
+    );
+    for (prm, direction) in [(PRM, "consumption"), (PRM_BOTH_WAYS, "production")] {
+        let app = as_proxy_app(&d, "get_daily", prm, direction, week).await;
+        assert_eq!(app["name"], format!("urn:dev:prm:{prm}_daily_{direction}"));
+        assert_eq!(app["interval"], "P1D");
+        let (meter, sim_direction) = sim_meter(prm, direction);
+        let expected: Vec<Value> = (0..7)
+            .map(|i| {
+                let day = week.0.checked_add(jiff::ToSpan::days(i)).unwrap();
+                let start = midnight_seconds(day);
+                let energy = enedis_sim::synth::daily_energy(&meter, sim_direction, day).unwrap();
+                json!([start, energy as f64, utc(start)])
+            })
+            .collect();
+        assert_eq!(app["records"], json!(expected), "{prm} {direction}");
+        let starts: Vec<i64> = expected.iter().map(|r| r[0].as_i64().unwrap()).collect();
+        assert_eq!(
+            starts[4] - starts[3],
+            25 * 3600,
+            "the autumn day lasts 25 hours"
+        );
+    }
 }
 
 #[tokio::test]

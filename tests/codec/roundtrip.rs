@@ -1,5 +1,6 @@
 //! Encode → decode round trips of the Quoalise payload (property tests), and
-//! decoding a payload written the way the Quoalise Python client writes it.
+//! decoding payloads written the way the Quoalise Python client and the first Data
+//! Connect proxy wrote them.
 
 use proptest::prelude::*;
 use quoalise_agent::quoalise::{
@@ -239,6 +240,67 @@ fn decodes_what_the_python_client_writes() {
     let series = data[2].to_time_series().expect("a time series");
     assert_eq!(series.identifier.series, Series::ConsumptionMaxPower);
     assert!(series.readings.iter().all(|r| r.step == Step::Day));
+}
+
+const FIRST_PROXY_PAYLOADS: &str = include_str!("../fixtures/first_proxy_payloads.xml");
+
+/// What the first Data Connect proxy sent reads as the same series this agent
+/// answers to `get_load_curve` and `get_daily`: its record names, its nested
+/// meta, its ISO 8601 intervals. (Its load-curve times are the ends of their
+/// half-hours; the decoder cannot know, and this agent sends the starts.)
+#[test]
+fn decodes_what_the_first_proxy_wrote() {
+    let data = decode(FIRST_PROXY_PAYLOADS).expect("decodes");
+    assert_eq!(data.len(), 2);
+    let prm = "22516914714270".parse().unwrap();
+
+    assert_eq!(data[0].meta.form, MetaForm::Nested);
+    assert_eq!(data[0].meta.graph.as_deref(), Some("load-profile"));
+    let curve = data[0].to_time_series().expect("a load curve");
+    assert_eq!(
+        curve.identifier,
+        Identifier::new(prm, Series::ConsumptionPower)
+    );
+    assert_eq!(
+        curve
+            .readings
+            .iter()
+            .map(|r| (r.start, r.step, r.value))
+            .collect::<Vec<_>>(),
+        [
+            (1_600_036_200, Step::PT30M, Some(245.0)),
+            (1_600_038_000, Step::PT30M, Some(420.0)),
+            (1_600_039_800, Step::PT30M, Some(367.0)),
+        ]
+    );
+
+    assert_eq!(data[1].meta.form, MetaForm::Nested);
+    assert_eq!(data[1].meta.graph, None);
+    let daily = data[1].to_time_series().expect("daily energy");
+    assert_eq!(
+        daily.identifier,
+        Identifier::new(prm, Series::ConsumptionEnergyDaily)
+    );
+    assert_eq!(
+        daily
+            .readings
+            .iter()
+            .map(|r| (r.start, r.step, r.value))
+            .collect::<Vec<_>>(),
+        [
+            (1_600_034_400, Step::Day, Some(16_433.0)),
+            (1_600_120_800, Step::Day, Some(15_012.0)),
+        ]
+    );
+    // This agent's meta for the same series is the proxy's, attribute for
+    // attribute.
+    for d in &data {
+        let series = d.to_time_series().unwrap();
+        assert_eq!(
+            d.meta,
+            Meta::for_series(&series.identifier, series.sampling(), MetaForm::Nested)
+        );
+    }
 }
 
 #[test]

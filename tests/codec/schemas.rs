@@ -7,7 +7,7 @@ use std::process::Command;
 
 use jiff::civil::date;
 use quoalise_agent::quoalise::{
-    Identifier, MetaForm, Reading, Series, SeriesKind, Step, TimeSeries, encode,
+    Direction, Identifier, MetaForm, Reading, Series, SeriesKind, Step, TimeSeries, encode,
 };
 use quoalise_agent::time::day_start;
 
@@ -140,6 +140,67 @@ fn every_series_in_both_forms_validates() {
             assert_valid("senml.rng", sensml_of(&payload));
         }
     }
+}
+
+/// What `get_load_curve` and `get_daily` answer, in both directions and on both
+/// 2026 DST days: valid, with the first Data Connect proxy's record names and
+/// its daily meta, byte for byte.
+#[test]
+fn legacy_payloads_validate_as_the_first_proxy_named_them() {
+    for direction in [Direction::Consumption, Direction::Production] {
+        for (day, half_hours) in [(date(2026, 3, 29), 46), (date(2026, 10, 25), 50)] {
+            let next = day.tomorrow().unwrap();
+            let (from, to) = (day_start(day).unwrap(), day_start(next).unwrap());
+            let curve = TimeSeries::new(
+                identifier(Series::load_curve(direction)),
+                readings(from, to, 1800, Step::PT30M),
+            );
+            assert_eq!(curve.readings.len(), half_hours);
+            let payload = text(&curve, MetaForm::Nested);
+            assert_valid("quoalise.rng", &payload);
+            assert!(
+                payload.contains(&format!(
+                    r#"<senml bn="urn:dev:prm:30001610071843_{direction}_load" bt="{from}" t="0""#
+                )),
+                "{payload}"
+            );
+
+            let daily = TimeSeries::new(
+                identifier(Series::daily_energy(direction)),
+                vec![Reading {
+                    start: from,
+                    step: Step::Day,
+                    value: Some(12_345.0),
+                }],
+            );
+            let payload = text(&daily, MetaForm::Nested);
+            assert_valid("quoalise.rng", &payload);
+            assert!(
+                payload.contains(&format!(
+                    concat!(
+                        r#"<measurement><physical quantity="energy" type="electrical" unit="Wh"/>"#,
+                        r#"<business direction="{direction}"/><aggregate type="sum"/>"#,
+                        r#"<sampling interval="P1D"/></measurement>"#,
+                        r#"</meta><sensml xmlns="urn:ietf:params:xml:ns:senml">"#,
+                        r#"<senml bn="urn:dev:prm:30001610071843_daily_{direction}" bt="{from}" t="0" v="12345" bu="Wh"/>"#,
+                    ),
+                    direction = direction,
+                    from = from
+                )),
+                "{payload}"
+            );
+        }
+    }
+}
+
+/// The schema's nested form is the first Data Connect proxy's: what that proxy
+/// sent validates.
+#[test]
+fn the_first_proxys_own_payloads_validate() {
+    assert_valid(
+        "quoalise.rng",
+        include_str!("../fixtures/first_proxy_payloads.xml"),
+    );
 }
 
 #[test]
@@ -279,8 +340,20 @@ fn broken_payloads_fail() {
     assert_valid("quoalise.rng", &nested);
     assert_invalid(
         "quoalise.rng",
-        &broken(&nested, r#"interval="86400""#, r#"interval="one day""#),
+        &broken(&nested, r#"interval="P1D""#, r#"interval="one day""#),
         "sampling",
+    );
+    // An unknown graph, a business without its direction: neither measurement
+    // form matches (xmllint names the <meta> whose choice failed).
+    assert_invalid(
+        "quoalise.rng",
+        &broken(&nested, r#"graph="daily-max-power""#, r#"graph="daily""#),
+        "Element meta failed to validate content",
+    );
+    assert_invalid(
+        "quoalise.rng",
+        &broken(&nested, r#" direction="consumption""#, ""),
+        "Element meta failed to validate content",
     );
     assert_invalid(
         "quoalise.rng",

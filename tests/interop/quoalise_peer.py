@@ -13,6 +13,10 @@ Actions:
   legacy NODE PRM DIRECTION START END
                               the first Data Connect proxy's get_load_curve /
                               get_daily iq
+  proxy-app NODE PRM DIRECTION START END
+                              the same iq, the answer read as applications
+                              written for the first proxy read it: by its
+                              record names and its <sampling interval>
   multistage NODE [k=v ...]   slixmpp xep_0050: empty execute, the agent's form,
                               then complete with the form's defaults overridden
                               by k=v; reports the form and the parsed payload
@@ -21,10 +25,13 @@ Actions:
 
 Answers: {"type": "result", "status", "form", "notes", "data": [parsed <data>]}
 or {"type": "error", "condition", "etype", "text", "upstream": {"issuer", "code"}}.
+proxy-app adds "app": {"name", "interval", "step", "direction", "records":
+[[utc_seconds, value, "YYYY-MM-DDTHH:MM:SSZ"]], "other_names"} to a result.
 """
 
 import argparse
 import asyncio
+import datetime
 import json
 import logging
 import sys
@@ -167,6 +174,50 @@ def legacy_xml(node, prm, direction, start, end):
     )
 
 
+def read_as_proxy_app(payload, node, prm, direction):
+    """Reads a get_load_curve / get_daily answer as code written against the
+    first Data Connect proxy did: it looks for the records it knows by name,
+    urn:dev:prm:<PRM>_<direction>_load (load curve) or
+    urn:dev:prm:<PRM>_daily_<direction> (daily energy), adds bt and t for
+    their UTC times, and takes the step from <sampling interval>: "P1D" for a
+    day, else an ISO 8601 duration of minutes ("PT30M"). Records of any other
+    name are not its data (reported in other_names)."""
+    root = ET.fromstring(payload)
+    data = root.find("{%s}data" % QUOALISE_NS)
+    measurement = data.find("{%s}meta/{%s}measurement" % (QUOALISE_NS, QUOALISE_NS))
+    interval = measurement.find("{%s}sampling" % QUOALISE_NS).get("interval")
+    business = measurement.find("{%s}business" % QUOALISE_NS)
+    if node == "get_daily":
+        wanted = "urn:dev:prm:%s_daily_%s" % (prm, direction)
+        if interval != "P1D":
+            raise ValueError("daily answer sampled at %r, not P1D" % interval)
+        step = 86400
+    else:
+        wanted = "urn:dev:prm:%s_%s_load" % (prm, direction)
+        if not (interval.startswith("PT") and interval.endswith("M")):
+            raise ValueError("load curve sampled at %r, not PT<n>M" % interval)
+        step = int(interval[2:-1]) * 60
+    records, other_names = [], set()
+    name, base_time = None, 0
+    for senml in data.find("{%s}sensml" % SENML_NS).findall("{%s}senml" % SENML_NS):
+        name = senml.get("bn", name)
+        base_time = int(senml.get("bt", base_time))
+        if name != wanted:
+            other_names.add(name)
+            continue
+        time = base_time + int(senml.get("t", "0"))
+        stamp = datetime.datetime.fromtimestamp(time, datetime.timezone.utc)
+        records.append([time, float(senml.get("v")), stamp.strftime("%Y-%m-%dT%H:%M:%SZ")])
+    return {
+        "name": wanted,
+        "interval": interval,
+        "step": step,
+        "direction": business.get("direction"),
+        "records": records,
+        "other_names": sorted(other_names),
+    }
+
+
 async def multistage(peer, agent, node, overrides):
     """start_command, then complete_command with the agent's own form: its
     default values, overridden by `overrides`."""
@@ -237,6 +288,12 @@ async def main():
             result = summarise(await send_raw_command(peer, args.agent, history_xml(identifier, start, end)))
         elif action == "legacy":
             result = summarise(await send_raw_command(peer, args.agent, legacy_xml(*rest[:5])))
+        elif action == "proxy-app":
+            node, prm, direction = rest[0], rest[1], rest[2]
+            result = summarise(await send_raw_command(peer, args.agent, legacy_xml(*rest[:5])))
+            if result.get("type") == "result":
+                payloads = [p for p in result["payloads"] if p.lstrip().startswith("<quoalise")]
+                result["app"] = read_as_proxy_app(payloads[0], node, prm, direction)
         elif action == "multistage":
             result = await multistage(peer, args.agent, rest[0], parse_fields(rest[1:]))
         elif action == "list":

@@ -55,6 +55,8 @@ enum XmlState {
 struct Started {
     identifier: Identifier,
     sampling: Step,
+    /// The records' `bn` in xml: named as the first piece's meta form names them.
+    record_name: String,
     xml: XmlState,
 }
 
@@ -169,6 +171,7 @@ impl<W: Write> Merger<W> {
         self.started = Some(Started {
             identifier,
             sampling,
+            record_name: meta.form.record_name(&identifier),
             xml: XmlState::NoRecord,
         });
         Ok(())
@@ -197,8 +200,7 @@ impl<W: Write> Merger<W> {
                         let mut sensml = BytesStart::new("sensml");
                         sensml.push_attribute(("xmlns", NS_SENML));
                         self.out.write_event(Event::Start(sensml))?;
-                        let name = started.identifier.to_string();
-                        record.push_attribute(("bn", name.as_str()));
+                        record.push_attribute(("bn", started.record_name.as_str()));
                         record.push_attribute(("bt", self.number.format(start)));
                         record.push_attribute(("t", "0"));
                         record.push_attribute(("v", number(&mut self.number, value).as_str()));
@@ -436,7 +438,12 @@ mod tests {
             format!("{}\n", indented(&encode(&whole, MetaForm::Nested)))
         );
         assert_valid(&xml);
-        assert!(xml.contains("<sampling interval=\"86400\"/>"), "{xml}");
+        assert!(xml.contains("<sampling interval=\"P1D\"/>"), "{xml}");
+        // Named as the first Data Connect proxy named daily records.
+        assert!(
+            xml.contains(r#"<senml bn="urn:dev:prm:30001610071843_daily_production" bt="#),
+            "{xml}"
+        );
         let decoded = decode(&xml).unwrap()[0].to_time_series().unwrap();
         let present: Vec<Reading> = whole
             .readings

@@ -237,5 +237,10 @@ mod tests {
             "{text}"
         );
         assert_eq!(err(&[]), "missing required field 'identifier'");
+        // The legacy commands' record names are not identifiers.
+        assert!(
+            err(&[("identifier", "urn:dev:prm:30001610071843_consumption_load")])
+                .starts_with("field 'identifier': unknown series \"consumption_load\""),
+        );
     }
 }

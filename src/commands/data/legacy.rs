@@ -1,12 +1,15 @@
 //! The two commands of the first Data Connect proxy's applications,
 //! `get_load_curve` and `get_daily`: fields `usage_point_id`, `direction`
 //! (`consumption` or `production`, default consumption), `start_date`,
-//! `end_date` (`YYYY-MM-DD`, Paris days, end excluded), answered with the
-//! NESTED meta form those applications read. They differ only in a [`Legacy`]
-//! description: `get_load_curve` answers the mean active power at the meter's
-//! step (W), stamped at the start of each interval in UTC; `get_daily` the
-//! energy of each Paris day (Wh), stamped at the Paris midnight starting the
-//! day, in UTC.
+//! `end_date` (`YYYY-MM-DD`, Paris days, end excluded), answered as that
+//! proxy's code answered ([`MetaForm::Nested`]): the NESTED meta form, records
+//! named `urn:dev:prm:<PRM>_<direction>_load` and
+//! `urn:dev:prm:<PRM>_daily_<direction>`, `<sampling interval="PT30M"/>` or
+//! `"P1D"`. They differ only in a [`Legacy`] description: `get_load_curve`
+//! answers the mean active power at the meter's step (W), stamped at the start
+//! of each interval in UTC (the proxy stamped the end: the one deliberate
+//! difference, docs/agent.md); `get_daily` the energy of each Paris day (Wh),
+//! stamped at the Paris midnight starting the day, in UTC.
 
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
