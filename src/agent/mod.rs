@@ -10,12 +10,15 @@
 //!                                              ├ size (refused before Enedis?)
 //!                                              ├ upstream (cache)
 //!                                              └ audit
+//! commands::get_contract ─► contract::fetch_contract (authorise, upstream
+//!                                                     cache, audit)
 //! ```
 
 pub mod answer;
 pub mod audit;
 pub mod authorise;
 pub mod context;
+pub mod contract;
 pub mod data;
 pub mod request;
 pub mod size;
