@@ -33,7 +33,8 @@ use url::Url;
 use super::reload::{Reloaded, reload};
 use crate::agent::AgentContext;
 use crate::commands::{
-    GET_DAILY, GET_LOAD_CURVE, GetAuthorizeUri, GetHistory, ListUsagePoints, Subscribe, Unsubscribe,
+    GET_DAILY, GET_LOAD_CURVE, GetAuthorizeUri, GetContract, GetHistory, ListUsagePoints,
+    Subscribe, Unsubscribe,
 };
 use crate::config::Config;
 use crate::health::{Health, check_fn};
@@ -63,6 +64,7 @@ pub fn commands(ctx: Arc<AgentContext>) -> CommandSet<AgentContext> {
         .with(GET_LOAD_CURVE)
         .with(GET_DAILY)
         .with(ListUsagePoints)
+        .with(GetContract)
         .with(GetAuthorizeUri)
         .with(Subscribe)
         .with(Unsubscribe)
