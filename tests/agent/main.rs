@@ -1,7 +1,7 @@
 //! The REAL agent and its XMPP plumbing over a real Prosody: the session and
 //! ad-hoc commands of the library, data answers and their authorisation, the
 //! process lifecycle, answers over a stanza (pages), the audit trail and cache
-//! seen through the agent, federation, subscription pushes, and a misbehaving
+//! seen through the agent, the contract of a PRM (`get_contract`), federation, subscription pushes, and a misbehaving
 //! Enedis or XMPP server.
 
 #[path = "../common/mod.rs"]
@@ -9,6 +9,7 @@ mod common;
 
 mod answer_size;
 mod audit;
+mod contract;
 mod data;
 mod faults_upstream;
 mod federation;
