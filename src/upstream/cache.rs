@@ -328,6 +328,53 @@ impl CachedUpstream {
         }
     }
 
+    /// Drops the contracts past their lifetime, and those of PRMs no consent (of
+    /// the generation) or grant covers any more: the cache never keeps personal
+    /// data longer than something allows reading it, give or take a
+    /// housekeeping period. Returns how many were dropped.
+    pub async fn purge_contracts(&self) -> usize {
+        let now = self.clock.now().as_second();
+        let generation = self.inner.generation();
+        let (kept, mut dropped) = {
+            let mut contracts = self.contracts.lock().unwrap_or_else(|p| p.into_inner());
+            let before = contracts.kept.len();
+            contracts
+                .kept
+                .retain(|_, c| (0..CONTRACT_TTL_SECS).contains(&(now - c.at)));
+            let kept: Vec<Prm> = contracts.kept.keys().copied().collect();
+            (kept, before - contracts.kept.len())
+        };
+        if kept.is_empty() {
+            return dropped;
+        }
+        let store_now = jiff::Timestamp::now().as_second();
+        let uncovered = self
+            .store
+            .call(move |s| {
+                let mut uncovered = Vec::new();
+                for prm in kept {
+                    if !s.is_covered(generation, &prm, store_now)? {
+                        uncovered.push(prm);
+                    }
+                }
+                Ok(uncovered)
+            })
+            .await;
+        let uncovered = match uncovered {
+            Ok(uncovered) => uncovered,
+            Err(e) => {
+                // Kept a little longer; the next housekeeping tries again.
+                tracing::warn!(error = %e, "cannot check the cached contracts against the consents");
+                Vec::new()
+            }
+        };
+        let mut contracts = self.contracts.lock().unwrap_or_else(|p| p.into_inner());
+        let before = contracts.kept.len();
+        contracts.kept.retain(|prm, _| !uncovered.contains(prm));
+        dropped += before - contracts.kept.len();
+        dropped
+    }
+
     /// A read of `prm`'s contract for `ask` (the first caller's: a coalesced read
     /// is charged to the peer that started it), kept when it succeeds.
     fn start_contract(&self, prm: Prm, ask: &Ask) -> SharedContract {

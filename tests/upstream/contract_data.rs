@@ -3,7 +3,7 @@
 //! `900908`, as captured) and the v5 customer APIs, checked against what the
 //! simulator itself answers the application; the parts that may be missing and
 //! those that may not; v3/v4 refused without a call; a withdrawn consent; and the
-//! 24-hour cache in front of the client. Calls are counted by the simulator.
+//! 24-hour cache in front of the client (and its housekeeping). Calls are counted by the simulator.
 
 use crate::common::upstream_sim;
 
@@ -353,7 +353,11 @@ async fn the_cache_serves_a_contract_for_24_hours_and_shares_a_read() {
         let now = Arc::clone(&now);
         Clock::from_fn(move || *now.lock().unwrap())
     };
-    let cached = Arc::new(CachedUpstream::new(Arc::new(client), store).with_clock(clock));
+    // The configuration grants the PRM (what keeps its contract in memory).
+    store
+        .sync_grants([("peer@example.org", &[prm(CONSUMER)][..])])
+        .unwrap();
+    let cached = Arc::new(CachedUpstream::new(Arc::new(client), store.clone()).with_clock(clock));
     sim.clear_calls().await;
 
     // Five at once: one read (token and three calls), shared.
@@ -391,6 +395,24 @@ async fn the_cache_serves_a_contract_for_24_hours_and_shares_a_read() {
     assert!(!from_memory);
     assert!(fresh.calls >= 3, "{}", fresh.calls);
     assert!(sim.total_calls().await >= 7);
+
+    // Housekeeping keeps it while the grant covers the PRM, drops it when nothing
+    // does any more, and drops what is past its lifetime.
+    assert_eq!(cached.purge_contracts().await, 0);
+    let (_, from_memory) = cached
+        .contract_with_outcome(prm(CONSUMER), &AGENT)
+        .await
+        .unwrap();
+    assert!(from_memory);
+    store.sync_grants(std::iter::empty()).unwrap();
+    assert_eq!(cached.purge_contracts().await, 1);
+    let (_, from_memory) = cached
+        .contract_with_outcome(prm(CONSUMER), &AGENT)
+        .await
+        .unwrap();
+    assert!(!from_memory, "read again once dropped");
+    *now.lock().unwrap() = later(3 * CONTRACT_TTL_SECS);
+    assert_eq!(cached.purge_contracts().await, 1, "past its lifetime");
 
     // Failures are not kept.
     sim.faults(json!({"force_status": {"status": 403, "count": 3, "body": "{\"code\":\"ADAM-DC-0008\",\"message\":\"no consent\"}"}}))
