@@ -1,6 +1,7 @@
 //! The audit trail of the data path: every access that reaches
-//! [`super::data::fetch`], allowed or refused, is written to the store
-//! ([`crate::store::audit`]) before its answer leaves the agent.
+//! [`super::data::fetch`] or [`super::contract::fetch_contract`], allowed or
+//! refused, is written to the store ([`crate::store::audit`]) before its answer
+//! leaves the agent (a contract read as `contract`, without a range).
 //!
 //! The row and the request's log line are filled from ONE record, the
 //! request's [`RequestLog`]: [`Audit::begin`] writes the PRM and the period into

@@ -16,8 +16,10 @@
 //!   rarely (a new subscribed power, tariff or off-peak hours takes effect at
 //!   Enedis within days) but do change, and a day-old contract is what a
 //!   comparison of powers needs. Never on disk (a v5 answer holds the meter's
-//!   address), at most [`CONTRACT_CACHE_ENTRIES`] PRMs, gone at a restart;
-//!   failures are not kept. Identical requests in flight share one read.
+//!   address), at most [`CONTRACT_CACHE_ENTRIES`] PRMs, gone at a restart, and
+//!   dropped by housekeeping once no consent or grant covers the PRM
+//!   ([`CachedUpstream::purge_contracts`]); failures are not kept. Identical
+//!   requests in flight share one read.
 //!
 //! The cache is an optimisation, never a source of failure: when the store cannot
 //! be read or written the request goes upstream and the problem is logged.
