@@ -155,7 +155,16 @@ async fn an_authorised_prm_gets_its_contract_then_from_the_cache_and_others_are_
 
     // Every access on record, as `contract`.
     let rows = contract_rows(&d);
-    let seen: Vec<(&str, &str, Option<&str>, Option<&str>, bool, u32)> = rows
+    /// peer, outcome, series, error, via grant, upstream calls
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        bool,
+        u32,
+    );
+    let seen: Vec<Row> = rows
         .iter()
         .map(|r| {
             (
