@@ -376,7 +376,7 @@ fn audit_writes(n: usize, background_checkpoints: bool) -> WriteLatency {
                 peer: "app@localhost".into(),
                 command: "get_history".into(),
                 prm: Some(prm),
-                series: Some(Series::ConsumptionPower),
+                series: Some(Series::ConsumptionPower.into()),
                 range: Some((0, 86_400)),
                 basis: Some(AccessBasis::Grant),
                 outcome: AccessOutcome::Allowed { error: None },

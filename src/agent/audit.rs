@@ -1,6 +1,7 @@
 //! The audit trail of the data path: every access that reaches
-//! [`super::data::fetch`], allowed or refused, is written to the store
-//! ([`crate::store::audit`]) before its answer leaves the agent.
+//! [`super::data::fetch`] or [`super::contract::fetch_contract`], allowed or
+//! refused, is written to the store ([`crate::store::audit`]) before its answer
+//! leaves the agent (a contract read as `contract`, without a range).
 //!
 //! The row and the request's log line are filled from ONE record, the
 //! request's [`RequestLog`]: [`Audit::begin`] writes the PRM and the period into
@@ -15,13 +16,15 @@
 //! happen. Refusals and failures are always answered as they are, the trail
 //! problem is logged.
 
+use xmpp_parsers::jid::BareJid;
+
 use super::authorise::Grant;
 use super::context::AgentContext;
 use super::request::DataRequest;
 use crate::logging::RequestLog;
 use crate::quoalise::{Prm, Series};
 use crate::store::{
-    Access, AccessBasis, AccessError, AccessOutcome, AuditError, Store, now_seconds,
+    Access, AccessBasis, AccessError, AccessOutcome, AuditError, Store, Subject, now_seconds,
 };
 use crate::xmpp::CommandError;
 
@@ -53,8 +56,8 @@ pub struct Audit {
     at: i64,
     peer: String,
     prm: Prm,
-    series: Series,
-    range: (i64, i64),
+    subject: Subject,
+    range: Option<(i64, i64)>,
     basis: Option<AccessBasis>,
 }
 
@@ -68,8 +71,23 @@ impl Audit {
             at: now_seconds(),
             peer: request.requester.to_string(),
             prm: request.identifier.prm,
-            series: request.identifier.series,
-            range: (request.window.start, request.window.end),
+            subject: request.identifier.series.into(),
+            range: Some((request.window.start, request.window.end)),
+            basis: None,
+        }
+    }
+
+    /// A read of `prm`'s contract by `requester` (`get_contract`), decided now,
+    /// recorded in the request's `log` (its PRM). The trail names it `contract`,
+    /// without a range.
+    pub fn begin_contract(requester: &BareJid, prm: Prm, log: &mut RequestLog) -> Audit {
+        log.prm(&prm);
+        Audit {
+            at: now_seconds(),
+            peer: requester.to_string(),
+            prm,
+            subject: Subject::Contract,
+            range: None,
             basis: None,
         }
     }
@@ -87,8 +105,8 @@ impl Audit {
             peer: self.peer.clone(),
             command: log.command().to_owned(),
             prm: Some(self.prm),
-            series: Some(self.series),
-            range: Some(self.range),
+            series: Some(self.subject),
+            range: self.range,
             basis: match outcome {
                 AccessOutcome::Allowed { .. } => self.basis,
                 AccessOutcome::Refused(_) => None,
@@ -195,7 +213,7 @@ pub async fn record_decision(
         peer: peer.to_owned(),
         command: log.command().to_owned(),
         prm: Some(prm),
-        series: Some(series),
+        series: Some(series.into()),
         range: None,
         basis,
         outcome,

@@ -19,6 +19,8 @@
 
 use std::time::Duration;
 
+use xmpp_parsers::jid::BareJid;
+
 use super::audit::Audit;
 use super::authorise::{Grant, authorise};
 use super::context::{AgentContext, Settings};
@@ -26,12 +28,12 @@ use super::request::DataRequest;
 use super::size::{may_be_too_large, too_large_before};
 use crate::logging::RequestLog;
 use crate::quoalise::{Step, TimeSeries};
-use crate::upstream::{Ask, ErrorKind, Limit, UpstreamError};
+use crate::upstream::{Ask, Class, ErrorKind, Limit, UpstreamError};
 use crate::xmpp::{CommandError, RetryLater};
 
 /// What [`fetch`] answers before the framework's own deadline does, so that the
 /// peer gets this path's precise error (and the request its log line).
-const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+pub(super) const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
 
 /// The readings of a request.
 #[derive(Debug, Clone)]
@@ -118,7 +120,7 @@ async fn fetch_unaudited(
         .paris_dates()
         .map_err(|e| CommandError::bad_request(format!("fields {}: {e}", request.period_fields)))?;
     let due = request.deadline - DEADLINE_MARGIN;
-    let ask = ask_for(&settings, request, due);
+    let ask = ask_for(&settings, &request.requester, request.class, due);
     let fetched = match tokio::time::timeout_at(
         due,
         ctx.upstream.readings(prm, series, from, to, &ask),
@@ -146,12 +148,17 @@ async fn fetch_unaudited(
     })
 }
 
-/// The quota scheduler's view of `request`: its peer, with the weight and the
-/// calls-per-hour cap of its `[[peers]]` entry, its class, and by when its calls
-/// must have started (`due`, a little before the answer is due).
-fn ask_for(settings: &Settings, request: &DataRequest, due: tokio::time::Instant) -> Ask {
-    let ask = Ask::peer(request.requester.as_str(), request.class).with_deadline(due);
-    match settings.peer(&request.requester) {
+/// The quota scheduler's view of a request of `requester`: its peer, with the
+/// weight and the calls-per-hour cap of its `[[peers]]` entry, its class, and by
+/// when its calls must have started (`due`, a little before the answer is due).
+pub(super) fn ask_for(
+    settings: &Settings,
+    requester: &BareJid,
+    class: Class,
+    due: tokio::time::Instant,
+) -> Ask {
+    let ask = Ask::peer(requester.as_str(), class).with_deadline(due);
+    match settings.peer(requester) {
         Some(peer) => ask.with_budget(peer.weight, peer.calls_per_hour),
         None => ask,
     }
@@ -213,6 +220,7 @@ pub fn upstream_error(e: &UpstreamError, period_fields: &str) -> CommandError {
         }
         ErrorKind::BadRequest => CommandError::bad_request(format!("fields {period_fields}: {e}")),
         ErrorKind::NotAuthorized => CommandError::not_authorized(e.to_string()),
+        ErrorKind::NotImplemented => CommandError::FeatureNotImplemented(e.to_string()),
         ErrorKind::Internal => {
             tracing::error!(error = %e, "internal failure while reading Enedis");
             CommandError::internal(

@@ -26,12 +26,17 @@
 //! - a one-line summary of the whole range goes to stderr, and, when stderr is a
 //!   terminal, a progress line while pages arrive ([`progress`]).
 //!
+//! `get-contract PRM` prints the contract and meter of a usage point, one line
+//! per field Enedis gave (`--format xml`: the `<contract/>` payload); the
+//! agent's notes (parts Enedis would not give) go to stderr ([`contract`]).
+//!
 //! A stanza error from the agent is printed with its condition, text and Enedis
 //! code, and the exit status is 1; so is a failed login (with its likely cause),
 //! a missing answer, or a page that does not continue where the previous one
 //! stopped (what was already written to stdout is then incomplete, and the exit
 //! status says so).
 
+pub mod contract;
 pub mod output;
 pub mod paging;
 pub mod progress;
@@ -39,6 +44,7 @@ pub mod progress;
 #[cfg(test)]
 mod fake;
 
+pub use contract::ContractFormat;
 pub use output::{MergeError, Merger};
 pub use paging::{DataQuery, Exchange, ExchangeError, Page, Pager, fetch_data};
 pub use progress::Progress;
@@ -126,6 +132,15 @@ pub enum QueryCommand {
     GetDaily(LegacyArgs),
     /// list_usage_points: the PRMs you may read.
     ListUsagePoints,
+    /// get_contract: the contract and meter of a usage point (segment,
+    /// subscribed power, tariff option, off-peak hours, meter type, dates…).
+    GetContract {
+        /// The usage point (14-digit PRM).
+        usage_point_id: String,
+        /// text: one line per field; xml: the <contract/> payload.
+        #[arg(long, value_enum, default_value_t = ContractFormat::Text)]
+        format: ContractFormat,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +176,17 @@ impl QueryCommand {
             QueryCommand::GetLoadCurve(_) => "get_load_curve",
             QueryCommand::GetDaily(_) => "get_daily",
             QueryCommand::ListUsagePoints => "list_usage_points",
+            QueryCommand::GetContract { .. } => "get_contract",
+        }
+    }
+
+    /// The form submitted with a command that is not a data command.
+    fn form(&self) -> Option<DataForm> {
+        match self {
+            QueryCommand::GetContract { usage_point_id, .. } => {
+                Some(submit_form(&[("usage_point_id", usage_point_id.as_str())]))
+            }
+            _ => None,
         }
     }
 
@@ -190,7 +216,7 @@ impl QueryCommand {
                 },
                 a.format,
             ),
-            QueryCommand::ListUsagePoints => return None,
+            QueryCommand::ListUsagePoints | QueryCommand::GetContract { .. } => return None,
         })
     }
 }
@@ -300,9 +326,14 @@ pub async fn run(args: &QueryArgs, out: &mut impl Write) -> Result<(), QueryErro
                 Ok(())
             }
             None => {
-                let request = Command::execute(args.command.node(), None);
+                let request = Command::execute(args.command.node(), args.command.form());
                 match exchange.send(request).await {
-                    Ok(answer) => print_form_answer(answer, out),
+                    Ok(answer) => match &args.command {
+                        QueryCommand::GetContract { format, .. } => {
+                            contract::print_contract_answer(answer, *format, out)
+                        }
+                        _ => print_form_answer(answer, out),
+                    },
                     Err(ExchangeError::Stanza(error)) => Err(fail(exchange.describe(&error))),
                     Err(ExchangeError::Failed(why)) => Err(fail(why)),
                 }
@@ -313,6 +344,20 @@ pub async fn run(args: &QueryArgs, out: &mut impl Write) -> Result<(), QueryErro
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), session).await;
     result
+}
+
+/// A submitted form of text fields.
+fn submit_form(fields: &[(&str, &str)]) -> DataForm {
+    use xmpp_parsers::data_forms::{DataFormType, Field};
+    DataForm {
+        type_: DataFormType::Submit,
+        title: None,
+        instructions: None,
+        fields: fields
+            .iter()
+            .map(|(var, value)| Field::text_single(var, value))
+            .collect(),
+    }
 }
 
 /// The session settings of the peer.

@@ -33,7 +33,8 @@ use url::Url;
 use super::reload::{Reloaded, reload};
 use crate::agent::AgentContext;
 use crate::commands::{
-    GET_DAILY, GET_LOAD_CURVE, GetAuthorizeUri, GetHistory, ListUsagePoints, Subscribe, Unsubscribe,
+    GET_DAILY, GET_LOAD_CURVE, GetAuthorizeUri, GetContract, GetHistory, ListUsagePoints,
+    Subscribe, Unsubscribe,
 };
 use crate::config::Config;
 use crate::health::{Health, check_fn};
@@ -63,6 +64,7 @@ pub fn commands(ctx: Arc<AgentContext>) -> CommandSet<AgentContext> {
         .with(GET_LOAD_CURVE)
         .with(GET_DAILY)
         .with(ListUsagePoints)
+        .with(GetContract)
         .with(GetAuthorizeUri)
         .with(Subscribe)
         .with(Unsubscribe)
@@ -180,6 +182,8 @@ pub fn signals() -> std::io::Result<mpsc::Receiver<Control>> {
 /// An agent that has opened everything it needs and is ready to serve.
 pub struct Agent {
     ctx: Arc<AgentContext>,
+    /// The upstream in `ctx`, as the cache it is (for its housekeeping).
+    cache: Arc<CachedUpstream>,
     xmpp: XmppAgent,
     listener: tokio::net::TcpListener,
     config_path: PathBuf,
@@ -207,8 +211,9 @@ impl Agent {
         let metrics = Metrics::new();
         let upstream = upstream::connect(&config.enedis, store.clone(), metrics.clone())?;
         // Every read goes through the cache and coalescing (crate::upstream::cache).
-        let upstream =
+        let cache =
             Arc::new(CachedUpstream::new(upstream, store.clone()).with_metrics(metrics.clone()));
+        let upstream = cache.clone();
         tracing::info!(base_url = %config.enedis.base_url, api = config.enedis.api.as_str(), "Enedis client ready");
         let xmpp = XmppAgent::new(&config.xmpp)?;
         let listen = config.web.listen;
@@ -228,6 +233,7 @@ impl Agent {
         tracing::info!(addr = %listener.local_addr().unwrap_or(listen), "web server listening");
         Ok(Agent {
             ctx,
+            cache,
             xmpp,
             listener,
             config_path,
@@ -251,6 +257,7 @@ impl Agent {
     pub async fn serve(self, mut control: mpsc::Receiver<Control>) -> bool {
         let Agent {
             ctx,
+            cache,
             xmpp,
             listener,
             config_path,
@@ -294,6 +301,7 @@ impl Agent {
                 _ = beat.tick() => heartbeat.beat(),
                 _ = housekeeping.tick() => {
                     tokio::spawn(count_consents(ctx.clone()));
+                    tokio::spawn(purge_contracts(cache.clone()));
                 }
                 r = &mut web => {
                     // axum only returns on shutdown; anything else is an I/O failure.
@@ -406,6 +414,17 @@ async fn sync_grants(store: &Store, peers: &[crate::config::PeerConfig]) -> Resu
         "grants mirrored from the configuration"
     );
     Ok(())
+}
+
+/// Drops the cached contracts past their lifetime or of PRMs nothing covers any more.
+async fn purge_contracts(cache: Arc<CachedUpstream>) {
+    let dropped = cache.purge_contracts().await;
+    if dropped > 0 {
+        tracing::info!(
+            dropped,
+            "cached contracts past their lifetime or without a consent or grant removed"
+        );
+    }
 }
 
 /// Marks consents past their validity expired and refreshes the consent gauge.

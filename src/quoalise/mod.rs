@@ -3,11 +3,13 @@
 //! Everything here is independent of Enedis and of XMPP: upstream adapters produce
 //! [`TimeSeries`], commands encode them, the peer command line decodes them.
 
+pub mod contract;
 pub mod decode;
 pub mod encode;
 pub mod identifier;
 pub mod meta;
 
+pub use contract::{Contract, ContractError};
 pub use decode::{Data, DecodeError, Record, decode, decode_bytes, decode_element};
 pub use encode::{EncodeError, encode, encode_element, encode_fitting, encode_to, encode_view};
 pub use identifier::{Direction, Identifier, IdentifierError, Prm, PrmError, Series, SeriesKind};

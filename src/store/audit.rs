@@ -176,6 +176,30 @@ pub struct AccessError {
     pub text: String,
 }
 
+/// What an access read: a series of readings, or the usage point's contract
+/// (`get_contract`). The trail's `series` column holds its name: the series'
+/// (`consumption/power/active/raw`…) or `contract`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Series(Series),
+    Contract,
+}
+
+impl Subject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subject::Series(series) => series.as_str(),
+            Subject::Contract => "contract",
+        }
+    }
+}
+
+impl From<Series> for Subject {
+    fn from(series: Series) -> Subject {
+        Subject::Series(series)
+    }
+}
+
 /// One access to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
@@ -185,7 +209,8 @@ pub struct Access {
     pub peer: String,
     pub command: String,
     pub prm: Option<Prm>,
-    pub series: Option<Series>,
+    /// What was read (column `series`).
+    pub series: Option<Subject>,
     /// The requested range `[start, end[`, UTC seconds.
     pub range: Option<(i64, i64)>,
     /// Required when allowed.
@@ -451,7 +476,7 @@ fn insert_access(conn: &rusqlite::Connection, access: &Access) -> Result<i64, Au
         access.peer,
         access.command,
         access.prm.as_ref().map(Prm::as_str),
-        access.series.map(Series::as_str),
+        access.series.map(Subject::as_str),
         access.range.map(|r| r.0),
         access.range.map(|r| r.1),
         consent_id,

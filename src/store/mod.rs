@@ -23,7 +23,7 @@ pub mod readings;
 pub mod subscriptions;
 
 pub use audit::{
-    Access, AccessBasis, AccessError, AccessOutcome, AuditError, AuditFilter, AuditRecord,
+    Access, AccessBasis, AccessError, AccessOutcome, AuditError, AuditFilter, AuditRecord, Subject,
 };
 pub use consents::{Consent, ConsentState, NewConsent, StoredTokens, TokenSet};
 pub use subscriptions::{SubscribeError, Subscription};
@@ -460,7 +460,7 @@ mod tests {
             peer: "app@example.org".into(),
             command: "get_history".into(),
             prm: Some(prm),
-            series: Some(crate::quoalise::Series::ConsumptionPower),
+            series: Some(crate::quoalise::Series::ConsumptionPower.into()),
             range: Some((0, 86_400)),
             basis: Some(AccessBasis::Grant),
             outcome: AccessOutcome::Allowed { error: None },

@@ -337,6 +337,28 @@ impl Store {
             .map_err(StoreError::sqlite("purge the cache"))
     }
 
+    /// Whether a consent of `generation` valid at `now`, or a grant, covers `prm`:
+    /// what any cached data of the PRM needs to be kept (the contracts the
+    /// upstream cache keeps in memory ask it at housekeeping).
+    pub fn is_covered(
+        &self,
+        generation: ApiGeneration,
+        prm: &Prm,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS ( \
+                   SELECT 1 FROM consents c JOIN consent_prms p ON p.consent_id = c.id \
+                   WHERE p.prm = ?1 AND c.generation = ?2 \
+                   AND c.state = 'active' AND c.valid_from <= ?3 AND ?3 < c.valid_until) \
+                 OR EXISTS (SELECT 1 FROM grants g WHERE g.prm = ?1)",
+                params![prm.as_str(), generation.as_str(), now],
+                |row| row.get(0),
+            )
+            .map_err(StoreError::sqlite("read whether a PRM is covered"))
+    }
+
     /// How many days the cache holds, and their size.
     pub fn cache_stats(&self) -> Result<CacheStats, StoreError> {
         self.conn()

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::normalise::{self, At, ShapeError, check_prm, day_of, from_json, unit_scale, value};
 use super::{DataCall, Dialect};
 use crate::config::ApiGeneration;
+use crate::quoalise::contract::{Activation, Changed, Coded, Contract, LastChange, Power};
 use crate::quoalise::{Direction, Prm, Reading, Series, SeriesKind, Step};
 use crate::time::{LoadCurveConverter, daily_reading, parse_local_datetime};
 
@@ -267,4 +268,217 @@ pub fn parse_services(body: &[u8]) -> Result<ConsentScope, ShapeError> {
         end,
         other_states,
     })
+}
+
+// ------------------------------------------------------------------ contract
+//
+// The ITC APIs answer in English snake_case (the comptage one in French
+// camelCase), the PRM in the path. Only the fields of the contract are read:
+// the customer's name, address and contact data that `situation_contrat_auto`
+// also carries are never deserialised.
+
+/// `situation_contrat_auto/v1` answers a LIST of contracts (a self-consumer has
+/// two: the consumption one, `Contrat GRD-F`, segment C5, with the subscribed
+/// power and tariff; the production one, `Contrat GRD-A`, P4, without them). One
+/// object alone is read as a list of one.
+#[derive(Deserialize)]
+struct Situation {
+    usage_point_id: Option<String>,
+    contract_start: Option<String>,
+    distribution_tariff: Option<String>,
+    subscribed_power: Option<SubscribedPower>,
+    segment: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SubscribedPower {
+    unit: Option<String>,
+    value: Option<serde_json::Value>,
+}
+
+/// `synth_contrat_auto/v1`.
+#[derive(Deserialize)]
+struct Synthese {
+    #[serde(default)]
+    segments: Vec<SegmentItem>,
+    generation_last_activation_date: Option<String>,
+    consumption_last_activation_date: Option<String>,
+    last_subscribed_power_change_date: Option<String>,
+    services_level: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SegmentItem {
+    segment: Option<String>,
+}
+
+/// `comptage_auto/v1` (its swagger, `Situation-comptage-auto.yaml`; no capture:
+/// the application of the captures was not subscribed to it).
+#[derive(Deserialize)]
+struct Comptage {
+    #[serde(rename = "dispositifComptage")]
+    dispositif: Option<Dispositif>,
+    relais: Option<Relais>,
+}
+
+#[derive(Deserialize)]
+struct Dispositif {
+    #[serde(rename = "typeComptage")]
+    type_comptage: Option<CodeLibelle>,
+}
+
+#[derive(Deserialize)]
+struct CodeLibelle {
+    code: Option<String>,
+    libelle: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Relais {
+    #[serde(rename = "plageHeuresCreuses")]
+    plage_heures_creuses: Option<String>,
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Text that is there: trimmed, not empty.
+fn present(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn add_segment(contract: &mut Contract, segment: &str) {
+    if !contract.segments.iter().any(|s| s == segment) {
+        contract.segments.push(segment.to_owned());
+    }
+}
+
+/// Reads a `situation_contrat_auto/v1` answer into `contract`: segments, and the
+/// subscribed power, tariff and start of the consumption contract (the one
+/// carrying a power or a tariff, else the first of a C segment, else the first).
+pub fn read_situation(body: &[u8], prm: &Prm, contract: &mut Contract) -> Result<(), ShapeError> {
+    let json: serde_json::Value = from_json(body, "situation_contrat_auto")?;
+    let list = match json {
+        serde_json::Value::Array(list) => list,
+        one @ serde_json::Value::Object(_) => vec![one],
+        other => {
+            return Err(ShapeError(format!(
+                "not a situation_contrat_auto answer: {} instead of a list of contracts",
+                json_kind(&other)
+            )));
+        }
+    };
+    let situations = list
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            serde_json::from_value::<Situation>(item)
+                .map_err(|e| ShapeError(format!("contract {i} of situation_contrat_auto: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in &situations {
+        check_prm(s.usage_point_id.as_deref(), prm)?;
+        if let Some(segment) = present(&s.segment) {
+            add_segment(contract, segment);
+        }
+    }
+    let main = situations
+        .iter()
+        .find(|s| s.subscribed_power.is_some() || present(&s.distribution_tariff).is_some())
+        .or_else(|| {
+            situations
+                .iter()
+                .find(|s| present(&s.segment).is_some_and(|seg| seg.starts_with('C')))
+        })
+        .or(situations.first());
+    let Some(main) = main else {
+        return Ok(());
+    };
+    if let Some(power) = &main.subscribed_power
+        && let Some(value) = power.value.as_ref().filter(|v| !v.is_null())
+    {
+        let value = normalise::decimal(value, "subscribed_power.value")?;
+        let unit = present(&power.unit)
+            .ok_or_else(|| ShapeError(format!("subscribed_power {value} has no unit")))?;
+        contract.subscribed_power = Some(Power {
+            value,
+            unit: unit.to_owned(),
+        });
+    }
+    if let Some(tariff) = present(&main.distribution_tariff) {
+        contract.tariff_option = Some(Coded::label(tariff));
+    }
+    if let Some(start) = present(&main.contract_start) {
+        contract.contract_start = Some(normalise::contract_day(start)?);
+    }
+    Ok(())
+}
+
+/// Reads a `synth_contrat_auto/v1` answer into `contract`: segments, services
+/// level, last activation per direction, last change of the subscribed power.
+pub fn read_synthese(body: &[u8], _prm: &Prm, contract: &mut Contract) -> Result<(), ShapeError> {
+    let synthese: Synthese = from_json(body, "synth_contrat_auto")?;
+    for item in &synthese.segments {
+        if let Some(segment) = present(&item.segment) {
+            add_segment(contract, segment);
+        }
+    }
+    if let Some(level) = present(&synthese.services_level) {
+        contract.services_level = Some(Coded::label(level));
+    }
+    let dated = [
+        (
+            &synthese.consumption_last_activation_date,
+            Direction::Consumption,
+        ),
+        (
+            &synthese.generation_last_activation_date,
+            Direction::Production,
+        ),
+    ];
+    for (raw, direction) in dated {
+        if let Some(raw) = present(raw) {
+            contract.activations.push(Activation {
+                direction: Some(direction),
+                date: normalise::contract_day(raw)?,
+            });
+        }
+    }
+    if let Some(raw) = present(&synthese.last_subscribed_power_change_date) {
+        contract.last_changes.push(LastChange {
+            of: Changed::SubscribedPower,
+            date: normalise::contract_day(raw)?,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a `comptage_auto/v1` answer into `contract`: meter type and off-peak hours.
+pub fn read_comptage(body: &[u8], _prm: &Prm, contract: &mut Contract) -> Result<(), ShapeError> {
+    let comptage: Comptage = from_json(body, "comptage_auto")?;
+    if let Some(kind) = comptage.dispositif.and_then(|d| d.type_comptage) {
+        let coded = Coded {
+            code: present(&kind.code).map(str::to_owned),
+            label: present(&kind.libelle).map(str::to_owned),
+        };
+        if coded.code.is_some() || coded.label.is_some() {
+            contract.meter_type = Some(coded);
+        }
+    }
+    if let Some(hours) = comptage
+        .relais
+        .as_ref()
+        .and_then(|r| present(&r.plage_heures_creuses))
+    {
+        contract.off_peak_hours = Some(normalise::off_peak_hours(hours));
+    }
+    Ok(())
 }

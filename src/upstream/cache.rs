@@ -11,6 +11,16 @@
 //!   series and days) share one: the first caller's fetch is awaited by the others
 //!   ([`futures::future::Shared`]), and counts its upstream calls once.
 //!
+//! - Contract data ([`Upstream::contract`]) are kept in memory for
+//!   [`CONTRACT_TTL_SECS`] (24 hours) after they were read: contracts change
+//!   rarely (a new subscribed power, tariff or off-peak hours takes effect at
+//!   Enedis within days) but do change, and a day-old contract is what a
+//!   comparison of powers needs. Never on disk (a v5 answer holds the meter's
+//!   address), at most [`CONTRACT_CACHE_ENTRIES`] PRMs, gone at a restart, and
+//!   dropped by housekeeping once no consent or grant covers the PRM
+//!   ([`CachedUpstream::purge_contracts`]); failures are not kept. Identical
+//!   requests in flight share one read.
+//!
 //! The cache is an optimisation, never a source of failure: when the store cannot
 //! be read or written the request goes upstream and the problem is logged.
 //!
@@ -30,7 +40,10 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use url::Url;
 
-use super::{Ask, Callback, Class, ConsentDuration, Fetched, Upstream, UpstreamError, window};
+use super::{
+    Ask, Callback, Class, ConsentDuration, Fetched, FetchedContract, Upstream, UpstreamError,
+    window,
+};
 use crate::config::ApiGeneration;
 use crate::metrics::Metrics;
 use crate::quoalise::{Prm, Reading, Series};
@@ -39,6 +52,12 @@ use crate::time::{add_days, paris_date, paris_today, sort_dedup};
 
 /// Days at least this old (Paris calendar) are closed: cached, never asked again.
 pub const CLOSED_AFTER_DAYS: i64 = 2;
+
+/// How long a contract read from Enedis is served from memory: 24 hours.
+pub const CONTRACT_TTL_SECS: i64 = 24 * 3600;
+
+/// At most this many PRMs' contracts are kept; beyond, the oldest read goes.
+pub const CONTRACT_CACHE_ENTRIES: usize = 10_000;
 
 /// The time source, injectable so tests (and the subscription scheduler's tests)
 /// can move it.
@@ -99,6 +118,23 @@ struct FetchKey {
 type FetchResult = Result<Arc<Fetched>, Arc<UpstreamError>>;
 type SharedFetch = Shared<Pin<Box<dyn Future<Output = FetchResult> + Send>>>;
 
+type ContractResult = Result<Arc<FetchedContract>, Arc<UpstreamError>>;
+type SharedContract = Shared<Pin<Box<dyn Future<Output = ContractResult> + Send>>>;
+
+/// A contract read, and when (the cache's clock, UTC seconds).
+#[derive(Debug, Clone)]
+struct CachedContract {
+    at: i64,
+    contract: Arc<FetchedContract>,
+}
+
+/// The contracts read, and the reads in flight (one per class and PRM).
+#[derive(Default)]
+struct Contracts {
+    kept: HashMap<Prm, CachedContract>,
+    in_flight: HashMap<(Class, Prm), SharedContract>,
+}
+
 /// What [`CachedUpstream::readings`] did, for tests and the benchmark.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheOutcome {
@@ -117,6 +153,7 @@ pub struct CachedUpstream {
     clock: Clock,
     metrics: Option<Metrics>,
     in_flight: Arc<Mutex<HashMap<FetchKey, SharedFetch>>>,
+    contracts: Arc<Mutex<Contracts>>,
 }
 
 impl CachedUpstream {
@@ -127,6 +164,7 @@ impl CachedUpstream {
             clock: Clock::system(),
             metrics: None,
             in_flight: Arc::new(Mutex::new(HashMap::new())),
+            contracts: Arc::new(Mutex::new(Contracts::default())),
         }
     }
 
@@ -249,6 +287,136 @@ impl CachedUpstream {
             },
             outcome,
         ))
+    }
+
+    /// [`Upstream::contract`], also saying whether it came from memory (`true`)
+    /// or from a read (its own, or one in flight it joined).
+    pub async fn contract_with_outcome(
+        &self,
+        prm: Prm,
+        ask: &Ask,
+    ) -> Result<(FetchedContract, bool), UpstreamError> {
+        let now = self.clock.now().as_second();
+        let shared = {
+            let mut contracts = self.contracts.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(kept) = contracts.kept.get(&prm) {
+                if (0..CONTRACT_TTL_SECS).contains(&(now - kept.at)) {
+                    let mut contract = FetchedContract::clone(&kept.contract);
+                    contract.calls = 0;
+                    return Ok((contract, true));
+                }
+                contracts.kept.remove(&prm);
+            }
+            match contracts.in_flight.get(&(ask.class, prm)) {
+                Some(shared) => (shared.clone(), false),
+                None => {
+                    let shared = self.start_contract(prm, ask);
+                    contracts.in_flight.insert((ask.class, prm), shared.clone());
+                    (shared, true)
+                }
+            }
+        };
+        let (shared, leader) = shared;
+        match shared.await {
+            Ok(contract) => {
+                let mut contract = FetchedContract::clone(&contract);
+                if !leader {
+                    // The calls are the first caller's.
+                    contract.calls = 0;
+                }
+                Ok((contract, false))
+            }
+            Err(e) => Err(e.duplicate()),
+        }
+    }
+
+    /// Drops the contracts past their lifetime, and those of PRMs no consent (of
+    /// the generation) or grant covers any more: the cache never keeps personal
+    /// data longer than something allows reading it, give or take a
+    /// housekeeping period. Returns how many were dropped.
+    pub async fn purge_contracts(&self) -> usize {
+        let now = self.clock.now().as_second();
+        let generation = self.inner.generation();
+        let (kept, mut dropped) = {
+            let mut contracts = self.contracts.lock().unwrap_or_else(|p| p.into_inner());
+            let before = contracts.kept.len();
+            contracts
+                .kept
+                .retain(|_, c| (0..CONTRACT_TTL_SECS).contains(&(now - c.at)));
+            let kept: Vec<Prm> = contracts.kept.keys().copied().collect();
+            (kept, before - contracts.kept.len())
+        };
+        if kept.is_empty() {
+            return dropped;
+        }
+        let store_now = jiff::Timestamp::now().as_second();
+        let uncovered = self
+            .store
+            .call(move |s| {
+                let mut uncovered = Vec::new();
+                for prm in kept {
+                    if !s.is_covered(generation, &prm, store_now)? {
+                        uncovered.push(prm);
+                    }
+                }
+                Ok(uncovered)
+            })
+            .await;
+        let uncovered = match uncovered {
+            Ok(uncovered) => uncovered,
+            Err(e) => {
+                // Kept a little longer; the next housekeeping tries again.
+                tracing::warn!(error = %e, "cannot check the cached contracts against the consents");
+                Vec::new()
+            }
+        };
+        let mut contracts = self.contracts.lock().unwrap_or_else(|p| p.into_inner());
+        let before = contracts.kept.len();
+        contracts.kept.retain(|prm, _| !uncovered.contains(prm));
+        dropped += before - contracts.kept.len();
+        dropped
+    }
+
+    /// A read of `prm`'s contract for `ask` (the first caller's: a coalesced read
+    /// is charged to the peer that started it), kept when it succeeds.
+    fn start_contract(&self, prm: Prm, ask: &Ask) -> SharedContract {
+        let inner = Arc::clone(&self.inner);
+        let clock = self.clock.clone();
+        let contracts = Arc::clone(&self.contracts);
+        let ask = ask.clone();
+        let read = async move {
+            let result = inner
+                .contract(prm, &ask)
+                .await
+                .map(Arc::new)
+                .map_err(Arc::new);
+            let mut kept = contracts.lock().unwrap_or_else(|p| p.into_inner());
+            if let Ok(contract) = &result {
+                let at = clock.now().as_second();
+                if kept.kept.len() >= CONTRACT_CACHE_ENTRIES && !kept.kept.contains_key(&prm) {
+                    kept.kept
+                        .retain(|_, c| (0..CONTRACT_TTL_SECS).contains(&(at - c.at)));
+                    if kept.kept.len() >= CONTRACT_CACHE_ENTRIES
+                        && let Some(oldest) =
+                            kept.kept.iter().min_by_key(|(_, c)| c.at).map(|(p, _)| *p)
+                    {
+                        kept.kept.remove(&oldest);
+                    }
+                }
+                kept.kept.insert(
+                    prm,
+                    CachedContract {
+                        at,
+                        contract: Arc::clone(contract),
+                    },
+                );
+            }
+            // Only now leave the registry, in the same critical section as the
+            // result is kept: a request arriving later finds it.
+            kept.in_flight.remove(&(ask.class, prm));
+            result
+        };
+        (Box::pin(read) as Pin<Box<dyn Future<Output = ContractResult> + Send>>).shared()
     }
 
     /// The fetch of `key` in flight, or a new one; `true` when this caller started it.
@@ -376,6 +544,12 @@ impl Upstream for CachedUpstream {
         self.readings_with_outcome(prm, series, from, to, ask)
             .await
             .map(|(fetched, _)| fetched)
+    }
+
+    async fn contract(&self, prm: Prm, ask: &Ask) -> Result<FetchedContract, UpstreamError> {
+        self.contract_with_outcome(prm, ask)
+            .await
+            .map(|(contract, _)| contract)
     }
 
     fn authorize_url(&self, state: &str, duration: &ConsentDuration) -> Result<Url, UpstreamError> {

@@ -15,8 +15,8 @@ use url::Url;
 use super::http::{self, Body, Call, Http, Shared, Tally};
 use super::token::{AppToken, ConsentTokens};
 use super::{
-    Ask, Callback, ConsentDuration, Dialect, EnedisFault, Fetched, QuotaLimiter, Upstream,
-    UpstreamError, authorize_url, dialect, error, window,
+    Ask, Callback, ConsentDuration, Dialect, EnedisFault, Fetched, FetchedContract, QuotaLimiter,
+    Upstream, UpstreamError, authorize_url, dialect, error, window,
 };
 use crate::config::{ApiGeneration, EnedisConfig, Secret};
 use crate::metrics::Metrics;
@@ -125,7 +125,7 @@ impl EnedisClient {
     }
 
     /// The token source for reading `prm`.
-    async fn auth_for(&self, prm: Prm) -> Result<Auth, UpstreamError> {
+    pub(super) async fn auth_for(&self, prm: Prm) -> Result<Auth, UpstreamError> {
         let generation = self.shared.config.api;
         if !generation.per_consent_tokens() {
             return Ok(Auth::App);
@@ -270,6 +270,32 @@ impl EnedisClient {
     }
 }
 
+impl EnedisClient {
+    /// When Enedis answered that it no longer holds a consent for `prm`
+    /// (`ADAM-DC-0008`), neither do we: its consents are marked revoked.
+    async fn forget_withdrawn<T>(&self, prm: Prm, result: &Result<T, UpstreamError>) {
+        let Err(UpstreamError::Refused(fault)) = result else {
+            return;
+        };
+        if !fault.is_no_consent() {
+            return;
+        }
+        let generation = self.shared.config.api;
+        match self
+            .shared
+            .store
+            .call(move |s| s.revoke_prm(generation, &prm))
+            .await
+        {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(%prm, consents = ?ids, "Enedis answered ADAM-DC-0008: consents marked revoked");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(%prm, error = %e, "cannot mark consents revoked"),
+        }
+    }
+}
+
 #[async_trait]
 impl Upstream for EnedisClient {
     fn generation(&self) -> ApiGeneration {
@@ -285,24 +311,13 @@ impl Upstream for EnedisClient {
         ask: &Ask,
     ) -> Result<Fetched, UpstreamError> {
         let result = self.read(prm, series, from, to, ask).await;
-        if let Err(UpstreamError::Refused(fault)) = &result
-            && fault.is_no_consent()
-        {
-            // Enedis no longer holds a consent for this PRM: neither do we.
-            let generation = self.shared.config.api;
-            match self
-                .shared
-                .store
-                .call(move |s| s.revoke_prm(generation, &prm))
-                .await
-            {
-                Ok(ids) if !ids.is_empty() => {
-                    tracing::warn!(%prm, consents = ?ids, "Enedis answered ADAM-DC-0008: consents marked revoked");
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(%prm, error = %e, "cannot mark consents revoked"),
-            }
-        }
+        self.forget_withdrawn(prm, &result).await;
+        result
+    }
+
+    async fn contract(&self, prm: Prm, ask: &Ask) -> Result<FetchedContract, UpstreamError> {
+        let result = self.read_contract(prm, ask).await;
+        self.forget_withdrawn(prm, &result).await;
         result
     }
 

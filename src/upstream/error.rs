@@ -25,6 +25,9 @@ pub enum ErrorKind {
     NotAuthorized,
     /// A fault of the agent itself: store, configuration (`internal-server-error`).
     Internal,
+    /// The configured generation has no API for what was asked
+    /// (`feature-not-implemented`, with the text naming the generations that have).
+    NotImplemented,
 }
 
 /// An Enedis error answer: HTTP status, Enedis code when there is one, and message.
@@ -138,6 +141,10 @@ pub enum UpstreamError {
     /// A fault of the agent itself (a task that panicked).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The configured generation has no API for this; the text says which
+    /// generations have one.
+    #[error("{0}")]
+    NotImplemented(String),
 }
 
 impl UpstreamError {
@@ -154,6 +161,7 @@ impl UpstreamError {
             UpstreamError::Store(_) | UpstreamError::Config(_) | UpstreamError::Internal(_) => {
                 ErrorKind::Internal
             }
+            UpstreamError::NotImplemented(_) => ErrorKind::NotImplemented,
         }
     }
 
@@ -221,6 +229,7 @@ impl UpstreamError {
             UpstreamError::Store(e) => UpstreamError::Store(StoreError::Task(e.to_string())),
             UpstreamError::Config(s) => UpstreamError::Config(s.clone()),
             UpstreamError::Internal(s) => UpstreamError::Internal(s.clone()),
+            UpstreamError::NotImplemented(s) => UpstreamError::NotImplemented(s.clone()),
         }
     }
 }

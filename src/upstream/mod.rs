@@ -16,6 +16,9 @@
 //! ([`consent`]). Answers are read with the helpers of [`normalise`]; failures are
 //! [`error`]s.
 //!
+//! Contract and technical data (`get_contract`) come from other APIs of the same
+//! generations, read by [`contract`] with the same machinery.
+//!
 //! In front of the client, [`cache`] keeps closed days (in the store's
 //! [`crate::store::readings`]) and coalesces identical requests; it is an
 //! [`Upstream`] too, and the one the agent holds.
@@ -27,6 +30,7 @@ pub mod api2026;
 pub mod cache;
 pub mod client;
 pub mod consent;
+pub mod contract;
 pub mod error;
 pub mod http;
 pub mod limiter;
@@ -37,6 +41,7 @@ pub mod window;
 
 pub use client::{EnedisClient, connect};
 pub use consent::{Callback, ConsentDuration, authorize_url, parse_prm_list};
+pub use contract::FetchedContract;
 pub use error::{EnedisFault, ErrorKind, UpstreamError};
 pub use limiter::{Ask, Class, Limit, QuotaLimiter};
 pub use window::{Limits, Plan};
@@ -84,6 +89,12 @@ pub trait Upstream: Send + Sync {
         to: Date,
         ask: &Ask,
     ) -> Result<Fetched, UpstreamError>;
+
+    /// The contract and technical data of `prm` ([`contract`]): from the 2026
+    /// ITC APIs or the v5 customer APIs; [`UpstreamError::NotImplemented`] for v3
+    /// and v4, which have none. As for [`Upstream::readings`], the caller has
+    /// checked that the peer may read `prm`.
+    async fn contract(&self, prm: Prm, ask: &Ask) -> Result<FetchedContract, UpstreamError>;
 
     /// The consent page to send a consumer to.
     fn authorize_url(&self, state: &str, duration: &ConsentDuration) -> Result<Url, UpstreamError>;

@@ -173,3 +173,194 @@ pub fn check_prm(answered: Option<&str>, asked: &crate::quoalise::Prm) -> Result
         _ => Ok(()),
     }
 }
+
+// ------------------------------------------------------------- contract data
+
+/// The Paris day of a contract date: `2024-10-12T00:00:00+0200` (the 2026 ITC
+/// APIs: an instant, Paris midnight), `2013-08-14+01:00` (v5: a day with the
+/// offset of its midnight) or `2013-08-14`.
+pub fn contract_day(raw: &str) -> Result<Date, ShapeError> {
+    let raw = raw.trim();
+    let bad = |why: &str| ShapeError(format!("date {raw:?} {why}"));
+    if raw.len() > 10 && raw.as_bytes().get(10) == Some(&b'T') {
+        for format in ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S%:z"] {
+            if let Ok(instant) = jiff::Timestamp::strptime(format, raw) {
+                return Ok(time::PARIS.to_datetime(instant).date());
+            }
+        }
+        return Err(bad("is not YYYY-MM-DDThh:mm:ss+hhmm"));
+    }
+    let day = raw.get(..10).ok_or_else(|| bad("is not YYYY-MM-DD"))?;
+    let offset = &raw[10..];
+    let offset_ok = offset.is_empty()
+        || (offset.len() == 6
+            && matches!(offset.as_bytes()[0], b'+' | b'-')
+            && offset.as_bytes()[3] == b':'
+            && offset
+                .bytes()
+                .enumerate()
+                .all(|(i, b)| i == 0 || i == 3 || b.is_ascii_digit()));
+    if !offset_ok {
+        return Err(bad("is not YYYY-MM-DD or YYYY-MM-DD+hh:mm"));
+    }
+    Ok(time::parse_date(day)?)
+}
+
+/// A decimal number as Enedis writes a power (`12`, `36.5`), trimmed; it is kept
+/// as written.
+pub fn decimal(raw: &serde_json::Value, what: &str) -> Result<String, ShapeError> {
+    let text = match raw {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        serde_json::Value::Number(n) => n.to_string(),
+        other => return Err(ShapeError(format!("{what} is {other}, not a number"))),
+    };
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return Err(ShapeError(format!("{what} {text:?} is not a number")));
+    }
+    Ok(text)
+}
+
+/// Off-peak hours as Enedis writes them (`HC (22H00-6H00;12H30-14H30)`, v5's
+/// `offpeak_hours` and 2026's `plageHeuresCreuses`), with their ranges in Paris
+/// local time when the text can be read; otherwise without ranges (the text is
+/// kept as is: it is what Enedis says).
+pub fn off_peak_hours(raw: &str) -> crate::quoalise::contract::OffPeakHours {
+    use crate::quoalise::contract::OffPeakHours;
+    OffPeakHours {
+        raw: raw.to_owned(),
+        ranges: off_peak_ranges(raw).unwrap_or_default(),
+    }
+}
+
+fn off_peak_ranges(raw: &str) -> Option<Vec<crate::quoalise::contract::TimeRange>> {
+    use crate::quoalise::contract::TimeRange;
+    let mut text = raw.trim();
+    if let Some(rest) = text.strip_prefix("HC").or_else(|| text.strip_prefix("hc")) {
+        text = rest.trim_start();
+    }
+    if let Some(inner) = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')) {
+        text = inner;
+    }
+    let mut ranges = Vec::new();
+    for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (start, end) = part.split_once('-')?;
+        let range = TimeRange {
+            start: clock_minutes(start)?,
+            end: clock_minutes(end)?,
+        };
+        if range.start == range.end {
+            return None;
+        }
+        ranges.push(range);
+    }
+    (!ranges.is_empty()).then_some(ranges)
+}
+
+/// `22H00`, `6h30`, `7:30`, `22H`: minutes after midnight (`24H00` is 1440).
+fn clock_minutes(raw: &str) -> Option<u16> {
+    let raw = raw.trim();
+    let split = raw.find(['H', 'h', ':'])?;
+    let (hours, minutes) = (&raw[..split], &raw[split + 1..]);
+    let number = |s: &str, max_len: usize| -> Option<u16> {
+        (!s.is_empty() && s.len() <= max_len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let h = number(hours, 2)?;
+    let m = if minutes.is_empty() {
+        0
+    } else if minutes.len() == 2 {
+        number(minutes, 2)?
+    } else {
+        return None;
+    };
+    match (h, m) {
+        (0..=23, 0..=59) | (24, 0) => Some(h * 60 + m),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod contract_tests {
+    use super::*;
+    use crate::quoalise::contract::TimeRange;
+    use jiff::civil::date;
+
+    fn ranges(raw: &str) -> Vec<(u16, u16)> {
+        off_peak_hours(raw)
+            .ranges
+            .iter()
+            .map(|r: &TimeRange| (r.start, r.end))
+            .collect()
+    }
+
+    #[test]
+    fn off_peak_hours_as_enedis_writes_them() {
+        assert_eq!(ranges("HC (22H00-6H00)"), [(1320, 360)]);
+        assert_eq!(ranges("HC (23h00-7h30)"), [(1380, 450)]);
+        assert_eq!(
+            ranges("HC (1H30-7H30;12H30-14H30)"),
+            [(90, 450), (750, 870)]
+        );
+        assert_eq!(ranges("22:00-06:00"), [(1320, 360)]);
+        assert_eq!(ranges("HC (20H00-24H00)"), [(1200, 1440)]);
+        // Unreadable: kept as text, no ranges.
+        for raw in [
+            "",
+            "HC",
+            "HC ()",
+            "HC (22H00)",
+            "HC (25H00-6H00)",
+            "HC (22H00-6H61)",
+            "heures creuses la nuit",
+            "HC (22H00-22H00)",
+            "HC (22H000-6H00)",
+        ] {
+            let hours = off_peak_hours(raw);
+            assert!(hours.ranges.is_empty(), "{raw:?}: {:?}", hours.ranges);
+            assert_eq!(hours.raw, raw);
+        }
+    }
+
+    #[test]
+    fn contract_dates_are_paris_days() {
+        assert_eq!(
+            contract_day("2024-10-12T00:00:00+0200").unwrap(),
+            date(2024, 10, 12)
+        );
+        assert_eq!(
+            contract_day("2026-02-11T00:00:00+0100").unwrap(),
+            date(2026, 2, 11)
+        );
+        assert_eq!(contract_day("2013-08-14+01:00").unwrap(), date(2013, 8, 14));
+        assert_eq!(contract_day("2013-08-14").unwrap(), date(2013, 8, 14));
+        for bad in [
+            "2013-08-14+0100x",
+            "14/08/2013",
+            "2013-08-14T00:00",
+            "",
+            "2013-13-01",
+        ] {
+            assert!(contract_day(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn powers_are_decimals() {
+        use serde_json::json;
+        assert_eq!(decimal(&json!("12"), "p").unwrap(), "12");
+        assert_eq!(decimal(&json!(" 36.5 "), "p").unwrap(), "36.5");
+        assert_eq!(decimal(&json!(9), "p").unwrap(), "9");
+        for bad in [
+            json!("9 kVA"),
+            json!(""),
+            json!("-3"),
+            json!("1e3"),
+            json!(null),
+        ] {
+            assert!(decimal(&bad, "p").is_err(), "{bad}");
+        }
+    }
+}

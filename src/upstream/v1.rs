@@ -27,6 +27,7 @@ use serde::Deserialize;
 use super::normalise::{self, At, ShapeError, check_prm, day_of, from_json, unit_scale, value};
 use super::{DataCall, Dialect};
 use crate::config::ApiGeneration;
+use crate::quoalise::contract::{Activation, Address, Changed, Coded, Contract, LastChange, Power};
 use crate::quoalise::{Prm, Reading, Series, Step};
 use crate::time::{LoadCurveConverter, daily_reading, day_start, parse_date, parse_local_datetime};
 
@@ -272,4 +273,205 @@ fn rank_of(raw: &serde_json::Value, at: At<'_>) -> Result<i64, ShapeError> {
             "{at}: rank {raw} is not a positive integer"
         ))),
     }
+}
+
+// ------------------------------------------------------- v5 customer APIs
+//
+// `customers_upc/v5/usage_points/contracts` and
+// `customers_upa/v5/usage_points/addresses` (PRM in `usage_point_id`) both answer
+// `{"customer": {"customer_id", "usage_points": [{"usage_point": {…}, …}]}}`.
+// Only the usage point's own data are read (never the customer's id).
+
+#[derive(Deserialize)]
+struct CustomerBody {
+    customer: CustomerPoints,
+}
+
+#[derive(Deserialize)]
+struct CustomerPoints {
+    #[serde(default)]
+    usage_points: Vec<UsagePointEntry>,
+}
+
+#[derive(Deserialize)]
+struct UsagePointEntry {
+    usage_point: Option<CustomerUsagePoint>,
+    contracts: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct CustomerUsagePoint {
+    usage_point_id: Option<String>,
+    usage_point_status: Option<String>,
+    meter_type: Option<String>,
+    usage_point_addresses: Option<V5Address>,
+}
+
+#[derive(Deserialize)]
+struct V5Contract {
+    segment: Option<String>,
+    subscribed_power: Option<String>,
+    last_activation_date: Option<String>,
+    distribution_tariff: Option<String>,
+    offpeak_hours: Option<String>,
+    last_distribution_tariff_change_date: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct V5Address {
+    street: Option<String>,
+    locality: Option<String>,
+    postal_code: Option<String>,
+    insee_code: Option<String>,
+    city: Option<String>,
+    country: Option<String>,
+}
+
+/// Text that is there: trimmed, not empty.
+fn present(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The entry of `prm` among a customer's usage points: the one with its id, or
+/// the only one when none says which it is.
+fn entry_of<'a>(
+    body: &'a CustomerBody,
+    prm: &Prm,
+    format: &str,
+) -> Result<&'a UsagePointEntry, ShapeError> {
+    let points = &body.customer.usage_points;
+    let id = |e: &UsagePointEntry| {
+        e.usage_point
+            .as_ref()
+            .and_then(|p| p.usage_point_id.as_deref())
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(entry) = points
+        .iter()
+        .find(|e| id(e).as_deref() == Some(prm.as_str()))
+    {
+        return Ok(entry);
+    }
+    match points.as_slice() {
+        [only] if id(only).is_none() => Ok(only),
+        [] => Err(ShapeError(format!("{format} lists no usage point"))),
+        _ => Err(ShapeError(format!(
+            "{format} does not list PRM {prm} (it lists {})",
+            points
+                .iter()
+                .map(|e| id(e).unwrap_or_else(|| "one without id".to_owned()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Reads a `customers_upc/v5/usage_points/contracts` answer into `contract`:
+/// segment, subscribed power (`9 kVA`; the API's unit is kVA), tariff code,
+/// off-peak hours, meter type, services level (`com`, `no_com`), last activation
+/// and last tariff change.
+pub fn read_v5_contracts(
+    body: &[u8],
+    prm: &Prm,
+    contract: &mut Contract,
+) -> Result<(), ShapeError> {
+    const FORMAT: &str = "customers_upc/v5/usage_points/contracts";
+    let answer: CustomerBody = from_json(body, FORMAT)?;
+    let entry = entry_of(&answer, prm, FORMAT)?;
+    if let Some(point) = &entry.usage_point {
+        if let Some(kind) = present(&point.meter_type) {
+            contract.meter_type = Some(Coded::code(kind));
+        }
+        if let Some(status) = present(&point.usage_point_status) {
+            contract.services_level = Some(Coded::code(status));
+        }
+    }
+    // `contracts` is an object in the openapi; a list is read as its first item.
+    let contracts = match &entry.contracts {
+        None | Some(serde_json::Value::Null) => return Ok(()),
+        Some(serde_json::Value::Array(list)) => match list.first() {
+            Some(first) => first.clone(),
+            None => return Ok(()),
+        },
+        Some(one) => one.clone(),
+    };
+    let c: V5Contract = serde_json::from_value(contracts)
+        .map_err(|e| ShapeError(format!("contracts of {FORMAT}: {e}")))?;
+    if let Some(segment) = present(&c.segment) {
+        contract.segments.push(segment);
+    }
+    if let Some(power) = present(&c.subscribed_power) {
+        let (value, unit) = match power.split_once(char::is_whitespace) {
+            Some((value, unit)) => (value.to_owned(), unit.trim().to_owned()),
+            None => (power.clone(), "kVA".to_owned()),
+        };
+        let value = normalise::decimal(&serde_json::Value::String(value), "subscribed_power")
+            .map_err(|_| {
+                ShapeError(format!(
+                    "subscribed_power {power:?} is not \"<number> kVA\""
+                ))
+            })?;
+        if unit.is_empty() {
+            return Err(ShapeError(format!(
+                "subscribed_power {power:?} has no unit"
+            )));
+        }
+        contract.subscribed_power = Some(Power { value, unit });
+    }
+    if let Some(tariff) = present(&c.distribution_tariff) {
+        contract.tariff_option = Some(Coded::code(tariff));
+    }
+    if let Some(hours) = present(&c.offpeak_hours) {
+        contract.off_peak_hours = Some(normalise::off_peak_hours(&hours));
+    }
+    if let Some(raw) = present(&c.last_activation_date) {
+        contract.activations.push(Activation {
+            direction: None,
+            date: normalise::contract_day(&raw)?,
+        });
+    }
+    if let Some(raw) = present(&c.last_distribution_tariff_change_date) {
+        contract.last_changes.push(LastChange {
+            of: Changed::TariffOption,
+            date: normalise::contract_day(&raw)?,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a `customers_upa/v5/usage_points/addresses` answer into `contract`:
+/// the meter's address (street, locality, postal code, city, INSEE code,
+/// country; not its coordinates).
+pub fn read_v5_addresses(
+    body: &[u8],
+    prm: &Prm,
+    contract: &mut Contract,
+) -> Result<(), ShapeError> {
+    const FORMAT: &str = "customers_upa/v5/usage_points/addresses";
+    let answer: CustomerBody = from_json(body, FORMAT)?;
+    let entry = entry_of(&answer, prm, FORMAT)?;
+    let Some(a) = entry
+        .usage_point
+        .as_ref()
+        .and_then(|p| p.usage_point_addresses.as_ref())
+    else {
+        return Ok(());
+    };
+    let address = Address {
+        street: present(&a.street),
+        locality: present(&a.locality),
+        postal_code: present(&a.postal_code),
+        city: present(&a.city),
+        insee_code: present(&a.insee_code),
+        country: present(&a.country),
+    };
+    if address != Address::default() {
+        contract.address = Some(address);
+    }
+    Ok(())
 }

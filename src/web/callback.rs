@@ -303,17 +303,19 @@ fn resolve_failure_page(error: &UpstreamError, restart: &str) -> Page {
             ),
             Some(&detail),
         ),
-        UpstreamError::Store(_) | UpstreamError::Config(_) | UpstreamError::Internal(_) => {
-            problem_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Erreur interne",
-                &format!(
-                    "<p>Votre accord n'a pas pu être enregistré à cause d'une erreur de ce \
+        // NotImplemented: consent resolution exists in every generation; never here.
+        UpstreamError::Store(_)
+        | UpstreamError::Config(_)
+        | UpstreamError::Internal(_)
+        | UpstreamError::NotImplemented(_) => problem_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Erreur interne",
+            &format!(
+                "<p>Votre accord n'a pas pu être enregistré à cause d'une erreur de ce \
                      service. Réessayez dans quelques minutes.</p>{restart}"
-                ),
-                Some(&detail),
-            )
-        }
+            ),
+            Some(&detail),
+        ),
     }
 }
 

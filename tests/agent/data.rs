@@ -461,6 +461,7 @@ async fn peers_read_only_what_they_are_granted() {
         nodes,
         [
             "get_authorize_uri",
+            "get_contract",
             "get_daily",
             "get_history",
             "get_load_curve",

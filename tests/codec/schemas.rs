@@ -515,3 +515,169 @@ fn consent_notification() {
         "Element x has wrong namespace",
     );
 }
+
+// --- contract ---------------------------------------------------------------------
+
+fn upstream_fixture(name: &str, prm: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/upstream/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        // The captures mask the PRM; a real answer names the PRM asked.
+        .replace(
+            r#""usage_point_id": "<masque>""#,
+            &format!(r#""usage_point_id": "{prm}""#),
+        )
+        .into_bytes()
+}
+
+/// The contracts the agent would answer from the captured 2026 answers (with
+/// `comptage_auto` refused 900908, as captured, and as its swagger describes
+/// it), and from the v5 openapi's examples.
+fn contracts_from_fixtures() -> Vec<quoalise_agent::quoalise::Contract> {
+    use quoalise_agent::quoalise::Contract;
+    use quoalise_agent::quoalise::contract::Unavailable;
+    use quoalise_agent::upstream::{api2026, v1};
+    const P: &str = "99999999999991";
+    let prm: quoalise_agent::quoalise::Prm = P.parse().unwrap();
+    let mut all = Vec::new();
+    for who in ["consommateur", "autoconsommation"] {
+        let mut c = Contract::new(prm, "2026", 1_796_550_067);
+        api2026::read_situation(
+            &upstream_fixture(&format!("2026/situation_contrat_{who}.json"), P),
+            &prm,
+            &mut c,
+        )
+        .unwrap();
+        api2026::read_synthese(
+            &upstream_fixture(&format!("2026/synth_contrat_{who}.json"), P),
+            &prm,
+            &mut c,
+        )
+        .unwrap();
+        c.unavailable.push(Unavailable {
+            source: "comptage_auto/v1".into(),
+            fields: vec!["meter-type".into(), "off-peak-hours".into()],
+            code: Some("900908".into()),
+            reason: "the agent's Enedis application is not subscribed to comptage_auto/v1".into(),
+        });
+        all.push(c);
+    }
+    let mut c = Contract::new(prm, "2026", 1_796_550_067);
+    api2026::read_comptage(
+        br#"{"dispositifComptage":{"typeComptage":{"code":"AMM","libelle":"Compteur Linky"}},
+            "relais":{"plageHeuresCreuses":"HC (22H00-6H00;12H30-14H30)"}}"#,
+        &prm,
+        &mut c,
+    )
+    .unwrap();
+    all.push(c);
+    let v5: quoalise_agent::quoalise::Prm = "12345678910123".parse().unwrap();
+    let mut c = Contract::new(v5, "v5", 1_796_550_067);
+    v1::read_v5_contracts(
+        &upstream_fixture("v5/customers_upc_contracts.json", P),
+        &v5,
+        &mut c,
+    )
+    .unwrap();
+    v1::read_v5_addresses(
+        &upstream_fixture("v5/customers_upa_addresses.json", P),
+        &v5,
+        &mut c,
+    )
+    .unwrap();
+    all.push(c);
+    all.push(Contract::new(prm, "v5", 0));
+    all
+}
+
+#[test]
+fn contracts_built_from_the_fixtures_validate() {
+    let contracts = contracts_from_fixtures();
+    // The fixtures fill every element the schema has, between them.
+    let all: String = contracts
+        .iter()
+        .map(|c| String::from(&c.to_element()))
+        .collect();
+    for element in [
+        "<segment>",
+        "<subscribed-power ",
+        "<tariff-option ",
+        "<off-peak-hours ",
+        "<range ",
+        "<meter-type ",
+        "<services-level ",
+        "<contract-start ",
+        "<activation ",
+        "<last-change ",
+        "<address ",
+        "<unavailable ",
+    ] {
+        assert!(all.contains(element), "no {element} in {all}");
+    }
+    for c in &contracts {
+        assert_valid("contract.rng", &String::from(&c.to_element()));
+    }
+}
+
+#[test]
+fn broken_contracts_fail() {
+    let contract = |body: &str| {
+        format!(
+            r#"<contract xmlns="urn:quoalise:0" prm="22516914714270" generation="v5" fetched="2026-12-06T09:41:07Z">{body}</contract>"#
+        )
+    };
+    assert_valid(
+        "contract.rng",
+        &contract(
+            r#"<off-peak-hours raw="HC (20H00-24H00)"><range start="20:00" end="24:00"/></off-peak-hours>"#,
+        ),
+    );
+    assert_invalid(
+        "contract.rng",
+        &contract(r#"<off-peak-hours raw="HC"><range start="7:30" end="22:00"/></off-peak-hours>"#),
+        "Element range failed to validate attributes",
+    );
+    assert_invalid(
+        "contract.rng",
+        &contract(r#"<subscribed-power value="9 kVA" unit="kVA"/>"#),
+        "Element subscribed-power failed to validate attributes",
+    );
+    assert_invalid(
+        "contract.rng",
+        &contract(r#"<meter-type/>"#),
+        "Element meter-type failed to validate content",
+    );
+    assert_invalid(
+        "contract.rng",
+        &contract(r#"<unavailable source="comptage_auto/v1" fields="colour">no</unavailable>"#),
+        "Element unavailable failed to validate attributes",
+    );
+    assert_invalid(
+        "contract.rng",
+        &contract(r#"<activation date="2019-08-27"/><segment>C5</segment>"#),
+        "Did not expect element segment there",
+    );
+    assert_invalid(
+        "contract.rng",
+        &contract(r#"<activation date="27/08/2019"/>"#),
+        "Element activation failed to validate attributes",
+    );
+    assert_invalid(
+        "contract.rng",
+        r#"<contract xmlns="urn:quoalise:0" prm="22516914714270" generation="v4" fetched="2026-12-06T09:41:07Z"/>"#,
+        "Element contract failed to validate attributes",
+    );
+    assert_invalid(
+        "contract.rng",
+        r#"<contract xmlns="urn:quoalise:0" prm="22516914714270" generation="v5"/>"#,
+        "Element contract failed to validate attributes",
+    );
+    assert_invalid(
+        "contract.rng",
+        r#"<contract prm="22516914714270" generation="v5" fetched="2026-12-06T09:41:07Z"/>"#,
+        "Expecting a namespace for element contract",
+    );
+}

@@ -59,9 +59,21 @@ impl Sim {
             .unwrap_or(0)
     }
 
+    /// Calls counted at every endpoint.
+    pub async fn total_calls(&self) -> u64 {
+        self.inner.admin().total_calls().await
+    }
+
     /// Every counter.
     pub async fn all_calls(&self) -> Value {
         self.inner.admin().calls().await
+    }
+
+    /// What the simulator answers the application to `GET path_and_query` (with a
+    /// fresh application token), as a peer of the test would see it first-hand.
+    pub async fn app_get_json(&self, path_and_query: &str) -> (u16, Value) {
+        let token = self.inner.app_token().await;
+        self.inner.get_json(&token, path_and_query).await
     }
 
     /// Follow the consent page with `sim_auto=accept` and return the redirect's query.

@@ -36,7 +36,7 @@ fn refused(at: i64, peer: &str, prm: &str, text: &str) -> Access {
         peer: peer.into(),
         command: "get_history".into(),
         prm: Some(prm.parse().unwrap()),
-        series: Some(Series::ConsumptionPower),
+        series: Some(Series::ConsumptionPower.into()),
         range: Some((at - 86_400, at)),
         basis: None,
         outcome: AccessOutcome::Refused(AccessError {

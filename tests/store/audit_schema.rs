@@ -51,7 +51,7 @@ fn access(at: i64, peer: &str, p: &str, basis: Option<AccessBasis>, allowed: boo
         peer: peer.into(),
         command: "get_history".into(),
         prm: Some(prm(p)),
-        series: Some(Series::ConsumptionPower),
+        series: Some(Series::ConsumptionPower.into()),
         range: Some((FROM, FROM + 7 * 86_400)),
         basis,
         outcome: if allowed {

@@ -1,15 +1,19 @@
 //! Reading Enedis answers without a network: every captured fixture (2026 and v5,
-//! and the seed's v3 example), error bodies of every shape, DST days, and bodies
-//! that are wrong in every way a gateway can make them. Also the pure parts of the
+//! and the seed's v3 example; the contract answers of 2026 and those written from
+//! the v5 openapi), error bodies of every shape, DST days, and bodies that are
+//! wrong in every way a gateway can make them. Also the pure parts of the
 //! client: day windows and their splitting, consent durations, callbacks, URLs.
 
 use jiff::Timestamp;
 use jiff::civil::{Date, date};
 use quoalise_agent::config::{ApiGeneration, EnedisConfig, Secret};
-use quoalise_agent::quoalise::{Prm, Reading, Series, Step};
+use quoalise_agent::quoalise::contract::{
+    Activation, Address, Changed, Coded, Contract, LastChange, Power,
+};
+use quoalise_agent::quoalise::{Direction, Prm, Reading, Series, Step};
 use quoalise_agent::time::day_start;
 use quoalise_agent::upstream::error::{excerpt, parse_error_body};
-use quoalise_agent::upstream::v1::{V3, V4, V5};
+use quoalise_agent::upstream::v1::{self, V3, V4, V5};
 use quoalise_agent::upstream::{
     Callback, ConsentDuration, Dialect, UpstreamError, api2026, authorize_url, parse_prm_list,
     window,
@@ -722,4 +726,236 @@ fn subscribed_services_keep_active_prms_once() {
     assert!(empty.why_unusable().unwrap().contains("no service"));
     let bad = br#"{"serviceSouscrit":[{"pointId":"12","etatCode":"ACTIF"}]}"#;
     assert!(api2026::parse_services(bad).is_err());
+}
+
+// --- contract data ------------------------------------------------------------
+
+/// A fixture with its masked `usage_point_id` replaced by `prm` (the captures
+/// mask it; a real answer names the PRM asked).
+fn unmasked(name: &str, prm: &str) -> Vec<u8> {
+    String::from_utf8(fixture(name))
+        .unwrap()
+        .replace(
+            r#""usage_point_id": "<masque>""#,
+            &format!(r#""usage_point_id": "{prm}""#),
+        )
+        .into_bytes()
+}
+
+fn new_contract(p: &str, generation: &str) -> Contract {
+    Contract::new(prm(p), generation, 0)
+}
+
+#[test]
+fn contract_2026_fixtures_of_a_consumer() {
+    let mut c = new_contract(CONS_PRM, "2026");
+    api2026::read_situation(
+        &unmasked("2026/situation_contrat_consommateur.json", CONS_PRM),
+        &prm(CONS_PRM),
+        &mut c,
+    )
+    .unwrap();
+    api2026::read_synthese(
+        &fixture("2026/synth_contrat_consommateur.json"),
+        &prm(CONS_PRM),
+        &mut c,
+    )
+    .unwrap();
+    assert_eq!(c.segments, ["C5"]);
+    assert_eq!(
+        c.subscribed_power,
+        Some(Power {
+            value: "12".into(),
+            unit: "kVA".into()
+        })
+    );
+    assert_eq!(
+        c.tariff_option,
+        Some(Coded::label(
+            "Tarif BT<=36kVA Moyenne Utilisation heures pleines heures creuses associées à deux saisons"
+        ))
+    );
+    assert_eq!(c.contract_start, Some(date(2026, 2, 11)));
+    assert_eq!(
+        c.services_level,
+        Some(Coded::label("Communicant (ouvert aux services)"))
+    );
+    assert_eq!(
+        c.activations,
+        [Activation {
+            direction: Some(Direction::Consumption),
+            date: date(2018, 8, 31)
+        }]
+    );
+    assert_eq!(
+        c.last_changes,
+        [LastChange {
+            of: Changed::SubscribedPower,
+            date: date(2026, 2, 11)
+        }]
+    );
+    // Nothing the captures do not give: no meter type, no off-peak hours, and
+    // never the customer's name, contact data or address they also carry.
+    assert_eq!(c.meter_type, None);
+    assert_eq!(c.off_peak_hours, None);
+    assert_eq!(c.address, None);
+    assert!(!String::from(&c.to_element()).contains("masque"));
+}
+
+#[test]
+fn contract_2026_fixtures_of_a_self_consumer_keep_the_consumption_contract() {
+    let mut c = new_contract(CONS_PRM, "2026");
+    api2026::read_situation(
+        &unmasked("2026/situation_contrat_autoconsommation.json", CONS_PRM),
+        &prm(CONS_PRM),
+        &mut c,
+    )
+    .unwrap();
+    api2026::read_synthese(
+        &fixture("2026/synth_contrat_autoconsommation.json"),
+        &prm(CONS_PRM),
+        &mut c,
+    )
+    .unwrap();
+    assert_eq!(c.segments, ["C5", "P4"]);
+    assert_eq!(c.subscribed_power.as_ref().unwrap().value, "12");
+    // The consumption contract's start, not the production one's (2024-07-31).
+    assert_eq!(c.contract_start, Some(date(2024, 10, 12)));
+    assert_eq!(
+        c.activation(Some(Direction::Consumption)),
+        Some(date(2014, 1, 22))
+    );
+    assert_eq!(
+        c.activation(Some(Direction::Production)),
+        Some(date(2024, 7, 31))
+    );
+    assert_eq!(c.last_changes, []);
+}
+
+#[test]
+fn contract_2026_comptage_as_its_swagger_describes_it() {
+    let body =
+        br#"{"dispositifComptage":{"typeComptage":{"code":"AMM","libelle":"Compteur Linky"}},
+        "compteurs":[{"numeroSerie":"123"}],
+        "relais":{"plageHeuresCreuses":"HC (1H30-7H30;12H30-14H30)"}}"#;
+    let mut c = new_contract(CONS_PRM, "2026");
+    api2026::read_comptage(body, &prm(CONS_PRM), &mut c).unwrap();
+    assert_eq!(
+        c.meter_type,
+        Some(Coded {
+            code: Some("AMM".into()),
+            label: Some("Compteur Linky".into())
+        })
+    );
+    let hours = c.off_peak_hours.unwrap();
+    assert_eq!(hours.raw, "HC (1H30-7H30;12H30-14H30)");
+    let ranges: Vec<String> = hours.ranges.iter().map(|r| r.text()).collect();
+    assert_eq!(ranges, ["01:30-07:30", "12:30-14:30"]);
+    // An answer without them gives nothing, and no error.
+    let mut c = new_contract(CONS_PRM, "2026");
+    api2026::read_comptage(b"{}", &prm(CONS_PRM), &mut c).unwrap();
+    assert_eq!((c.meter_type, c.off_peak_hours), (None, None));
+}
+
+#[test]
+fn contract_v5_fixtures_from_the_openapi_examples() {
+    const P: &str = "12345678910123";
+    let mut c = new_contract(P, "v5");
+    v1::read_v5_contracts(&fixture("v5/customers_upc_contracts.json"), &prm(P), &mut c).unwrap();
+    v1::read_v5_addresses(&fixture("v5/customers_upa_addresses.json"), &prm(P), &mut c).unwrap();
+    assert_eq!(c.segments, ["C5"]);
+    assert_eq!(
+        c.subscribed_power,
+        Some(Power {
+            value: "9".into(),
+            unit: "kVA".into()
+        })
+    );
+    assert_eq!(c.tariff_option, Some(Coded::code("BTINFCUST")));
+    let hours = c.off_peak_hours.as_ref().unwrap();
+    assert_eq!(hours.raw, "HC (23h00-7h30)");
+    assert_eq!(
+        hours.ranges.iter().map(|r| r.text()).collect::<Vec<_>>(),
+        ["23:00-07:30"]
+    );
+    assert_eq!(c.meter_type, Some(Coded::code("AMM")));
+    assert_eq!(c.services_level, Some(Coded::code("com")));
+    assert_eq!(c.activation(None), Some(date(2013, 8, 14)));
+    assert_eq!(
+        c.last_change(Changed::TariffOption),
+        Some(date(2017, 5, 25))
+    );
+    assert_eq!(
+        c.address,
+        Some(Address {
+            street: Some("2 bis rue du capitaine Flam".into()),
+            locality: Some("lieudit Tourtouze".into()),
+            postal_code: Some("32400".into()),
+            city: Some("Maulichères".into()),
+            insee_code: Some("32244".into()),
+            country: Some("France".into()),
+        })
+    );
+    // Not the customer's id, nor the coordinates.
+    let xml = String::from(&c.to_element());
+    assert!(
+        !xml.contains("1358019319") && !xml.contains("43.687253"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn bad_contract_answers_are_precise_errors() {
+    let p = prm(CONS_PRM);
+    let situation = |body: &str| {
+        api2026::read_situation(body.as_bytes(), &p, &mut new_contract(CONS_PRM, "2026"))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = situation(r#""oops""#);
+    assert!(e.contains("a string instead of a list of contracts"), "{e}");
+    let e = situation(r#"[{"subscribed_power":{"unit":"kVA","value":"douze"},"segment":"C5"}]"#);
+    assert!(
+        e.contains(r#"subscribed_power.value "douze" is not a number"#),
+        "{e}"
+    );
+    let e = situation(r#"[{"subscribed_power":{"value":"12"},"segment":"C5"}]"#);
+    assert!(e.contains("subscribed_power 12 has no unit"), "{e}");
+    let e = situation(r#"[{"usage_point_id":"11453290002823","segment":"C5"}]"#);
+    assert!(e.contains("about PRM 11453290002823"), "{e}");
+    let e = situation(r#"[{"segment":5}]"#);
+    assert!(e.contains("contract 0 of situation_contrat_auto"), "{e}");
+    let e = situation(r#"[{"segment":"C5","contract_start":"12/02/2026"}]"#);
+    assert!(e.contains(r#"date "12/02/2026""#), "{e}");
+    let e = api2026::read_synthese(b"[]", &p, &mut new_contract(CONS_PRM, "2026"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a synth_contrat_auto answer"), "{e}");
+
+    let v5 = |body: &str| {
+        v1::read_v5_contracts(body.as_bytes(), &p, &mut new_contract(CONS_PRM, "v5"))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = v5(
+        r#"{"customer":{"usage_points":[{"usage_point":{"usage_point_id":"11453290002823"}}]}}"#,
+    );
+    assert!(
+        e.contains("does not list PRM 99999999999991 (it lists 11453290002823)"),
+        "{e}"
+    );
+    let e = v5(r#"{"customer":{"usage_points":[]}}"#);
+    assert!(e.contains("lists no usage point"), "{e}");
+    let e = v5(
+        r#"{"customer":{"usage_points":[{"contracts":{"segment":"C5","subscribed_power":"9kVA"}}]}}"#,
+    );
+    assert!(
+        e.contains(r#"subscribed_power "9kVA" is not "<number> kVA""#),
+        "{e}"
+    );
+    let e = v5(r#"{"usage_points":[]}"#);
+    assert!(
+        e.contains("not a customers_upc/v5/usage_points/contracts answer"),
+        "{e}"
+    );
 }

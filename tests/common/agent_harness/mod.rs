@@ -103,6 +103,8 @@ pub struct AgentSettings {
     pub xmpp_domain: String,
     /// `xmpp.max_stanza_bytes` (not written when `None`: the agent's default).
     pub max_stanza_bytes: Option<usize>,
+    /// `enedis.api`: `2026` unless a test speaks another generation.
+    pub api: &'static str,
 }
 
 impl Default for AgentSettings {
@@ -119,6 +121,7 @@ impl Default for AgentSettings {
             log_level: "info,quoalise_agent=debug".to_owned(),
             xmpp_domain: DOMAIN.to_owned(),
             max_stanza_bytes: None,
+            api: "2026",
         }
     }
 }
@@ -165,7 +168,7 @@ impl ConfigFiles {
             config = config.set("xmpp.max_stanza_bytes", n);
         }
         config = config
-            .set("enedis.api", "2026")
+            .set("enedis.api", settings.api)
             .simulator(&self.sim_base)
             .set("enedis.calls_per_second", settings.calls_per_second)
             .set("enedis.calls_per_hour", settings.calls_per_hour)
