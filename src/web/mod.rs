@@ -392,6 +392,7 @@ mod tests {
             redirect_uris: vec![Url::parse("https://app.example.org/").unwrap()],
             weight: 1,
             calls_per_hour: None,
+            scopes: crate::quoalise::Scopes::NONE,
         }];
         assert_eq!(peers.redirect_uris("App@Example.org").unwrap().len(), 1);
         assert!(peers.redirect_uris("other@example.org").is_none());
