@@ -13,7 +13,10 @@
 //! When the day is not there yet (Enedis is late), or Enedis or the XMPP session is
 //! unavailable, the pass is retried with backoff (15 min, doubling, at most 2 h)
 //! until the end of the day; what was not delivered is caught up by the next
-//! passes. A subscription whose basis is gone (no consent or grant any more) ends.
+//! passes. A subscription whose basis is gone (no consent or grant any more) ends,
+//! and so does one whose series left the peer's scopes (a reload narrowed them):
+//! the refusal is on record in the audit trail, and the peer subscribes again once
+//! its operator gives the scope back.
 //! Progress is stored per subscription (`delivered_through`), after each sent
 //! message, so a restart neither loses nor repeats a day.
 //!
@@ -258,11 +261,18 @@ impl Scheduler {
                     }
                 }
             }
-            Err(CommandError::NotAuthorized(why)) => {
+            Err(e @ (CommandError::NotAuthorized(_) | CommandError::OutOfScope { .. })) => {
                 let id = sub.id;
+                let why = e.to_string();
+                let ended = match e {
+                    CommandError::OutOfScope { .. } => {
+                        "subscription ended: its series is outside the peer's scopes"
+                    }
+                    _ => "subscription ended: no consent or grant any more",
+                };
                 match self.ctx.store.call(move |s| s.end_subscription(id)).await {
                     Ok(_) => {
-                        tracing::info!(subscription = id, peer = %sub.peer, identifier = %sub.identifier, reason = %why, "subscription ended: no consent or grant any more");
+                        tracing::info!(subscription = id, peer = %sub.peer, identifier = %sub.identifier, reason = %why, "{ended}");
                     }
                     Err(e) => {
                         tracing::error!(subscription = id, error = %e, "cannot end a subscription")

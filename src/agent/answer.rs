@@ -277,7 +277,7 @@ pub async fn next_page(
             ctx,
             &settings,
             &paged.data.requester,
-            paged.data.identifier.prm,
+            paged.data.identifier,
         )
         .await?;
         audit.allowed_on(&grant);
