@@ -39,6 +39,7 @@ use crate::config::Config;
 use crate::health::{Health, check_fn};
 use crate::metrics::Metrics;
 use crate::push::Scheduler;
+use crate::quoalise::Scopes;
 use crate::store::{ConsentState, Store, StoreError, now_seconds};
 use crate::systemd::{self, Heartbeat, Watchdog};
 use crate::upstream::cache::CachedUpstream;
@@ -80,6 +81,10 @@ pub fn web_router(ctx: &Arc<AgentContext>) -> Router {
 impl PeerDirectory for AgentContext {
     fn redirect_uris(&self, jid: &str) -> Option<Vec<Url>> {
         self.settings().config.peers.redirect_uris(jid)
+    }
+
+    fn scopes(&self, jid: &str) -> Option<Scopes> {
+        self.settings().config.peers.scopes(jid)
     }
 }
 
