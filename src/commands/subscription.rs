@@ -81,7 +81,11 @@ impl AdHocCommand<AgentContext> for Subscribe {
         sees_any_series(ctx, requester)
     }
 
-    fn refused<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> BoxFuture<'a, CommandError> {
+    fn refused<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, CommandError> {
         Box::pin(async move {
             let asked = parse_identifier(&request.form).ok();
             refuse(ctx, SUBSCRIBE, &request, &series_scopes(), asked).await

@@ -361,12 +361,15 @@ async fn on_reload(ctx: &Arc<AgentContext>, path: &Path) {
             restart_needed,
         } => {
             if restart_needed.is_empty() {
-                tracing::info!(peers, "configuration reloaded: peers and grants in force");
+                tracing::info!(
+                    peers,
+                    "configuration reloaded: peers, grants and scopes in force"
+                );
             } else {
                 tracing::warn!(
                     peers,
                     restart_needed = %restart_needed.join(", "),
-                    "configuration reloaded: peers and grants in force; other changes need a restart"
+                    "configuration reloaded: peers, grants and scopes in force; other changes need a restart"
                 );
             }
             systemd::reloaded(&outcome.status());

@@ -221,7 +221,10 @@ mod tests {
         let daily: Scopes = [Scope::Daily].into_iter().collect();
         assert_eq!(
             daily.series(),
-            [Series::ConsumptionEnergyDaily, Series::ProductionEnergyDaily]
+            [
+                Series::ConsumptionEnergyDaily,
+                Series::ProductionEnergyDaily
+            ]
         );
         assert!(!daily.allows(Series::ConsumptionPower));
         assert_eq!(format!("{daily:?}"), "{Daily}");

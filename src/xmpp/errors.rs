@@ -307,7 +307,10 @@ fn upstream_error_element(issuer: &str, code: &str) -> Element {
 /// `<missing-scope xmlns="urn:quoalise:0" scope="load_curve"/>`.
 fn missing_scope_element(scope: Scope) -> Element {
     Element::builder("missing-scope", NS_QUOALISE)
-        .attr(minidom::rxml::xml_ncname!("scope").to_owned(), scope.as_str())
+        .attr(
+            minidom::rxml::xml_ncname!("scope").to_owned(),
+            scope.as_str(),
+        )
         .build()
 }
 

@@ -136,7 +136,11 @@ impl AdHocCommand<AgentContext> for GetHistory {
         sees_any_series(ctx, requester)
     }
 
-    fn refused<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> BoxFuture<'a, CommandError> {
+    fn refused<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, CommandError> {
         Box::pin(async move {
             let asked = request
                 .form

@@ -160,7 +160,11 @@ impl AdHocCommand<AgentContext> for Legacy {
         ctx.settings().scopes(requester).contains(self.scope())
     }
 
-    fn refused<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> BoxFuture<'a, CommandError> {
+    fn refused<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, CommandError> {
         Box::pin(async move {
             let asked = LegacyQuery::from_form(&request.form)
                 .ok()
