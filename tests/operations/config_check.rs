@@ -319,7 +319,9 @@ fn unknown_scope_names_are_refused_with_the_key_the_file_and_the_known_scopes() 
         line_for(&lines, "peers[1].scopes[1]", &file),
         format!("{file}: peers[1].scopes[1]: unknown scope \"everything\"; {known}")
     );
-    assert!(line_for(&lines, "peers[1].scopes[2]", &file).ends_with("scope identity is listed twice"));
+    assert!(
+        line_for(&lines, "peers[1].scopes[2]", &file).ends_with("scope identity is listed twice")
+    );
     assert_eq!(lines.len(), 3, "{lines:#?}");
 
     // Known names, and none at all, pass.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::ToSpan;
 use quoalise_agent::config::{ApiGeneration, EnedisConfig, PeerConfig, Secret};
-use quoalise_agent::quoalise::Series;
+use quoalise_agent::quoalise::{Scope, Scopes, Series};
 use quoalise_agent::store::{ConsentState, Store, now_seconds};
 use quoalise_agent::time::{day_start, paris_date, paris_today};
 use quoalise_agent::upstream::{EnedisClient, Upstream};
@@ -103,6 +103,7 @@ fn peer_config(redirects: &[&str]) -> PeerConfig {
         redirect_uris: redirects.iter().map(|u| Url::parse(u).unwrap()).collect(),
         weight: 1,
         calls_per_hour: None,
+        scopes: Scopes::default_for_peers(),
     }
 }
 
