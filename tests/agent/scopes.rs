@@ -465,9 +465,29 @@ async fn disco_and_list_usage_points_show_each_peer_what_its_scopes_allow() {
         ))
         .await
         .expect("get_authorize_uri needs no scope");
+    // The consent page of each peer tells consumers what that peer will get.
+    let page = |answer: Command| async move {
+        let uri = field_values(answer.form.as_ref().unwrap(), "authorize_uri")[0].clone();
+        let response = reqwest::get(&uri).await.expect("the consent page");
+        assert_eq!(response.status(), 200, "{uri}");
+        response.text().await.unwrap()
+    };
+    let body = page(authorize).await;
     assert!(
-        field_values(authorize.form.as_ref().unwrap(), "authorize_uri")[0].contains("/authorize")
+        body.contains("Enedis ne transmettra à Nora&#39;s app aucune donnée"),
+        "{body}"
     );
+    let authorize = dan
+        .command(Command::execute(
+            "get_authorize_uri",
+            Some(submit(&[("name", "Dan's app")])),
+        ))
+        .await
+        .expect("get_authorize_uri");
+    let body = page(authorize).await;
+    assert!(body.contains("votre consommation jour par jour"), "{body}");
+    assert!(!body.contains("courbe"), "{body}");
+    assert!(!body.contains("puissance maximale"), "{body}");
 
     // list_usage_points: the scopes, and only their series.
     let list = |peer: &'static str| {
