@@ -3,7 +3,10 @@
 //! incoming `<iq/>` (XEP-0050 commands, XEP-0030 disco, XEP-0199 ping).
 //!
 //! - Authorisation first: a JID outside the allow-list gets `not-authorized` on
-//!   every command and sees no command in disco.
+//!   every command and sees no command in disco; a command an allowed JID may not
+//!   run ([`AdHocCommand::allowed`]: the agent's data commands follow the peer's
+//!   scopes) is hidden from it in disco and answered by
+//!   [`AdHocCommand::refused`].
 //! - Both XEP-0050 flows: the programmatic single-stage `execute` carrying a
 //!   filled form, and the multi-stage flow of Gajim/Psi (empty `execute` → form
 //!   with a `sessionid` → `complete`/`execute`/`next` with the form, or `cancel`).
@@ -879,11 +882,10 @@ impl<C: Send + Sync + 'static> Router<C> {
     fn spawn_execute(
         self: &Arc<Self>,
         handler: Arc<dyn AdHocCommand<C>>,
-        stage: Stage,
+        mut stage: Stage,
     ) -> Result<(), CommandError> {
         let ctx = self.commands.context().clone();
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
-        let mut stage = stage;
         let more = stage.more.take();
         let (from, id, node, sessionid) = (
             stage.from.clone(),
