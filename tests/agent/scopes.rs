@@ -176,6 +176,15 @@ type Row = (
     Option<String>,
 );
 
+/// A refusal as the audit trail holds it: peer, command, PRM, series, code.
+type RefusedRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 fn row_of(r: &AuditRecord) -> Row {
     (
         r.peer.clone(),
@@ -540,13 +549,7 @@ async fn disco_and_list_usage_points_show_each_peer_what_its_scopes_allow() {
 
     // The refusals of hidden commands are on record, with what they named.
     let store = Store::open(d.dir.path().join("agent.db")).unwrap();
-    let refused: Vec<(
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = store
+    let refused: Vec<RefusedRow> = store
         .audit(&AuditFilter::default())
         .unwrap()
         .into_iter()
@@ -786,7 +789,7 @@ async fn a_reload_narrowing_the_scopes_applies_to_the_next_request_page_and_push
         .unwrap()
         .form
         .unwrap();
-    assert_eq!(field_values(&form, "subscriptions"), [daily.clone()]);
+    assert_eq!(field_values(&form, "subscriptions"), [daily.as_str()]);
     assert_eq!(field_values(&form, "scopes"), ["daily"]);
 
     // On record: the refused page, request, command and push.
