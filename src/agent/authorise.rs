@@ -71,17 +71,22 @@ pub fn in_scope(
 /// The refusal of data of `scope` to `requester`, whose scopes are `scopes`;
 /// `what` says what was asked ("consumption/power/active/raw is load_curve data").
 pub fn out_of_scope(requester: &BareJid, scopes: Scopes, scope: Scope, what: &str) -> CommandError {
-    let theirs = if scopes.is_empty() {
-        "it has none".to_owned()
-    } else {
-        format!("they are: {scopes}")
-    };
+    let theirs = scopes_in_words(scopes);
     CommandError::out_of_scope(
         scope,
         format!(
             "{what}: this peer's scopes do not include {scope} ({theirs}); the agent's operator can add it to the scopes of {requester} in [[peers]]"
         ),
     )
+}
+
+/// A peer's scopes, for a refusal: "they are: daily, max_power", "it has none".
+pub fn scopes_in_words(scopes: Scopes) -> String {
+    if scopes.is_empty() {
+        "it has none".to_owned()
+    } else {
+        format!("they are: {scopes}")
+    }
 }
 
 /// Checks that `requester` may read `prm` now, whatever the series.

@@ -30,6 +30,8 @@ pub struct Settings {
     pub config: Config,
     /// Normalised bare JID → the PRMs its `usage_points` grant.
     usage_points: HashMap<String, BTreeSet<Prm>>,
+    /// Normalised bare JID → its `scopes`, read on every request.
+    scopes: HashMap<String, Scopes>,
 }
 
 impl Settings {
@@ -40,9 +42,15 @@ impl Settings {
             .iter()
             .map(|p| (p.jid.clone(), p.usage_points.iter().copied().collect()))
             .collect();
+        let scopes = config
+            .peers
+            .iter()
+            .map(|p| (p.jid.clone(), p.scopes))
+            .collect();
         Settings {
             config,
             usage_points,
+            scopes,
         }
     }
 
@@ -64,7 +72,10 @@ impl Settings {
     /// The kinds of data `peer` may receive (its `[[peers]] scopes`); none for a
     /// JID that is not a peer.
     pub fn scopes(&self, peer: &BareJid) -> Scopes {
-        self.peer(peer).map_or(Scopes::NONE, |p| p.scopes)
+        self.scopes
+            .get(peer.as_str())
+            .copied()
+            .unwrap_or(Scopes::NONE)
     }
 
     /// The Enedis API generation in use (consents of other generations do not count).

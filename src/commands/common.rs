@@ -8,7 +8,7 @@ use tracing::Instrument;
 use xmpp_parsers::jid::BareJid;
 
 use crate::agent::audit::record_refusal;
-use crate::agent::authorise::out_of_scope;
+use crate::agent::authorise::{out_of_scope, scopes_in_words};
 use crate::agent::context::AgentContext;
 use crate::logging::RequestLog;
 use crate::quoalise::{Identifier, Scope, Series};
@@ -88,14 +88,10 @@ pub fn refusal(
         );
     }
     let serves: Vec<&str> = serves.iter().map(|s| s.as_str()).collect();
-    let theirs = if scopes.is_empty() {
-        "it has none".to_owned()
-    } else {
-        format!("they are: {scopes}")
-    };
     CommandError::not_authorized(format!(
-        "{node} serves {} data: this peer's scopes include none of them ({theirs}); the agent's operator can add them to the scopes of {requester} in [[peers]]",
-        serves.join(", ")
+        "{node} serves {} data: this peer's scopes include none of them ({}); the agent's operator can add them to the scopes of {requester} in [[peers]]",
+        serves.join(", "),
+        scopes_in_words(scopes)
     ))
 }
 
