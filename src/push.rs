@@ -57,7 +57,9 @@
 //! session is unavailable, the subscription is tried again by the next pass, with
 //! backoff (15 min, doubling, at most 2 h) until the next publish time; after it,
 //! the day is simply still due, with the next one. A subscription whose basis is
-//! gone (no consent or grant any more) ends.
+//! gone (no consent or grant any more) ends, and so does one whose series left the
+//! peer's scopes (a reload narrowed them): the refusal is on record in the audit
+//! trail, and the peer subscribes again once its operator gives the scope back.
 //!
 //! Time is injected ([`Clock`]) and a pass can be run on demand
 //! ([`Scheduler::run_once`]), so tests need not wait for 08:00.
@@ -522,11 +524,18 @@ impl Scheduler {
                     }
                 }
             }
-            Err(CommandError::NotAuthorized(why)) => {
+            Err(e @ (CommandError::NotAuthorized(_) | CommandError::OutOfScope { .. })) => {
                 let id = sub.id;
+                let why = e.to_string();
+                let ended = match e {
+                    CommandError::OutOfScope { .. } => {
+                        "subscription ended: its series is outside the peer's scopes"
+                    }
+                    _ => "subscription ended: no consent or grant any more",
+                };
                 match self.ctx.store.call(move |s| s.end_subscription(id)).await {
                     Ok(_) => {
-                        tracing::info!(subscription = id, peer = %sub.peer, identifier = %sub.identifier, reason = %why, "subscription ended: no consent or grant any more");
+                        tracing::info!(subscription = id, peer = %sub.peer, identifier = %sub.identifier, reason = %why, "{ended}");
                     }
                     Err(e) => {
                         tracing::error!(subscription = id, error = %e, "cannot end a subscription")

@@ -273,13 +273,7 @@ pub async fn next_page(
     let mut audit = Audit::begin(&paged.data, log);
     let result = async {
         let settings = ctx.settings();
-        let grant = authorise(
-            ctx,
-            &settings,
-            &paged.data.requester,
-            paged.data.identifier.prm,
-        )
-        .await?;
+        let grant = authorise(ctx, &settings, &paged.data.requester, paged.data.identifier).await?;
         audit.allowed_on(&grant);
         page(request, paged, Vec::new())
     }

@@ -22,7 +22,7 @@ use super::authorise::Grant;
 use super::context::AgentContext;
 use super::request::DataRequest;
 use crate::logging::RequestLog;
-use crate::quoalise::{Prm, Series};
+use crate::quoalise::{Identifier, Prm, Series};
 use crate::store::{
     Access, AccessBasis, AccessError, AccessOutcome, AuditError, Store, Subject, now_seconds,
 };
@@ -36,13 +36,17 @@ pub fn basis_of(grant: &Grant) -> AccessBasis {
     }
 }
 
-/// The error as the trail records it: condition, upstream code, text.
+/// The error as the trail records it: condition, code, text. The code is the
+/// Enedis code of an upstream refusal, the limit of a quota refusal
+/// (`hourly-quota`), or `scope:<name>` for data outside the peer's scopes
+/// (`scope:load_curve`).
 pub fn access_error(e: &CommandError) -> AccessError {
     AccessError {
         condition: e.condition().to_owned(),
         code: match e {
             CommandError::Upstream { code, .. } => Some(code.clone()),
             CommandError::RetryLater(later) => Some(later.limit.to_owned()),
+            CommandError::OutOfScope { scope, .. } => Some(format!("scope:{scope}")),
             _ => None,
         },
         text: e.to_string(),
@@ -237,5 +241,43 @@ pub async fn record_decision(
                 "the agent cannot record this request in its audit trail; its operator can find details in its log",
             ))
         }
+    }
+}
+
+/// Records the refusal of a request refused before the data path (a command the
+/// peer may not run: its scopes lack what the command serves) of the request
+/// recorded in `log`, with the PRM and series when the request said them. A
+/// failure to write is logged: the peer gets its refusal anyway.
+pub async fn record_refusal(
+    ctx: &AgentContext,
+    log: &RequestLog,
+    peer: &str,
+    asked: Option<Identifier>,
+    error: &CommandError,
+) {
+    let access = Access {
+        at: now_seconds(),
+        peer: peer.to_owned(),
+        command: log.command().to_owned(),
+        prm: asked.map(|id| id.prm),
+        series: asked.map(|id| Subject::Series(id.series)),
+        range: None,
+        basis: None,
+        outcome: AccessOutcome::Refused(access_error(error)),
+        upstream_calls: 0,
+        duration_ms: None,
+    };
+    let written = ctx
+        .store
+        .call_now(move |s| match s.record_access(&access) {
+            Ok(_) => Ok(Ok(())),
+            Err(AuditError::NoBasis(why)) => Ok(Err(why)),
+            Err(AuditError::Store(e)) => Err(e),
+        })
+        .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => tracing::error!(reason = %why, "the audit trail refused a refusal"),
+        Err(e) => tracing::error!(error = %e, "cannot record a refused request in the audit trail"),
     }
 }

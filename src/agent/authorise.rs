@@ -1,4 +1,4 @@
-//! Who may read which PRM.
+//! Who may read which PRM, and which of its series.
 //!
 //! A peer (already on the allow-list: the XMPP router refused everyone else) may
 //! read a PRM when its `[[peers]] usage_points` list it, or when it owns a consent
@@ -7,11 +7,17 @@
 //! that says why in terms of the requester's OWN situation (no consent, consent
 //! expired or revoked, not granted): whether another peer holds a consent for the
 //! PRM is never looked at, so it can never leak.
+//!
+//! Then, whatever the basis (a grant or a consent), the series must be in the
+//! peer's scopes (`[[peers]] scopes`, [`crate::quoalise::Scope`]): a series outside
+//! them is `not-authorized` with `<missing-scope/>` naming the scope
+//! ([`in_scope`]). The scopes come from the settings snapshot of the request, so a
+//! reload narrowing them applies to the very next request, page or push.
 
 use xmpp_parsers::jid::BareJid;
 
 use super::context::{AgentContext, Settings};
-use crate::quoalise::Prm;
+use crate::quoalise::{Identifier, Prm, Scope, Scopes, Series};
 use crate::store::consents::fmt_instant;
 use crate::store::{Consent, ConsentState, now_seconds};
 use crate::xmpp::CommandError;
@@ -29,8 +35,63 @@ pub enum Grant {
     },
 }
 
-/// Checks that `requester` may read `prm` now.
+/// Checks that `requester` may read `identifier` now: its PRM (a grant or a
+/// consent of its own), then its series ([`in_scope`]).
 pub async fn authorise(
+    ctx: &AgentContext,
+    settings: &Settings,
+    requester: &BareJid,
+    identifier: Identifier,
+) -> Result<Grant, CommandError> {
+    let grant = authorise_prm(ctx, settings, requester, identifier.prm).await?;
+    in_scope(settings, requester, identifier.series)?;
+    Ok(grant)
+}
+
+/// Refuses `series` unless the requester's scopes include its scope: the one
+/// check of scopes on the data path, for grants and consents alike.
+pub fn in_scope(
+    settings: &Settings,
+    requester: &BareJid,
+    series: Series,
+) -> Result<(), CommandError> {
+    let scope = Scope::of(series);
+    let scopes = settings.scopes(requester);
+    if scopes.contains(scope) {
+        return Ok(());
+    }
+    Err(out_of_scope(
+        requester,
+        scopes,
+        scope,
+        &format!("{series} is {scope} data"),
+    ))
+}
+
+/// The refusal of data of `scope` to `requester`, whose scopes are `scopes`;
+/// `what` says what was asked ("consumption/power/active/raw is load_curve data").
+pub fn out_of_scope(requester: &BareJid, scopes: Scopes, scope: Scope, what: &str) -> CommandError {
+    let theirs = scopes_in_words(scopes);
+    CommandError::out_of_scope(
+        scope,
+        format!(
+            "{what}: this peer's scopes do not include {scope} ({theirs}); the agent's operator can add it to the scopes of {requester} in [[peers]]"
+        ),
+    )
+}
+
+/// A peer's scopes, for a refusal: "they are: daily, max_power", "it has none".
+pub fn scopes_in_words(scopes: Scopes) -> String {
+    if scopes.is_empty() {
+        "it has none".to_owned()
+    } else {
+        format!("they are: {scopes}")
+    }
+}
+
+/// Checks that `requester` may read `prm` now, whatever the series (the caller
+/// checks the scope of what it serves).
+pub async fn authorise_prm(
     ctx: &AgentContext,
     settings: &Settings,
     requester: &BareJid,
@@ -247,6 +308,42 @@ mod tests {
         assert!(s.grants(&app, &prm));
         assert!(!s.grants(&other, &prm));
         assert!(!s.grants(&app, &"11453290002823".parse().unwrap()));
+    }
+
+    #[test]
+    fn series_outside_the_scopes_are_refused_naming_the_scope() {
+        let s = Settings::new(crate::config::for_tests(
+            "[[peers]]\njid = \"daily@example.org\"\nscopes = [\"daily\"]\n\
+             [[peers]]\njid = \"none@example.org\"\nscopes = []\n",
+            &[],
+        ));
+        let app: BareJid = "app@example.org".parse().unwrap();
+        let daily: BareJid = "daily@example.org".parse().unwrap();
+        let none: BareJid = "none@example.org".parse().unwrap();
+        let stranger: BareJid = "stranger@example.org".parse().unwrap();
+        // The default: every series.
+        for series in Series::ALL {
+            assert_eq!(in_scope(&s, &app, series), Ok(()), "{series}");
+        }
+        assert_eq!(in_scope(&s, &daily, Series::ProductionEnergyDaily), Ok(()));
+        let refused = in_scope(&s, &daily, Series::ConsumptionPower).unwrap_err();
+        assert_eq!(
+            refused,
+            CommandError::out_of_scope(
+                Scope::LoadCurve,
+                "consumption/power/active/raw is load_curve data: this peer's scopes do not \
+                 include load_curve (they are: daily); the agent's operator can add it to the \
+                 scopes of daily@example.org in [[peers]]"
+            )
+        );
+        let refused = in_scope(&s, &none, Series::ConsumptionMaxPower).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("do not include max_power (it has none)"),
+            "{refused}"
+        );
+        assert!(in_scope(&s, &stranger, Series::ConsumptionEnergyDaily).is_err());
     }
 
     #[test]

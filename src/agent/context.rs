@@ -4,8 +4,8 @@
 //! `CommandSet<AgentContext>`); web handlers get it as axum state
 //! (`Arc<AgentContext>`).
 //!
-//! What can change at run time (a SIGHUP reload replaces the peers and their
-//! grants) lives in one [`Settings`] snapshot behind a lock: a request reads the
+//! What can change at run time (a SIGHUP reload replaces the peers, their
+//! grants and their scopes) lives in one [`Settings`] snapshot behind a lock: a request reads the
 //! snapshot once ([`AgentContext::settings`]) and works with a consistent view
 //! even if a reload happens meanwhile.
 
@@ -16,7 +16,7 @@ use xmpp_parsers::jid::BareJid;
 
 use crate::config::{ApiGeneration, Config, PeerConfig};
 use crate::metrics::Metrics;
-use crate::quoalise::Prm;
+use crate::quoalise::{Prm, Scopes};
 use crate::store::Store;
 use crate::upstream::Upstream;
 use crate::xmpp::{AllowList, InvalidPeerJid, XmppHandle};
@@ -30,6 +30,8 @@ pub struct Settings {
     pub config: Config,
     /// Normalised bare JID → the PRMs its `usage_points` grant.
     usage_points: HashMap<String, BTreeSet<Prm>>,
+    /// Normalised bare JID → its `scopes`, read on every request.
+    scopes: HashMap<String, Scopes>,
 }
 
 impl Settings {
@@ -40,9 +42,15 @@ impl Settings {
             .iter()
             .map(|p| (p.jid.clone(), p.usage_points.iter().copied().collect()))
             .collect();
+        let scopes = config
+            .peers
+            .iter()
+            .map(|p| (p.jid.clone(), p.scopes))
+            .collect();
         Settings {
             config,
             usage_points,
+            scopes,
         }
     }
 
@@ -59,6 +67,15 @@ impl Settings {
     /// Whether the configuration grants `peer` the PRM `prm`.
     pub fn grants(&self, peer: &BareJid, prm: &Prm) -> bool {
         self.usage_points(peer).is_some_and(|set| set.contains(prm))
+    }
+
+    /// The kinds of data `peer` may receive (its `[[peers]] scopes`); none for a
+    /// JID that is not a peer.
+    pub fn scopes(&self, peer: &BareJid) -> Scopes {
+        self.scopes
+            .get(peer.as_str())
+            .copied()
+            .unwrap_or(Scopes::NONE)
     }
 
     /// The Enedis API generation in use (consents of other generations do not count).

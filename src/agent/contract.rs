@@ -17,11 +17,11 @@
 use xmpp_parsers::jid::BareJid;
 
 use super::audit::Audit;
-use super::authorise::{Grant, authorise};
+use super::authorise::{Grant, authorise_prm, out_of_scope};
 use super::context::AgentContext;
 use super::data::{DEADLINE_MARGIN, ask_for, upstream_error};
 use crate::logging::RequestLog;
-use crate::quoalise::{Contract, Prm};
+use crate::quoalise::{Contract, Prm, Scope, Unavailable};
 use crate::upstream::Class;
 use crate::xmpp::CommandError;
 
@@ -58,9 +58,17 @@ async fn unaudited(
     audit: &mut Audit,
 ) -> Result<ContractAnswer, CommandError> {
     let settings = ctx.settings();
-    let grant = authorise(ctx, &settings, requester, prm).await?;
+    let grant = authorise_prm(ctx, &settings, requester, prm).await?;
+    let scopes = settings.scopes(requester);
+    if !scopes.contains(Scope::Contract) {
+        return Err(out_of_scope(
+            requester,
+            scopes,
+            Scope::Contract,
+            "a PRM's contract and meter are contract data",
+        ));
+    }
     audit.allowed_on(&grant);
-    // scope: contract (identity for the address)
 
     let due = deadline - DEADLINE_MARGIN;
     let ask = ask_for(&settings, requester, Class::Interactive, due);
@@ -75,8 +83,17 @@ async fn unaudited(
         }
     };
     log.upstream_calls(fetched.calls);
-    Ok(ContractAnswer {
-        contract: fetched.contract,
-        grant,
-    })
+    let mut contract = fetched.contract;
+    // The address says who lives there: only for a peer whose scopes include
+    // identity (the cache keeps it for those).
+    if contract.address.is_some() && !scopes.contains(Scope::Identity) {
+        contract.address = None;
+        contract.unavailable.push(Unavailable {
+            source: "scopes".to_owned(),
+            fields: vec!["address".to_owned()],
+            code: None,
+            reason: "this peer's scopes do not include identity".to_owned(),
+        });
+    }
+    Ok(ContractAnswer { contract, grant })
 }

@@ -103,7 +103,7 @@ async fn fetch_unaudited(
     let series = request.identifier.series;
     let settings = ctx.settings();
 
-    let grant = authorise(ctx, &settings, &request.requester, prm).await?;
+    let grant = authorise(ctx, &settings, &request.requester, request.identifier).await?;
     audit.allowed_on(&grant);
 
     if let Some(room) = request.max_payload

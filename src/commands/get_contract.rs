@@ -17,16 +17,19 @@
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
-use super::common::instrumented;
+use super::common::{instrumented, refuse};
 use super::data::prm_hint;
 use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
 use crate::agent::contract::{PRM_FIELD, fetch_contract};
 use crate::quoalise::contract::{Changed, Coded, Contract};
-use crate::quoalise::{Direction, Prm};
+use crate::quoalise::{Direction, Prm, Scope};
 use crate::store::consents::fmt_instant;
 use crate::xmpp::forms::{text_multi, text_single};
-use crate::xmpp::{AdHocCommand, CommandFuture, FieldExt, FormBuilder, Note, Outcome, Request};
+use crate::xmpp::{
+    AdHocCommand, BoxFuture, CommandError, CommandFuture, FieldExt, FormBuilder, Note, Outcome,
+    Request,
+};
 
 /// The command's node.
 pub const NODE: &str = "get_contract";
@@ -201,6 +204,19 @@ impl AdHocCommand<AgentContext> for GetContract {
 
     fn form(&self) -> DataForm {
         contract_request_form(&[])
+    }
+
+    /// Only for a peer whose scopes include `contract`.
+    fn allowed(&self, ctx: &AgentContext, requester: &BareJid) -> bool {
+        ctx.settings().scopes(requester).contains(Scope::Contract)
+    }
+
+    fn refused<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, CommandError> {
+        Box::pin(async move { refuse(ctx, NODE, &request, &[Scope::Contract], None).await })
     }
 
     fn form_for<'a>(

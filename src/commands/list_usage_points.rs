@@ -7,8 +7,12 @@
 //! and a program reads as easily:
 //!
 //! - `usage_points` (text-multi): one PRM per value;
+//! - `scopes` (text-multi): the peer's data scopes (`[[peers]] scopes`), one per
+//!   value, none when it has none;
 //! - one text-multi field per PRM, `var` = the PRM, with lines
-//!   `series: …`, `access: …`, `valid until: …` (and `subscribed: …`);
+//!   `series: …` (the series its scopes let it read, comma-separated; nothing
+//!   after `series:` when none), `access: …`, `valid until: …` (and
+//!   `subscribed: …`);
 //! - `subscriptions` (text-multi), when the peer has any: one identifier per value.
 
 use xmpp_parsers::data_forms::DataForm;
@@ -17,7 +21,7 @@ use super::common::instrumented;
 use super::subscription::{subscriptions_of, with_subscriptions};
 use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
-use crate::quoalise::Series;
+use crate::quoalise::Scopes;
 use crate::store::consents::fmt_instant;
 use crate::xmpp::forms::text_multi;
 use crate::xmpp::{AdHocCommand, CommandFuture, FieldExt, FormBuilder, Outcome, Request};
@@ -27,8 +31,8 @@ const NODE: &str = "list_usage_points";
 /// The `list_usage_points` command.
 pub struct ListUsagePoints;
 
-/// The result form listing `readable`.
-pub fn usage_points_form(readable: &[Readable]) -> DataForm {
+/// The result form listing `readable` to a peer with these `scopes`.
+pub fn usage_points_form(readable: &[Readable], scopes: Scopes) -> DataForm {
     let instructions = match readable.len() {
         0 => "You may read no usage point yet: ask the agent's operator, or a consumer's \
               consent through get_authorize_uri."
@@ -36,8 +40,13 @@ pub fn usage_points_form(readable: &[Readable]) -> DataForm {
         1 => "You may read 1 usage point.".to_owned(),
         n => format!("You may read {n} usage points."),
     };
-    let series: Vec<&str> = Series::ALL.iter().map(|s| s.as_str()).collect();
-    let series = format!("series: {}", series.join(", "));
+    let series: Vec<&str> = scopes.series().iter().map(|s| s.as_str()).collect();
+    let series = if series.is_empty() {
+        "series:".to_owned()
+    } else {
+        format!("series: {}", series.join(", "))
+    };
+    let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     let mut form = FormBuilder::result("Usage points")
         .instructions(instructions)
         .field(
@@ -48,7 +57,8 @@ pub fn usage_points_form(readable: &[Readable]) -> DataForm {
                     .collect::<Vec<_>>()
                     .join("\n"),
             ),
-        );
+        )
+        .field(text_multi("scopes", "Your data scopes").lines(&scope_names.join("\n")));
     for r in readable {
         let mut lines = vec![series.clone()];
         let mut access = Vec::new();
@@ -98,7 +108,7 @@ impl AdHocCommand<AgentContext> for ListUsagePoints {
                 let settings = ctx.settings();
                 let subs = subscriptions_of(ctx, &request.requester).await;
                 let list = readable(ctx, &settings, &request.requester).await?;
-                let form = usage_points_form(&list);
+                let form = usage_points_form(&list, settings.scopes(&request.requester));
                 Ok(Outcome::new().with_form(with_subscriptions(form, &subs)))
             })
             .await
@@ -110,6 +120,7 @@ impl AdHocCommand<AgentContext> for ListUsagePoints {
 mod tests {
     use super::*;
     use crate::config::ApiGeneration;
+    use crate::quoalise::Scope;
     use crate::store::{Consent, ConsentState};
 
     fn values(form: &DataForm, var: &str) -> Vec<String> {
@@ -144,10 +155,17 @@ mod tests {
                 has_refresh_token: false,
             }],
         };
-        let form = usage_points_form(&[consented, configured]);
+        let form = usage_points_form(
+            &[consented.clone(), configured.clone()],
+            Scopes::default_for_peers(),
+        );
         assert_eq!(
             values(&form, "usage_points"),
             ["11453290002823", "22516914714270"]
+        );
+        assert_eq!(
+            values(&form, "scopes"),
+            ["load_curve", "daily", "max_power", "index", "contract"]
         );
         assert_eq!(
             form.instructions.as_deref(),
@@ -163,11 +181,32 @@ mod tests {
         let lines = values(&form, "11453290002823");
         assert_eq!(lines[1], "access: consent 4 (Enedis API 2026)");
         assert_eq!(lines[2], "valid until: 2027-01-15T08:00:00Z");
+
+        // Narrower scopes: only their series, for a grant and a consent alike.
+        let daily = Scopes::from_iter([Scope::Daily, Scope::Contract]);
+        let form = usage_points_form(&[consented, configured], daily);
+        assert_eq!(values(&form, "scopes"), ["daily", "contract"]);
+        for prm in ["11453290002823", "22516914714270"] {
+            assert_eq!(
+                values(&form, prm)[0],
+                "series: consumption/energy/active/daily, production/energy/active/daily"
+            );
+        }
+        let form = usage_points_form(
+            &[Readable {
+                prm: "22516914714270".parse().unwrap(),
+                configured: true,
+                consents: Vec::new(),
+            }],
+            Scopes::NONE,
+        );
+        assert!(values(&form, "scopes").is_empty());
+        assert_eq!(values(&form, "22516914714270")[0], "series:");
     }
 
     #[test]
     fn an_empty_list_says_how_to_get_one() {
-        let form = usage_points_form(&[]);
+        let form = usage_points_form(&[], Scopes::default_for_peers());
         assert!(values(&form, "usage_points").is_empty());
         assert!(form.instructions.unwrap().contains("get_authorize_uri"));
     }

@@ -15,7 +15,7 @@
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
-use super::common::instrumented;
+use super::common::{instrumented, refuse, sees_any_series, series_scopes};
 use crate::agent::audit::{basis_of, record_decision};
 use crate::agent::authorise::authorise;
 use crate::agent::context::AgentContext;
@@ -25,8 +25,8 @@ use crate::store::{SubscribeError, Subscription, now_seconds};
 use crate::time::first_day;
 use crate::xmpp::forms::{fixed, text_single};
 use crate::xmpp::{
-    AdHocCommand, CommandError, CommandFuture, FieldExt, FormBuilder, Note, Outcome, Request,
-    SubmittedForm,
+    AdHocCommand, BoxFuture, CommandError, CommandFuture, FieldExt, FormBuilder, Note, Outcome,
+    Request, SubmittedForm,
 };
 
 const SUBSCRIBE: &str = "subscribe";
@@ -76,6 +76,22 @@ impl AdHocCommand<AgentContext> for Subscribe {
         )
     }
 
+    /// Seen by a peer whose scopes let it receive at least one series.
+    fn allowed(&self, ctx: &AgentContext, requester: &BareJid) -> bool {
+        sees_any_series(ctx, requester)
+    }
+
+    fn refused<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, CommandError> {
+        Box::pin(async move {
+            let asked = parse_identifier(&request.form).ok();
+            refuse(ctx, SUBSCRIBE, &request, &series_scopes(), asked).await
+        })
+    }
+
     fn execute<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> CommandFuture<'a> {
         Box::pin(async move {
             instrumented(ctx, SUBSCRIBE, &request, async |log| {
@@ -98,7 +114,7 @@ async fn subscribe(
     let peer = requester.to_string();
     let prm = identifier.prm;
     let series = identifier.series;
-    let grant = match authorise(ctx, &settings, requester, prm).await {
+    let grant = match authorise(ctx, &settings, requester, identifier).await {
         Ok(grant) => grant,
         Err(e) => {
             let _ = record_decision(ctx, log, &peer, prm, series, Err(&e)).await;

@@ -43,7 +43,8 @@ use reader::{
 };
 use validate::{
     api, full_jid, host_port, http_base, log_format, log_level, peer_jid, pem_file, plaintext_with,
-    prms, publish_time, redirect_uris, registered_redirect_uri, socket_addr, stanza_bytes,
+    prms, publish_time, redirect_uris, registered_redirect_uri, scope_names, socket_addr,
+    stanza_bytes,
 };
 
 /// The Enedis API generation the agent speaks to.
@@ -269,6 +270,12 @@ section! {
         /// At most this many Enedis calls per hour for this peer (default: no cap
         /// of its own, only the application's quota).
         pub calls_per_hour: Option<u32> = optional(count(1)),
+        /// The kinds of data this peer may receive, for its grants and its consents
+        /// alike (default: every scope but `identity`; `[]`: none).
+        pub scopes: crate::quoalise::Scopes = or(
+            scope_names,
+            crate::quoalise::Scopes::default_for_peers(),
+        ),
     }
 }
 
@@ -709,6 +716,65 @@ usage_points = ["22516914714270"]
         assert!(c.peer("app@example.org.").is_some());
         assert!(c.peer("other@example.org").is_none());
         assert!(c.peer("not a jid").is_none());
+    }
+
+    #[test]
+    fn peer_scopes_default_to_all_but_identity_and_unknown_names_are_refused() {
+        use crate::quoalise::{Scope, Scopes};
+        let (_dir, path) = setup(MINIMAL, b"x");
+        let c = load(&path, &[]).unwrap();
+        assert_eq!(c.peers[0].scopes, Scopes::default_for_peers());
+
+        let with = |scopes: &str| {
+            let text = MINIMAL.replace(
+                "usage_points = [\"22516914714270\"]",
+                &format!("usage_points = [\"22516914714270\"]\nscopes = {scopes}"),
+            );
+            let (dir, path) = setup(&text, b"x");
+            (dir, path.clone(), load(&path, &[]))
+        };
+        let (_dir, _, c) = with("[]");
+        assert_eq!(c.unwrap().peers[0].scopes, Scopes::NONE);
+        let (_dir, _, c) = with(r#"["daily", "identity"]"#);
+        let scopes = c.unwrap().peers[0].scopes;
+        assert_eq!(
+            scopes.iter().collect::<Vec<_>>(),
+            [Scope::Daily, Scope::Identity]
+        );
+
+        let (_dir, path, c) = with(r#"["daily", "load-curve", "daily", 3]"#);
+        let err = c.unwrap_err();
+        let problems: Vec<(&str, &str)> = err
+            .problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                (
+                    "peers[0].scopes[1]",
+                    "unknown scope \"load-curve\"; the scopes are: load_curve, daily, \
+                     max_power, index, contract, identity"
+                ),
+                ("peers[0].scopes[2]", "scope daily is listed twice"),
+                ("peers[0].scopes[3]", "expected a string, got an integer"),
+            ]
+        );
+        assert!(
+            err.problems
+                .iter()
+                .all(|p| p.source == path.display().to_string())
+        );
+        let (_dir, _, c) = with(r#""daily""#);
+        let err = c.unwrap_err();
+        assert_eq!(err.problems[0].key, "peers[0].scopes", "{err}");
+        assert!(
+            err.problems[0]
+                .message
+                .contains("expected an array of scope names"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::jid::{bare_string, strip_root_dot};
 use super::reader::{Reader, array, boolean, integer, non_empty_string, path, string};
 use super::tree::Value;
 use super::{ApiGeneration, LogFormat, MIN_MAX_STANZA_BYTES};
-use crate::quoalise::Prm;
+use crate::quoalise::{Prm, Scope, Scopes};
 
 fn check_pem_file(path: &Path) -> Result<(), String> {
     let shown = path.display();
@@ -294,6 +294,24 @@ pub(super) fn prms(r: &mut Reader, key: &str, value: Value) -> Option<Vec<Prm>> 
         Ok(prm) => Ok(prm),
         Err(e) => Err(format!("{e}, got {s:?}")),
     }))
+}
+
+/// A peer's data scopes, each once, by their names ([`Scope::names`]).
+pub(super) fn scope_names(r: &mut Reader, key: &str, value: Value) -> Option<Scopes> {
+    let mut seen = Scopes::NONE;
+    let items = array(r, key, value, "an array of scope names");
+    let accepted = strings(r, key, items, |s| match Scope::parse(s) {
+        Some(scope) if seen.contains(scope) => Err(format!("scope {scope} is listed twice")),
+        Some(scope) => {
+            seen.insert(scope);
+            Ok(scope)
+        }
+        None => Err(format!(
+            "unknown scope {s:?}; the scopes are: {}",
+            Scope::names()
+        )),
+    });
+    Some(accepted.into_iter().collect())
 }
 
 /// Where a peer's consumers may be sent back: https (http only on loopback).

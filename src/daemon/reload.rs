@@ -1,5 +1,5 @@
 //! SIGHUP: re-read the configuration from the same sources (file, environment,
-//! credentials) and put the new peers and grants in force, keeping the XMPP
+//! credentials) and put the new peers, grants and scopes in force, keeping the XMPP
 //! session. An invalid configuration is rejected with its reasons and the old
 //! one kept. Everything outside `[[peers]]` is read at start-up only (the XMPP
 //! account, the Enedis client, the web socket, the store, logging): a change

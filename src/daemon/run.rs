@@ -40,6 +40,7 @@ use crate::config::Config;
 use crate::health::{Health, check_fn};
 use crate::metrics::Metrics;
 use crate::push::Scheduler;
+use crate::quoalise::Scopes;
 use crate::store::{ConsentState, Store, StoreError, now_seconds};
 use crate::systemd::{self, Heartbeat, Watchdog};
 use crate::upstream::cache::CachedUpstream;
@@ -82,6 +83,10 @@ pub fn web_router(ctx: &Arc<AgentContext>) -> Router {
 impl PeerDirectory for AgentContext {
     fn redirect_uris(&self, jid: &str) -> Option<Vec<Url>> {
         self.settings().config.peers.redirect_uris(jid)
+    }
+
+    fn scopes(&self, jid: &str) -> Option<Scopes> {
+        self.settings().config.peers.scopes(jid)
     }
 }
 
@@ -364,12 +369,15 @@ async fn on_reload(ctx: &Arc<AgentContext>, path: &Path) {
             restart_needed,
         } => {
             if restart_needed.is_empty() {
-                tracing::info!(peers, "configuration reloaded: peers and grants in force");
+                tracing::info!(
+                    peers,
+                    "configuration reloaded: peers, grants and scopes in force"
+                );
             } else {
                 tracing::warn!(
                     peers,
                     restart_needed = %restart_needed.join(", "),
-                    "configuration reloaded: peers and grants in force; other changes need a restart"
+                    "configuration reloaded: peers, grants and scopes in force; other changes need a restart"
                 );
             }
             systemd::reloaded(&outcome.status());

@@ -8,12 +8,14 @@ pub mod decode;
 pub mod encode;
 pub mod identifier;
 pub mod meta;
+pub mod scope;
 
-pub use contract::{Contract, ContractError};
+pub use contract::{Contract, ContractError, Unavailable};
 pub use decode::{Data, DecodeError, Record, decode, decode_bytes, decode_element};
 pub use encode::{EncodeError, encode, encode_element, encode_fitting, encode_to, encode_view};
 pub use identifier::{Direction, Identifier, IdentifierError, Prm, PrmError, Series, SeriesKind};
 pub use meta::{Meta, MetaError, MetaForm};
+pub use scope::{Scope, Scopes};
 
 use std::fmt;
 use std::str::FromStr;

@@ -2,8 +2,8 @@
 //! the page a consumer sees first.
 //!
 //! It shows the peer's name, logo and (sanitised) description, what data will be
-//! shared and until when, and a link to the Enedis consent page carrying a fresh
-//! OAuth state. The state is stored with everything the return needs (peer,
+//! shared (only what the peer's `[[peers]] scopes` let it receive) and until
+//! when, and a link to the Enedis consent page carrying a fresh OAuth state. The state is stored with everything the return needs (peer,
 //! duration, the peer's own state, the checked redirect URI), so nothing from this
 //! query string is trusted again when Enedis sends the consumer back.
 
@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use super::html::{self, escape, french_date, french_duration, sanitize_description};
 use super::redirect_uri::{RedirectUriError, check_redirect_uri};
 use super::{Page, WebState, new_oauth_state, problem_page};
-use crate::quoalise::Series;
+use crate::quoalise::{Scope, Scopes, Series};
 use crate::store::now_seconds;
 use crate::store::oauth::{ConsentDescription, OAuthState, log_id};
 use crate::time::{paris_date, paris_today};
@@ -93,6 +93,27 @@ fn internal(detail: &str) -> Page {
     )
 }
 
+/// What the peer will receive, as a consumer reads it: each series its scopes
+/// let it receive, in the order a consumer reads them, then the contract
+/// (`get_contract`) and the meter's address when its scopes include them.
+fn shared_data(scopes: Scopes) -> Vec<&'static str> {
+    let mut data: Vec<&'static str> = series_labels()
+        .into_iter()
+        .filter(|(series, _)| scopes.allows(*series))
+        .map(|(_, label)| label)
+        .collect();
+    if scopes.contains(Scope::Contract) {
+        data.push(
+            "les caractéristiques de votre contrat et de votre compteur (puissance \
+             souscrite, option tarifaire, heures creuses)",
+        );
+    }
+    if scopes.contains(Scope::Identity) {
+        data.push("l'adresse de votre compteur");
+    }
+    data
+}
+
 /// What each series means to a consumer, in the order a consumer reads them.
 fn series_labels() -> [(Series, &'static str); 5] {
     let label = |series: Series| match series {
@@ -144,6 +165,10 @@ async fn authorize(web: &WebState, raw: &str) -> Result<Page, Page> {
         tracing::info!(owner = %description.owner, "consent page of a peer no longer configured");
         return Err(unknown_link());
     };
+    let scopes = web
+        .peers()
+        .scopes(&description.owner)
+        .unwrap_or(Scopes::NONE);
 
     let test_client = match query.test_client.as_deref() {
         None => None,
@@ -264,10 +289,12 @@ async fn authorize(web: &WebState, raw: &str) -> Result<Page, Page> {
         duration = %duration,
         test_client = ?test_client,
         redirect = redirect_uri.is_some(),
+        scopes = %scopes,
         "consent page served"
     );
     Ok(consent_page(
         &description,
+        scopes,
         &duration,
         end,
         enedis.as_str(),
@@ -278,6 +305,7 @@ async fn authorize(web: &WebState, raw: &str) -> Result<Page, Page> {
 
 fn consent_page(
     description: &ConsentDescription,
+    scopes: Scopes,
     duration: &ConsentDuration,
     end: Option<jiff::civil::Date>,
     enedis_url: &str,
@@ -302,10 +330,22 @@ fn consent_page(
     } else {
         format!("<div class=\"description\">{text}</div>")
     };
-    let data: String = series_labels()
-        .iter()
-        .map(|(_, label)| format!("<li>{}</li>", escape(label)))
-        .collect();
+    let data = shared_data(scopes);
+    let data = if data.is_empty() {
+        format!(
+            "<p>Enedis ne transmettra à {name} aucune donnée de vos compteurs : cet \
+             accès ne lui en ouvre aucune.</p>"
+        )
+    } else {
+        let items: String = data
+            .iter()
+            .map(|label| format!("<li>{}</li>", escape(label)))
+            .collect();
+        format!(
+            "<p>Enedis transmettra à {name}, pour chacun des compteurs que vous \
+             choisirez :</p>\n<ul class=\"data\">{items}</ul>"
+        )
+    };
     let until = end
         .map(|d| format!(", jusqu'au <strong>{}</strong>", french_date(d)))
         .unwrap_or_default();
@@ -318,8 +358,7 @@ fn consent_page(
 <h1>{name} souhaite accéder aux données de votre compteur Linky</h1>
 {text}
 <h2>Données partagées</h2>
-<p>Enedis transmettra à {name}, pour chacun des compteurs que vous choisirez :</p>
-<ul class="data">{data}</ul>
+{data}
 <p class="period">Pendant <strong>{duration}</strong>{until}. Vous pourrez retirer votre accord à tout moment depuis votre espace client Enedis.</p>
 <p>Vous allez être redirigé vers le site d'Enedis pour vous identifier et donner votre accord.</p>
 <a class="button" id="enedis" href="{enedis}">Continuer vers Enedis</a>

@@ -41,6 +41,7 @@ use rand::RngExt;
 use url::Url;
 
 use crate::config::{Config, PeerConfig, normalize_bare_jid};
+use crate::quoalise::Scopes;
 use crate::store::Store;
 use crate::store::oauth::MAX_LIVE_STATES;
 use crate::upstream::Upstream;
@@ -102,6 +103,10 @@ pub trait PeerDirectory: Send + Sync + 'static {
     /// The redirect URIs of peer `jid` (a normalised bare JID), or `None` when it
     /// is not (any more) an allowed peer.
     fn redirect_uris(&self, jid: &str) -> Option<Vec<Url>>;
+
+    /// The data scopes of peer `jid` (what its consumers' consent lets it
+    /// receive), or `None` when it is not (any more) an allowed peer.
+    fn scopes(&self, jid: &str) -> Option<Scopes>;
 }
 
 impl PeerDirectory for Vec<PeerConfig> {
@@ -110,6 +115,11 @@ impl PeerDirectory for Vec<PeerConfig> {
         self.iter()
             .find(|p| p.jid == bare)
             .map(|p| p.redirect_uris.clone())
+    }
+
+    fn scopes(&self, jid: &str) -> Option<Scopes> {
+        let bare = normalize_bare_jid(jid).ok()?;
+        self.iter().find(|p| p.jid == bare).map(|p| p.scopes)
     }
 }
 
@@ -141,6 +151,10 @@ impl SharedPeers {
 impl PeerDirectory for SharedPeers {
     fn redirect_uris(&self, jid: &str) -> Option<Vec<Url>> {
         self.snapshot().redirect_uris(jid)
+    }
+
+    fn scopes(&self, jid: &str) -> Option<Scopes> {
+        self.snapshot().scopes(jid)
     }
 }
 
@@ -392,9 +406,12 @@ mod tests {
             redirect_uris: vec![Url::parse("https://app.example.org/").unwrap()],
             weight: 1,
             calls_per_hour: None,
+            scopes: Scopes::NONE,
         }];
         assert_eq!(peers.redirect_uris("App@Example.org").unwrap().len(), 1);
         assert!(peers.redirect_uris("other@example.org").is_none());
+        assert_eq!(peers.scopes("App@Example.org"), Some(Scopes::NONE));
+        assert!(peers.scopes("other@example.org").is_none());
         let shared = SharedPeers::new(peers);
         assert!(shared.redirect_uris("app@example.org").is_some());
         shared.replace(Vec::new());

@@ -6,7 +6,7 @@ use minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use super::ns::NS_COMMANDS;
-use crate::quoalise::NS_QUOALISE;
+use crate::quoalise::{NS_QUOALISE, Scope};
 
 /// `issuer` of upstream errors coming from Enedis Data Connect.
 pub const ISSUER_ENEDIS: &str = "enedis-data-connect";
@@ -18,6 +18,11 @@ pub enum CommandError {
     /// (`not-authorized`, type `auth`).
     #[error("{0}")]
     NotAuthorized(String),
+    /// The requested data is outside the requester's scopes (`[[peers]] scopes`):
+    /// `not-authorized`, type `auth`, plus
+    /// `<missing-scope xmlns="urn:quoalise:0" scope=…/>` naming the scope.
+    #[error("{text}")]
+    OutOfScope { scope: Scope, text: String },
     /// Malformed input; the text says which field and why (`bad-request`, `modify`).
     #[error("{0}")]
     BadRequest(String),
@@ -151,6 +156,14 @@ impl CommandError {
         CommandError::NotAuthorized(text.into())
     }
 
+    /// The requester's scopes do not include `scope`.
+    pub fn out_of_scope(scope: Scope, text: impl Into<String>) -> Self {
+        CommandError::OutOfScope {
+            scope,
+            text: text.into(),
+        }
+    }
+
     pub fn bad_request(text: impl Into<String>) -> Self {
         CommandError::BadRequest(text.into())
     }
@@ -180,7 +193,7 @@ impl CommandError {
     /// name it.
     pub fn condition(&self) -> &'static str {
         match self {
-            CommandError::NotAuthorized(_) => "not-authorized",
+            CommandError::NotAuthorized(_) | CommandError::OutOfScope { .. } => "not-authorized",
             CommandError::BadRequest(_)
             | CommandError::BadSessionId(_)
             | CommandError::BadAction(_)
@@ -204,6 +217,12 @@ impl CommandError {
         use ErrorType as T;
         let (type_, condition, text, other) = match self {
             CommandError::NotAuthorized(t) => (T::Auth, C::NotAuthorized, t, None),
+            CommandError::OutOfScope { scope, text } => (
+                T::Auth,
+                C::NotAuthorized,
+                text,
+                Some(missing_scope_element(*scope)),
+            ),
             CommandError::BadRequest(t) => (T::Modify, C::BadRequest, t, None),
             CommandError::ItemNotFound(t) => (T::Cancel, C::ItemNotFound, t, None),
             CommandError::FeatureNotImplemented(t) => {
@@ -283,6 +302,16 @@ fn upstream_error_element(issuer: &str, code: &str) -> Element {
         code,
     );
     element
+}
+
+/// `<missing-scope xmlns="urn:quoalise:0" scope="load_curve"/>`.
+fn missing_scope_element(scope: Scope) -> Element {
+    Element::builder("missing-scope", NS_QUOALISE)
+        .attr(
+            minidom::rxml::xml_ncname!("scope").to_owned(),
+            scope.as_str(),
+        )
+        .build()
 }
 
 /// XEP-0050 application-specific condition, e.g. `<bad-sessionid/>`.
@@ -382,6 +411,23 @@ mod tests {
         for (error, type_, condition) in cases {
             assert_xml_eq(&error_iq(&error), &expected(type_, condition, "x", ""));
         }
+    }
+
+    #[test]
+    fn a_refusal_for_a_scope_names_it() {
+        let text = "this peer's scopes do not include load_curve";
+        let error = CommandError::out_of_scope(Scope::LoadCurve, text);
+        assert_eq!(error.condition(), "not-authorized");
+        assert_eq!(error.to_string(), text);
+        assert_xml_eq(
+            &error_iq(&error),
+            &expected(
+                "auth",
+                "not-authorized",
+                text,
+                r#"<missing-scope xmlns="urn:quoalise:0" scope="load_curve"/>"#,
+            ),
+        );
     }
 
     #[test]

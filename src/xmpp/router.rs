@@ -3,7 +3,10 @@
 //! incoming `<iq/>` (XEP-0050 commands, XEP-0030 disco, XEP-0199 ping).
 //!
 //! - Authorisation first: a JID outside the allow-list gets `not-authorized` on
-//!   every command and sees no command in disco.
+//!   every command and sees no command in disco; a command an allowed JID may not
+//!   run ([`AdHocCommand::allowed`]: the agent's data commands follow the peer's
+//!   scopes) is hidden from it in disco and answered by
+//!   [`AdHocCommand::refused`].
 //! - Both XEP-0050 flows: the programmatic single-stage `execute` carrying a
 //!   filled form, and the multi-stage flow of Gajim/Psi (empty `execute` → form
 //!   with a `sessionid` → `complete`/`execute`/`next` with the form, or `cancel`).
@@ -203,9 +206,27 @@ pub trait AdHocCommand<C>: Send + Sync + 'static {
     }
 
     /// Whether this (allow-listed) requester may run this command at all; those
-    /// that may not do not see it in disco and get `not-authorized`.
+    /// that may not do not see it in disco, and their requests are answered by
+    /// [`AdHocCommand::refused`]. Read on every disco query and request: keep it
+    /// cheap and synchronous.
     fn allowed(&self, _ctx: &C, _requester: &BareJid) -> bool {
         true
+    }
+
+    /// The answer to a request of a requester that may not run this command
+    /// ([`AdHocCommand::allowed`] is false), at any stage (`cancel` of its own
+    /// session aside): `not-authorized` naming the requester and the command.
+    /// Override to say why, or to put the refusal on record; `request.form` is the
+    /// form the peer sent, if it was well-formed (else empty). Runs in the
+    /// request's task, like [`AdHocCommand::execute`].
+    fn refused<'a>(&'a self, _ctx: &'a C, request: Request) -> BoxFuture<'a, CommandError> {
+        Box::pin(async move {
+            CommandError::NotAuthorized(format!(
+                "{} may not run '{}'",
+                request.requester,
+                self.node()
+            ))
+        })
     }
 
     /// Runs the command. Errors map to stanza errors (see [`CommandError`]).
@@ -746,10 +767,30 @@ impl<C: Send + Sync + 'static> Router<C> {
                 available.join(", ")
             )));
         };
-        if !handler.allowed(ctx, &requester) {
-            return Err(CommandError::NotAuthorized(format!(
-                "{requester} may not run '{node}'"
-            )));
+        let action = command.action_or_default();
+        // A requester may always cancel its own session, even of a command it
+        // may no longer run (a reload took it away between two pages).
+        let cancel = action == Action::Cancel && command.sessionid.is_some();
+        if !cancel && !handler.allowed(ctx, &requester) {
+            // The form, when well-formed, lets the command say what was asked.
+            let form = command
+                .form
+                .and_then(|form| SubmittedForm::new(form).ok())
+                .unwrap_or_else(SubmittedForm::empty);
+            self.spawn_refusal(
+                handler,
+                Stage {
+                    from,
+                    requester,
+                    id,
+                    node,
+                    sessionid: command.sessionid.unwrap_or_else(new_id),
+                    form,
+                    payloads: command.payloads,
+                    more: None,
+                },
+            )?;
+            return Ok(None);
         }
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(CommandError::ServiceUnavailable {
@@ -758,7 +799,6 @@ impl<C: Send + Sync + 'static> Router<C> {
             });
         }
 
-        let action = command.action_or_default();
         let staged = |sid: &str| self.lock_sessions().is_staged(sid, &from);
         match (action, command.sessionid) {
             (Action::Cancel, Some(sid)) => {
@@ -842,31 +882,18 @@ impl<C: Send + Sync + 'static> Router<C> {
     fn spawn_execute(
         self: &Arc<Self>,
         handler: Arc<dyn AdHocCommand<C>>,
-        stage: Stage,
+        mut stage: Stage,
     ) -> Result<(), CommandError> {
         let ctx = self.commands.context().clone();
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
-        let Stage {
-            from,
-            requester,
-            id,
-            node,
-            sessionid,
-            form,
-            payloads,
-            more,
-        } = stage;
-        let request = Request {
-            requester,
-            from: from.clone(),
-            node: node.clone(),
-            form,
-            payloads,
-            deadline,
-            xmpp: self.xmpp.clone(),
-            id: id.clone(),
-            sessionid: sessionid.clone(),
-        };
+        let more = stage.more.take();
+        let (from, id, node, sessionid) = (
+            stage.from.clone(),
+            stage.id.clone(),
+            stage.node.clone(),
+            stage.sessionid.clone(),
+        );
+        let request = self.request_of(stage, deadline);
         let this = self.clone();
         let owner = from.clone();
         let work = async move {
@@ -890,6 +917,37 @@ impl<C: Send + Sync + 'static> Router<C> {
             })
         };
         self.spawn_answer(from, id, deadline, work)
+    }
+
+    /// Answers a request of a requester that may not run `handler` with its
+    /// [`AdHocCommand::refused`], in a task like any request.
+    fn spawn_refusal(
+        self: &Arc<Self>,
+        handler: Arc<dyn AdHocCommand<C>>,
+        stage: Stage,
+    ) -> Result<(), CommandError> {
+        let ctx = self.commands.context().clone();
+        let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
+        let from = stage.from.clone();
+        let id = stage.id.clone();
+        let request = self.request_of(stage, deadline);
+        let work = async move { Err(handler.refused(&ctx, request).await) };
+        self.spawn_answer(from, id, deadline, work)
+    }
+
+    /// The [`Request`] a command's handlers get for `stage`.
+    fn request_of(&self, stage: Stage, deadline: tokio::time::Instant) -> Request {
+        Request {
+            requester: stage.requester,
+            from: stage.from,
+            node: stage.node,
+            form: stage.form,
+            payloads: stage.payloads,
+            deadline,
+            xmpp: self.xmpp.clone(),
+            id: stage.id,
+            sessionid: stage.sessionid,
+        }
     }
 
     /// First stage of the multi-stage flow: the form, a new session, `executing`.

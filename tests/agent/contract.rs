@@ -230,9 +230,22 @@ async fn an_authorised_prm_gets_its_contract_then_from_the_cache_and_others_are_
 
 #[tokio::test]
 async fn with_api_v5_the_contract_comes_with_the_meters_address() {
+    let everything = [
+        "load_curve",
+        "daily",
+        "max_power",
+        "index",
+        "contract",
+        "identity",
+    ];
     let d = Deployment::start(AgentSettings {
         api: "v5",
-        ..AgentSettings::with_peers(vec![peer("alice", &[PRM])])
+        ..AgentSettings::with_peers(vec![
+            peer("alice", &[PRM]).scopes(&everything),
+            // The default scopes: everything but identity.
+            peer("bob", &[PRM]),
+            peer("carol", &[PRM]).scopes(&["daily"]),
+        ])
     })
     .await;
     let alice = Peer::login(&d.prosody, "alice@localhost/a").await;
@@ -270,6 +283,34 @@ async fn with_api_v5_the_contract_comes_with_the_meters_address() {
         1
     );
     assert_eq!(admin.call_count("GET /customers_i/v5/identity").await, 0);
+
+    // Without identity in its scopes, a peer gets the contract without the address
+    // (even from the cache that holds it), and is told why.
+    let bob = Peer::login(&d.prosody, "bob@localhost/b").await;
+    let answer = bob.command(get_contract(PRM)).await.unwrap();
+    let c = payload(&answer);
+    assert_eq!(c.meter_type, Some(Coded::code("AMM")));
+    assert!(c.address.is_none(), "{:?}", c.address);
+    assert_eq!(c.unavailable.len(), 1, "{:?}", c.unavailable);
+    assert_eq!(c.unavailable[0].fields, ["address"]);
+    assert!(c.unavailable[0].reason.contains("identity"));
+    assert_eq!(single(&answer, "address_city"), None);
+
+    // Without contract, the command is not even listed, and refused when run.
+    let carol = Peer::login(&d.prosody, "carol@localhost/c").await;
+    let e = carol.command(get_contract(PRM)).await.unwrap_err();
+    let (cond, text) = condition(&e);
+    assert_eq!(cond, "not-authorized", "{text}");
+    assert!(
+        text.contains("this peer's scopes do not include contract"),
+        "{text}"
+    );
+    let refused = e
+        .other
+        .as_ref()
+        .filter(|c| c.is("missing-scope", NS_QUOALISE))
+        .and_then(|c| c.attr("scope"));
+    assert_eq!(refused, Some("contract"));
 }
 
 #[tokio::test]

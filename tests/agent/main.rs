@@ -15,6 +15,7 @@ mod data;
 mod faults_upstream;
 mod federation;
 mod lifecycle;
+mod scopes;
 mod subscriptions_fleet;
 mod subscriptions_late;
 mod subscriptions_push;

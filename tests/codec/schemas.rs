@@ -485,6 +485,36 @@ fn paging_and_refusal_elements() {
 }
 
 #[test]
+fn missing_scope_element() {
+    use quoalise_agent::quoalise::Scope;
+    use quoalise_agent::xmpp::CommandError;
+    // Every scope the agent knows is one the schema accepts.
+    for scope in Scope::ALL {
+        let refusal = CommandError::out_of_scope(scope, format!("scope {scope} missing"));
+        let error = refusal.to_stanza_error();
+        assert_eq!(
+            error.defined_condition,
+            xmpp_parsers::stanza_error::DefinedCondition::NotAuthorized
+        );
+        assert_eq!(error.type_, xmpp_parsers::stanza_error::ErrorType::Auth);
+        let element = error.other.expect("the Quoalise child");
+        let xml = String::from(&element);
+        assert!(xml.contains(&format!("scope='{scope}'")), "{xml}");
+        assert_valid("missing-scope.rng", &xml);
+    }
+    assert_invalid(
+        "missing-scope.rng",
+        r#"<missing-scope xmlns="urn:quoalise:0" scope="everything"/>"#,
+        "Element missing-scope failed to validate attributes",
+    );
+    assert_invalid(
+        "missing-scope.rng",
+        r#"<missing-scope xmlns="urn:quoalise:0"/>"#,
+        "Element missing-scope failed to validate attributes",
+    );
+}
+
+#[test]
 fn consent_notification() {
     let ns = "https://consometers.org/dataconnect#authorize";
     assert_valid(

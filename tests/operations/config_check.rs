@@ -302,6 +302,37 @@ fn every_problem_is_listed_at_once() {
 }
 
 #[test]
+fn unknown_scope_names_are_refused_with_the_key_the_file_and_the_known_scopes() {
+    let text = format!(
+        "{VALID}scopes = [\"daily\", \"load-curve\"]\n\n[[peers]]\njid = \"other@example.org\"\n\
+         scopes = [\"identity\", \"everything\", \"identity\"]\n"
+    );
+    let f = Fixture::new(&text);
+    let lines = f.check(&[]).assert_failed();
+    let file = f.config.display().to_string();
+    let known = "the scopes are: load_curve, daily, max_power, index, contract, identity";
+    assert_eq!(
+        line_for(&lines, "peers[0].scopes[1]", &file),
+        format!("{file}: peers[0].scopes[1]: unknown scope \"load-curve\"; {known}")
+    );
+    assert_eq!(
+        line_for(&lines, "peers[1].scopes[1]", &file),
+        format!("{file}: peers[1].scopes[1]: unknown scope \"everything\"; {known}")
+    );
+    assert!(
+        line_for(&lines, "peers[1].scopes[2]", &file).ends_with("scope identity is listed twice")
+    );
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+
+    // Known names, and none at all, pass.
+    let valid = format!(
+        "{VALID}scopes = [\"daily\", \"identity\"]\n\n[[peers]]\njid = \"other@example.org\"\n\
+         scopes = []\n"
+    );
+    Fixture::new(&valid).check(&[]).assert_ok();
+}
+
+#[test]
 fn peer_problems_name_the_entry() {
     let text = format!(
         "{VALID}\n[[peers]]\njid = \"APP@example.org\"\n\n[[peers]]\njid = \"other@example.org\"\n\

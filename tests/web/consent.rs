@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::ToSpan;
 use quoalise_agent::config::{ApiGeneration, EnedisConfig, PeerConfig, Secret};
-use quoalise_agent::quoalise::Series;
+use quoalise_agent::quoalise::{Scope, Scopes, Series};
 use quoalise_agent::store::{ConsentState, Store, now_seconds};
 use quoalise_agent::time::{day_start, paris_date, paris_today};
 use quoalise_agent::upstream::{EnedisClient, Upstream};
@@ -103,6 +103,7 @@ fn peer_config(redirects: &[&str]) -> PeerConfig {
         redirect_uris: redirects.iter().map(|u| Url::parse(u).unwrap()).collect(),
         weight: 1,
         calls_per_hour: None,
+        scopes: Scopes::default_for_peers(),
     }
 }
 
@@ -749,6 +750,73 @@ async fn the_page_shows_the_peer_and_carries_security_headers() {
     flow.peers.replace(Vec::new());
     let (status, _) = flow.open(&[]).await;
     assert_eq!(status, 404);
+}
+
+/// The `<ul class="data">` of a consent page: what it says the peer will receive.
+fn shared_list(body: &str) -> Vec<String> {
+    let Some(start) = body.find(r#"<ul class="data">"#) else {
+        return Vec::new();
+    };
+    let list = &body[start..];
+    let list = &list[..list.find("</ul>").expect("the list ends")];
+    list.split("<li>")
+        .skip(1)
+        .map(|item| item.trim_end_matches("</li>").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_page_lists_only_the_data_the_peers_scopes_let_it_receive() {
+    let flow = Flow::start(Options::new(ApiGeneration::Api2026)).await;
+    let every = [
+        "votre consommation jour par jour",
+        "votre courbe de charge (puissance moyenne toutes les 10 à 60 minutes)",
+        "votre puissance maximale de chaque jour",
+        "votre production jour par jour, si vous en avez",
+        "votre courbe de production, si vous en avez",
+        "les caractéristiques de votre contrat et de votre compteur (puissance souscrite, option tarifaire, heures creuses)",
+    ];
+    let address = "l&#39;adresse de votre compteur";
+    let with_scopes = |scopes: Scopes| PeerConfig {
+        scopes,
+        ..peer_config(&[PEER_REDIRECT])
+    };
+    let (status, body) = flow.open(&[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        shared_list(&body),
+        every,
+        "the default: every series and the contract, not the address"
+    );
+
+    // Daily energy only: neither curve nor maximum power is promised.
+    flow.peers
+        .replace(vec![with_scopes(Scopes::from_iter([Scope::Daily]))]);
+    let (status, body) = flow.open(&[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        shared_list(&body),
+        [every[0], every[3]],
+        "only daily energy, both ways"
+    );
+    assert!(!body.contains("courbe"), "{body}");
+    assert!(!body.contains("puissance"), "{body}");
+
+    let curve_and_max = Scopes::from_iter([Scope::LoadCurve, Scope::MaxPower, Scope::Identity]);
+    flow.peers.replace(vec![with_scopes(curve_and_max)]);
+    let (_, body) = flow.open(&[]).await;
+    assert_eq!(shared_list(&body), [every[1], every[2], every[4], address]);
+
+    // No series at all: the page says so, and still leads to Enedis.
+    flow.peers.replace(vec![with_scopes(Scopes::NONE)]);
+    let (status, body) = flow.open(&[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(shared_list(&body).is_empty(), "{body}");
+    assert!(
+        body.contains("Enedis ne transmettra à Elec Expert aucune donnée de vos compteurs"),
+        "{body}"
+    );
+    assert!(body.contains(r#"id="enedis""#), "{body}");
 }
 
 #[tokio::test]

@@ -17,13 +17,13 @@ use crate::agent::answer::{Presentation, answer, paging_field, wants_pages};
 use crate::agent::authorise::readable;
 use crate::agent::context::AgentContext;
 use crate::agent::request::DataRequest;
-use crate::commands::common::instrumented;
+use crate::commands::common::{instrumented, refuse, sees_any_series, series_scopes};
 use crate::quoalise::{Identifier, MetaForm, Series};
 use crate::time::{Window, day_start, paris_date, paris_today, parse_instant};
 use crate::xmpp::forms::text_single;
 use crate::xmpp::{
-    AdHocCommand, CommandError, CommandFuture, Continuation, FieldExt, FormBuilder, Request,
-    SubmittedForm,
+    AdHocCommand, BoxFuture, CommandError, CommandFuture, Continuation, FieldExt, FormBuilder,
+    Request, SubmittedForm,
 };
 
 const NODE: &str = "get_history";
@@ -33,7 +33,9 @@ const PERIOD_FIELDS: &str = "start_time/end_time";
 pub struct GetHistory;
 
 impl GetHistory {
-    fn form_with(&self, hint: Option<Identifier>, prms: &str) -> DataForm {
+    /// The form: `series` are those the requester may read (all of them in the
+    /// generic form).
+    fn form_with(&self, hint: Option<Identifier>, prms: &str, series: &[Series]) -> DataForm {
         let (start, end) = default_days();
         let mut identifier = text_single("identifier", "Identifier")
             .required()
@@ -41,7 +43,7 @@ impl GetHistory {
         if let Some(hint) = hint {
             identifier = identifier.value(&hint.to_string());
         }
-        let series: Vec<&str> = Series::ALL.iter().map(|s| s.as_str()).collect();
+        let series: Vec<&str> = series.iter().map(|s| s.as_str()).collect();
         FormBuilder::form("Get history")
             .instructions(format!(
                 "Readings of one series of one meter. Identifier: urn:dev:prm:<PRM>_<series>. \
@@ -109,7 +111,7 @@ impl AdHocCommand<AgentContext> for GetHistory {
     }
 
     fn form(&self) -> DataForm {
-        self.form_with(None, "see list_usage_points")
+        self.form_with(None, "see list_usage_points", &Series::ALL)
     }
 
     fn form_for<'a>(
@@ -120,10 +122,31 @@ impl AdHocCommand<AgentContext> for GetHistory {
         Box::pin(async move {
             let settings = ctx.settings();
             let readable = readable(ctx, &settings, requester).await?;
+            let series = settings.scopes(requester).series();
             let hint = readable
                 .first()
-                .map(|r| Identifier::new(r.prm, Series::ConsumptionPower));
-            Ok(self.form_with(hint, &prm_hint(&readable)))
+                .zip(series.first())
+                .map(|(r, series)| Identifier::new(r.prm, *series));
+            Ok(self.form_with(hint, &prm_hint(&readable), &series))
+        })
+    }
+
+    /// Seen by a peer whose scopes let it receive at least one series.
+    fn allowed(&self, ctx: &AgentContext, requester: &BareJid) -> bool {
+        sees_any_series(ctx, requester)
+    }
+
+    fn refused<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, CommandError> {
+        Box::pin(async move {
+            let asked = request
+                .form
+                .parse_required("identifier", |s| s.parse::<Identifier>())
+                .ok();
+            refuse(ctx, NODE, &request, &series_scopes(), asked).await
         })
     }
 

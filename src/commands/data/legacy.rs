@@ -19,13 +19,13 @@ use crate::agent::answer::{Presentation, answer, paging_field, wants_pages};
 use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
 use crate::agent::request::DataRequest;
-use crate::commands::common::instrumented;
-use crate::quoalise::{Direction, Identifier, MetaForm, Prm, Series};
+use crate::commands::common::{instrumented, refuse};
+use crate::quoalise::{Direction, Identifier, MetaForm, Prm, Scope, Series};
 use crate::time::{Window, parse_date};
 use crate::xmpp::forms::{list_single, text_single};
 use crate::xmpp::{
-    AdHocCommand, CommandError, CommandFuture, Continuation, FieldExt, FormBuilder, Outcome,
-    Request, SubmittedForm,
+    AdHocCommand, BoxFuture, CommandError, CommandFuture, Continuation, FieldExt, FormBuilder,
+    Outcome, Request, SubmittedForm,
 };
 
 /// The `get_load_curve` command.
@@ -158,6 +158,24 @@ impl AdHocCommand<AgentContext> for Legacy {
         Box::pin(legacy_form_for(*self, ctx, requester))
     }
 
+    /// Seen by a peer whose scopes include the command's ([`Legacy::scope`]).
+    fn allowed(&self, ctx: &AgentContext, requester: &BareJid) -> bool {
+        ctx.settings().scopes(requester).contains(self.scope())
+    }
+
+    fn refused<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, CommandError> {
+        Box::pin(async move {
+            let asked = LegacyQuery::from_form(&request.form)
+                .ok()
+                .map(|query| Identifier::new(query.prm, self.series(query.direction)));
+            refuse(ctx, self.node, &request, &[self.scope()], asked).await
+        })
+    }
+
     fn execute<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> CommandFuture<'a> {
         Box::pin(legacy_execute(*self, ctx, request))
     }
@@ -178,6 +196,11 @@ impl Legacy {
             LegacyKind::LoadCurve => Series::load_curve(direction),
             LegacyKind::Daily => Series::daily_energy(direction),
         }
+    }
+
+    /// The scope of the series the command serves, in either direction.
+    pub fn scope(&self) -> Scope {
+        Scope::of(self.series(Direction::Consumption))
     }
 }
 

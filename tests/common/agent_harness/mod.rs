@@ -49,12 +49,21 @@ pub struct PeerSpec {
     /// Its server's domain: the test domain unless [`peer_at`] says otherwise.
     pub domain: String,
     pub usage_points: Vec<String>,
+    /// Its `scopes` (not written when `None`: the default, every scope but
+    /// `identity`).
+    pub scopes: Option<Vec<String>>,
 }
 
 impl PeerSpec {
     /// The bare JID written in `[[peers]]`.
     pub fn jid(&self) -> String {
         format!("{}@{}", self.user, self.domain)
+    }
+
+    /// The same peer with these `scopes` (`&[]`: none).
+    pub fn scopes(mut self, scopes: &[&str]) -> PeerSpec {
+        self.scopes = Some(scopes.iter().map(|s| (*s).to_owned()).collect());
+        self
     }
 }
 
@@ -64,6 +73,7 @@ pub fn peer(user: &str, usage_points: &[&str]) -> PeerSpec {
         user: user.to_owned(),
         domain: DOMAIN.to_owned(),
         usage_points: usage_points.iter().map(|s| (*s).to_owned()).collect(),
+        scopes: None,
     }
 }
 
@@ -183,6 +193,9 @@ impl ConfigFiles {
         for p in &settings.peers {
             let points: Vec<&str> = p.usage_points.iter().map(String::as_str).collect();
             config = config.peer(&p.jid(), &points);
+            if let Some(scopes) = &p.scopes {
+                config = config.peer_set("scopes", scopes.clone());
+            }
         }
         config.write(&self.dir);
     }
