@@ -1,6 +1,7 @@
 //! The simulator's meters: the ten sandbox test clients of Enedis (chosen by the last
-//! digit of `state`), two meters with uncommon steps, and the default meter every
-//! other PRM gets.
+//! digit of `state`), two meters with uncommon steps, three with special calendars
+//! ([`crate::tariff`]: Tempo, changing off-peak hours, changing calendars), and the
+//! default meter every other PRM gets.
 //!
 //! A meter is fully described by its PRM: the same PRM always has the same kind,
 //! step, activation date and quirks, so the values computed from it never change.
@@ -120,6 +121,14 @@ pub const PT10M_PRM: &str = "30000000000010";
 /// A consumption meter with a 60-minute load curve (24 readings a day).
 pub const PT60M_PRM: &str = "30000000000060";
 
+/// Meters with special calendars ([`crate::tariff`]): Tempo, off-peak hours that
+/// change, both calendars that change.
+pub const CALENDAR_PRMS: [&str; 3] = [
+    crate::tariff::TEMPO_PRM,
+    crate::tariff::OFF_PEAK_CHANGE_PRM,
+    crate::tariff::CALENDAR_CHANGE_PRM,
+];
+
 /// Commissioning date of every meter except profile 1's.
 pub const DEFAULT_ACTIVATION: Date = date(2014, 1, 1);
 /// Profile 1's commissioning date.
@@ -166,6 +175,7 @@ pub fn meter(prm: Prm) -> Meter {
             meter.step_minutes = 60;
             meter.standing_consent = true;
         }
+        (None, s) if CALENDAR_PRMS.contains(&s) => meter.standing_consent = true,
         _ => {}
     }
     meter
@@ -177,6 +187,7 @@ pub fn known_meters() -> Vec<Meter> {
         .iter()
         .flat_map(|p| p.prms.iter())
         .chain([PT10M_PRM, PT60M_PRM].iter())
+        .chain(CALENDAR_PRMS.iter())
         .filter_map(|s| s.parse().ok())
         .map(meter)
         .collect()
@@ -205,7 +216,7 @@ mod tests {
         assert!(!meter(prm("99999999999999")).standing_consent);
         assert_eq!(
             known_meters().iter().filter(|m| m.standing_consent).count(),
-            13
+            16
         );
     }
 }
