@@ -548,7 +548,7 @@ mod tests {
             );
         }
         // The hours really differ: 22:00-02:00 off-peak before, peak after.
-        let late = |h: i8| h >= 22 || h < 2;
+        let late = |h: i8| !(2..22).contains(&h);
         assert!(curve_energy(&meter, before, late) > 100.0);
     }
 

@@ -1032,8 +1032,11 @@ fn valeurs(values: &Value) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Calendar id → class id → (d, v).
-fn calendars(body: &Value) -> Vec<(String, Vec<(String, Vec<(String, u64)>)>)> {
+/// A class's id and its counters (d, v).
+type Class = (String, Vec<(String, u64)>);
+
+/// Calendar id → its classes.
+fn calendars(body: &Value) -> Vec<(String, Vec<Class>)> {
     index_grandeur(body)["calendrier"]
         .as_array()
         .unwrap()
@@ -1058,7 +1061,7 @@ fn calendars(body: &Value) -> Vec<(String, Vec<(String, Vec<(String, u64)>)>)> {
 }
 
 /// The sum of a calendar's classes at `d`, if every class has a value then.
-fn calendar_sum(classes: &[(String, Vec<(String, u64)>)], d: &str) -> Option<u64> {
+fn calendar_sum(classes: &[Class], d: &str) -> Option<u64> {
     classes
         .iter()
         .map(|(_, values)| values.iter().find(|(at, _)| at == d).map(|(_, v)| *v))
@@ -1191,7 +1194,7 @@ async fn a_calendar_change_reports_the_old_calendars_closing_then_the_new_ones()
     let cals = calendars(&body);
     let ids: Vec<&str> = cals.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids, ["FC000165", "FC020831", "DI000001", "DI000003"]);
-    let days = |classes: &[(String, Vec<(String, u64)>)]| -> Vec<String> {
+    let days = |classes: &[Class]| -> Vec<String> {
         classes[0]
             .1
             .iter()
