@@ -17,7 +17,7 @@ use super::common::instrumented;
 use super::subscription::{subscriptions_of, with_subscriptions};
 use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
-use crate::quoalise::Series;
+use crate::quoalise::SERIES_NAMES;
 use crate::store::consents::fmt_instant;
 use crate::xmpp::forms::text_multi;
 use crate::xmpp::{AdHocCommand, CommandFuture, FieldExt, FormBuilder, Outcome, Request};
@@ -36,8 +36,7 @@ pub fn usage_points_form(readable: &[Readable]) -> DataForm {
         1 => "You may read 1 usage point.".to_owned(),
         n => format!("You may read {n} usage points."),
     };
-    let series: Vec<&str> = Series::ALL.iter().map(|s| s.as_str()).collect();
-    let series = format!("series: {}", series.join(", "));
+    let series = format!("series: {}", SERIES_NAMES.join(", "));
     let mut form = FormBuilder::result("Usage points")
         .instructions(instructions)
         .field(

@@ -451,7 +451,7 @@ fn insert_access(conn: &rusqlite::Connection, access: &Access) -> Result<i64, Au
         access.peer,
         access.command,
         access.prm.as_ref().map(Prm::as_str),
-        access.series.map(Series::as_str),
+        access.series.map(Series::name),
         access.range.map(|r| r.0),
         access.range.map(|r| r.1),
         consent_id,

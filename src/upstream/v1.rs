@@ -27,7 +27,7 @@ use serde::Deserialize;
 use super::normalise::{self, At, ShapeError, check_prm, day_of, from_json, unit_scale, value};
 use super::{DataCall, Dialect};
 use crate::config::ApiGeneration;
-use crate::quoalise::{Prm, Reading, Series, Step};
+use crate::quoalise::{Prm, Reading, Series, SeriesKind, Step};
 use crate::time::{LoadCurveConverter, daily_reading, day_start, parse_date, parse_local_datetime};
 
 /// How readings are placed in time.
@@ -87,9 +87,14 @@ pub const V5: Metering = Metering {
 };
 
 /// The names of a series in v1 paths: its resource under `metering_data`, its v5
-/// service, and its resource under that service.
+/// service, and its resource under that service. The v1 family has no index
+/// ([`Metering::serves`] says so, and the client asks nothing): the index series
+/// get the names of the daily energy, never called.
 fn names(series: Series) -> (&'static str, &'static str, &'static str) {
     match series {
+        Series::EnergyIndex(d) | Series::ClassIndex(d, _) | Series::ClassEnergyDaily(d, _) => {
+            names(Series::daily_energy(d))
+        }
         Series::ConsumptionPower => ("consumption_load_curve", "clc", "consumption_load_curve"),
         Series::ProductionPower => ("production_load_curve", "plc", "production_load_curve"),
         Series::ConsumptionEnergyDaily => ("daily_consumption", "dc", "daily_consumption"),
@@ -119,6 +124,11 @@ impl Metering {
 impl Dialect for Metering {
     fn generation(&self) -> ApiGeneration {
         self.generation
+    }
+
+    /// Everything but the indexes, which only the 2026 API serves.
+    fn serves(&self, series: Series) -> bool {
+        series.kind() != SeriesKind::Index && !series.is_derived()
     }
 
     fn data_call(&self, series: Series, prm: &Prm, from: Date, to: Date) -> DataCall {

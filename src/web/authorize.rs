@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use super::html::{self, escape, french_date, french_duration, sanitize_description};
 use super::redirect_uri::{RedirectUriError, check_redirect_uri};
 use super::{Page, WebState, new_oauth_state, problem_page};
+use crate::config::ApiGeneration;
 use crate::quoalise::Series;
 use crate::store::now_seconds;
 use crate::store::oauth::{ConsentDescription, OAuthState, log_id};
@@ -93,7 +94,12 @@ fn internal(detail: &str) -> Page {
     )
 }
 
-/// What each series means to a consumer, in the order a consumer reads them.
+/// What the index series mean to a consumer (the 2026 API serves them; the v1
+/// family does not).
+const INDEX_LABEL: &str = "les index de votre compteur (ses relevés), et votre consommation de chaque jour par période tarifaire (heures pleines, heures creuses, jours Tempo…)";
+
+/// What each series means to a consumer, in the order a consumer reads them (the
+/// index series, [`INDEX_LABEL`], after them when the API serves them).
 fn series_labels() -> [(Series, &'static str); 5] {
     let label = |series: Series| match series {
         Series::ConsumptionEnergyDaily => "votre consommation jour par jour",
@@ -103,6 +109,9 @@ fn series_labels() -> [(Series, &'static str); 5] {
         Series::ConsumptionMaxPower => "votre puissance maximale de chaque jour",
         Series::ProductionEnergyDaily => "votre production jour par jour, si vous en avez",
         Series::ProductionPower => "votre courbe de production, si vous en avez",
+        Series::EnergyIndex(_) | Series::ClassIndex(..) | Series::ClassEnergyDaily(..) => {
+            INDEX_LABEL
+        }
     };
     [
         Series::ConsumptionEnergyDaily,
@@ -273,6 +282,7 @@ async fn authorize(web: &WebState, raw: &str) -> Result<Page, Page> {
         enedis.as_str(),
         test_client,
         web.settings().state_ttl.as_secs() / 60,
+        web.upstream().generation() == ApiGeneration::Api2026,
     ))
 }
 
@@ -283,6 +293,7 @@ fn consent_page(
     enedis_url: &str,
     test_client: Option<u8>,
     ttl_minutes: u64,
+    indexes: bool,
 ) -> Page {
     let logo = description
         .logo_url
@@ -304,7 +315,9 @@ fn consent_page(
     };
     let data: String = series_labels()
         .iter()
-        .map(|(_, label)| format!("<li>{}</li>", escape(label)))
+        .map(|(_, label)| *label)
+        .chain(indexes.then_some(INDEX_LABEL))
+        .map(|label| format!("<li>{}</li>", escape(label)))
         .collect();
     let until = end
         .map(|d| format!(", jusqu'au <strong>{}</strong>", french_date(d)))

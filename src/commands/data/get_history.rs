@@ -18,7 +18,7 @@ use crate::agent::authorise::readable;
 use crate::agent::context::AgentContext;
 use crate::agent::request::DataRequest;
 use crate::commands::common::instrumented;
-use crate::quoalise::{Identifier, MetaForm, Series};
+use crate::quoalise::{Identifier, MetaForm, SERIES_NAMES, Series};
 use crate::time::{Window, day_start, paris_date, paris_today, parse_instant};
 use crate::xmpp::forms::text_single;
 use crate::xmpp::{
@@ -41,13 +41,12 @@ impl GetHistory {
         if let Some(hint) = hint {
             identifier = identifier.value(&hint.to_string());
         }
-        let series: Vec<&str> = Series::ALL.iter().map(|s| s.as_str()).collect();
         FormBuilder::form("Get history")
             .instructions(format!(
                 "Readings of one series of one meter. Identifier: urn:dev:prm:<PRM>_<series>. \
                  Your usage points: {prms}. Series: {}. Times: ISO 8601 with an offset; \
                  values are stamped at the start of their interval, in UTC.",
-                series.join(", ")
+                SERIES_NAMES.join(", ")
             ))
             .field(identifier)
             .field(
