@@ -12,6 +12,7 @@ mod audit;
 mod data;
 mod faults_upstream;
 mod federation;
+mod index;
 mod lifecycle;
 mod subscriptions_late;
 mod subscriptions_push;

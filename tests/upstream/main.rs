@@ -8,4 +8,5 @@ mod common;
 mod cache;
 mod contract;
 mod crash;
+mod index;
 mod parsing;
