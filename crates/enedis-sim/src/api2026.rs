@@ -357,7 +357,7 @@ fn index_grandeur(
                 }
             }
         }
-        counters.add(&synth::day_counters(meter, direction, day)?);
+        counters.add(&tariff::day_counters(meter, direction, day)?);
         day = crate::paris::next_day(day)?;
     }
     if totalisator.is_empty() {

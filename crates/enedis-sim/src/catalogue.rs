@@ -121,13 +121,19 @@ pub const PT10M_PRM: &str = "30000000000010";
 /// A consumption meter with a 60-minute load curve (24 readings a day).
 pub const PT60M_PRM: &str = "30000000000060";
 
-/// Meters with special calendars ([`crate::tariff`]): Tempo, off-peak hours that
-/// change, both calendars that change.
-pub const CALENDAR_PRMS: [&str; 3] = [
-    crate::tariff::TEMPO_PRM,
-    crate::tariff::OFF_PEAK_CHANGE_PRM,
-    crate::tariff::CALENDAR_CHANGE_PRM,
-];
+/// A meter with Tempo (supplier calendar `FC000050`) and the distributor's base
+/// calendar, as in the SGE capture ([`crate::tariff`]).
+pub const TEMPO_PRM: &str = "30000000000050";
+/// A peak / off-peak meter whose off-peak hours change on
+/// [`crate::tariff::OFF_PEAK_CHANGE`].
+pub const OFF_PEAK_CHANGE_PRM: &str = "30000000000022";
+/// A meter on a base offer until [`crate::tariff::CALENDAR_CHANGE`], then on
+/// peak / off-peak: both its calendars change.
+pub const CALENDAR_CHANGE_PRM: &str = "30000000000033";
+
+/// Meters with special calendars: Tempo, off-peak hours that change, both
+/// calendars that change.
+pub const CALENDAR_PRMS: [&str; 3] = [TEMPO_PRM, OFF_PEAK_CHANGE_PRM, CALENDAR_CHANGE_PRM];
 
 /// Commissioning date of every meter except profile 1's.
 pub const DEFAULT_ACTIVATION: Date = date(2014, 1, 1);

@@ -17,7 +17,8 @@ use crate::model::Prm;
 use crate::paris::paris_today;
 
 use super::catalogue::{CALENDAR_PRMS, PROFILES, PT10M_PRM, PT60M_PRM};
-use super::synth::{IndexCache, unit};
+use super::synth::unit;
+use super::tariff::IndexCache;
 use crate::options::Options;
 
 /// Handle on the whole simulator state.

@@ -1,5 +1,6 @@
 //! Calendars and classes (classes temporelles): which counter of a Linky each
-//! interval's energy goes to.
+//! interval's energy goes to, and the counters themselves ([`IndexCache`]), which
+//! the index answers report.
 //!
 //! A Linky counts active energy in registers ("cadrans"): four for the
 //! distributor's calendar (`IDX_EAS_D1`…`D4`), ten for the supplier's
@@ -26,14 +27,18 @@
 //! otherwise; Tempo's off-peak hours are `22:00–06:00`, and a Tempo day runs from
 //! 06:00 to 06:00 the next day, its colour drawn per day ([`tempo_colour`]).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use jiff::Timestamp;
 use jiff::civil::{Date, Weekday, date};
 
-use crate::model::Direction;
-use crate::paris::{PARIS, TimeError};
+use crate::model::{Direction, Prm};
+use crate::paris::{PARIS, TimeError, next_day};
 
 use super::catalogue::Meter;
-use super::synth::unit;
+pub use super::catalogue::{CALENDAR_CHANGE_PRM, OFF_PEAK_CHANGE_PRM, TEMPO_PRM};
+use super::synth::{self, unit};
 
 /// Registers of a Linky: D1–D4 then F1–F10.
 pub const REGISTERS: usize = 14;
@@ -157,17 +162,9 @@ pub struct Tariff {
     pub off_peak: OffPeak,
 }
 
-/// A meter with Tempo (supplier calendar `FC000050`) and the distributor's base
-/// calendar, as in the SGE capture.
-pub const TEMPO_PRM: &str = "30000000000050";
-/// A peak / off-peak meter whose off-peak hours change on [`OFF_PEAK_CHANGE`].
-pub const OFF_PEAK_CHANGE_PRM: &str = "30000000000022";
 /// The first day of [`NIGHT_AND_AFTERNOON`] for [`OFF_PEAK_CHANGE_PRM`]
 /// ([`NIGHT`] before).
 pub const OFF_PEAK_CHANGE: Date = date(2026, 11, 16);
-/// A meter on a base offer until [`CALENDAR_CHANGE`], then on peak / off-peak:
-/// both its calendars change (`DI000001` → `DI000003`, `FC000165` → `FC020831`).
-pub const CALENDAR_CHANGE_PRM: &str = "30000000000033";
 /// The first day of [`CALENDAR_CHANGE_PRM`]'s new calendars.
 pub const CALENDAR_CHANGE: Date = date(2026, 11, 9);
 
@@ -377,6 +374,140 @@ pub fn apportion(parts: &[u64; REGISTERS], total: u64) -> [u64; REGISTERS] {
     out
 }
 
+/// A meter's counters at one instant: the totalisator and each register (D1–D4,
+/// F1–F10), Wh since commissioning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub total: u64,
+    pub registers: [u64; REGISTERS],
+}
+
+impl Counters {
+    /// Add a day's counters.
+    pub fn add(&mut self, other: &Counters) {
+        self.total += other.total;
+        for (mine, theirs) in self.registers.iter_mut().zip(other.registers) {
+            *mine += theirs;
+        }
+    }
+}
+
+/// The energy of one Paris day, Wh, and how it splits among the registers: each
+/// load-curve interval goes to its distributor's and its supplier's class
+/// ([`registers_of`]); each calendar's share adds up to the day's energy
+/// ([`synth::daily_energy`]) exactly.
+pub fn day_counters(meter: &Meter, direction: Direction, day: Date) -> Result<Counters, TimeError> {
+    let minutes = u64::from(meter.step_minutes);
+    let mut distributor = [0u64; REGISTERS];
+    let mut supplier = [0u64; REGISTERS];
+    let mut sum = 0u64;
+    for p in synth::day_curve(meter, direction, day)? {
+        let energy = u64::from(p.value) * minutes;
+        sum += energy;
+        let (d, s) = registers_of(meter, direction, p.start)?;
+        distributor[d] += energy;
+        if let Some(s) = s {
+            supplier[s] += energy;
+        }
+    }
+    let total = (sum + 30) / 60;
+    let mut registers = apportion(&distributor, total);
+    for (r, share) in registers.iter_mut().zip(apportion(&supplier, total)) {
+        *r += share;
+    }
+    Ok(Counters { total, registers })
+}
+
+/// Cumulative energy counters (index), memoised per month so an index far from the
+/// commissioning date stays cheap.
+#[derive(Debug, Default)]
+pub struct IndexCache {
+    /// (PRM, direction, first day of a month) -> counters from commissioning to
+    /// that day's midnight.
+    months: Mutex<HashMap<(Prm, Direction, Date), Counters>>,
+}
+
+impl IndexCache {
+    /// The meter's index (totalisator) in Wh at the Paris midnight starting `day`.
+    pub fn index_at(
+        &self,
+        meter: &Meter,
+        direction: Direction,
+        day: Date,
+    ) -> Result<u64, TimeError> {
+        Ok(self.counters_at(meter, direction, day)?.total)
+    }
+
+    /// Every counter of the meter at the Paris midnight starting `day`.
+    pub fn counters_at(
+        &self,
+        meter: &Meter,
+        direction: Direction,
+        day: Date,
+    ) -> Result<Counters, TimeError> {
+        if day <= meter.activation {
+            return Ok(Counters::default());
+        }
+        let month = day.first_of_month();
+        let mut counters = self.month_start(meter, direction, month)?;
+        let mut d = month.max(meter.activation);
+        while d < day {
+            counters.add(&day_counters(meter, direction, d)?);
+            d = next_day(d)?;
+        }
+        Ok(counters)
+    }
+
+    fn month_start(
+        &self,
+        meter: &Meter,
+        direction: Direction,
+        month: Date,
+    ) -> Result<Counters, TimeError> {
+        let first = meter.activation.first_of_month();
+        if month <= first {
+            return Ok(Counters::default());
+        }
+        let key = |m: Date| (meter.prm, direction, m);
+        // Walk back to the latest memoised month, then forward, memoising.
+        let (mut at, mut counters) = {
+            let months = self.months.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(v) = months.get(&key(month)) {
+                return Ok(*v);
+            }
+            let mut m = month;
+            loop {
+                let prev = m
+                    .checked_sub(jiff::Span::new().months(1))
+                    .map_err(|e| TimeError::OutOfRange(e.to_string()))?;
+                if prev < first {
+                    break (first, Counters::default());
+                }
+                if let Some(v) = months.get(&key(prev)) {
+                    break (prev, *v);
+                }
+                m = prev;
+            }
+        };
+        while at < month {
+            let next = at
+                .checked_add(jiff::Span::new().months(1))
+                .map_err(|e| TimeError::OutOfRange(e.to_string()))?;
+            let mut d = at.max(meter.activation);
+            while d < next {
+                counters.add(&day_counters(meter, direction, d)?);
+                d = next_day(d)?;
+            }
+            at = next;
+            self.months
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key(at), counters);
+        }
+        Ok(counters)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,5 +584,139 @@ mod tests {
             ids(CALENDAR_CHANGE.tomorrow().unwrap()),
             ["FC020831", "DI000003"]
         );
+    }
+    #[test]
+    fn index_is_cumulative() {
+        let cache = IndexCache::default();
+        let house = m("11453290002823");
+        let d = date(2021, 3, 10);
+        let i0 = cache.index_at(&house, Direction::Consumption, d).unwrap();
+        let i1 = cache
+            .index_at(&house, Direction::Consumption, next_day(d).unwrap())
+            .unwrap();
+        assert_eq!(
+            i1 - i0,
+            synth::daily_energy(&house, Direction::Consumption, d).unwrap()
+        );
+        let fresh = IndexCache::default();
+        assert_eq!(
+            fresh.index_at(&house, Direction::Consumption, d).unwrap(),
+            i0
+        );
+    }
+
+    /// Registers D1–D4 (distributor) and F1–F10 (supplier) of a day.
+    fn shares(c: &Counters) -> (u64, u64) {
+        (c.registers[..4].iter().sum(), c.registers[4..].iter().sum())
+    }
+
+    #[test]
+    fn each_calendar_splits_the_whole_day_exactly() {
+        let days = [
+            date(2026, 3, 29),
+            date(2026, 7, 14),
+            date(2026, 10, 25),
+            date(2026, 11, 8),
+            date(2026, 11, 9),
+            date(2026, 11, 20),
+        ];
+        for prm in [
+            "22516914714270",
+            TEMPO_PRM,
+            OFF_PEAK_CHANGE_PRM,
+            CALENDAR_CHANGE_PRM,
+        ] {
+            for day in days {
+                let c = day_counters(&m(prm), Direction::Consumption, day).unwrap();
+                assert_eq!(
+                    c.total,
+                    synth::daily_energy(&m(prm), Direction::Consumption, day).unwrap()
+                );
+                assert_eq!(shares(&c), (c.total, c.total), "{prm} {day}");
+            }
+        }
+        // Production: the distributor's base calendar only.
+        let plant = m("24880057139941");
+        let c = day_counters(&plant, Direction::Production, date(2026, 6, 21)).unwrap();
+        assert!(c.total > 0);
+        assert_eq!(c.registers[0], c.total);
+        assert_eq!(shares(&c), (c.total, 0));
+    }
+
+    /// Wh of `meter`'s curve on `day` in the local hours for which `off_peak` holds.
+    fn curve_energy(meter: &Meter, day: Date, off_peak: impl Fn(i8) -> bool) -> f64 {
+        synth::day_curve(meter, Direction::Consumption, day)
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                let local = PARIS.to_datetime(Timestamp::from_second(p.start).unwrap());
+                off_peak(local.hour())
+            })
+            .map(|p| f64::from(p.value) * f64::from(meter.step_minutes) / 60.0)
+            .sum()
+    }
+
+    #[test]
+    fn off_peak_classes_follow_the_meters_hours_and_their_change() {
+        let meter = m(OFF_PEAK_CHANGE_PRM);
+        let before = OFF_PEAK_CHANGE.yesterday().unwrap();
+        let night = |h: i8| !(6..22).contains(&h);
+        let afternoon = |h: i8| (2..7).contains(&h) || (13..16).contains(&h);
+        for (day, hours) in [
+            (before, &night as &dyn Fn(i8) -> bool),
+            (OFF_PEAK_CHANGE, &afternoon),
+        ] {
+            let c = day_counters(&meter, Direction::Consumption, day).unwrap();
+            // November: high season, HCH (D2) and HC (F1).
+            let expected = curve_energy(&meter, day, hours);
+            for register in [1, 4] {
+                let got = c.registers[register] as f64;
+                assert!(
+                    (got - expected).abs() <= 1.0,
+                    "{day} register {register}: {got} vs {expected}"
+                );
+            }
+            assert_eq!(
+                c.registers[2] + c.registers[3],
+                0,
+                "no low season in November"
+            );
+        }
+        // The hours really differ: 22:00-02:00 off-peak before, peak after.
+        let late = |h: i8| !(2..22).contains(&h);
+        assert!(curve_energy(&meter, before, late) > 100.0);
+    }
+
+    #[test]
+    fn tempo_counts_each_tempo_day_in_its_colour() {
+        let meter = m(TEMPO_PRM);
+        // Registers F1..F6: BUHC, BUHP, BCHC, BCHP, RHC, RHP.
+        let mut seen = [false; 3];
+        let mut day = date(2025, 11, 3);
+        while day < date(2026, 1, 31) {
+            let c = day_counters(&meter, Direction::Consumption, day).unwrap();
+            let colour = tempo_colour(day) as usize;
+            let yesterday = tempo_colour(day.yesterday().unwrap()) as usize;
+            seen[colour] = true;
+            // Peak hours (06:00-22:00) go to the day's colour only.
+            for (i, peak) in [5usize, 7, 9].into_iter().enumerate() {
+                assert_eq!(
+                    c.registers[peak] > 0,
+                    i == colour,
+                    "{day} peak of colour {i}"
+                );
+            }
+            // Off-peak hours: before 06:00 yesterday's colour, after 22:00 today's.
+            for (i, off) in [4usize, 6, 8].into_iter().enumerate() {
+                assert_eq!(
+                    c.registers[off] > 0,
+                    i == colour || i == yesterday,
+                    "{day} off-peak of colour {i}"
+                );
+            }
+            assert_eq!(c.registers[0], c.total, "distributor: base");
+            day = day.tomorrow().unwrap();
+        }
+        assert_eq!(seen, [true; 3], "blue, white and red days in winter");
     }
 }
