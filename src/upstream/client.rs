@@ -228,11 +228,11 @@ impl EnedisClient {
         to: Date,
         ask: &Ask,
     ) -> Result<Fetched, UpstreamError> {
-        let today = paris_today(jiff::Timestamp::now());
-        let plan = window::plan(series, from, to, today)?;
         if !self.dialect.serves(series) {
             return Err(unsupported(self.dialect.generation(), series));
         }
+        let today = paris_today(jiff::Timestamp::now());
+        let plan = window::plan(series, from, to, today)?;
         let auth = self.auth_for(prm).await?;
         let tally = Tally::new(ask.clone());
         let mut parts = futures::stream::iter(plan.calls.iter().copied())
