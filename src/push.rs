@@ -478,8 +478,11 @@ impl Scheduler {
         true
     }
 
-    /// Sends `sub` the days it misses, up to `through`.
+    /// Sends `sub` the days it misses, up to `through` (one day less for the
+    /// energy per class, whose latest day comes a day after the others':
+    /// [`crate::quoalise::Series::lag_days`]).
     async fn deliver(&self, sub: Subscription, through: Date) -> Delivery {
+        let through = add_days(through, -sub.identifier.series.lag_days()).unwrap_or(through);
         if sub.delivered_through >= through {
             return Delivery::UpToDate;
         }
@@ -721,7 +724,9 @@ fn catch_up_chunks(from: Date, to: Date) -> Result<Vec<(Date, Date)>, crate::tim
     Ok(chunks)
 }
 
-/// Whether `series` holds a value for the Paris day `day`.
+/// Whether `series` holds a value for the Paris day `day`: a daily value stamped at
+/// its midnight, a load-curve interval starting in it, or an index read during it
+/// (a Linky's: at its first midnight).
 fn has_day(series: &TimeSeries, day: Date) -> bool {
     let (Ok(start), Ok(end)) = (day_start(day), add_days(day, 1).and_then(day_start)) else {
         return false;

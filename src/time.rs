@@ -116,6 +116,19 @@ pub fn day_start(date: Date) -> Result<i64, TimeError> {
         .map_err(|e| TimeError::OutOfRange(e.to_string()))
 }
 
+/// UTC seconds of an instant Enedis wrote in Paris local time without an offset
+/// (an index's `d`). A local time of the repeated autumn hour is read as its first
+/// occurrence, one of the skipped spring hour as the instant after the gap
+/// (`compatible`); a Linky's daily counters are read at midnight, which is never
+/// either.
+pub fn local_instant(local: DateTime) -> Result<i64, TimeError> {
+    PARIS
+        .to_ambiguous_timestamp(local)
+        .compatible()
+        .map(Timestamp::as_second)
+        .map_err(|e| TimeError::OutOfRange(e.to_string()))
+}
+
 /// The Paris calendar date containing the UTC instant `seconds`.
 pub fn paris_date(seconds: i64) -> Result<Date, TimeError> {
     let ts = Timestamp::from_second(seconds).map_err(|e| TimeError::OutOfRange(e.to_string()))?;

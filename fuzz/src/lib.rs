@@ -91,7 +91,7 @@ pub fn identifier(data: &[u8]) {
         assert_eq!(prm.as_str(), text);
     }
     if let Ok(series) = Series::from_str(text) {
-        assert_eq!(series.as_str(), text);
+        assert_eq!(series.to_string(), text);
     }
     if let Ok(step) = Step::from_str(text) {
         assert_eq!(Step::from_str(&step.to_string()), Ok(step));

@@ -218,6 +218,10 @@ pub fn upstream_error(e: &UpstreamError, period_fields: &str) -> CommandError {
             };
             CommandError::unavailable(text)
         }
+        // The series, not the period, is what this generation cannot serve.
+        ErrorKind::BadRequest if matches!(e, UpstreamError::Unsupported(_)) => {
+            CommandError::bad_request(format!("field identifier: {e}"))
+        }
         ErrorKind::BadRequest => CommandError::bad_request(format!("fields {period_fields}: {e}")),
         ErrorKind::NotAuthorized => CommandError::not_authorized(e.to_string()),
         ErrorKind::NotImplemented => CommandError::FeatureNotImplemented(e.to_string()),

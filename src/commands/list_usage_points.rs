@@ -40,7 +40,7 @@ pub fn usage_points_form(readable: &[Readable], scopes: Scopes) -> DataForm {
         1 => "You may read 1 usage point.".to_owned(),
         n => format!("You may read {n} usage points."),
     };
-    let series: Vec<&str> = scopes.series().iter().map(|s| s.as_str()).collect();
+    let series = scopes.series_names();
     let series = if series.is_empty() {
         "series:".to_owned()
     } else {

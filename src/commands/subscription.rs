@@ -20,7 +20,7 @@ use crate::agent::audit::{basis_of, record_decision};
 use crate::agent::authorise::authorise;
 use crate::agent::context::AgentContext;
 use crate::logging::RequestLog;
-use crate::quoalise::{Identifier, Series};
+use crate::quoalise::{Identifier, SERIES_NAMES};
 use crate::store::{SubscribeError, Subscription, now_seconds};
 use crate::time::first_day;
 use crate::xmpp::forms::{fixed, text_single};
@@ -37,9 +37,11 @@ pub struct Subscribe;
 
 /// The form of `subscribe` and `unsubscribe`: one identifier.
 fn identifier_form(title: &str, instructions: &str) -> DataForm {
-    let series: Vec<&str> = Series::ALL.iter().map(|s| s.as_str()).collect();
     FormBuilder::form(title)
-        .instructions(format!("{instructions} Series: {}.", series.join(", ")))
+        .instructions(format!(
+            "{instructions} Series: {}.",
+            SERIES_NAMES.join(", ")
+        ))
         .field(
             text_single("identifier", "Identifier")
                 .required()
@@ -114,6 +116,13 @@ async fn subscribe(
     let peer = requester.to_string();
     let prm = identifier.prm;
     let series = identifier.series;
+    let generation = ctx.upstream.generation();
+    if !crate::upstream::serves(generation, series) {
+        return Err(CommandError::bad_request(format!(
+            "field identifier: {}",
+            crate::upstream::client::unsupported(generation, series)
+        )));
+    }
     let grant = match authorise(ctx, &settings, requester, identifier).await {
         Ok(grant) => grant,
         Err(e) => {
@@ -124,7 +133,9 @@ async fn subscribe(
     let basis = basis_of(&grant);
     record_decision(ctx, log, &peer, prm, series, Ok(basis)).await?;
     let now = jiff::Timestamp::now();
+    // The energy per class comes a day after the other series.
     let first = first_day(now, settings.config.subscriptions.publish_time);
+    let first = crate::time::add_days(first, -series.lag_days()).unwrap_or(first);
     let delivered_through = crate::time::add_days(first, -1).unwrap_or(first);
     let stored = {
         let peer = peer.clone();
@@ -179,10 +190,10 @@ pub fn with_subscriptions(mut form: DataForm, subs: &[Subscription]) -> DataForm
         let Some(var) = field.var.as_deref() else {
             continue;
         };
-        let series: Vec<&str> = subs
+        let series: Vec<String> = subs
             .iter()
             .filter(|s| s.identifier.prm.as_str() == var)
-            .map(|s| s.identifier.series.as_str())
+            .map(|s| s.identifier.series.to_string())
             .collect();
         if !series.is_empty() {
             field

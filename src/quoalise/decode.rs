@@ -237,7 +237,9 @@ impl Data {
             Some(step) => step,
             None => match identifier.series.kind() {
                 SeriesKind::LoadCurve => most_common_gap(&readings).unwrap_or(Step::PT30M),
-                SeriesKind::DailyEnergy | SeriesKind::DailyMaxPower => Step::Day,
+                SeriesKind::DailyEnergy | SeriesKind::DailyMaxPower | SeriesKind::Index => {
+                    Step::Day
+                }
             },
         };
         for r in &mut readings {

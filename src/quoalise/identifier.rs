@@ -2,7 +2,8 @@
 //!
 //! The PRM (point de référence mesure, also "usage point" or PDL) is the 14-digit
 //! number Enedis gives every delivery point. The series names which quantity of that
-//! meter is meant; the five served from Data Connect are [`Series::ALL`].
+//! meter is meant: the whole meter's ([`Series::WHOLE_METER`]) or one calendar
+//! class's (`…/energy/active/index/distributor/hph`, [`Series::ClassIndex`]).
 //!
 //! The first Data Connect proxy named its records differently, and the
 //! applications written for it read those names: `urn:dev:prm:<PRM>_consumption_load`
@@ -114,7 +115,172 @@ impl fmt::Display for Direction {
     }
 }
 
-/// The five series served from Data Connect.
+/// Which calendar a class belongs to: the distributor's (Enedis, the grid tariff
+/// TURPE: `BASE`, or `HPH`/`HCH`/`HPB`/`HCB`…) or the supplier's (the offer the
+/// consumer pays: `HP`/`HC`, Tempo's six classes…). Written `distributor` and
+/// `provider` in series names, as the Quoalise SGE proxy writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Calendar {
+    Distributor,
+    Provider,
+}
+
+impl Calendar {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Calendar::Distributor => "distributor",
+            Calendar::Provider => "provider",
+        }
+    }
+}
+
+impl FromStr for Calendar {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "distributor" => Ok(Calendar::Distributor),
+            "provider" => Ok(Calendar::Provider),
+            other => Err(format!(
+                "the calendar is \"distributor\" or \"provider\", not {:?}",
+                shorten(other)
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Calendar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The code of a calendar class (a "classe temporelle": `hph`, `hc`, `base`,
+/// `buhp`…), as series names write it: 1 to [`ClassCode::MAX`] lower-case ASCII
+/// letters or digits, held inline so that [`Series`] stays `Copy`. Enedis writes
+/// the same codes in upper case (`HPH`); the Quoalise SGE proxy lowers them, and so
+/// does [`ClassCode::from_enedis`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClassCode([u8; ClassCode::MAX]);
+
+/// Why a class code was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClassError {
+    #[error("the class code is empty")]
+    Empty,
+    #[error("a class code has at most 8 characters, {code:?} has {length}")]
+    TooLong { code: String, length: usize },
+    #[error(
+        "class codes are written in lower case, as the Quoalise SGE proxy writes them: {lower:?}, not {code:?}"
+    )]
+    UpperCase { code: String, lower: String },
+    #[error(
+        "a class code has only ASCII letters and digits, found {found:?} at position {position} of {code:?}"
+    )]
+    BadCharacter {
+        code: String,
+        position: usize,
+        found: char,
+    },
+}
+
+impl ClassCode {
+    /// The longest code (Enedis' are 2 to 4 characters: `HP`, `BASE`, `BUHP`).
+    pub const MAX: usize = 8;
+
+    /// A code as series names write it: lower case only.
+    pub fn new(code: &str) -> Result<ClassCode, ClassError> {
+        ClassCode::read(code, false)
+    }
+
+    /// A code as Enedis writes it (`HPH`, `BUHP`; any case), lowered.
+    pub fn from_enedis(code: &str) -> Result<ClassCode, ClassError> {
+        ClassCode::read(code.trim(), true)
+    }
+
+    fn read(code: &str, any_case: bool) -> Result<ClassCode, ClassError> {
+        if code.is_empty() {
+            return Err(ClassError::Empty);
+        }
+        if let Some((position, found)) = code
+            .chars()
+            .enumerate()
+            .find(|(_, c)| !c.is_ascii_alphanumeric())
+        {
+            return Err(ClassError::BadCharacter {
+                code: shorten(code),
+                position,
+                found,
+            });
+        }
+        // Only ASCII from here: one byte per character.
+        if code.len() > ClassCode::MAX {
+            return Err(ClassError::TooLong {
+                code: shorten(code),
+                length: code.len(),
+            });
+        }
+        if !any_case && code.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(ClassError::UpperCase {
+                code: code.to_owned(),
+                lower: code.to_ascii_lowercase(),
+            });
+        }
+        let mut bytes = [0u8; ClassCode::MAX];
+        for (slot, b) in bytes.iter_mut().zip(code.bytes()) {
+            *slot = b.to_ascii_lowercase();
+        }
+        Ok(ClassCode(bytes))
+    }
+
+    /// The code, lower case.
+    pub fn as_str(&self) -> &str {
+        let length = self
+            .0
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(ClassCode::MAX);
+        // The constructor only stores ASCII letters and digits.
+        std::str::from_utf8(&self.0[..length]).unwrap_or("?")
+    }
+}
+
+impl fmt::Display for ClassCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ClassCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClassCode({})", self.as_str())
+    }
+}
+
+/// One class of one calendar: `distributor/hph`, `provider/hc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimeClass {
+    pub calendar: Calendar,
+    pub code: ClassCode,
+}
+
+impl TimeClass {
+    pub fn new(calendar: Calendar, code: ClassCode) -> TimeClass {
+        TimeClass { calendar, code }
+    }
+}
+
+impl fmt::Display for TimeClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.calendar, self.code)
+    }
+}
+
+/// The series served from Data Connect.
+///
+/// The first five are the whole meter's ([`Series::ALL`]); the index series and
+/// the energy per class need the 2026 API (`index_consommation`,
+/// `index_production`). Classes are dynamic ([`TimeClass`]), held inline: a
+/// `Series` is a small `Copy` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Series {
     /// Mean active power drawn, W, at the meter's own step (PT10M…PT60M).
@@ -127,6 +293,24 @@ pub enum Series {
     ProductionEnergyDaily,
     /// Daily maximum apparent power drawn, VA.
     ConsumptionMaxPower,
+    /// The meter's active-energy counter, Wh, stamped at the instant it was read
+    /// (a Linky: the Paris midnight starting each day): Enedis' totalisator
+    /// (`cadranTotalisateur`), or the sum of the distributor classes when it
+    /// gives none. `<direction>/energy/active/index`.
+    ///
+    /// scope: index
+    EnergyIndex(Direction),
+    /// The counter of one calendar class, Wh, stamped like [`Series::EnergyIndex`].
+    /// `<direction>/energy/active/index/<calendar>/<class>`.
+    ///
+    /// scope: index
+    ClassIndex(Direction, TimeClass),
+    /// The energy of one calendar class per Paris day, Wh, derived from the class's
+    /// counters at the two midnights around the day (missing when either is).
+    /// `<direction>/energy/active/daily/<calendar>/<class>`.
+    ///
+    /// scope: index
+    ClassEnergyDaily(Direction, TimeClass),
 }
 
 /// What kind of values a series holds; drives upstream limits and metadata.
@@ -138,9 +322,27 @@ pub enum SeriesKind {
     DailyEnergy,
     /// One maximum power value per day, with the instant of the peak.
     DailyMaxPower,
+    /// A counter (index), stamped at the instant it was read, one a day.
+    Index,
 }
 
+/// The names of every series, classes as patterns: for forms and messages.
+pub const SERIES_NAMES: [&str; 11] = [
+    "consumption/power/active/raw",
+    "production/power/active/raw",
+    "consumption/energy/active/daily",
+    "production/energy/active/daily",
+    "consumption/power/apparent/max",
+    "consumption/energy/active/index",
+    "production/energy/active/index",
+    "consumption/energy/active/index/{distributor|provider}/<class>",
+    "production/energy/active/index/{distributor|provider}/<class>",
+    "consumption/energy/active/daily/{distributor|provider}/<class>",
+    "production/energy/active/daily/{distributor|provider}/<class>",
+];
+
 impl Series {
+    /// The whole meter's series that every API generation serves.
     pub const ALL: [Series; 5] = [
         Series::ConsumptionPower,
         Series::ProductionPower,
@@ -149,16 +351,17 @@ impl Series {
         Series::ConsumptionMaxPower,
     ];
 
-    /// The series name as written in identifiers.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Series::ConsumptionPower => "consumption/power/active/raw",
-            Series::ProductionPower => "production/power/active/raw",
-            Series::ConsumptionEnergyDaily => "consumption/energy/active/daily",
-            Series::ProductionEnergyDaily => "production/energy/active/daily",
-            Series::ConsumptionMaxPower => "consumption/power/apparent/max",
-        }
-    }
+    /// The series without a class, every one (the five of [`Series::ALL`] and the
+    /// two summed indexes).
+    pub const WHOLE_METER: [Series; 7] = [
+        Series::ConsumptionPower,
+        Series::ProductionPower,
+        Series::ConsumptionEnergyDaily,
+        Series::ProductionEnergyDaily,
+        Series::ConsumptionMaxPower,
+        Series::EnergyIndex(Direction::Consumption),
+        Series::EnergyIndex(Direction::Production),
+    ];
 
     pub fn direction(self) -> Direction {
         match self {
@@ -166,25 +369,51 @@ impl Series {
             | Series::ConsumptionEnergyDaily
             | Series::ConsumptionMaxPower => Direction::Consumption,
             Series::ProductionPower | Series::ProductionEnergyDaily => Direction::Production,
+            Series::EnergyIndex(d) | Series::ClassIndex(d, _) | Series::ClassEnergyDaily(d, _) => d,
         }
     }
 
     pub fn kind(self) -> SeriesKind {
         match self {
             Series::ConsumptionPower | Series::ProductionPower => SeriesKind::LoadCurve,
-            Series::ConsumptionEnergyDaily | Series::ProductionEnergyDaily => {
-                SeriesKind::DailyEnergy
-            }
+            Series::ConsumptionEnergyDaily
+            | Series::ProductionEnergyDaily
+            | Series::ClassEnergyDaily(..) => SeriesKind::DailyEnergy,
             Series::ConsumptionMaxPower => SeriesKind::DailyMaxPower,
+            Series::EnergyIndex(_) | Series::ClassIndex(..) => SeriesKind::Index,
         }
     }
 
+    /// The calendar class of a per-class series.
+    pub fn class(self) -> Option<TimeClass> {
+        match self {
+            Series::ClassIndex(_, class) | Series::ClassEnergyDaily(_, class) => Some(class),
+            _ => None,
+        }
+    }
+
+    /// Whether the agent computes the series from another one rather than reading
+    /// it from Enedis: the energy per class, from consecutive class indexes.
+    pub fn is_derived(self) -> bool {
+        matches!(self, Series::ClassEnergyDaily(..))
+    }
+
+    /// How many days after the other series its latest day can be served: 1 for
+    /// the energy per class (a day's energy needs the counter read at the
+    /// following midnight, which Enedis serves only the next day), 0 otherwise.
+    pub fn lag_days(self) -> i64 {
+        i64::from(self.is_derived())
+    }
+
     /// The step of every reading when the series fixes it (`P1D` for daily
-    /// series); `None` for load curves, at the meter's own step.
+    /// series and indexes, read once a day); `None` for load curves, at the
+    /// meter's own step.
     pub fn fixed_step(self) -> Option<super::Step> {
         match self.kind() {
             SeriesKind::LoadCurve => None,
-            SeriesKind::DailyEnergy | SeriesKind::DailyMaxPower => Some(super::Step::Day),
+            SeriesKind::DailyEnergy | SeriesKind::DailyMaxPower | SeriesKind::Index => {
+                Some(super::Step::Day)
+            }
         }
     }
 
@@ -194,6 +423,7 @@ impl Series {
             SeriesKind::LoadCurve => "load curve",
             SeriesKind::DailyEnergy => "daily energy",
             SeriesKind::DailyMaxPower => "daily maximum power",
+            SeriesKind::Index => "daily index",
         };
         match step {
             super::Step::Minutes(m) if self.kind() == SeriesKind::LoadCurve => {
@@ -207,7 +437,7 @@ impl Series {
     pub fn unit(self) -> &'static str {
         match self.kind() {
             SeriesKind::LoadCurve => "W",
-            SeriesKind::DailyEnergy => "Wh",
+            SeriesKind::DailyEnergy | SeriesKind::Index => "Wh",
             SeriesKind::DailyMaxPower => "VA",
         }
     }
@@ -237,24 +467,87 @@ impl Series {
             Series::ProductionPower => Some("production_load"),
             Series::ConsumptionEnergyDaily => Some("daily_consumption"),
             Series::ProductionEnergyDaily => Some("daily_production"),
-            Series::ConsumptionMaxPower => None,
+            Series::ConsumptionMaxPower
+            | Series::EnergyIndex(_)
+            | Series::ClassIndex(..)
+            | Series::ClassEnergyDaily(..) => None,
         }
     }
+
+    /// The series name as written in identifiers, without allocating for the
+    /// whole-meter series.
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        match self.fixed_name() {
+            Some(name) => std::borrow::Cow::Borrowed(name),
+            None => std::borrow::Cow::Owned(self.to_string()),
+        }
+    }
+
+    /// The name of a whole-meter series; `None` for a per-class one.
+    pub fn fixed_name(self) -> Option<&'static str> {
+        Some(match self {
+            Series::ConsumptionPower => "consumption/power/active/raw",
+            Series::ProductionPower => "production/power/active/raw",
+            Series::ConsumptionEnergyDaily => "consumption/energy/active/daily",
+            Series::ProductionEnergyDaily => "production/energy/active/daily",
+            Series::ConsumptionMaxPower => "consumption/power/apparent/max",
+            Series::EnergyIndex(Direction::Consumption) => "consumption/energy/active/index",
+            Series::EnergyIndex(Direction::Production) => "production/energy/active/index",
+            Series::ClassIndex(..) | Series::ClassEnergyDaily(..) => return None,
+        })
+    }
+}
+
+/// Cut a peer-supplied value for an error message (long enough for any series
+/// name).
+fn shorten(s: &str) -> String {
+    s.chars().take(80).collect()
 }
 
 impl FromStr for Series {
     type Err = IdentifierError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Series::ALL
+        if let Some(series) = Series::WHOLE_METER
             .into_iter()
-            .find(|series| series.as_str() == s)
-            .ok_or_else(|| IdentifierError::UnknownSeries(s.to_owned()))
+            .find(|series| series.fixed_name() == Some(s))
+        {
+            return Ok(series);
+        }
+        let unknown = || IdentifierError::UnknownSeries(shorten(s));
+        let (direction, rest) = s.split_once('/').ok_or_else(unknown)?;
+        let direction: Direction = direction.parse().map_err(|_| unknown())?;
+        let (per_class, class): (fn(Direction, TimeClass) -> Series, &str) =
+            if let Some(class) = rest.strip_prefix("energy/active/index/") {
+                (Series::ClassIndex, class)
+            } else if let Some(class) = rest.strip_prefix("energy/active/daily/") {
+                (Series::ClassEnergyDaily, class)
+            } else {
+                return Err(unknown());
+            };
+        let bad = |reason: String| IdentifierError::BadClass {
+            series: shorten(s),
+            reason,
+        };
+        let (calendar, code) = class.split_once('/').ok_or_else(|| {
+            bad(format!(
+                "a class is written <calendar>/<code> (distributor/hph, provider/hc), not {:?}",
+                shorten(class)
+            ))
+        })?;
+        let calendar: Calendar = calendar.parse().map_err(bad)?;
+        let code = ClassCode::new(code).map_err(|e| bad(e.to_string()))?;
+        Ok(per_class(direction, TimeClass::new(calendar, code)))
     }
 }
 
 impl fmt::Display for Series {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match *self {
+            Series::ClassIndex(d, class) => write!(f, "{d}/energy/active/index/{class}"),
+            Series::ClassEnergyDaily(d, class) => write!(f, "{d}/energy/active/daily/{class}"),
+            // Every other series has a fixed name.
+            other => f.write_str(other.fixed_name().unwrap_or_default()),
+        }
     }
 }
 
@@ -275,9 +568,11 @@ pub enum IdentifierError {
     #[error("invalid PRM {prm:?} in identifier: {source}")]
     Prm { prm: String, source: PrmError },
     #[error(
-        "unknown series {0:?}; known series: consumption/power/active/raw, production/power/active/raw, consumption/energy/active/daily, production/energy/active/daily, consumption/power/apparent/max"
+        "unknown series {0:?}; known series: consumption/power/active/raw, production/power/active/raw, consumption/energy/active/daily, production/energy/active/daily, consumption/power/apparent/max, consumption/energy/active/index, production/energy/active/index, and per calendar class <direction>/energy/active/index/<calendar>/<class> and <direction>/energy/active/daily/<calendar>/<class> (calendar distributor or provider, class e.g. hph, hc, base, buhp)"
     )]
     UnknownSeries(String),
+    #[error("bad calendar class in series {series:?}: {reason}")]
+    BadClass { series: String, reason: String },
 }
 
 pub const URN_PREFIX: &str = "urn:dev:prm:";
@@ -352,7 +647,15 @@ mod tests {
 
     #[test]
     fn parses_and_formats_every_series() {
-        for series in Series::ALL {
+        let hph = TimeClass::new(Calendar::Distributor, ClassCode::new("hph").unwrap());
+        let buhp = TimeClass::new(Calendar::Provider, ClassCode::new("buhp").unwrap());
+        let classes = [
+            Series::ClassIndex(Direction::Consumption, hph),
+            Series::ClassIndex(Direction::Production, buhp),
+            Series::ClassEnergyDaily(Direction::Consumption, buhp),
+            Series::ClassEnergyDaily(Direction::Production, hph),
+        ];
+        for series in Series::WHOLE_METER.into_iter().chain(classes) {
             let text = format!("urn:dev:prm:30001610071843_{series}");
             let id: Identifier = text.parse().expect("valid identifier");
             assert_eq!(id.prm.as_str(), "30001610071843");
@@ -441,6 +744,83 @@ mod tests {
             Identifier::from_record_name("urn:dev:prm:3000161007184_daily_consumption"),
             Err(IdentifierError::Prm { .. })
         ));
+    }
+
+    #[test]
+    fn class_series_are_named_as_the_sge_proxy_names_them() {
+        let id: Identifier =
+            "urn:dev:prm:30001610071843_consumption/energy/active/index/distributor/hph"
+                .parse()
+                .unwrap();
+        let class = TimeClass::new(Calendar::Distributor, ClassCode::new("hph").unwrap());
+        assert_eq!(id.series, Series::ClassIndex(Direction::Consumption, class));
+        assert_eq!(id.series.kind(), SeriesKind::Index);
+        assert_eq!(id.series.unit(), "Wh");
+        assert_eq!(id.series.class(), Some(class));
+        let daily: Series = "production/energy/active/daily/provider/hc"
+            .parse()
+            .unwrap();
+        assert!(daily.is_derived());
+        assert_eq!(daily.lag_days(), 1);
+        assert_eq!(daily.kind(), SeriesKind::DailyEnergy);
+        assert_eq!(daily.direction(), Direction::Production);
+        assert_eq!(
+            "consumption/energy/active/index".parse::<Series>(),
+            Ok(Series::EnergyIndex(Direction::Consumption))
+        );
+        // A series stays small and Copy whatever its class.
+        assert!(
+            std::mem::size_of::<Series>() <= 12,
+            "{}",
+            std::mem::size_of::<Series>()
+        );
+    }
+
+    #[test]
+    fn bad_classes_are_refused_precisely() {
+        let err = |s: &str| s.parse::<Series>().unwrap_err().to_string();
+        assert_eq!(
+            err("consumption/energy/active/index/distributor/HPH"),
+            "bad calendar class in series \"consumption/energy/active/index/distributor/HPH\": class codes are written in lower case, as the Quoalise SGE proxy writes them: \"hph\", not \"HPH\""
+        );
+        assert!(
+            err("consumption/energy/active/index/supplier/hp")
+                .contains("the calendar is \"distributor\" or \"provider\", not \"supplier\""),
+            "{}",
+            err("consumption/energy/active/index/supplier/hp")
+        );
+        assert!(
+            err("consumption/energy/active/index/provider/").contains("the class code is empty")
+        );
+        assert!(
+            err("consumption/energy/active/daily/provider/heurespleines")
+                .contains("at most 8 characters, \"heurespleines\" has 13")
+        );
+        assert!(
+            err("consumption/energy/active/daily/provider/h-p")
+                .contains("found '-' at position 1 of \"h-p\"")
+        );
+        assert!(
+            err("consumption/energy/active/index/provider/hé").contains("found 'é' at position 1")
+        );
+        assert!(err("consumption/energy/active/index/hph").contains("<calendar>/<code>"));
+        assert!(
+            err("consumption/energy/active/index/distributor/hp/x")
+                .contains("found '/' at position 2")
+        );
+        assert!(matches!(
+            "consumption/energy/reactive/index/distributor/hp".parse::<Series>(),
+            Err(IdentifierError::UnknownSeries(_))
+        ));
+        assert!(matches!(
+            "heating/energy/active/index/distributor/hp".parse::<Series>(),
+            Err(IdentifierError::UnknownSeries(_))
+        ));
+        // Enedis' own spelling is read case-insensitively, and lowered.
+        assert_eq!(ClassCode::from_enedis("BUHP").unwrap().as_str(), "buhp");
+        assert_eq!(ClassCode::from_enedis(" HC ").unwrap().as_str(), "hc");
+        assert!(ClassCode::from_enedis("HP HC").is_err());
+        assert_eq!(ClassCode::new("12345678").unwrap().as_str(), "12345678");
     }
 
     #[test]

@@ -70,7 +70,8 @@ pub struct Meta {
     pub identifier_type: Option<String>,
     /// `<identifier value="…">`: the meter's PRM.
     pub identifier: Option<String>,
-    /// Flat `name` ("active-power", "active-energy", "apparent-power").
+    /// Flat `name` ("active-power", "active-energy", "apparent-power",
+    /// "active-energy-index").
     pub name: Option<String>,
     /// Flat `direction`, nested `business/@direction`.
     pub direction: Option<String>,
@@ -80,8 +81,8 @@ pub struct Meta {
     pub measurement_type: Option<String>,
     /// Flat `unit`, nested `physical/@unit` ("W", "Wh", "VA").
     pub unit: Option<String>,
-    /// Flat `aggregation` ("mean", "sum", "maximum"), nested `aggregate/@type`
-    /// ("average", "sum", "maximum").
+    /// Flat `aggregation` ("mean", "sum", "maximum"; none for an index), nested
+    /// `aggregate/@type` ("average", "sum", "maximum").
     pub aggregation: Option<String>,
     /// Nested `business/@graph` ("load-profile", "daily-max-power"; none for
     /// daily energy, as the first Data Connect proxy wrote it).
@@ -110,38 +111,53 @@ pub enum MetaError {
 struct Description {
     name: &'static str,
     quantity: &'static str,
-    /// Flat `aggregation`.
-    aggregation: &'static str,
+    /// Flat `aggregation`; none for a counter, which aggregates nothing (the
+    /// Quoalise SGE proxy writes its indexes without one).
+    aggregation: Option<&'static str>,
     /// Nested `aggregate/@type`.
-    aggregate: &'static str,
+    aggregate: Option<&'static str>,
     /// Nested `business/@graph`; none for daily energy, whose `<business>` the
     /// first Data Connect proxy wrote without one.
     graph: Option<&'static str>,
 }
+
+/// The flat `name` of the index series, as the Quoalise SGE proxy writes it.
+pub const INDEX_NAME: &str = "active-energy-index";
+/// The nested `graph` of the index series (never answered: the nested form is
+/// the legacy commands', which serve no index).
+const INDEX_GRAPH: &str = "daily-index";
 
 fn describe(series: Series) -> Description {
     match series.kind() {
         SeriesKind::LoadCurve => Description {
             name: "active-power",
             quantity: "power",
-            aggregation: "mean",
-            aggregate: "average",
+            aggregation: Some("mean"),
+            aggregate: Some("average"),
             graph: Some("load-profile"),
         },
         SeriesKind::DailyEnergy => Description {
             name: "active-energy",
             quantity: "energy",
-            aggregation: "sum",
-            aggregate: "sum",
+            aggregation: Some("sum"),
+            aggregate: Some("sum"),
             // The first proxy's daily meta: `<business direction="…"/>`.
             graph: None,
         },
         SeriesKind::DailyMaxPower => Description {
             name: "apparent-power",
             quantity: "power",
-            aggregation: "maximum",
-            aggregate: "maximum",
+            aggregation: Some("maximum"),
+            aggregate: Some("maximum"),
             graph: Some("daily-max-power"),
+        },
+        // Index series are only answered in the flat form (get_history, pushes).
+        SeriesKind::Index => Description {
+            name: INDEX_NAME,
+            quantity: "energy",
+            aggregation: None,
+            aggregate: None,
+            graph: Some(INDEX_GRAPH),
         },
     }
 }
@@ -192,7 +208,7 @@ impl Meta {
             quantity: some(d.quantity),
             measurement_type: some("electrical"),
             unit: some(series.unit()),
-            aggregation: some(if flat { d.aggregation } else { d.aggregate }),
+            aggregation: (if flat { d.aggregation } else { d.aggregate }).map(str::to_owned),
             graph: if flat {
                 None
             } else {
@@ -336,7 +352,9 @@ impl Meta {
         Ok(Some(step))
     }
 
-    /// Which of the five series the meta describes, from its direction and unit.
+    /// Which whole-meter series the meta describes, from its direction, unit and,
+    /// for an index, its name. A per-class series is described like its whole-meter
+    /// kin (the class is only in the records' names).
     pub fn series(&self) -> Result<Series, MetaError> {
         let direction = self.direction()?;
         let unit = self
@@ -344,6 +362,12 @@ impl Meta {
             .as_deref()
             .ok_or(MetaError::Missing("measurement unit"))?;
         match (unit, direction) {
+            ("Wh", d)
+                if self.name.as_deref() == Some(INDEX_NAME)
+                    || self.graph.as_deref() == Some(INDEX_GRAPH) =>
+            {
+                Ok(Series::EnergyIndex(d))
+            }
             ("W", d) => Ok(Series::load_curve(d)),
             ("Wh", d) => Ok(Series::daily_energy(d)),
             ("VA", Direction::Consumption) => Ok(Series::ConsumptionMaxPower),

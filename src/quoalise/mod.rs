@@ -13,7 +13,10 @@ pub mod scope;
 pub use contract::{Contract, ContractError, Unavailable};
 pub use decode::{Data, DecodeError, Record, decode, decode_bytes, decode_element};
 pub use encode::{EncodeError, encode, encode_element, encode_fitting, encode_to, encode_view};
-pub use identifier::{Direction, Identifier, IdentifierError, Prm, PrmError, Series, SeriesKind};
+pub use identifier::{
+    Calendar, ClassCode, ClassError, Direction, Identifier, IdentifierError, Prm, PrmError,
+    SERIES_NAMES, Series, SeriesKind, TimeClass,
+};
 pub use meta::{Meta, MetaError, MetaForm};
 pub use scope::{Scope, Scopes};
 

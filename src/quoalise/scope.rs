@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use super::Series;
+use super::{SERIES_NAMES, Series};
 
 /// One kind of data a peer may receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,6 +64,9 @@ impl Scope {
             Series::ConsumptionPower | Series::ProductionPower => Scope::LoadCurve,
             Series::ConsumptionEnergyDaily | Series::ProductionEnergyDaily => Scope::Daily,
             Series::ConsumptionMaxPower => Scope::MaxPower,
+            Series::EnergyIndex(_) | Series::ClassIndex(..) | Series::ClassEnergyDaily(..) => {
+                Scope::Index
+            }
         }
     }
 
@@ -119,9 +122,28 @@ impl Scopes {
             .collect()
     }
 
+    /// The names of the series these scopes let a peer receive, as forms and
+    /// `list_usage_points` write them: the whole meter's, then, with `index`, the
+    /// indexes and the energy per calendar class (as patterns).
+    pub fn series_names(self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self
+            .series()
+            .into_iter()
+            .filter_map(Series::fixed_name)
+            .collect();
+        if self.contains(Scope::Index) {
+            names.extend(
+                SERIES_NAMES
+                    .iter()
+                    .filter(|n| n.contains("/index") || n.contains('<')),
+            );
+        }
+        names
+    }
+
     /// Whether these scopes let a peer receive at least one series.
     pub fn allows_any_series(self) -> bool {
-        Series::ALL.into_iter().any(|s| self.allows(s))
+        Series::ALL.into_iter().any(|s| self.allows(s)) || self.contains(Scope::Index)
     }
 
     pub fn insert(&mut self, scope: Scope) {
@@ -189,7 +211,7 @@ mod tests {
     fn every_series_has_its_scope() {
         let of: Vec<(&str, &str)> = Series::ALL
             .iter()
-            .map(|s| (s.as_str(), Scope::of(*s).as_str()))
+            .map(|s| (s.fixed_name().unwrap_or_default(), Scope::of(*s).as_str()))
             .collect();
         assert_eq!(
             of,

@@ -186,10 +186,11 @@ pub enum Subject {
 }
 
 impl Subject {
-    pub fn as_str(self) -> &'static str {
+    /// The name the trail records.
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
         match self {
-            Subject::Series(series) => series.as_str(),
-            Subject::Contract => "contract",
+            Subject::Series(series) => series.name(),
+            Subject::Contract => std::borrow::Cow::Borrowed("contract"),
         }
     }
 }
@@ -476,7 +477,7 @@ fn insert_access(conn: &rusqlite::Connection, access: &Access) -> Result<i64, Au
         access.peer,
         access.command,
         access.prm.as_ref().map(Prm::as_str),
-        access.series.map(Subject::as_str),
+        access.series.map(|s| s.name()),
         access.range.map(|r| r.0),
         access.range.map(|r| r.1),
         consent_id,

@@ -92,6 +92,9 @@ const COVERED: &str = "(EXISTS (SELECT 1 FROM consents c JOIN consent_prms p ON 
       AND c.valid_from <= ?6 AND ?6 < c.valid_until) \
      OR EXISTS (SELECT 1 FROM grants g WHERE g.prm = ?2))";
 
+/// Whole days of one series, each with all its readings, as the cache writes them.
+pub type Days = Vec<(Date, Vec<Reading>)>;
+
 /// Format version of an encoded day.
 const FORMAT: u8 = 1;
 /// Bytes per reading: start (i64), step (u16: 0 = P1D, else minutes), has value
@@ -284,7 +287,7 @@ fn read_days(
             params![
                 generation.as_str(),
                 prm.as_str(),
-                series.as_str(),
+                series.name(),
                 from.to_string(),
                 to.to_string()
             ],
@@ -318,7 +321,24 @@ impl Store {
         now: i64,
     ) -> Result<usize, StoreError> {
         // Readings can be fetched again: no fsync of their own.
-        self.relaxed_write(|conn| write_days(conn, generation, prm, series, days, now))
+        self.relaxed_write(|conn| write_days(conn, generation, prm, &[(series, days)], now))
+    }
+
+    /// [`Store::cache_days`] for several series of one answer at once (the
+    /// totalisator and every class of an index), in one transaction: a reader sees
+    /// all of them or none.
+    pub fn cache_series_days(
+        &self,
+        generation: ApiGeneration,
+        prm: &Prm,
+        series: &[(Series, Days)],
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let series: Vec<(Series, DaysRef<'_>)> = series
+            .iter()
+            .map(|(s, days)| (*s, days.as_slice()))
+            .collect();
+        self.relaxed_write(|conn| write_days(conn, generation, prm, &series, now))
     }
 
     /// Delete the cached days whose PRM no consent (of their generation) or grant
@@ -376,13 +396,15 @@ impl Store {
     }
 }
 
-/// One transaction writing `days`, each only while a consent or grant covers the PRM.
+type DaysRef<'a> = &'a [(Date, Vec<Reading>)];
+
+/// One transaction writing the days of each series, each only while a consent or
+/// grant covers the PRM.
 fn write_days(
     conn: &rusqlite::Connection,
     generation: ApiGeneration,
     prm: &Prm,
-    series: Series,
-    days: &[(Date, Vec<Reading>)],
+    series_days: &[(Series, DaysRef<'_>)],
     now: i64,
 ) -> Result<usize, StoreError> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Deferred)
@@ -395,17 +417,20 @@ fn write_days(
                  fetched_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE {COVERED}"
             ))
             .map_err(StoreError::sqlite("write the cache"))?;
-        for (day, readings) in days {
-            written += stmt
-                .execute(params![
-                    generation.as_str(),
-                    prm.as_str(),
-                    series.as_str(),
-                    day.to_string(),
-                    encode_day(readings),
-                    now
-                ])
-                .map_err(StoreError::sqlite("write the cache"))?;
+        for (series, days) in series_days {
+            let name = series.name();
+            for (day, readings) in *days {
+                written += stmt
+                    .execute(params![
+                        generation.as_str(),
+                        prm.as_str(),
+                        name,
+                        day.to_string(),
+                        encode_day(readings),
+                        now
+                    ])
+                    .map_err(StoreError::sqlite("write the cache"))?;
+            }
         }
     }
     tx.commit()

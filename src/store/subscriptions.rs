@@ -199,7 +199,7 @@ impl Store {
         let existing: Option<i64> = tx
             .query_row(
                 "SELECT id FROM subscriptions WHERE peer = ?1 AND prm = ?2 AND series = ?3",
-                params![peer, identifier.prm.as_str(), identifier.series.as_str()],
+                params![peer, identifier.prm.as_str(), identifier.series.name()],
                 |row| row.get(0),
             )
             .optional()
@@ -243,7 +243,7 @@ impl Store {
                 existing,
                 peer,
                 identifier.prm.as_str(),
-                identifier.series.as_str(),
+                identifier.series.name(),
                 consent_id,
                 via_grant,
                 now,
@@ -271,7 +271,7 @@ impl Store {
             .conn()
             .execute(
                 "DELETE FROM subscriptions WHERE peer = ?1 AND prm = ?2 AND series = ?3",
-                params![peer, identifier.prm.as_str(), identifier.series.as_str()],
+                params![peer, identifier.prm.as_str(), identifier.series.name()],
             )
             .map_err(StoreError::sqlite("remove a subscription"))?;
         Ok(n > 0)

@@ -5,6 +5,19 @@
 //! Answers: `{idPrm, periode, pas?, grandeur: [{grandeurMetier, grandeurPhysique,
 //! unite, points: [{v, d, p?}]}]}`; load-curve `d` is Paris local time at the END of
 //! the interval, daily `d` is the day, max-power `d` the instant of the peak.
+//!
+//! Index answers (`ReponseMesureAccesIndex`) hold their counters in `contexte`:
+//! `contexte[] → grandeur[] (CONS|PROD, EA, Wh) → calendrier[] {idCalendrier,
+//! libelleCalendrier, classeTemporelle[] {idClasseTemporelle, libelleClasseTemporelle,
+//! codeCadran, valeur[] {d, v, iv}}}` and `cadranTotalisateur {codeCadran,
+//! valeur[]}`. A calendar whose id starts with `D` (`DI000003`, or `D` alone as SGE
+//! writes it) is the distributor's, one starting with `F` (`FC000050`) the
+//! supplier's. `d` is the Paris local instant the counter was read (a Linky: the
+//! midnight starting each day). [`parse_index`] reads every counter of the answer
+//! at once; [`Series::EnergyIndex`] is the totalisator, or, at an instant it lacks,
+//! the sum of a distributor calendar's classes when every one of them has a value.
+
+use std::collections::BTreeMap;
 
 use jiff::civil::Date;
 use serde::Deserialize;
@@ -13,8 +26,12 @@ use super::normalise::{self, At, ShapeError, check_prm, day_of, from_json, unit_
 use super::{DataCall, Dialect};
 use crate::config::ApiGeneration;
 use crate::quoalise::contract::{Activation, Changed, Coded, Contract, LastChange, Power};
-use crate::quoalise::{Direction, Prm, Reading, Series, SeriesKind, Step};
-use crate::time::{LoadCurveConverter, daily_reading, parse_local_datetime};
+use crate::quoalise::{
+    Calendar, ClassCode, Direction, Prm, Reading, Series, SeriesKind, Step, TimeClass,
+};
+use crate::time::{
+    LoadCurveConverter, daily_reading, local_instant, parse_date, parse_local_datetime, sort_dedup,
+};
 
 /// The 2026 dialect.
 pub struct Api2026;
@@ -27,6 +44,13 @@ pub fn resource(series: Series) -> &'static str {
         Series::ConsumptionEnergyDaily => "consommation_quotidienne",
         Series::ProductionEnergyDaily => "production_quotidienne",
         Series::ConsumptionMaxPower => "puissance_conso_max_quotidienne",
+        // The per-class energy is derived from the class's index (never called).
+        Series::EnergyIndex(d) | Series::ClassIndex(d, _) | Series::ClassEnergyDaily(d, _) => {
+            match d {
+                Direction::Consumption => "index_consommation",
+                Direction::Production => "index_production",
+            }
+        }
     }
 }
 
@@ -58,7 +82,35 @@ impl Dialect for Api2026 {
         to: Date,
         body: &[u8],
     ) -> Result<Vec<Reading>, ShapeError> {
+        if series.kind() == SeriesKind::Index {
+            let mut all = parse_index(series.direction(), prm, from, to, body)?;
+            return Ok(all
+                .iter_mut()
+                .find(|(s, _)| *s == series)
+                .map(|(_, readings)| std::mem::take(readings))
+                .unwrap_or_default());
+        }
         parse_readings(series, prm, from, to, body)
+    }
+
+    fn parse_all(
+        &self,
+        series: Series,
+        prm: &Prm,
+        from: Date,
+        to: Date,
+        body: &[u8],
+    ) -> Result<Vec<(Series, Vec<Reading>)>, ShapeError> {
+        if series.kind() != SeriesKind::Index {
+            return Ok(vec![(series, parse_readings(series, prm, from, to, body)?)]);
+        }
+        let mut all = parse_index(series.direction(), prm, from, to, body)?;
+        if let Some(i) = all.iter().position(|(s, _)| *s == series) {
+            all.swap(0, i);
+        } else {
+            all.insert(0, (series, Vec::new()));
+        }
+        Ok(all)
     }
 }
 
@@ -97,7 +149,7 @@ fn grandeur_of(series: Series) -> (&'static str, &'static str) {
     };
     let physique = match series.kind() {
         SeriesKind::LoadCurve => "PA",
-        SeriesKind::DailyEnergy => "EA",
+        SeriesKind::DailyEnergy | SeriesKind::Index => "EA",
         SeriesKind::DailyMaxPower => "PMA",
     };
     (metier, physique)
@@ -160,6 +212,243 @@ pub fn parse_readings(
         }
     }
     normalise::finish(readings, from, to)
+}
+
+/// `ReponseMesureAccesIndex`: the counters are in `contexte`; `grandeur` is empty.
+#[derive(Deserialize)]
+struct IndexAnswer {
+    #[serde(rename = "idPrm")]
+    id_prm: Option<String>,
+    contexte: Option<Vec<IndexContexte>>,
+}
+
+#[derive(Deserialize)]
+struct IndexContexte {
+    grandeur: Option<Vec<IndexGrandeur>>,
+}
+
+#[derive(Deserialize)]
+struct IndexGrandeur {
+    #[serde(rename = "grandeurMetier")]
+    metier: String,
+    #[serde(rename = "grandeurPhysique")]
+    physique: Option<String>,
+    unite: Option<String>,
+    calendrier: Option<Vec<Calendrier>>,
+    #[serde(rename = "cadranTotalisateur")]
+    totalisateur: Option<Totalisateur>,
+}
+
+#[derive(Deserialize)]
+struct Calendrier {
+    #[serde(rename = "idCalendrier")]
+    id: Option<String>,
+    #[serde(rename = "classeTemporelle")]
+    classes: Option<Vec<ClasseTemporelle>>,
+}
+
+#[derive(Deserialize)]
+struct ClasseTemporelle {
+    #[serde(rename = "idClasseTemporelle")]
+    id: Option<String>,
+    valeur: Option<Vec<Valeur>>,
+}
+
+#[derive(Deserialize)]
+struct Totalisateur {
+    valeur: Option<Vec<Valeur>>,
+}
+
+#[derive(Deserialize)]
+struct Valeur {
+    d: String,
+    v: Option<serde_json::Value>,
+}
+
+/// Which calendar an `idCalendrier` names: `DI…` (or `D`) the distributor's, `FC…`
+/// (or `F`) the supplier's.
+fn calendar_of(id: Option<&str>) -> Result<Calendar, ShapeError> {
+    match id.map(str::trim) {
+        Some(id) if id.starts_with('D') => Ok(Calendar::Distributor),
+        Some(id) if id.starts_with('F') => Ok(Calendar::Provider),
+        other => Err(ShapeError(format!(
+            "calendrier idCalendrier {:?} names neither a distributor calendar (D…) nor a supplier one (F…)",
+            other.unwrap_or_default()
+        ))),
+    }
+}
+
+/// A counter reading: the instant `d` (Paris local, `YYYY-MM-DD hh:mm:ss`, or a
+/// bare date for its midnight) and its value.
+fn counter(valeur: &Valeur, scale: f64) -> Result<Reading, ShapeError> {
+    let at = At::Point(&valeur.d);
+    let raw = valeur.d.trim();
+    let local = if raw.len() == 10 {
+        parse_date(raw)?.to_datetime(jiff::civil::Time::midnight())
+    } else {
+        parse_local_datetime(raw)?
+    };
+    Ok(Reading {
+        start: local_instant(local)?,
+        step: Step::Day,
+        value: value(valeur.v.as_ref(), scale, at)?,
+    })
+}
+
+/// Every counter of an index answer for `direction`, within the days `[from, to[`:
+/// [`Series::EnergyIndex`] first, then each class present, ordered. An answer
+/// without any counter (an empty `contexte`) gives no reading.
+pub fn parse_index(
+    direction: Direction,
+    prm: &Prm,
+    from: Date,
+    to: Date,
+    body: &[u8],
+) -> Result<Vec<(Series, Vec<Reading>)>, ShapeError> {
+    let answer: IndexAnswer = from_json(body, "index")?;
+    check_prm(answer.id_prm.as_deref(), prm)?;
+    let metier = match direction {
+        Direction::Consumption => "CONS",
+        Direction::Production => "PROD",
+    };
+    let whole = Series::EnergyIndex(direction);
+    let grandeurs: Vec<&IndexGrandeur> = answer
+        .contexte
+        .iter()
+        .flatten()
+        .flat_map(|c| c.grandeur.iter().flatten())
+        .collect();
+    let mine: Vec<&IndexGrandeur> = grandeurs
+        .iter()
+        .copied()
+        .filter(|g| {
+            g.metier.trim() == metier && g.physique.as_deref().is_none_or(|p| p.trim() == "EA")
+        })
+        .collect();
+    if mine.is_empty() && !grandeurs.is_empty() {
+        let found: Vec<String> = grandeurs
+            .iter()
+            .map(|g| format!("{}/{}", g.metier, g.physique.as_deref().unwrap_or("?")))
+            .collect();
+        return Err(ShapeError(format!(
+            "no grandeur {metier}/EA in the index answer (found {})",
+            found.join(", ")
+        )));
+    }
+
+    let mut total: Vec<Reading> = Vec::new();
+    let mut classes: BTreeMap<TimeClass, Vec<Reading>> = BTreeMap::new();
+    // The classes of each distributor calendar, for the sum when the
+    // totalisator is missing.
+    let mut distributor: BTreeMap<String, Vec<TimeClass>> = BTreeMap::new();
+    for grandeur in mine {
+        let scale = unit_scale(whole, grandeur.unite.as_deref())?;
+        if let Some(t) = &grandeur.totalisateur {
+            for valeur in t.valeur.iter().flatten() {
+                total.push(counter(valeur, scale)?);
+            }
+        }
+        for calendrier in grandeur.calendrier.iter().flatten() {
+            let calendar = calendar_of(calendrier.id.as_deref())?;
+            for classe in calendrier.classes.iter().flatten() {
+                let raw = classe.id.as_deref().unwrap_or_default();
+                let code = ClassCode::from_enedis(raw).map_err(|e| {
+                    ShapeError(format!(
+                        "classeTemporelle idClasseTemporelle {:?} of calendrier {:?}: {e}",
+                        raw,
+                        calendrier.id.as_deref().unwrap_or_default()
+                    ))
+                })?;
+                let class = TimeClass::new(calendar, code);
+                if calendar == Calendar::Distributor {
+                    let members = distributor
+                        .entry(calendrier.id.clone().unwrap_or_default())
+                        .or_default();
+                    if !members.contains(&class) {
+                        members.push(class);
+                    }
+                }
+                let readings = classes.entry(class).or_default();
+                for valeur in classe.valeur.iter().flatten() {
+                    readings.push(counter(valeur, scale)?);
+                }
+            }
+        }
+    }
+    for readings in classes.values_mut() {
+        sort_dedup(readings);
+    }
+    sort_dedup(&mut total);
+    let total = whole_counter(&total, &classes, &distributor);
+
+    let mut all = Vec::with_capacity(classes.len() + 1);
+    all.push((whole, normalise::finish(total, from, to)?));
+    for (class, readings) in classes {
+        all.push((
+            Series::ClassIndex(direction, class),
+            normalise::finish(readings, from, to)?,
+        ));
+    }
+    Ok(all)
+}
+
+/// The whole meter's counter at every instant of the answer: the totalisator's
+/// value, or the sum of a distributor calendar whose classes all have a value then
+/// (several such calendars, e.g. at a calendar change, must agree); missing
+/// otherwise.
+fn whole_counter(
+    total: &[Reading],
+    classes: &BTreeMap<TimeClass, Vec<Reading>>,
+    distributor: &BTreeMap<String, Vec<TimeClass>>,
+) -> Vec<Reading> {
+    let value_at = |class: &TimeClass, instant: i64| -> Option<f64> {
+        let readings = classes.get(class)?;
+        readings
+            .binary_search_by_key(&instant, |r| r.start)
+            .ok()
+            .and_then(|i| readings[i].value)
+    };
+    let mut instants: Vec<i64> = total.iter().map(|r| r.start).collect();
+    for members in distributor.values() {
+        for class in members {
+            if let Some(readings) = classes.get(class) {
+                instants.extend(readings.iter().map(|r| r.start));
+            }
+        }
+    }
+    instants.sort_unstable();
+    instants.dedup();
+    instants
+        .into_iter()
+        .map(|instant| {
+            let totalised = total
+                .binary_search_by_key(&instant, |r| r.start)
+                .ok()
+                .and_then(|i| total[i].value);
+            let value = totalised.or_else(|| {
+                let sums: Vec<f64> = distributor
+                    .values()
+                    .filter_map(|members| {
+                        members
+                            .iter()
+                            .map(|class| value_at(class, instant))
+                            .sum::<Option<f64>>()
+                    })
+                    .collect();
+                match sums.split_first() {
+                    Some((first, rest)) if rest.iter().all(|s| (s - first).abs() < 0.5) => {
+                        Some(*first)
+                    }
+                    _ => None,
+                }
+            });
+            Reading {
+                start: instant,
+                step: Step::Day,
+                value,
+            }
+        })
+        .collect()
 }
 
 /// One service of a consent, as `subscribed_services/v1` lists them.

@@ -4,9 +4,16 @@
 //! table lives with the rest of the database in [`crate::store::readings`].
 //!
 //! - Closed days (older than two days, Paris time: Enedis no longer changes them)
-//!   are kept in the store per generation, PRM, series and day, gaps included. A request served wholly from the cache costs no upstream
-//!   call; one that overlaps it asks only for the missing days, one upstream request
-//!   per contiguous run of them. The last two days are always asked again.
+//!   are kept in the store per generation, PRM, series and day, gaps included. A
+//!   request served wholly from the cache costs no upstream call; one that overlaps
+//!   it asks only for the missing days, one upstream request per contiguous run of
+//!   them. The last two days are always asked again.
+//! - One index answer holds the totalisator and every calendar class: the cache
+//!   fetches the totalisator's series ([`super::source`]) and keeps every series
+//!   of the answer, so the other classes of those days cost no call either (a
+//!   class absent from the answer reads as an empty day). The energy per class
+//!   is derived from the class's cached index ([`derive`]); indexes of closed days
+//!   are final, and so are the energies derived from them.
 //! - Identical upstream requests in flight at the same time (same generation, PRM,
 //!   series and days) share one: the first caller's fetch is awaited by the others
 //!   ([`futures::future::Shared`]), and counts its upstream calls once.
@@ -40,13 +47,15 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use url::Url;
 
+use super::client::{derived, unsupported};
 use super::{
     Ask, Callback, Class, ConsentDuration, Fetched, FetchedContract, Upstream, UpstreamError,
-    window,
+    derive, window,
 };
 use crate::config::ApiGeneration;
 use crate::metrics::Metrics;
 use crate::quoalise::{Prm, Reading, Series};
+use crate::store::readings::Days;
 use crate::store::{Consent, Store, StoreError};
 use crate::time::{add_days, paris_date, paris_today, sort_dedup};
 
@@ -193,8 +202,34 @@ impl CachedUpstream {
             .len()
     }
 
-    /// [`Upstream::readings`], also saying what the cache did.
+    /// [`Upstream::readings`], also saying what the cache did. The energy per
+    /// class is derived from the class's index read through the cache, so its
+    /// closed days cost no call once the index's are cached.
     pub async fn readings_with_outcome(
+        &self,
+        prm: Prm,
+        series: Series,
+        from: Date,
+        to: Date,
+        ask: &Ask,
+    ) -> Result<(Fetched, CacheOutcome), UpstreamError> {
+        let generation = self.inner.generation();
+        if !super::serves(generation, series) {
+            return Err(unsupported(generation, series));
+        }
+        let Some(index) = derive::index_of(series) else {
+            return self.cached(prm, series, from, to, ask).await;
+        };
+        let today = paris_today(self.clock.now());
+        let plan = window::plan(series, from, to, today)?;
+        let (a, b) = derive::index_days(plan.from, plan.to)
+            .map_err(|e| UpstreamError::BadWindow(e.to_string()))?;
+        let (fetched, outcome) = self.cached(prm, index, a, b, ask).await?;
+        Ok((derived(fetched, plan)?, outcome))
+    }
+
+    /// A series read from Enedis, through the cache.
+    async fn cached(
         &self,
         prm: Prm,
         series: Series,
@@ -208,11 +243,14 @@ impl CachedUpstream {
         // that a cached answer has the same days and notes as a fresh one.
         let plan = window::plan(series, from, to, today)?;
         let open = first_open_day(today);
+        // The series whose call answers this one: its cached days say which days
+        // were fetched (a class absent from them had no counter those days).
+        let source = super::source(series);
         let cached = if plan.from < open {
             let (a, b) = (plan.from, plan.to.min(open));
             match self
                 .store
-                .call_now(move |s| s.cached_days(generation, &prm, series, a, b))
+                .call_now(move |s| cached_or_known_empty(s, generation, &prm, series, source, a, b))
                 .await
             {
                 Ok(days) => days,
@@ -248,7 +286,7 @@ impl CachedUpstream {
                 class: ask.class,
                 generation,
                 prm,
-                series,
+                series: source,
                 from: a,
                 to: b,
             };
@@ -261,7 +299,7 @@ impl CachedUpstream {
                     if leader {
                         calls = calls.saturating_add(fetched.calls);
                     }
-                    readings.extend_from_slice(&fetched.readings);
+                    readings.extend_from_slice(readings_of(&fetched, source, series));
                 }
                 Err(e) if is_no_data(&e) => {
                     // Part of the period has no data: that is an answer only if no
@@ -284,6 +322,7 @@ impl CachedUpstream {
                 from: plan.from,
                 to: plan.to,
                 notes: plan.notes,
+                siblings: Vec::new(),
             },
             outcome,
         ))
@@ -453,8 +492,48 @@ impl CachedUpstream {
     }
 }
 
+/// The readings of `series` in a fetch of `fetched_series`: its own, or a
+/// sibling's (none when the answer had no such series, e.g. a class the meter's
+/// calendars do not have).
+fn readings_of(fetched: &Fetched, fetched_series: Series, series: Series) -> &[Reading] {
+    if series == fetched_series {
+        return &fetched.readings;
+    }
+    fetched
+        .siblings
+        .iter()
+        .find(|(s, _)| *s == series)
+        .map_or(&[], |(_, readings)| readings.as_slice())
+}
+
+/// The cached days of `series` in `[from, to[`, and, when `source` (the series
+/// whose call answers it) differs, the days cached for `source` but not for
+/// `series`, as empty: those days were fetched and the answer had no such series.
+fn cached_or_known_empty(
+    store: &Store,
+    generation: ApiGeneration,
+    prm: &Prm,
+    series: Series,
+    source: Series,
+    from: Date,
+    to: Date,
+) -> Result<BTreeMap<Date, Arc<[Reading]>>, StoreError> {
+    let mut days = store.cached_days(generation, prm, series, from, to)?;
+    if source != series {
+        for day in store
+            .cached_days(generation, prm, source, from, to)?
+            .into_keys()
+        {
+            days.entry(day).or_insert_with(|| Arc::from(Vec::new()));
+        }
+    }
+    Ok(days)
+}
+
 /// Keep the closed days of a fetch in the store, each day with all its readings
-/// (an empty day too: the upstream had nothing for it, which is its final answer).
+/// (an empty day too: the upstream had nothing for it, which is its final answer),
+/// for the series fetched and every sibling the answer held (every class of an
+/// index), in one transaction.
 async fn store_closed_days(
     store: &Store,
     clock: &Clock,
@@ -462,29 +541,41 @@ async fn store_closed_days(
     fetched: &Fetched,
     open: Date,
 ) {
-    let mut days: BTreeMap<Date, Vec<Reading>> = BTreeMap::new();
+    let mut closed: Vec<Date> = Vec::new();
     let mut day = fetched.from;
     while day < fetched.to.min(open) {
-        days.insert(day, Vec::new());
+        closed.push(day);
         match day.tomorrow() {
             Ok(next) => day = next,
             Err(_) => break,
         }
     }
-    if days.is_empty() {
+    if closed.is_empty() {
         return;
     }
-    for r in &fetched.readings {
-        if let Ok(d) = paris_date(r.start)
-            && let Some(list) = days.get_mut(&d)
-        {
-            list.push(*r);
+    let by_day = |readings: &[Reading]| -> Days {
+        let mut days: BTreeMap<Date, Vec<Reading>> =
+            closed.iter().map(|d| (*d, Vec::new())).collect();
+        for r in readings {
+            if let Ok(d) = paris_date(r.start)
+                && let Some(list) = days.get_mut(&d)
+            {
+                list.push(*r);
+            }
         }
-    }
-    let days: Vec<(Date, Vec<Reading>)> = days.into_iter().collect();
+        days.into_iter().collect()
+    };
+    let series: Vec<(Series, Days)> = std::iter::once((key.series, by_day(&fetched.readings)))
+        .chain(
+            fetched
+                .siblings
+                .iter()
+                .map(|(s, readings)| (*s, by_day(readings))),
+        )
+        .collect();
     let now = clock.now().as_second();
     let result: Result<usize, StoreError> = store
-        .call(move |s| s.cache_days(key.generation, &key.prm, key.series, &days, now))
+        .call(move |s| s.cache_series_days(key.generation, &key.prm, &series, now))
         .await;
     if let Err(e) = result {
         tracing::warn!(prm = %key.prm, error = %e, "cannot write the cache");

@@ -4,6 +4,7 @@
 //! each answer with the generation's [`Dialect`], and marks consents revoked when
 //! Enedis says it no longer holds them. Consent resolution is in [`super::consent`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use super::http::{self, Body, Call, Http, Shared, Tally};
 use super::token::{AppToken, ConsentTokens};
 use super::{
     Ask, Callback, ConsentDuration, Dialect, EnedisFault, Fetched, FetchedContract, QuotaLimiter,
-    Upstream, UpstreamError, authorize_url, dialect, error, window,
+    Upstream, UpstreamError, authorize_url, derive, dialect, error, window,
 };
 use crate::config::{ApiGeneration, EnedisConfig, Secret};
 use crate::metrics::Metrics;
@@ -181,7 +182,8 @@ impl EnedisClient {
         }
     }
 
-    /// One data call's readings; `Ok(None)` for `no_data_found`.
+    /// One data call's readings, of `series` first and of every other series the
+    /// answer holds ([`Dialect::parse_all`]); `Ok(None)` for `no_data_found`.
     async fn part(
         &self,
         auth: Auth,
@@ -190,7 +192,7 @@ impl EnedisClient {
         from: Date,
         to: Date,
         tally: &Tally,
-    ) -> Result<Option<Vec<Reading>>, UpstreamError> {
+    ) -> Result<Option<Vec<(Series, Vec<Reading>)>>, UpstreamError> {
         let data = self.dialect.data_call(series, &prm, from, to);
         let call = Call {
             endpoint: data.endpoint,
@@ -208,7 +210,7 @@ impl EnedisClient {
             return Err(UpstreamError::Refused(fault));
         }
         self.dialect
-            .parse(series, &prm, from, to, &answer.body)
+            .parse_all(series, &prm, from, to, &answer.body)
             .map(Some)
             .map_err(|e| UpstreamError::BadResponse {
                 endpoint: call.endpoint.clone(),
@@ -226,6 +228,9 @@ impl EnedisClient {
         to: Date,
         ask: &Ask,
     ) -> Result<Fetched, UpstreamError> {
+        if !self.dialect.serves(series) {
+            return Err(unsupported(self.dialect.generation(), series));
+        }
         let today = paris_today(jiff::Timestamp::now());
         let plan = window::plan(series, from, to, today)?;
         let auth = self.auth_for(prm).await?;
@@ -233,7 +238,7 @@ impl EnedisClient {
         let mut parts = futures::stream::iter(plan.calls.iter().copied())
             .map(|(a, b)| self.part(auth, series, prm, a, b, &tally))
             .buffered(PARALLEL_CALLS);
-        let mut readings = Vec::new();
+        let mut all: BTreeMap<Series, Vec<Reading>> = BTreeMap::new();
         let (mut no_data, mut some_data) = (false, false);
         // In order; the first error ends the request (dropping the calls still in
         // flight: token renewals run in their own tasks and are not cut short).
@@ -241,7 +246,9 @@ impl EnedisClient {
             match part? {
                 Some(part) => {
                     some_data = true;
-                    readings.extend(part);
+                    for (s, readings) in part {
+                        all.entry(s).or_default().extend(readings);
+                    }
                 }
                 None => no_data = true,
             }
@@ -259,15 +266,65 @@ impl EnedisClient {
                 message: format!("no data for PRM {prm} from {} to {}", plan.from, plan.to),
             }));
         }
+        let mut readings = all.remove(&series).unwrap_or_default();
         crate::time::sort_dedup(&mut readings);
+        let siblings = all
+            .into_iter()
+            .map(|(s, mut readings)| {
+                crate::time::sort_dedup(&mut readings);
+                (s, readings)
+            })
+            .collect();
         Ok(Fetched {
             readings,
             calls: tally.get(),
             from: plan.from,
             to: plan.to,
             notes: plan.notes,
+            siblings,
         })
     }
+
+    /// The energy per class, derived from the class's indexes ([`derive`]).
+    async fn read_derived(
+        &self,
+        prm: Prm,
+        series: Series,
+        index: Series,
+        from: Date,
+        to: Date,
+        ask: &Ask,
+    ) -> Result<Fetched, UpstreamError> {
+        let today = paris_today(jiff::Timestamp::now());
+        let plan = window::plan(series, from, to, today)?;
+        let (a, b) = derive::index_days(plan.from, plan.to)
+            .map_err(|e| UpstreamError::BadWindow(e.to_string()))?;
+        let fetched = self.read(prm, index, a, b, ask).await?;
+        derived(fetched, plan)
+    }
+}
+
+/// The refusal of a series that `generation` does not serve.
+pub fn unsupported(generation: ApiGeneration, series: Series) -> UpstreamError {
+    UpstreamError::Unsupported(format!(
+        "series {series} is served by the Enedis Data Connect 2026 API only (index_consommation, index_production); this agent is configured for API {} (enedis.api), which has no index",
+        generation.as_str()
+    ))
+}
+
+/// The answer of a derived request: the days of `plan`, derived from the index
+/// readings of `fetched` (which covered one more day).
+pub(super) fn derived(fetched: Fetched, plan: window::Plan) -> Result<Fetched, UpstreamError> {
+    let readings = derive::daily_energy(&fetched.readings, plan.from, plan.to)
+        .map_err(|e| UpstreamError::Internal(format!("deriving the energy per class: {e}")))?;
+    Ok(Fetched {
+        readings,
+        calls: fetched.calls,
+        from: plan.from,
+        to: plan.to,
+        notes: plan.notes,
+        siblings: Vec::new(),
+    })
 }
 
 impl EnedisClient {
@@ -310,7 +367,13 @@ impl Upstream for EnedisClient {
         to: Date,
         ask: &Ask,
     ) -> Result<Fetched, UpstreamError> {
-        let result = self.read(prm, series, from, to, ask).await;
+        let result = match derive::index_of(series) {
+            Some(index) if self.dialect.serves(index) => {
+                self.read_derived(prm, series, index, from, to, ask).await
+            }
+            Some(_) => Err(unsupported(self.dialect.generation(), series)),
+            None => self.read(prm, series, from, to, ask).await,
+        };
         self.forget_withdrawn(prm, &result).await;
         result
     }

@@ -121,6 +121,10 @@ pub enum UpstreamError {
     /// The requested window cannot be served; the text says which limit and why.
     #[error("{0}")]
     BadWindow(String),
+    /// The configured API generation does not serve the series (the v1 family
+    /// has no index); the text says which and what would.
+    #[error("{0}")]
+    Unsupported(String),
     /// No usable consent or token.
     #[error("{0}")]
     NotAuthorized(String),
@@ -154,9 +158,9 @@ impl UpstreamError {
             UpstreamError::Unavailable { .. }
             | UpstreamError::Quota { .. }
             | UpstreamError::BadResponse { .. } => ErrorKind::Unavailable,
-            UpstreamError::BadWindow(_) | UpstreamError::BadConsentRequest(_) => {
-                ErrorKind::BadRequest
-            }
+            UpstreamError::BadWindow(_)
+            | UpstreamError::Unsupported(_)
+            | UpstreamError::BadConsentRequest(_) => ErrorKind::BadRequest,
             UpstreamError::NotAuthorized(_) => ErrorKind::NotAuthorized,
             UpstreamError::Store(_) | UpstreamError::Config(_) | UpstreamError::Internal(_) => {
                 ErrorKind::Internal
@@ -220,6 +224,7 @@ impl UpstreamError {
                 excerpt: excerpt.clone(),
             },
             UpstreamError::BadWindow(s) => UpstreamError::BadWindow(s.clone()),
+            UpstreamError::Unsupported(s) => UpstreamError::Unsupported(s.clone()),
             UpstreamError::NotAuthorized(s) => UpstreamError::NotAuthorized(s.clone()),
             UpstreamError::ConsentRefused { error, description } => UpstreamError::ConsentRefused {
                 error: error.clone(),

@@ -23,14 +23,18 @@
 //! [`crate::store::readings`]) and coalesces identical requests; it is an
 //! [`Upstream`] too, and the one the agent holds.
 //!
-//! Readings come out normalised: UTC seconds at the START of the interval they cover,
-//! with their step, ordered, without duplicates, missing values as `None`.
+//! Readings come out normalised: UTC seconds at the START of the interval they cover
+//! (an index: the instant the counter was read), with their step, ordered, without
+//! duplicates, missing values as `None`. The energy per calendar class is not read
+//! from Enedis but derived from the class's indexes ([`derive`]), by the client and
+//! by the cache alike.
 
 pub mod api2026;
 pub mod cache;
 pub mod client;
 pub mod consent;
 pub mod contract;
+pub mod derive;
 pub mod error;
 pub mod http;
 pub mod limiter;
@@ -67,6 +71,21 @@ pub struct Fetched {
     pub to: Date,
     /// What was clamped and why.
     pub notes: Vec<String>,
+    /// The other series the same upstream calls answered, over the same days: an
+    /// index answer holds the totalisator and every calendar class at once
+    /// ([`source`]), and the cache keeps them all. Empty for the other series.
+    pub siblings: Vec<(Series, Vec<Reading>)>,
+}
+
+/// The series whose upstream call answers `series`: for every index series
+/// (the totalisator or a class) the direction's [`Series::EnergyIndex`], whose
+/// answer holds them all; `series` itself otherwise. A derived series has no call
+/// of its own (see [`derive`]).
+pub fn source(series: Series) -> Series {
+    match series {
+        Series::ClassIndex(direction, _) => Series::EnergyIndex(direction),
+        other => other,
+    }
 }
 
 /// What the agent asks of Enedis, whatever the generation. Object safe: the agent
@@ -133,6 +152,12 @@ impl DataCall {
 /// What differs between generations on the data side.
 pub trait Dialect: Send + Sync {
     fn generation(&self) -> ApiGeneration;
+    /// Whether the generation serves `series` (the v1 family has no index); the
+    /// client refuses the others before calling. Never asked for a derived series.
+    fn serves(&self, series: Series) -> bool {
+        let _ = series;
+        true
+    }
     /// The call for `series` of `prm` over `[from, to[` (at most one call's worth).
     fn data_call(&self, series: Series, prm: &Prm, from: Date, to: Date) -> DataCall;
     /// Read a 2xx answer of that call into normalised readings within `[from, to[`.
@@ -144,6 +169,25 @@ pub trait Dialect: Send + Sync {
         to: Date,
         body: &[u8],
     ) -> Result<Vec<Reading>, ShapeError>;
+    /// [`Dialect::parse`], with every other series the answer holds (an index
+    /// answer: the totalisator and each class), `series` first.
+    fn parse_all(
+        &self,
+        series: Series,
+        prm: &Prm,
+        from: Date,
+        to: Date,
+        body: &[u8],
+    ) -> Result<Vec<(Series, Vec<Reading>)>, ShapeError> {
+        Ok(vec![(series, self.parse(series, prm, from, to, body)?)])
+    }
+}
+
+/// Whether `generation` serves `series` (a derived series: the index it is derived
+/// from); the client and the cache refuse the others with
+/// [`UpstreamError::Unsupported`].
+pub fn serves(generation: ApiGeneration, series: Series) -> bool {
+    dialect(generation).serves(derive::index_of(series).unwrap_or(series))
 }
 
 /// The dialect of a generation.

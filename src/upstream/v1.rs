@@ -28,7 +28,7 @@ use super::normalise::{self, At, ShapeError, check_prm, day_of, from_json, unit_
 use super::{DataCall, Dialect};
 use crate::config::ApiGeneration;
 use crate::quoalise::contract::{Activation, Address, Changed, Coded, Contract, LastChange, Power};
-use crate::quoalise::{Prm, Reading, Series, Step};
+use crate::quoalise::{Prm, Reading, Series, SeriesKind, Step};
 use crate::time::{LoadCurveConverter, daily_reading, day_start, parse_date, parse_local_datetime};
 
 /// How readings are placed in time.
@@ -88,9 +88,14 @@ pub const V5: Metering = Metering {
 };
 
 /// The names of a series in v1 paths: its resource under `metering_data`, its v5
-/// service, and its resource under that service.
+/// service, and its resource under that service. The v1 family has no index
+/// ([`Metering::serves`] says so, and the client asks nothing): the index series
+/// get the names of the daily energy, never called.
 fn names(series: Series) -> (&'static str, &'static str, &'static str) {
     match series {
+        Series::EnergyIndex(d) | Series::ClassIndex(d, _) | Series::ClassEnergyDaily(d, _) => {
+            names(Series::daily_energy(d))
+        }
         Series::ConsumptionPower => ("consumption_load_curve", "clc", "consumption_load_curve"),
         Series::ProductionPower => ("production_load_curve", "plc", "production_load_curve"),
         Series::ConsumptionEnergyDaily => ("daily_consumption", "dc", "daily_consumption"),
@@ -120,6 +125,11 @@ impl Metering {
 impl Dialect for Metering {
     fn generation(&self) -> ApiGeneration {
         self.generation
+    }
+
+    /// Everything but the indexes, which only the 2026 API serves.
+    fn serves(&self, series: Series) -> bool {
+        series.kind() != SeriesKind::Index && !series.is_derived()
     }
 
     fn data_call(&self, series: Series, prm: &Prm, from: Date, to: Date) -> DataCall {

@@ -1,11 +1,16 @@
 //! Which Paris days to ask Enedis for, and in how many calls.
 //!
 //! Enedis serves `[start, end[` by Paris calendar day, only up to yesterday, only so
-//! far back (load curves 24 months + 15 days, daily values 36 months + 15 days,
-//! counted from today), and only so many days per call (load curves 7, daily values
-//! 365 here). [`plan`] clamps a window that overlaps those limits, saying so in its
-//! notes, refuses one that lies wholly outside with an error naming the limit, and
-//! splits the rest into calls.
+//! far back (load curves 24 months + 15 days, daily values and indexes 36 months +
+//! 15 days, counted from today), and only so many days per call (load curves 7,
+//! daily values and indexes 365 here). [`plan`] clamps a window that overlaps those
+//! limits, saying so in its notes, refuses one that lies wholly outside with an
+//! error naming the limit, and splits the rest into calls.
+//!
+//! The energy per calendar class ([`Series::is_derived`]) lags one more day: the
+//! energy of day D is the difference of the class's counters read at the
+//! midnights starting D and D + 1, and Enedis serves the second one only from
+//! D + 2 (its index of a day is the one read at that day's first midnight).
 
 use jiff::ToSpan;
 use jiff::civil::Date;
@@ -31,7 +36,7 @@ impl Limits {
                 history_months: 24,
                 history_days: 15,
             },
-            SeriesKind::DailyEnergy | SeriesKind::DailyMaxPower => Limits {
+            SeriesKind::DailyEnergy | SeriesKind::DailyMaxPower | SeriesKind::Index => Limits {
                 days_per_call: 365,
                 history_months: 36,
                 history_days: 15,
@@ -71,11 +76,13 @@ fn series_label(series: Series) -> &'static str {
         SeriesKind::LoadCurve => "load curve",
         SeriesKind::DailyEnergy => "daily energy",
         SeriesKind::DailyMaxPower => "daily maximum power",
+        SeriesKind::Index => "index",
     }
 }
 
 /// Plan the calls for `series` over the Paris days `[from, to[`, `today` being
-/// today's date in Paris.
+/// today's date in Paris. For a derived series, the days to derive (its calls are
+/// those of the index it is derived from).
 pub fn plan(series: Series, from: Date, to: Date, today: Date) -> Result<Plan, UpstreamError> {
     if from >= to {
         return Err(UpstreamError::BadWindow(format!(
@@ -84,13 +91,29 @@ pub fn plan(series: Series, from: Date, to: Date, today: Date) -> Result<Plan, U
     }
     let limits = Limits::of(series);
     let label = series_label(series);
-    let yesterday = today.yesterday().unwrap_or(today);
     let oldest = limits.oldest(today);
     let mut notes = Vec::new();
+    // The first day that cannot be served yet, and why.
+    let (unserved, why) = if series.is_derived() {
+        let unserved = today.checked_sub(series.lag_days().days()).unwrap_or(today);
+        let last = unserved.yesterday().unwrap_or(unserved);
+        (
+            unserved,
+            format!(
+                "the energy per calendar class is known only up to {last} (Paris time): a day's energy needs the counters read at the midnight ending it, which Enedis serves the next day"
+            ),
+        )
+    } else {
+        let yesterday = today.yesterday().unwrap_or(today);
+        (
+            today,
+            format!("Enedis has data only up to yesterday ({yesterday}, Paris time)"),
+        )
+    };
 
-    if from >= today {
+    if from >= unserved {
         return Err(UpstreamError::BadWindow(format!(
-            "refused: the period starts on {from}, but Enedis has data only up to yesterday ({yesterday}, Paris time)"
+            "refused: the period starts on {from}, but {why}"
         )));
     }
     if to <= oldest {
@@ -100,11 +123,9 @@ pub fn plan(series: Series, from: Date, to: Date, today: Date) -> Result<Plan, U
         )));
     }
     let mut served_to = to;
-    if to > today {
-        served_to = today;
-        notes.push(format!(
-            "end clamped from {to} to {today}: Enedis has data only up to yesterday ({yesterday}, Paris time)"
-        ));
+    if to > unserved {
+        served_to = unserved;
+        notes.push(format!("end clamped from {to} to {unserved}: {why}"));
     }
     let mut served_from = from;
     if from < oldest {

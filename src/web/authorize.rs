@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use super::html::{self, escape, french_date, french_duration, sanitize_description};
 use super::redirect_uri::{RedirectUriError, check_redirect_uri};
 use super::{Page, WebState, new_oauth_state, problem_page};
+use crate::config::ApiGeneration;
 use crate::quoalise::{Scope, Scopes, Series};
 use crate::store::now_seconds;
 use crate::store::oauth::{ConsentDescription, OAuthState, log_id};
@@ -93,15 +94,23 @@ fn internal(detail: &str) -> Page {
     )
 }
 
+/// What the index series mean to a consumer (the 2026 API serves them; the v1
+/// family does not).
+const INDEX_LABEL: &str = "les index de votre compteur (ses relevés), et votre consommation de chaque jour par période tarifaire (heures pleines, heures creuses, jours Tempo…)";
+
 /// What the peer will receive, as a consumer reads it: each series its scopes
-/// let it receive, in the order a consumer reads them, then the contract
+/// let it receive, in the order a consumer reads them, the indexes when the API
+/// serves them (`indexes`) and the scopes include them, then the contract
 /// (`get_contract`) and the meter's address when its scopes include them.
-fn shared_data(scopes: Scopes) -> Vec<&'static str> {
+fn shared_data(scopes: Scopes, indexes: bool) -> Vec<&'static str> {
     let mut data: Vec<&'static str> = series_labels()
         .into_iter()
         .filter(|(series, _)| scopes.allows(*series))
         .map(|(_, label)| label)
         .collect();
+    if indexes && scopes.contains(Scope::Index) {
+        data.push(INDEX_LABEL);
+    }
     if scopes.contains(Scope::Contract) {
         data.push(
             "les caractéristiques de votre contrat et de votre compteur (puissance \
@@ -124,6 +133,9 @@ fn series_labels() -> [(Series, &'static str); 5] {
         Series::ConsumptionMaxPower => "votre puissance maximale de chaque jour",
         Series::ProductionEnergyDaily => "votre production jour par jour, si vous en avez",
         Series::ProductionPower => "votre courbe de production, si vous en avez",
+        Series::EnergyIndex(_) | Series::ClassIndex(..) | Series::ClassEnergyDaily(..) => {
+            INDEX_LABEL
+        }
     };
     [
         Series::ConsumptionEnergyDaily,
@@ -300,6 +312,7 @@ async fn authorize(web: &WebState, raw: &str) -> Result<Page, Page> {
         enedis.as_str(),
         test_client,
         web.settings().state_ttl.as_secs() / 60,
+        web.upstream().generation() == ApiGeneration::Api2026,
     ))
 }
 
@@ -311,6 +324,7 @@ fn consent_page(
     enedis_url: &str,
     test_client: Option<u8>,
     ttl_minutes: u64,
+    indexes: bool,
 ) -> Page {
     let logo = description
         .logo_url
@@ -330,7 +344,7 @@ fn consent_page(
     } else {
         format!("<div class=\"description\">{text}</div>")
     };
-    let data = shared_data(scopes);
+    let data = shared_data(scopes, indexes);
     let data = if data.is_empty() {
         format!(
             "<p>Enedis ne transmettra à {name} aucune donnée de vos compteurs : cet \

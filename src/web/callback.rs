@@ -294,7 +294,8 @@ fn resolve_failure_page(error: &UpstreamError, restart: &str) -> Page {
         UpstreamError::Refused(_)
         | UpstreamError::BadConsentRequest(_)
         | UpstreamError::NotAuthorized(_)
-        | UpstreamError::BadWindow(_) => problem_page(
+        | UpstreamError::BadWindow(_)
+        | UpstreamError::Unsupported(_) => problem_page(
             StatusCode::BAD_GATEWAY,
             "Enedis n'a pas confirmé votre accord",
             &format!(

@@ -14,6 +14,7 @@ mod contract;
 mod data;
 mod faults_upstream;
 mod federation;
+mod index;
 mod lifecycle;
 mod scopes;
 mod subscriptions_fleet;

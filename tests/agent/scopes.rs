@@ -299,7 +299,7 @@ async fn each_peer_gets_the_series_of_its_scopes_from_grants_and_consents_alike(
                     jid.clone(),
                     ask.node().to_owned(),
                     Some(prm.to_owned()),
-                    Some(series.as_str().to_owned()),
+                    Some(series.name().into_owned()),
                     outcome.to_owned(),
                     basis.0,
                     basis.1,

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use jiff::civil::date;
 use quoalise_agent::quoalise::{
-    Direction, Identifier, MetaForm, Reading, Series, SeriesKind, Step, TimeSeries, encode,
+    Calendar, ClassCode, Direction, Identifier, MetaForm, Reading, Series, SeriesKind, Step,
+    TimeClass, TimeSeries, encode,
 };
 use quoalise_agent::time::day_start;
 
@@ -115,7 +116,7 @@ fn sample(series: Series) -> TimeSeries {
             };
             readings(from, from + 2 * 86_400, step.nominal_seconds(), step)
         }
-        SeriesKind::DailyEnergy | SeriesKind::DailyMaxPower => (0..10)
+        SeriesKind::DailyEnergy | SeriesKind::DailyMaxPower | SeriesKind::Index => (0..10)
             .map(|d| Reading {
                 start: day_start(date(2026, 1, 5 + d)).unwrap(),
                 step: Step::Day,
@@ -189,6 +190,110 @@ fn legacy_payloads_validate_as_the_first_proxy_named_them() {
                 )),
                 "{payload}"
             );
+        }
+    }
+}
+
+/// The index series of both directions, whole meter and per class, and the
+/// energy per class.
+fn index_series() -> Vec<Series> {
+    let class = |calendar, code| TimeClass::new(calendar, ClassCode::new(code).unwrap());
+    let mut all = Vec::new();
+    for d in [Direction::Consumption, Direction::Production] {
+        all.push(Series::EnergyIndex(d));
+        all.push(Series::ClassIndex(d, class(Calendar::Distributor, "hph")));
+        all.push(Series::ClassIndex(d, class(Calendar::Provider, "buhp")));
+        all.push(Series::ClassEnergyDaily(d, class(Calendar::Provider, "hc")));
+        all.push(Series::ClassEnergyDaily(
+            d,
+            class(Calendar::Distributor, "base"),
+        ));
+    }
+    all
+}
+
+#[test]
+fn index_series_validate_in_the_flat_form_with_the_sge_proxys_names() {
+    for series in index_series() {
+        let payload = text(&sample(series), MetaForm::Flat);
+        assert_valid("quoalise.rng", &payload);
+        assert_valid("senml.rng", sensml_of(&payload));
+        let name = identifier(series).to_string();
+        assert!(payload.contains(&format!(r#"bn="{name}""#)), "{payload}");
+        if series.kind() == SeriesKind::Index {
+            assert!(
+                payload.contains(r#"name="active-energy-index""#)
+                    && !payload.contains("aggregation"),
+                "{payload}"
+            );
+        } else {
+            assert!(payload.contains(r#"name="active-energy""#), "{payload}");
+            assert!(payload.contains(r#"aggregation="sum""#), "{payload}");
+        }
+        assert!(payload.contains(r#"sampling-interval="P1D""#), "{payload}");
+        assert!(payload.contains(r#"bu="Wh""#), "{payload}");
+    }
+    // The names themselves, as the Quoalise SGE proxy writes them.
+    let names: Vec<String> = index_series().iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        &names[..5],
+        [
+            "consumption/energy/active/index",
+            "consumption/energy/active/index/distributor/hph",
+            "consumption/energy/active/index/provider/buhp",
+            "consumption/energy/active/daily/provider/hc",
+            "consumption/energy/active/daily/distributor/base",
+        ]
+    );
+}
+
+#[test]
+fn an_index_never_carries_an_aggregation_nor_another_unit() {
+    let payload = text(
+        &sample(Series::EnergyIndex(Direction::Consumption)),
+        MetaForm::Flat,
+    );
+    assert_invalid(
+        "quoalise.rng",
+        &payload.replace(r#"unit="Wh""#, r#"unit="Wh" aggregation="sum""#),
+        "measurement",
+    );
+    assert_invalid(
+        "quoalise.rng",
+        &payload.replace(r#"unit="Wh""#, r#"unit="W""#),
+        "measurement",
+    );
+    // Any other measurement still needs its aggregation.
+    let daily = text(&sample(Series::ConsumptionEnergyDaily), MetaForm::Flat);
+    assert_invalid(
+        "quoalise.rng",
+        &daily.replace(r#" aggregation="sum""#, ""),
+        "measurement",
+    );
+}
+
+#[test]
+fn index_readings_on_both_dst_days_validate() {
+    // Counters read at the Paris midnights around 2026-03-29 (23 hours) and
+    // 2026-10-25 (25 hours): consecutive stamps 23 and 25 hours apart.
+    for (day, hours) in [(date(2026, 3, 29), 23), (date(2026, 10, 25), 25)] {
+        let days = [day.yesterday().unwrap(), day, day.tomorrow().unwrap()];
+        let readings: Vec<Reading> = days
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Reading {
+                start: day_start(*d).unwrap(),
+                step: Step::Day,
+                value: Some(1_000_000.0 + 5000.0 * i as f64),
+            })
+            .collect();
+        assert_eq!(readings[2].start - readings[1].start, hours * 3600);
+        for series in index_series() {
+            let payload = text(
+                &TimeSeries::new(identifier(series), readings.clone()),
+                MetaForm::Flat,
+            );
+            assert_valid("quoalise.rng", &payload);
         }
     }
 }

@@ -10,4 +10,5 @@ mod cache;
 mod contract;
 mod contract_data;
 mod crash;
+mod index;
 mod parsing;

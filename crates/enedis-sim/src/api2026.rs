@@ -13,7 +13,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::catalogue::Meter;
 use crate::model::{Direction, Prm};
+use crate::synth;
+use crate::tariff::{self, Calendar};
 
 use super::errors::{Gen, Refusal};
 use super::metering::{self, DayPoint, Measure, param, parse_query};
@@ -94,8 +97,27 @@ struct IndexGrandeur {
     grandeur_physique: &'static str,
     unite: &'static str,
     points: Vec<Value>,
-    calendrier: Vec<Value>,
+    calendrier: Vec<IndexCalendrier>,
     cadran_totalisateur: Cadran,
+}
+
+/// `Calendrier`: the counters of one calendar's classes.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexCalendrier {
+    id_calendrier: &'static str,
+    libelle_calendrier: &'static str,
+    classe_temporelle: Vec<IndexClasse>,
+}
+
+/// `ClasseTemporelle`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexClasse {
+    id_classe_temporelle: &'static str,
+    libelle_classe_temporelle: &'static str,
+    code_cadran: &'static str,
+    valeur: Vec<IndexValue>,
 }
 
 #[derive(Serialize)]
@@ -105,7 +127,7 @@ struct Cadran {
     valeur: Vec<IndexValue>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct IndexValue {
     d: String,
     v: u64,
@@ -203,7 +225,6 @@ fn build(
     };
 
     if measure == Measure::Index {
-        let points = metering::daily(sim, &meter, measure, direction, start, end, false)?;
         let body = IndexBody {
             id_prm: prm.to_string(),
             periode,
@@ -212,26 +233,7 @@ fn build(
                 etape_metier: "BRUT",
                 contexte_releve: "COL",
                 type_releve: "AQ",
-                grandeur: vec![IndexGrandeur {
-                    grandeur_metier: metier,
-                    grandeur_physique: "EA",
-                    unite: "Wh",
-                    points: Vec::new(),
-                    calendrier: Vec::new(),
-                    cadran_totalisateur: Cadran {
-                        code_cadran: "CT",
-                        valeur: points
-                            .into_iter()
-                            .filter_map(|p| {
-                                Some(IndexValue {
-                                    d: format!("{} 00:00:00", p.date),
-                                    v: p.value?,
-                                    iv: 0,
-                                })
-                            })
-                            .collect(),
-                    },
-                }],
+                grandeur: vec![index_grandeur(sim, &meter, direction, metier, start, end)?],
             }],
         };
         return Ok(Json(body).into_response());
@@ -311,6 +313,85 @@ fn build(
         contexte: Vec::new(),
     };
     Ok(Json(body).into_response())
+}
+
+/// The counters of `[start, end[`, one reading a day at its first midnight (none
+/// on a day the meter did not report): the totalisator, and each class of the
+/// calendars reported that day ([`tariff::reported`]), suppliers' first as in the
+/// SGE capture.
+fn index_grandeur(
+    sim: &Sim,
+    meter: &Meter,
+    direction: Direction,
+    metier: &'static str,
+    start: jiff::civil::Date,
+    end: jiff::civil::Date,
+) -> Result<IndexGrandeur, Refusal> {
+    let mut totalisator = Vec::new();
+    let mut calendars: Vec<(&'static Calendar, Vec<Vec<IndexValue>>)> = Vec::new();
+    // The counters at each midnight, from the first one, day after day.
+    let mut counters = sim.index().counters_at(meter, direction, start)?;
+    let mut day = start;
+    while day < end {
+        if !synth::missing_day(meter, day) {
+            let d = format!("{day} 00:00:00");
+            totalisator.push(IndexValue {
+                d: d.clone(),
+                v: counters.total,
+                iv: 0,
+            });
+            for calendar in tariff::reported(meter, direction, day) {
+                let at = match calendars.iter().position(|(c, _)| c.id == calendar.id) {
+                    Some(at) => at,
+                    None => {
+                        calendars.push((calendar, vec![Vec::new(); calendar.classes.len()]));
+                        calendars.len() - 1
+                    }
+                };
+                for (class, values) in calendar.classes.iter().zip(&mut calendars[at].1) {
+                    values.push(IndexValue {
+                        d: d.clone(),
+                        v: counters.registers[class.register],
+                        iv: 0,
+                    });
+                }
+            }
+        }
+        counters.add(&tariff::day_counters(meter, direction, day)?);
+        day = crate::paris::next_day(day)?;
+    }
+    if totalisator.is_empty() {
+        return Err(Refusal::NoData);
+    }
+    calendars.sort_by_key(|(c, _)| (c.id.starts_with('D'), c.id));
+    Ok(IndexGrandeur {
+        grandeur_metier: metier,
+        grandeur_physique: "EA",
+        unite: "Wh",
+        points: Vec::new(),
+        calendrier: calendars
+            .into_iter()
+            .map(|(calendar, values)| IndexCalendrier {
+                id_calendrier: calendar.id,
+                libelle_calendrier: calendar.label,
+                classe_temporelle: calendar
+                    .classes
+                    .iter()
+                    .zip(values)
+                    .map(|(class, valeur)| IndexClasse {
+                        id_classe_temporelle: class.id,
+                        libelle_classe_temporelle: class.label,
+                        code_cadran: class.cadran,
+                        valeur,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        cadran_totalisateur: Cadran {
+            code_cadran: tariff::TOTALISATOR,
+            valeur: totalisator,
+        },
+    })
 }
 
 fn day_point(p: DayPoint) -> Point {

@@ -1,6 +1,7 @@
 //! The simulator's meters: the ten sandbox test clients of Enedis (chosen by the last
-//! digit of `state`), two meters with uncommon steps, and the default meter every
-//! other PRM gets.
+//! digit of `state`), two meters with uncommon steps, three with special calendars
+//! ([`crate::tariff`]: Tempo, changing off-peak hours, changing calendars), and the
+//! default meter every other PRM gets.
 //!
 //! A meter is fully described by its PRM: the same PRM always has the same kind,
 //! step, activation date and quirks, so the values computed from it never change.
@@ -120,6 +121,20 @@ pub const PT10M_PRM: &str = "30000000000010";
 /// A consumption meter with a 60-minute load curve (24 readings a day).
 pub const PT60M_PRM: &str = "30000000000060";
 
+/// A meter with Tempo (supplier calendar `FC000050`) and the distributor's base
+/// calendar, as in the SGE capture ([`crate::tariff`]).
+pub const TEMPO_PRM: &str = "30000000000050";
+/// A peak / off-peak meter whose off-peak hours change on
+/// [`crate::tariff::OFF_PEAK_CHANGE`].
+pub const OFF_PEAK_CHANGE_PRM: &str = "30000000000022";
+/// A meter on a base offer until [`crate::tariff::CALENDAR_CHANGE`], then on
+/// peak / off-peak: both its calendars change.
+pub const CALENDAR_CHANGE_PRM: &str = "30000000000033";
+
+/// Meters with special calendars: Tempo, off-peak hours that change, both
+/// calendars that change.
+pub const CALENDAR_PRMS: [&str; 3] = [TEMPO_PRM, OFF_PEAK_CHANGE_PRM, CALENDAR_CHANGE_PRM];
+
 /// Commissioning date of every meter except profile 1's.
 pub const DEFAULT_ACTIVATION: Date = date(2014, 1, 1);
 /// Profile 1's commissioning date.
@@ -166,6 +181,7 @@ pub fn meter(prm: Prm) -> Meter {
             meter.step_minutes = 60;
             meter.standing_consent = true;
         }
+        (None, s) if CALENDAR_PRMS.contains(&s) => meter.standing_consent = true,
         _ => {}
     }
     meter
@@ -177,6 +193,7 @@ pub fn known_meters() -> Vec<Meter> {
         .iter()
         .flat_map(|p| p.prms.iter())
         .chain([PT10M_PRM, PT60M_PRM].iter())
+        .chain(CALENDAR_PRMS.iter())
         .filter_map(|s| s.parse().ok())
         .map(meter)
         .collect()
@@ -205,7 +222,7 @@ mod tests {
         assert!(!meter(prm("99999999999999")).standing_consent);
         assert_eq!(
             known_meters().iter().filter(|m| m.standing_consent).count(),
-            13
+            16
         );
     }
 }

@@ -23,6 +23,7 @@ pub mod harness;
 pub mod model;
 pub mod paris;
 pub mod synth;
+pub mod tariff;
 
 mod admin;
 mod api2026;

@@ -16,8 +16,9 @@ use url::Url;
 use crate::model::Prm;
 use crate::paris::paris_today;
 
-use super::catalogue::{PROFILES, PT10M_PRM, PT60M_PRM};
-use super::synth::{IndexCache, unit};
+use super::catalogue::{CALENDAR_PRMS, PROFILES, PT10M_PRM, PT60M_PRM};
+use super::synth::unit;
+use super::tariff::IndexCache;
 use crate::options::Options;
 
 /// Handle on the whole simulator state.
@@ -413,7 +414,8 @@ impl State {
             .iter()
             .filter(|p| p.digit <= 7)
             .map(|p| (Some(p.digit), p.prms.to_vec()))
-            .chain([(None, vec![PT10M_PRM]), (None, vec![PT60M_PRM])]);
+            .chain([(None, vec![PT10M_PRM]), (None, vec![PT60M_PRM])])
+            .chain(CALENDAR_PRMS.iter().map(|prm| (None, vec![*prm])));
         for (profile, prms) in groups {
             let prms = prms.iter().filter_map(|s| s.parse().ok()).collect();
             let expires = today.saturating_add(3.years());

@@ -11,9 +11,7 @@
 //! step, and the daily maximum power is a peak at least as high as the curve's
 //! highest point, inside that point's interval.
 
-use std::collections::HashMap;
 use std::f64::consts::PI;
-use std::sync::Mutex;
 
 use jiff::Timestamp;
 use jiff::civil::{Date, Weekday};
@@ -252,86 +250,6 @@ pub fn itc_date(day: Date) -> Result<String, TimeError> {
     Ok(format!("{day}T00:00:00{}", midnight_offset(day, "")?))
 }
 
-/// Cumulative energy counters (index), memoised per month so an index far from the
-/// commissioning date stays cheap.
-#[derive(Debug, Default)]
-pub struct IndexCache {
-    /// (PRM, direction, first day of a month) -> Wh counted from commissioning to
-    /// that day's midnight.
-    months: Mutex<HashMap<(Prm, Direction, Date), u64>>,
-}
-
-impl IndexCache {
-    /// The meter's index in Wh at the Paris midnight starting `day`.
-    pub fn index_at(
-        &self,
-        meter: &Meter,
-        direction: Direction,
-        day: Date,
-    ) -> Result<u64, TimeError> {
-        if day <= meter.activation {
-            return Ok(0);
-        }
-        let month = day.first_of_month();
-        let mut total = self.month_start(meter, direction, month)?;
-        let mut d = month.max(meter.activation);
-        while d < day {
-            total += daily_energy(meter, direction, d)?;
-            d = next_day(d)?;
-        }
-        Ok(total)
-    }
-
-    fn month_start(
-        &self,
-        meter: &Meter,
-        direction: Direction,
-        month: Date,
-    ) -> Result<u64, TimeError> {
-        let first = meter.activation.first_of_month();
-        if month <= first {
-            return Ok(0);
-        }
-        let key = |m: Date| (meter.prm, direction, m);
-        // Walk back to the latest memoised month, then forward, memoising.
-        let (mut at, mut total) = {
-            let months = self.months.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(v) = months.get(&key(month)) {
-                return Ok(*v);
-            }
-            let mut m = month;
-            loop {
-                let prev = m
-                    .checked_sub(jiff::Span::new().months(1))
-                    .map_err(|e| TimeError::OutOfRange(e.to_string()))?;
-                if prev < first {
-                    break (first, 0);
-                }
-                if let Some(v) = months.get(&key(prev)) {
-                    break (prev, *v);
-                }
-                m = prev;
-            }
-        };
-        while at < month {
-            let next = at
-                .checked_add(jiff::Span::new().months(1))
-                .map_err(|e| TimeError::OutOfRange(e.to_string()))?;
-            let mut d = at.max(meter.activation);
-            while d < next {
-                total += daily_energy(meter, direction, d)?;
-                d = next_day(d)?;
-            }
-            at = next;
-            self.months
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key(at), total);
-        }
-        Ok(total)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,26 +306,6 @@ mod tests {
         let max = curve.iter().map(|p| p.value).max().unwrap();
         assert!(peak.value >= max);
         assert!(peak.at >= curve[0].start && peak.at < curve[143].end);
-    }
-
-    #[test]
-    fn index_is_cumulative() {
-        let cache = IndexCache::default();
-        let house = m("11453290002823");
-        let d = date(2021, 3, 10);
-        let i0 = cache.index_at(&house, Direction::Consumption, d).unwrap();
-        let i1 = cache
-            .index_at(&house, Direction::Consumption, next_day(d).unwrap())
-            .unwrap();
-        assert_eq!(
-            i1 - i0,
-            daily_energy(&house, Direction::Consumption, d).unwrap()
-        );
-        let fresh = IndexCache::default();
-        assert_eq!(
-            fresh.index_at(&house, Direction::Consumption, d).unwrap(),
-            i0
-        );
     }
 
     #[test]

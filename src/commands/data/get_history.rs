@@ -18,7 +18,7 @@ use crate::agent::authorise::readable;
 use crate::agent::context::AgentContext;
 use crate::agent::request::DataRequest;
 use crate::commands::common::{instrumented, refuse, sees_any_series, series_scopes};
-use crate::quoalise::{Identifier, MetaForm, Series};
+use crate::quoalise::{Identifier, MetaForm, SERIES_NAMES};
 use crate::time::{Window, day_start, paris_date, paris_today, parse_instant};
 use crate::xmpp::forms::text_single;
 use crate::xmpp::{
@@ -33,9 +33,9 @@ const PERIOD_FIELDS: &str = "start_time/end_time";
 pub struct GetHistory;
 
 impl GetHistory {
-    /// The form: `series` are those the requester may read (all of them in the
-    /// generic form).
-    fn form_with(&self, hint: Option<Identifier>, prms: &str, series: &[Series]) -> DataForm {
+    /// The form: `series` are the names of those the requester may read (all of
+    /// them in the generic form).
+    fn form_with(&self, hint: Option<Identifier>, prms: &str, series: &[&str]) -> DataForm {
         let (start, end) = default_days();
         let mut identifier = text_single("identifier", "Identifier")
             .required()
@@ -43,7 +43,6 @@ impl GetHistory {
         if let Some(hint) = hint {
             identifier = identifier.value(&hint.to_string());
         }
-        let series: Vec<&str> = series.iter().map(|s| s.as_str()).collect();
         FormBuilder::form("Get history")
             .instructions(format!(
                 "Readings of one series of one meter. Identifier: urn:dev:prm:<PRM>_<series>. \
@@ -111,7 +110,7 @@ impl AdHocCommand<AgentContext> for GetHistory {
     }
 
     fn form(&self) -> DataForm {
-        self.form_with(None, "see list_usage_points", &Series::ALL)
+        self.form_with(None, "see list_usage_points", &SERIES_NAMES)
     }
 
     fn form_for<'a>(
@@ -127,7 +126,8 @@ impl AdHocCommand<AgentContext> for GetHistory {
                 .first()
                 .zip(series.first())
                 .map(|(r, series)| Identifier::new(r.prm, *series));
-            Ok(self.form_with(hint, &prm_hint(&readable), &series))
+            let names = settings.scopes(requester).series_names();
+            Ok(self.form_with(hint, &prm_hint(&readable), &names))
         })
     }
 

@@ -1008,6 +1008,311 @@ async fn index_counts_the_daily_energy() {
     assert_eq!(body["contexte"][0]["grandeur"][0]["grandeurMetier"], "PROD");
 }
 
+/// The index answer's only grandeur.
+fn index_grandeur(body: &Value) -> &Value {
+    let contexte = body["contexte"].as_array().expect("contexte");
+    assert_eq!(contexte.len(), 1, "{body}");
+    assert_eq!(contexte[0]["grandeur"].as_array().unwrap().len(), 1);
+    &contexte[0]["grandeur"][0]
+}
+
+/// (d, v) of a `valeur` array.
+fn valeurs(values: &Value) -> Vec<(String, u64)> {
+    values
+        .as_array()
+        .unwrap_or_else(|| panic!("no valeur: {values}"))
+        .iter()
+        .map(|v| {
+            assert_eq!(v["iv"], 0, "{v}");
+            (
+                v["d"].as_str().unwrap().to_owned(),
+                v["v"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A class's id and its counters (d, v).
+type Class = (String, Vec<(String, u64)>);
+
+/// Calendar id → its classes.
+fn calendars(body: &Value) -> Vec<(String, Vec<Class>)> {
+    index_grandeur(body)["calendrier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["idCalendrier"].as_str().unwrap().to_owned(),
+                c["classeTemporelle"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| {
+                        (
+                            k["idClasseTemporelle"].as_str().unwrap().to_owned(),
+                            valeurs(&k["valeur"]),
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The sum of a calendar's classes at `d`, if every class has a value then.
+fn calendar_sum(classes: &[Class], d: &str) -> Option<u64> {
+    classes
+        .iter()
+        .map(|(_, values)| values.iter().find(|(at, _)| at == d).map(|(_, v)| *v))
+        .sum()
+}
+
+#[tokio::test]
+async fn index_answers_hold_both_calendars_adding_up_to_the_totalisator() {
+    let sim = start("2026-12-06");
+    let app = sim.app_token().await;
+    let path = mesure("index_consommation", P0, "2026-11-23", "2026-11-30");
+    let raw = sim.get(&app, &path).await.text().await.unwrap();
+    // The swagger's names, in the SGE capture's order, suppliers' calendar first.
+    for fragment in [
+        r#""contexte":[{"etapeMetier":"BRUT","contexteReleve":"COL","typeReleve":"AQ","grandeur":[{"grandeurMetier":"CONS","grandeurPhysique":"EA","unite":"Wh","points":[],"calendrier":[{"idCalendrier":"FC020831","libelleCalendrier":"Heures Pleines/Creuses","classeTemporelle":[{"idClasseTemporelle":"HC","libelleClasseTemporelle":"Heures Creuses","codeCadran":"IDX_EAS_F1","valeur":[{"d":"2026-11-23 00:00:00","v":"#,
+        r#"{"idCalendrier":"DI000003","libelleCalendrier":"Avec différenciation temporelle","classeTemporelle":[{"idClasseTemporelle":"HPH","libelleClasseTemporelle":"Heures Pleines Saison Haute","codeCadran":"IDX_EAS_D1","valeur":[{"d":"2026-11-23 00:00:00","v":"#,
+        r#""cadranTotalisateur":{"codeCadran":"IDX_EAS_T","valeur":[{"d":"2026-11-23 00:00:00","v":"#,
+    ] {
+        assert!(raw.contains(fragment), "{fragment}\nnot in\n{raw}");
+    }
+    let body: Value = serde_json::from_str(&raw).unwrap();
+    let total = valeurs(&index_grandeur(&body)["cadranTotalisateur"]["valeur"]);
+    assert_eq!(total.len(), 7);
+    let cals = calendars(&body);
+    let ids: Vec<&str> = cals.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["FC020831", "DI000003"]);
+    let classes: Vec<Vec<&str>> = cals
+        .iter()
+        .map(|(_, c)| c.iter().map(|(id, _)| id.as_str()).collect())
+        .collect();
+    assert_eq!(
+        classes,
+        [vec!["HC", "HP"], vec!["HPH", "HCH", "HPB", "HCB"]]
+    );
+    for (d, t) in &total {
+        for (id, classes) in &cals {
+            assert_eq!(calendar_sum(classes, d), Some(*t), "{id} at {d}");
+        }
+    }
+    // Off-peak energy is counted: HC and HCH grow every day; November is high
+    // season, so HPB and HCB do not move.
+    for (id, classes) in &cals {
+        for (class, values) in classes {
+            let grew = values.windows(2).all(|w| w[1].1 > w[0].1);
+            let still = values.windows(2).all(|w| w[1].1 == w[0].1);
+            match class.as_str() {
+                "HPB" | "HCB" => assert!(still, "{id}/{class}"),
+                _ => assert!(grew, "{id}/{class}"),
+            }
+        }
+    }
+    // A day's energy is the difference of its two midnights' totalisator.
+    let (_, daily) = sim
+        .get_json(
+            &app,
+            &mesure("consommation_quotidienne", P0, "2026-11-23", "2026-11-30"),
+        )
+        .await;
+    let daily = points_2026(&daily);
+    for i in 0..6 {
+        assert_eq!(
+            total[i + 1].1 - total[i].1,
+            num(daily[i].1.as_str().unwrap())
+        );
+    }
+    // An injection point has the distributor's base calendar only.
+    let (_, body) = sim
+        .get_json(
+            &app,
+            &mesure(
+                "index_production",
+                "24880057139941",
+                "2026-06-01",
+                "2026-06-03",
+            ),
+        )
+        .await;
+    let cals = calendars(&body);
+    assert_eq!(cals.len(), 1);
+    assert_eq!(cals[0].0, "DI000001");
+    assert_eq!(cals[0].1[0].0, "BASE");
+    assert_eq!(
+        cals[0].1[0].1,
+        valeurs(&index_grandeur(&body)["cadranTotalisateur"]["valeur"])
+    );
+}
+
+#[tokio::test]
+async fn index_counters_are_read_at_each_paris_midnight_dst_days_included() {
+    let sim = start("2026-12-06");
+    let app = sim.app_token().await;
+    for (from, to) in [("2026-03-28", "2026-03-31"), ("2026-10-24", "2026-10-27")] {
+        let (status, body) = sim
+            .get_json(&app, &mesure("index_consommation", P0, from, to))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let total = valeurs(&index_grandeur(&body)["cadranTotalisateur"]["valeur"]);
+        let stamps: Vec<&str> = total.iter().map(|(d, _)| d.as_str()).collect();
+        let first: Date = from.parse().unwrap();
+        let expected: Vec<String> = (0..3)
+            .map(|i| {
+                format!(
+                    "{} 00:00:00",
+                    first.checked_add(jiff::ToSpan::days(i)).unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(stamps, expected);
+        // The 23- and 25-hour days' energies.
+        let (_, daily) = sim
+            .get_json(&app, &mesure("consommation_quotidienne", P0, from, to))
+            .await;
+        let daily = points_2026(&daily);
+        assert_eq!(total[2].1 - total[1].1, num(daily[1].1.as_str().unwrap()));
+    }
+}
+
+#[tokio::test]
+async fn a_calendar_change_reports_the_old_calendars_closing_then_the_new_ones() {
+    let sim = start("2026-12-06");
+    let app = sim.app_token().await;
+    let prm = enedis_sim::tariff::CALENDAR_CHANGE_PRM;
+    let (status, body) = sim
+        .get_json(
+            &app,
+            &mesure("index_consommation", prm, "2026-11-06", "2026-11-12"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let cals = calendars(&body);
+    let ids: Vec<&str> = cals.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["FC000165", "FC020831", "DI000001", "DI000003"]);
+    let days = |classes: &[Class]| -> Vec<String> {
+        classes[0]
+            .1
+            .iter()
+            .map(|(d, _)| d[..10].to_owned())
+            .collect()
+    };
+    // The old calendars up to the change's midnight (their closing reading), the
+    // new ones from it.
+    let old = ["2026-11-06", "2026-11-07", "2026-11-08", "2026-11-09"];
+    let new = ["2026-11-09", "2026-11-10", "2026-11-11"];
+    assert_eq!(days(&cals[0].1), old);
+    assert_eq!(days(&cals[2].1), old);
+    assert_eq!(days(&cals[1].1), new);
+    assert_eq!(days(&cals[3].1), new);
+    let total = valeurs(&index_grandeur(&body)["cadranTotalisateur"]["valeur"]);
+    for (d, t) in &total {
+        for (id, classes) in &cals {
+            if classes[0].1.iter().any(|(at, _)| at == d) {
+                assert_eq!(calendar_sum(classes, d), Some(*t), "{id} at {d}");
+            }
+        }
+    }
+    // The registers go on: HC takes the register BASE had (IDX_EAS_F1).
+    let base = &cals[0].1[0].1;
+    let hc = &cals[1].1[0].1;
+    assert_eq!(base.last().unwrap(), &hc[0]);
+}
+
+#[tokio::test]
+async fn a_tempo_meter_has_the_six_classes_of_the_sge_capture() {
+    let sim = start("2026-12-06");
+    let app = sim.app_token().await;
+    let prm = enedis_sim::tariff::TEMPO_PRM;
+    let (status, body) = sim
+        .get_json(
+            &app,
+            &mesure("index_consommation", prm, "2026-11-02", "2026-12-01"),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let grandeur = index_grandeur(&body);
+    let tempo = &grandeur["calendrier"][0];
+    assert_eq!(tempo["idCalendrier"], "FC000050");
+    assert_eq!(tempo["libelleCalendrier"], "6 cadrans");
+    let classes: Vec<(&str, &str, &str)> = tempo["classeTemporelle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["idClasseTemporelle"].as_str().unwrap(),
+                c["libelleClasseTemporelle"].as_str().unwrap(),
+                c["codeCadran"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            ("BUHP", "Bleu Heures Pleines", "IDX_EAS_F2"),
+            ("BCHP", "Blanc Heures Pleines", "IDX_EAS_F4"),
+            ("RHC", "Rouge Heures Creuses", "IDX_EAS_F5"),
+            ("BCHC", "Blanc Heures Creuses", "IDX_EAS_F3"),
+            ("BUHC", "Bleu Heures Creuses", "IDX_EAS_F1"),
+            ("RHP", "Rouge Heures Pleines", "IDX_EAS_F6"),
+        ]
+    );
+    assert_eq!(grandeur["calendrier"][1]["idCalendrier"], "DI000001");
+    // Over a November, every colour's peak counter moves on some day.
+    for class in tempo["classeTemporelle"].as_array().unwrap() {
+        let values = valeurs(&class["valeur"]);
+        assert_eq!(values.len(), 29);
+        assert!(
+            values.windows(2).any(|w| w[1].1 > w[0].1),
+            "{}",
+            class["idClasseTemporelle"]
+        );
+        assert!(
+            values.windows(2).any(|w| w[1].1 == w[0].1),
+            "{}",
+            class["idClasseTemporelle"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_day_without_data_has_no_counter_at_all() {
+    let sim = start("2026-12-06");
+    let app = sim.app_token().await;
+    // Profile 4: no data on Tuesdays (2026-11-24 is one).
+    let (_, body) = sim
+        .get_json(
+            &app,
+            &mesure(
+                "index_consommation",
+                "42900589957123",
+                "2026-11-23",
+                "2026-11-26",
+            ),
+        )
+        .await;
+    let days = |values: &[(String, u64)]| -> Vec<String> {
+        values.iter().map(|(d, _)| d[..10].to_owned()).collect()
+    };
+    let expected = ["2026-11-23", "2026-11-25"];
+    assert_eq!(
+        days(&valeurs(
+            &index_grandeur(&body)["cadranTotalisateur"]["valeur"]
+        )),
+        expected
+    );
+    for (_, classes) in calendars(&body) {
+        for (_, values) in classes {
+            assert_eq!(days(&values), expected);
+        }
+    }
+}
+
 #[tokio::test]
 async fn v5_customer_apis() {
     let sim = start("2026-10-04");

@@ -366,8 +366,8 @@ async fn admin_revokes_resets_and_changes_today() {
     let consents = admin.consents().await;
     assert_eq!(
         consents.len(),
-        10,
-        "standing consents: profiles 0-7, PT10M, PT60M"
+        13,
+        "standing consents: profiles 0-7, PT10M, PT60M, Tempo, off-peak change, calendar change"
     );
     assert!(
         consents
