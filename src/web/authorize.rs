@@ -306,25 +306,26 @@ async fn authorize(web: &WebState, raw: &str) -> Result<Page, Page> {
     );
     Ok(consent_page(
         &description,
-        scopes,
+        shared_data(
+            scopes,
+            web.upstream().generation() == ApiGeneration::Api2026,
+        ),
         &duration,
         end,
         enedis.as_str(),
         test_client,
         web.settings().state_ttl.as_secs() / 60,
-        web.upstream().generation() == ApiGeneration::Api2026,
     ))
 }
 
 fn consent_page(
     description: &ConsentDescription,
-    scopes: Scopes,
+    data: Vec<&'static str>,
     duration: &ConsentDuration,
     end: Option<jiff::civil::Date>,
     enedis_url: &str,
     test_client: Option<u8>,
     ttl_minutes: u64,
-    indexes: bool,
 ) -> Page {
     let logo = description
         .logo_url
@@ -344,7 +345,6 @@ fn consent_page(
     } else {
         format!("<div class=\"description\">{text}</div>")
     };
-    let data = shared_data(scopes, indexes);
     let data = if data.is_empty() {
         format!(
             "<p>Enedis ne transmettra à {name} aucune donnée de vos compteurs : cet \
