@@ -82,6 +82,14 @@ impl Settings {
     pub fn generation(&self) -> ApiGeneration {
         self.config.enedis.api
     }
+
+    /// Whether the API generation in use serves the index series (2026 only).
+    pub fn serves_indexes(&self) -> bool {
+        crate::upstream::serves(
+            self.generation(),
+            crate::quoalise::Series::EnergyIndex(crate::quoalise::Direction::Consumption),
+        )
+    }
 }
 
 /// The running agent's shared state. Cheap to share behind an `Arc`; every field

@@ -32,7 +32,8 @@ const NODE: &str = "list_usage_points";
 pub struct ListUsagePoints;
 
 /// The result form listing `readable` to a peer with these `scopes`.
-pub fn usage_points_form(readable: &[Readable], scopes: Scopes) -> DataForm {
+/// `indexes`: whether the API generation serves the index series.
+pub fn usage_points_form(readable: &[Readable], scopes: Scopes, indexes: bool) -> DataForm {
     let instructions = match readable.len() {
         0 => "You may read no usage point yet: ask the agent's operator, or a consumer's \
               consent through get_authorize_uri."
@@ -40,7 +41,7 @@ pub fn usage_points_form(readable: &[Readable], scopes: Scopes) -> DataForm {
         1 => "You may read 1 usage point.".to_owned(),
         n => format!("You may read {n} usage points."),
     };
-    let series = scopes.series_names();
+    let series = scopes.series_names(indexes);
     let series = if series.is_empty() {
         "series:".to_owned()
     } else {
@@ -108,7 +109,11 @@ impl AdHocCommand<AgentContext> for ListUsagePoints {
                 let settings = ctx.settings();
                 let subs = subscriptions_of(ctx, &request.requester).await;
                 let list = readable(ctx, &settings, &request.requester).await?;
-                let form = usage_points_form(&list, settings.scopes(&request.requester));
+                let form = usage_points_form(
+                    &list,
+                    settings.scopes(&request.requester),
+                    settings.serves_indexes(),
+                );
                 Ok(Outcome::new().with_form(with_subscriptions(form, &subs)))
             })
             .await
@@ -158,6 +163,7 @@ mod tests {
         let form = usage_points_form(
             &[consented.clone(), configured.clone()],
             Scopes::default_for_peers(),
+            true,
         );
         assert_eq!(
             values(&form, "usage_points"),
@@ -184,7 +190,7 @@ mod tests {
 
         // Narrower scopes: only their series, for a grant and a consent alike.
         let daily = Scopes::from_iter([Scope::Daily, Scope::Contract]);
-        let form = usage_points_form(&[consented, configured], daily);
+        let form = usage_points_form(&[consented, configured], daily, true);
         assert_eq!(values(&form, "scopes"), ["daily", "contract"]);
         for prm in ["11453290002823", "22516914714270"] {
             assert_eq!(
@@ -199,6 +205,7 @@ mod tests {
                 consents: Vec::new(),
             }],
             Scopes::NONE,
+            true,
         );
         assert!(values(&form, "scopes").is_empty());
         assert_eq!(values(&form, "22516914714270")[0], "series:");
@@ -206,7 +213,7 @@ mod tests {
 
     #[test]
     fn an_empty_list_says_how_to_get_one() {
-        let form = usage_points_form(&[], Scopes::default_for_peers());
+        let form = usage_points_form(&[], Scopes::default_for_peers(), true);
         assert!(values(&form, "usage_points").is_empty());
         assert!(form.instructions.unwrap().contains("get_authorize_uri"));
     }

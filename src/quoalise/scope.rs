@@ -123,15 +123,16 @@ impl Scopes {
     }
 
     /// The names of the series these scopes let a peer receive, as forms and
-    /// `list_usage_points` write them: the whole meter's, then, with `index`, the
-    /// indexes and the energy per calendar class (as patterns).
-    pub fn series_names(self) -> Vec<&'static str> {
+    /// `list_usage_points` write them: the whole meter's, then, with `index` and
+    /// when the API generation serves them (`indexes`), the indexes and the energy
+    /// per calendar class (as patterns).
+    pub fn series_names(self, indexes: bool) -> Vec<&'static str> {
         let mut names: Vec<&'static str> = self
             .series()
             .into_iter()
             .filter_map(Series::fixed_name)
             .collect();
-        if self.contains(Scope::Index) {
+        if indexes && self.contains(Scope::Index) {
             names.extend(
                 SERIES_NAMES
                     .iter()
@@ -223,6 +224,31 @@ mod tests {
                 ("consumption/power/apparent/max", "max_power"),
             ]
         );
+        // The index series, whole meter and per class, and the energy per class.
+        for name in [
+            "consumption/energy/active/index",
+            "production/energy/active/index/provider/hc",
+            "consumption/energy/active/daily/distributor/hph",
+        ] {
+            let series: Series = name.parse().unwrap();
+            assert_eq!(Scope::of(series), Scope::Index, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_series_listed_follow_the_scopes_and_the_api() {
+        let default = Scopes::default_for_peers();
+        assert_eq!(default.series_names(true).len(), SERIES_NAMES.len());
+        // An API without indexes (v3, v4, v5): the five whole-meter series.
+        assert_eq!(
+            default.series_names(false),
+            Series::ALL.map(|s| s.fixed_name().unwrap_or_default())
+        );
+        let index_only: Scopes = [Scope::Index].into_iter().collect();
+        let names = index_only.series_names(true);
+        assert_eq!(names.len(), 6, "{names:?}");
+        assert!(names.iter().all(|n| n.contains("/index") || n.contains('<')));
+        assert!(index_only.series_names(false).is_empty());
     }
 
     #[test]

@@ -126,7 +126,9 @@ impl AdHocCommand<AgentContext> for GetHistory {
                 .first()
                 .zip(series.first())
                 .map(|(r, series)| Identifier::new(r.prm, *series));
-            let names = settings.scopes(requester).series_names();
+            let names = settings
+                .scopes(requester)
+                .series_names(settings.serves_indexes());
             Ok(self.form_with(hint, &prm_hint(&readable), &names))
         })
     }
