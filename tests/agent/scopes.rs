@@ -536,7 +536,12 @@ async fn disco_and_list_usage_points_show_each_peer_what_its_scopes_allow() {
         field_values(&form, PRM)[0],
         "series: consumption/power/active/raw, production/power/active/raw, \
          consumption/energy/active/daily, production/energy/active/daily, \
-         consumption/power/apparent/max"
+         consumption/power/apparent/max, consumption/energy/active/index, \
+         production/energy/active/index, \
+         consumption/energy/active/index/{distributor|provider}/<class>, \
+         production/energy/active/index/{distributor|provider}/<class>, \
+         consumption/energy/active/daily/{distributor|provider}/<class>, \
+         production/energy/active/daily/{distributor|provider}/<class>"
     );
     let form = list("dan").await;
     assert_eq!(field_values(&form, "usage_points"), [PRM]);
