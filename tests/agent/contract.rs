@@ -371,12 +371,24 @@ async fn the_slixmpp_peer_reads_the_contract_the_simulator_serves_and_a_peer_wit
     let rows = contract_rows(&d);
     let refused: Vec<_> = rows
         .iter()
-        .map(|r| (r.peer.as_str(), r.outcome.as_str(), r.error_code.as_deref()))
-        .filter(|r| r.1 == "refused")
+        .filter(|r| r.outcome == "refused")
+        .map(|r| {
+            (
+                r.peer.as_str(),
+                r.prm.as_deref(),
+                r.series.as_deref(),
+                r.error_code.as_deref(),
+            )
+        })
         .collect();
     assert_eq!(
         refused,
-        [("dan@localhost", "refused", Some("scope:contract"))]
+        [(
+            "dan@localhost",
+            Some(PRM),
+            Some("contract"),
+            Some("scope:contract")
+        )]
     );
 }
 
