@@ -22,7 +22,7 @@ use super::authorise::Grant;
 use super::context::AgentContext;
 use super::request::DataRequest;
 use crate::logging::RequestLog;
-use crate::quoalise::{Identifier, Prm, Series};
+use crate::quoalise::{Prm, Series};
 use crate::store::{
     Access, AccessBasis, AccessError, AccessOutcome, AuditError, Store, Subject, now_seconds,
 };
@@ -246,21 +246,22 @@ pub async fn record_decision(
 
 /// Records the refusal of a request refused before the data path (a command the
 /// peer may not run: its scopes lack what the command serves) of the request
-/// recorded in `log`, with the PRM and series when the request said them. A
-/// failure to write is logged: the peer gets its refusal anyway.
+/// recorded in `log`, with the PRM and what of it (a series, the contract) when
+/// the request said them. A failure to write is logged: the peer gets its
+/// refusal anyway.
 pub async fn record_refusal(
     ctx: &AgentContext,
     log: &RequestLog,
     peer: &str,
-    asked: Option<Identifier>,
+    asked: Option<(Prm, Subject)>,
     error: &CommandError,
 ) {
     let access = Access {
         at: now_seconds(),
         peer: peer.to_owned(),
         command: log.command().to_owned(),
-        prm: asked.map(|id| id.prm),
-        series: asked.map(|id| Subject::Series(id.series)),
+        prm: asked.map(|(prm, _)| prm),
+        series: asked.map(|(_, subject)| subject),
         range: None,
         basis: None,
         outcome: AccessOutcome::Refused(access_error(error)),

@@ -11,7 +11,8 @@ use crate::agent::audit::record_refusal;
 use crate::agent::authorise::{out_of_scope, scopes_in_words};
 use crate::agent::context::AgentContext;
 use crate::logging::RequestLog;
-use crate::quoalise::{Identifier, Scope, Series};
+use crate::quoalise::{Identifier, Prm, Scope, Series};
+use crate::store::Subject;
 use crate::xmpp::{CommandError, Outcome, Request};
 
 /// Runs one request of the command `node`: `work` inside the request's span
@@ -114,13 +115,27 @@ pub async fn refuse(
     serves: &[Scope],
     asked: Option<Identifier>,
 ) -> CommandError {
+    let named = asked.map(|id| (id.prm, Subject::Series(id.series)));
+    refuse_named(ctx, node, request, serves, asked, named).await
+}
+
+/// [`refuse`], the request naming `named` (its PRM, and what of it: a series, the
+/// contract) for the log line and the audit trail.
+pub async fn refuse_named(
+    ctx: &AgentContext,
+    node: &'static str,
+    request: &Request,
+    serves: &[Scope],
+    asked: Option<Identifier>,
+    named: Option<(Prm, Subject)>,
+) -> CommandError {
     let error = refusal(ctx, &request.requester, node, serves, asked);
     let refused = instrumented(ctx, node, request, async |log| {
-        if let Some(id) = asked {
-            log.prm(&id.prm);
+        if let Some((prm, _)) = named {
+            log.prm(&prm);
         }
         tracing::info!(reason = %error, "command refused: outside the peer's scopes");
-        record_refusal(ctx, log, request.requester.as_str(), asked, &error).await;
+        record_refusal(ctx, log, request.requester.as_str(), named, &error).await;
         Err(error)
     })
     .await;

@@ -17,13 +17,14 @@
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
-use super::common::{instrumented, refuse};
+use super::common::{instrumented, refuse_named};
 use super::data::prm_hint;
 use crate::agent::authorise::{Readable, readable};
 use crate::agent::context::AgentContext;
 use crate::agent::contract::{PRM_FIELD, fetch_contract};
 use crate::quoalise::contract::{Changed, Coded, Contract};
 use crate::quoalise::{Direction, Prm, Scope};
+use crate::store::Subject;
 use crate::store::consents::fmt_instant;
 use crate::xmpp::forms::{text_multi, text_single};
 use crate::xmpp::{
@@ -216,7 +217,15 @@ impl AdHocCommand<AgentContext> for GetContract {
         ctx: &'a AgentContext,
         request: Request,
     ) -> BoxFuture<'a, CommandError> {
-        Box::pin(async move { refuse(ctx, NODE, &request, &[Scope::Contract], None).await })
+        Box::pin(async move {
+            // On record with the PRM the form named, as a data command's refusal.
+            let named = request
+                .form
+                .parse_required(PRM_FIELD, |s| s.parse::<Prm>())
+                .ok()
+                .map(|prm| (prm, Subject::Contract));
+            refuse_named(ctx, NODE, &request, &[Scope::Contract], None, named).await
+        })
     }
 
     fn form_for<'a>(

@@ -4,7 +4,10 @@
 //! result form, `comptage_auto`'s 403 `900908` named and noted, the v5 address,
 //! a peer without access refused, v3/v4 answered `feature-not-implemented`,
 //! every access in the audit trail, and the second request served from the
-//! cache without a call to Enedis (the simulator's own call log).
+//! cache without a call to Enedis (the simulator's own call log); and the
+//! slixmpp peer (tests/interop/quoalise_peer.py `contract`) playing the Quoalise
+//! client: the payload, read in Python, says what the simulator serves, and a
+//! peer without the `contract` scope sees `<missing-scope scope="contract"/>`.
 
 use crate::common;
 use crate::common::agent_harness;
@@ -17,6 +20,11 @@ use quoalise_agent::quoalise::contract::{Coded, Contract};
 use quoalise_agent::quoalise::{Direction, NS_QUOALISE};
 use quoalise_agent::store::{AuditFilter, Store};
 use quoalise_agent::xmpp::{Command, NoteType, Status};
+use serde_json::{Value, json};
+
+/// The simulator's self-consumer (profile 6): a consumption and an injection
+/// contract on one PRM.
+const SELF_CONSUMER: &str = "12655648759651";
 
 fn get_contract(prm: &str) -> Command {
     Command::execute("get_contract", Some(submit(&[("usage_point_id", prm)])))
@@ -225,6 +233,162 @@ async fn an_authorised_prm_gets_its_contract_then_from_the_cache_and_others_are_
     assert!(
         metrics.contains(r#"quoalise_agent_requests_total{command="get_contract",outcome="ok"} 2"#),
         "{metrics}"
+    );
+}
+
+/// `2024-10-12` of the simulator's `2024-10-12T00:00:00+0200`.
+fn itc_day(raw: &Value) -> Value {
+    json!(&raw.as_str().unwrap_or_else(|| panic!("not a date: {raw}"))[..10])
+}
+
+#[tokio::test]
+async fn the_slixmpp_peer_reads_the_contract_the_simulator_serves_and_a_peer_without_the_scope_is_refused()
+ {
+    let d = Deployment::start(AgentSettings::with_peers(vec![
+        peer("alice", &[PRM, SELF_CONSUMER]),
+        peer("dan", &[PRM]).scopes(&["daily"]),
+    ]))
+    .await;
+    let token = d.sim.app_token().await;
+    for prm in [PRM, SELF_CONSUMER] {
+        // What the simulator serves the agent's application, first-hand.
+        let get = |api: &str| {
+            let path = format!("/{api}/v1/{prm}");
+            let (sim, token) = (&d.sim, &token);
+            async move { sim.get_json(token, &path).await }
+        };
+        let (status, situation) = get("situation_contrat_auto").await;
+        assert_eq!(status, 200, "{situation}");
+        let (status, synthese) = get("synth_contrat_auto").await;
+        assert_eq!(status, 200, "{synthese}");
+        let (status, comptage) = get("comptage_auto").await;
+        assert_eq!(status, 403, "{comptage}");
+
+        // The Quoalise client's get_contract, its payload read in Python.
+        let answer = d.python("alice@localhost/client", "contract", &[prm]).await;
+        assert_eq!(answer["type"], "result", "{prm}: {answer}");
+        assert_eq!(answer["status"], "completed", "{answer}");
+        let c = &answer["contract"];
+        assert!(c.is_object(), "{prm}: no <contract> payload in {answer}");
+        assert_eq!(c["prm"], prm);
+        assert_eq!(c["generation"], "2026");
+
+        // One segment per contract, as the synthesis lists them.
+        let contracts = situation.as_array().expect("a list of contracts");
+        let segments: Vec<&Value> = synthese["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["segment"])
+            .collect();
+        assert_eq!(
+            segments,
+            contracts.iter().map(|c| &c["segment"]).collect::<Vec<_>>()
+        );
+        assert_eq!(c["segments"], json!(segments), "{prm}");
+        // The subscribed power and tariff of the (one) consumption contract.
+        let consumption: Vec<&Value> = contracts
+            .iter()
+            .filter(|c| c.get("subscribed_power").is_some())
+            .collect();
+        assert_eq!(consumption.len(), 1, "{situation}");
+        let power = &consumption[0]["subscribed_power"];
+        assert_eq!(
+            c["subscribed_power"],
+            json!({"value": power["value"], "unit": power["unit"]}),
+            "{prm}"
+        );
+        assert_eq!(c["subscribed_power"]["unit"], "kVA");
+        assert_eq!(
+            c["tariff_option"],
+            json!({"code": null, "label": consumption[0]["distribution_tariff"]})
+        );
+        assert_eq!(
+            c["contract_start"],
+            itc_day(&consumption[0]["contract_start"])
+        );
+        assert_eq!(
+            c["services_level"],
+            json!({"code": null, "label": synthese["services_level"]})
+        );
+        let mut activations = Vec::new();
+        for direction in ["consumption", "generation"] {
+            if let Some(date) = synthese.get(format!("{direction}_last_activation_date")) {
+                let direction = if direction == "generation" {
+                    "production"
+                } else {
+                    direction
+                };
+                activations.push(json!({"date": itc_day(date), "direction": direction}));
+            }
+        }
+        assert!(!activations.is_empty());
+        assert_eq!(c["activations"], json!(activations), "{prm}");
+        // comptage_auto's refusal: its fields left out, and named with Enedis' code.
+        assert_eq!(c["meter_type"], Value::Null);
+        assert_eq!(c["off_peak_hours"], Value::Null);
+        let unavailable = c["unavailable"].as_array().unwrap();
+        assert_eq!(unavailable.len(), 1, "{prm}: {unavailable:?}");
+        assert_eq!(unavailable[0]["source"], "comptage_auto/v1");
+        assert_eq!(unavailable[0]["code"], comptage["code"]);
+        assert_eq!(unavailable[0]["code"], "900908");
+        assert_eq!(
+            unavailable[0]["fields"],
+            json!(["meter-type", "off-peak-hours"])
+        );
+        assert!(
+            unavailable[0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("not subscribed")),
+            "{unavailable:?}"
+        );
+        // No address with API 2026, though situation_contrat_auto has the customer's.
+        assert_eq!(c["address"], Value::Null);
+        let notes = answer["notes"].as_array().unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0]["type"], "warn");
+        assert!(notes[0]["text"].as_str().unwrap().contains("900908"));
+    }
+
+    // Without the contract scope: not listed, and refused, naming the scope,
+    // before any call to Enedis.
+    let commands = d.python("dan@localhost/client", "commands", &[]).await;
+    let commands = commands["commands"].as_array().expect("the commands");
+    assert!(commands.contains(&json!("get_daily")), "{commands:?}");
+    assert!(!commands.contains(&json!("get_contract")), "{commands:?}");
+    d.sim.admin().clear_calls().await;
+    let answer = d.python("dan@localhost/client", "contract", &[PRM]).await;
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["condition"], "not-authorized", "{answer}");
+    assert_eq!(answer["missing_scope"], "contract", "{answer}");
+    assert!(
+        answer["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("this peer's scopes do not include contract")),
+        "{answer}"
+    );
+    assert_eq!(d.sim.admin().total_calls().await, 0);
+    let rows = contract_rows(&d);
+    let refused: Vec<_> = rows
+        .iter()
+        .filter(|r| r.outcome == "refused")
+        .map(|r| {
+            (
+                r.peer.as_str(),
+                r.prm.as_deref(),
+                r.series.as_deref(),
+                r.error_code.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [(
+            "dan@localhost",
+            Some(PRM),
+            Some("contract"),
+            Some("scope:contract")
+        )]
     );
 }
 

@@ -1,8 +1,10 @@
 //! Data scopes (`[[peers]] scopes`) through the REAL agent (`quoalise-agent run`,
 //! real Prosody, real `enedis-sim`, Rust peers):
 //!
-//! - a matrix of peers × scopes × commands, over a PRM granted by the
-//!   configuration and a PRM of a consent each peer owns: what the scopes allow
+//! - a matrix of peers × scopes × commands (the load curve, daily energy and
+//!   maximum power, the whole meter's index and a class's, `get_contract`), over a
+//!   PRM granted by the configuration and a PRM of a consent each peer owns: what
+//!   the scopes allow
 //!   comes back as data, the rest is `not-authorized` with
 //!   `<missing-scope scope=…/>` and a text naming the scope, and every request is
 //!   on record in the audit trail, refusals with the code `scope:<name>`;
@@ -24,7 +26,8 @@ use common::xmpp_harness::{Peer, condition, field_values, submit};
 use jiff::ToSpan;
 use jiff::civil::Date;
 use quoalise_agent::config::ApiGeneration;
-use quoalise_agent::quoalise::{Identifier, Scope, Scopes, Series, decode_element};
+use quoalise_agent::quoalise::contract::Contract;
+use quoalise_agent::quoalise::{Direction, Identifier, Scope, Scopes, Series, decode_element};
 use quoalise_agent::store::{AuditFilter, AuditRecord, NewConsent, Store};
 use quoalise_agent::xmpp::{Action, Command, IqError, NS_QUOALISE, Status};
 use tokio_xmpp::Stanza;
@@ -68,30 +71,67 @@ enum Ask {
     LoadCurve,
     /// `get_daily`, consumption.
     Daily,
+    /// `get_contract`.
+    Contract,
 }
 
 impl Ask {
-    const ALL: [Ask; 5] = [
-        Ask::History(Series::ConsumptionPower),
-        Ask::History(Series::ConsumptionEnergyDaily),
-        Ask::History(Series::ConsumptionMaxPower),
-        Ask::LoadCurve,
-        Ask::Daily,
-    ];
+    /// Every command of the matrix, and every scope of a peer but identity.
+    fn all() -> Vec<Ask> {
+        vec![
+            Ask::History(Series::ConsumptionPower),
+            Ask::History(Series::ConsumptionEnergyDaily),
+            Ask::History(Series::ConsumptionMaxPower),
+            Ask::LoadCurve,
+            Ask::Daily,
+            // The whole meter's index, and the counter of one class of the
+            // distributor's four-class calendar (every simulated consumer's).
+            Ask::History(Series::EnergyIndex(Direction::Consumption)),
+            Ask::History(
+                "consumption/energy/active/index/distributor/hph"
+                    .parse()
+                    .unwrap(),
+            ),
+            Ask::Contract,
+        ]
+    }
 
     fn node(self) -> &'static str {
         match self {
             Ask::History(_) => "get_history",
             Ask::LoadCurve => "get_load_curve",
             Ask::Daily => "get_daily",
+            Ask::Contract => "get_contract",
         }
     }
 
-    fn series(self) -> Series {
+    /// The series of the request; `None` for the contract.
+    fn series(self) -> Option<Series> {
         match self {
-            Ask::History(series) => series,
-            Ask::LoadCurve => Series::ConsumptionPower,
-            Ask::Daily => Series::ConsumptionEnergyDaily,
+            Ask::History(series) => Some(series),
+            Ask::LoadCurve => Some(Series::ConsumptionPower),
+            Ask::Daily => Some(Series::ConsumptionEnergyDaily),
+            Ask::Contract => None,
+        }
+    }
+
+    /// What the audit trail writes in its `series` column.
+    fn audited_series(self) -> String {
+        self.series()
+            .map_or_else(|| "contract".to_owned(), |s| s.name().into_owned())
+    }
+
+    /// The scope the request needs, as docs/agent.md (Scopes) tells it, written
+    /// here rather than asked of the agent's own [`Scope::of`].
+    fn scope(self) -> Scope {
+        match self.series() {
+            None => Scope::Contract,
+            Some(Series::ConsumptionPower | Series::ProductionPower) => Scope::LoadCurve,
+            Some(Series::ConsumptionEnergyDaily | Series::ProductionEnergyDaily) => Scope::Daily,
+            Some(Series::ConsumptionMaxPower) => Scope::MaxPower,
+            Some(
+                Series::EnergyIndex(_) | Series::ClassIndex(..) | Series::ClassEnergyDaily(..),
+            ) => Scope::Index,
         }
     }
 
@@ -110,6 +150,7 @@ impl Ask {
                 ("start_date", from.to_string()),
                 ("end_date", to.to_string()),
             ],
+            Ask::Contract => vec![("usage_point_id", prm.to_owned())],
         };
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Command::execute(self.node(), Some(submit(&fields)))
@@ -241,12 +282,13 @@ fn scopes_of(names: Option<&[&str]>) -> Scopes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_peer_gets_the_series_of_its_scopes_from_grants_and_consents_alike() {
-    // Three peers, three sets of scopes, each granted PRM and owning a consent
+    // Four peers, four sets of scopes, each granted PRM and owning a consent
     // for CONSENTED.
-    let matrix: [(&str, Option<&[&str]>); 3] = [
+    let matrix: [(&str, Option<&[&str]>); 4] = [
         ("alice", None),
         ("dan", Some(&["daily"])),
         ("carl", Some(&["load_curve", "max_power", "contract"])),
+        ("ivy", Some(&["index"])),
     ];
     let peers = matrix
         .iter()
@@ -266,21 +308,31 @@ async fn each_peer_gets_the_series_of_its_scopes_from_grants_and_consents_alike(
         let scopes = scopes_of(scopes);
         let client = Peer::login(&d.prosody, &format!("{jid}/matrix")).await;
         for prm in [PRM, CONSENTED] {
-            for ask in Ask::ALL {
-                let series = ask.series();
-                let scope = Scope::of(series);
+            for ask in Ask::all() {
+                let scope = ask.scope();
                 let result = client.command(ask.command(prm)).await;
-                let case = format!("{user} {} {prm} {series}", ask.node());
+                let case = format!("{user} {} {prm} {}", ask.node(), ask.audited_series());
                 let (outcome, basis, code) = if scopes.contains(scope) {
                     let answer =
                         result.unwrap_or_else(|e| panic!("{case}: refused {:?}", condition(&e)));
-                    let data = answered(&answer);
-                    assert_eq!(
-                        data.identifier,
-                        Identifier::new(prm.parse().unwrap(), series),
-                        "{case}"
-                    );
-                    assert!(!data.readings.is_empty(), "{case}: no readings");
+                    if let Some(series) = ask.series() {
+                        let data = answered(&answer);
+                        assert_eq!(
+                            data.identifier,
+                            Identifier::new(prm.parse().unwrap(), series),
+                            "{case}"
+                        );
+                        assert!(!data.readings.is_empty(), "{case}: no readings");
+                    } else {
+                        let contract = answer
+                            .payloads
+                            .iter()
+                            .find(|p| p.is("contract", NS_QUOALISE))
+                            .unwrap_or_else(|| panic!("{case}: no <contract/>"));
+                        let contract = Contract::from_element(contract).expect("a contract");
+                        assert_eq!(contract.prm.as_str(), prm, "{case}");
+                        assert!(contract.subscribed_power.is_some(), "{case}");
+                    }
                     served += 1;
                     let basis = if prm == PRM {
                         (None, true)
@@ -299,7 +351,7 @@ async fn each_peer_gets_the_series_of_its_scopes_from_grants_and_consents_alike(
                     jid.clone(),
                     ask.node().to_owned(),
                     Some(prm.to_owned()),
-                    Some(series.name().into_owned()),
+                    Some(ask.audited_series()),
                     outcome.to_owned(),
                     basis.0,
                     basis.1,
@@ -308,8 +360,9 @@ async fn each_peer_gets_the_series_of_its_scopes_from_grants_and_consents_alike(
             }
         }
     }
-    // alice: all 10; dan: 2 × 2 daily; carl: 2 × 3 load curve and max power.
-    assert_eq!(served, 10 + 4 + 6);
+    // alice: all 2 × 8; dan: 2 × 2 daily; carl: 2 × 4 load curve, max power and
+    // contract; ivy: 2 × 2 indexes.
+    assert_eq!(served, 16 + 4 + 8 + 4);
 
     // Every request on record, in order, refusals with the scope as their code.
     let rows = store.audit(&AuditFilter::default()).unwrap();

@@ -22,9 +22,19 @@ Actions:
                               by k=v; reports the form and the parsed payload
   commands                    disco#items on the commands node
   list                        list_usage_points in one execute
+  contract PRM                get_contract in one execute (the usage_point_id
+                              field), the <contract> payload read here from its
+                              XML (schemas/contract.rng) into "contract"
 
 Answers: {"type": "result", "status", "form", "notes", "data": [parsed <data>]}
-or {"type": "error", "condition", "etype", "text", "upstream": {"issuer", "code"}}.
+or {"type": "error", "condition", "etype", "text", "upstream": {"issuer", "code"},
+"missing_scope": the scope named by <missing-scope/>, or null}.
+contract adds "contract": {"prm", "generation", "fetched", "segments",
+"subscribed_power": {"value", "unit"}, "tariff_option", "off_peak_hours",
+"meter_type", "services_level": {"code", "label"}, "contract_start",
+"activations": [{"date", "direction"}], "last_changes": [{"of", "date"}],
+"address", "unavailable": [{"source", "fields": [...], "code", "text"}]}
+(absent parts null or []) to a result, null when it carries no <contract>.
 proxy-app adds "app": {"name", "interval", "step", "direction", "records":
 [[utc_seconds, value, "YYYY-MM-DDTHH:MM:SSZ"]], "other_names"} to a result.
 """
@@ -100,6 +110,83 @@ def parse_quoalise(xml):
     return out
 
 
+def parse_contract(xml):
+    """A <contract xmlns="urn:quoalise:0"> payload (schemas/contract.rng) as a dict."""
+    root = ET.fromstring(xml)
+    assert root.tag == "{%s}contract" % QUOALISE_NS, root.tag
+
+    def children(name):
+        return root.findall("{%s}%s" % (QUOALISE_NS, name))
+
+    def one(name):
+        found = children(name)
+        assert len(found) <= 1, "%d <%s> in a contract" % (len(found), name)
+        return found[0] if found else None
+
+    def coded(name):
+        element = one(name)
+        if element is None:
+            return None
+        return {"code": element.get("code"), "label": element.get("label")}
+
+    def dated(name):
+        element = one(name)
+        return None if element is None else element.get("date")
+
+    power = one("subscribed-power")
+    hours = one("off-peak-hours")
+    address = one("address")
+    return {
+        "prm": root.get("prm"),
+        "generation": root.get("generation"),
+        "fetched": root.get("fetched"),
+        "segments": [s.text for s in children("segment")],
+        "subscribed_power": None
+        if power is None
+        else {"value": power.get("value"), "unit": power.get("unit")},
+        "tariff_option": coded("tariff-option"),
+        "off_peak_hours": None
+        if hours is None
+        else {
+            "raw": hours.get("raw"),
+            "ranges": [
+                [r.get("start"), r.get("end")]
+                for r in hours.findall("{%s}range" % QUOALISE_NS)
+            ],
+        },
+        "meter_type": coded("meter-type"),
+        "services_level": coded("services-level"),
+        "contract_start": dated("contract-start"),
+        "activations": [
+            {"date": a.get("date"), "direction": a.get("direction")}
+            for a in children("activation")
+        ],
+        "last_changes": [
+            {"of": c.get("of"), "date": c.get("date")} for c in children("last-change")
+        ],
+        "address": None if address is None else dict(address.attrib),
+        "unavailable": [
+            {
+                "source": u.get("source"),
+                "fields": u.get("fields", "").split(),
+                "code": u.get("code"),
+                "text": u.text,
+            }
+            for u in children("unavailable")
+        ],
+    }
+
+
+def contract_xml(prm):
+    """get_contract in one execute, its usage_point_id filled."""
+    return (
+        f'<command xmlns="{COMMANDS_NS}" node="get_contract" action="execute">'
+        f'<x xmlns="{DATA_NS}" type="submit">'
+        f'<field var="usage_point_id" type="text-single"><value>{escape(prm)}</value></field>'
+        f"</x></command>"
+    )
+
+
 def summarise(answer):
     """Adds the parsed Quoalise payloads (and upstream error) to an adhoc.py answer."""
     if answer.get("type") == "result":
@@ -113,6 +200,8 @@ def summarise(answer):
         error = ET.fromstring(answer["xml"])
         upstream = error.find("{%s}upstream-error" % QUOALISE_NS)
         answer["upstream"] = None if upstream is None else dict(upstream.attrib)
+        missing = error.find("{%s}missing-scope" % QUOALISE_NS)
+        answer["missing_scope"] = None if missing is None else missing.get("scope")
     return answer
 
 
@@ -304,6 +393,14 @@ async def main():
                     f'<command xmlns="{COMMANDS_NS}" node="list_usage_points" action="execute"/>',
                 )
             )
+        elif action == "contract":
+            result = summarise(await send_raw_command(peer, args.agent, contract_xml(rest[0])))
+            if result.get("type") == "result":
+                contracts = [
+                    p for p in result["payloads"] if p.lstrip().startswith("<contract")
+                ]
+                assert len(contracts) <= 1, "%d <contract> payloads" % len(contracts)
+                result["contract"] = parse_contract(contracts[0]) if contracts else None
         elif action == "commands":
             try:
                 iq = await peer["xep_0050"].get_commands(args.agent, timeout=30)
