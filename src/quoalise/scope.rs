@@ -247,7 +247,11 @@ mod tests {
         let index_only: Scopes = [Scope::Index].into_iter().collect();
         let names = index_only.series_names(true);
         assert_eq!(names.len(), 6, "{names:?}");
-        assert!(names.iter().all(|n| n.contains("/index") || n.contains('<')));
+        assert!(
+            names
+                .iter()
+                .all(|n| n.contains("/index") || n.contains('<'))
+        );
         assert!(index_only.series_names(false).is_empty());
     }
 

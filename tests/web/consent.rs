@@ -774,6 +774,7 @@ async fn the_page_lists_only_the_data_the_peers_scopes_let_it_receive() {
         "votre puissance maximale de chaque jour",
         "votre production jour par jour, si vous en avez",
         "votre courbe de production, si vous en avez",
+        "les index de votre compteur (ses relevés), et votre consommation de chaque jour par période tarifaire (heures pleines, heures creuses, jours Tempo…)",
         "les caractéristiques de votre contrat et de votre compteur (puissance souscrite, option tarifaire, heures creuses)",
     ];
     let address = "l&#39;adresse de votre compteur";
@@ -786,7 +787,7 @@ async fn the_page_lists_only_the_data_the_peers_scopes_let_it_receive() {
     assert_eq!(
         shared_list(&body),
         every,
-        "the default: every series and the contract, not the address"
+        "the default: every series, the indexes and the contract, not the address"
     );
 
     // Daily energy only: neither curve nor maximum power is promised.
