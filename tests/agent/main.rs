@@ -13,6 +13,7 @@ mod data;
 mod faults_upstream;
 mod federation;
 mod lifecycle;
+mod quota_fairness;
 mod subscriptions_late;
 mod subscriptions_push;
 mod xmpp_commands;

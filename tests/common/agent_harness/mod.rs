@@ -49,12 +49,28 @@ pub struct PeerSpec {
     /// Its server's domain: the test domain unless [`peer_at`] says otherwise.
     pub domain: String,
     pub usage_points: Vec<String>,
+    /// `weight` (not written when `None`: the agent's default, 1).
+    pub weight: Option<u32>,
+    /// `calls_per_hour` (not written when `None`: no cap of its own).
+    pub calls_per_hour: Option<u32>,
 }
 
 impl PeerSpec {
     /// The bare JID written in `[[peers]]`.
     pub fn jid(&self) -> String {
         format!("{}@{}", self.user, self.domain)
+    }
+
+    /// The same peer with `weight` in its entry.
+    pub fn with_weight(mut self, weight: u32) -> PeerSpec {
+        self.weight = Some(weight);
+        self
+    }
+
+    /// The same peer with its own `calls_per_hour` cap.
+    pub fn with_calls_per_hour(mut self, calls: u32) -> PeerSpec {
+        self.calls_per_hour = Some(calls);
+        self
     }
 }
 
@@ -64,6 +80,8 @@ pub fn peer(user: &str, usage_points: &[&str]) -> PeerSpec {
         user: user.to_owned(),
         domain: DOMAIN.to_owned(),
         usage_points: usage_points.iter().map(|s| (*s).to_owned()).collect(),
+        weight: None,
+        calls_per_hour: None,
     }
 }
 
@@ -90,6 +108,10 @@ pub struct AgentSettings {
     pub calls_per_second: u32,
     /// `enedis.calls_per_hour`.
     pub calls_per_hour: u32,
+    /// `enedis.quota_wait_secs`: the longest a call waits for its quota slot.
+    pub quota_wait_secs: u64,
+    /// `enedis.interactive_reserve_percent` (not written when `None`).
+    pub interactive_reserve_percent: Option<u32>,
     /// The agent's password as configured (the account has [`PASSWORD`]).
     pub xmpp_password: String,
     /// `xmpp.first_session_deadline_secs`.
@@ -110,6 +132,8 @@ impl Default for AgentSettings {
             max_retries: 1,
             calls_per_second: 50,
             calls_per_hour: 100_000,
+            quota_wait_secs: 5,
+            interactive_reserve_percent: None,
             xmpp_password: PASSWORD.to_owned(),
             first_session_deadline_secs: 30,
             log_level: "info,quoalise_agent=debug".to_owned(),
@@ -167,12 +191,21 @@ impl ConfigFiles {
             .set("enedis.calls_per_hour", settings.calls_per_hour)
             .set("enedis.max_retries", settings.max_retries)
             .set("enedis.connect_timeout_secs", 2)
-            .set("enedis.quota_wait_secs", 5)
+            .set("enedis.quota_wait_secs", settings.quota_wait_secs)
             .web_port(self.web_port)
             .set("log.level", settings.log_level.as_str());
+        if let Some(percent) = settings.interactive_reserve_percent {
+            config = config.set("enedis.interactive_reserve_percent", percent);
+        }
         for p in &settings.peers {
             let points: Vec<&str> = p.usage_points.iter().map(String::as_str).collect();
             config = config.peer(&p.jid(), &points);
+            if let Some(weight) = p.weight {
+                config = config.peer_set("weight", weight);
+            }
+            if let Some(calls) = p.calls_per_hour {
+                config = config.peer_set("calls_per_hour", calls);
+            }
         }
         config.write(&self.dir);
     }
