@@ -9,3 +9,4 @@ mod cache;
 mod contract;
 mod crash;
 mod parsing;
+mod quota_schedule;
