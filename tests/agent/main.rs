@@ -16,6 +16,7 @@ mod faults_upstream;
 mod federation;
 mod index;
 mod lifecycle;
+mod quota_fairness;
 mod scopes;
 mod subscriptions_fleet;
 mod subscriptions_late;

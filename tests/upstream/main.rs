@@ -12,3 +12,4 @@ mod contract_data;
 mod crash;
 mod index;
 mod parsing;
+mod quota_schedule;

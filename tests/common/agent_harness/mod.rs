@@ -52,6 +52,10 @@ pub struct PeerSpec {
     /// Its `scopes` (not written when `None`: the default, every scope but
     /// `identity`).
     pub scopes: Option<Vec<String>>,
+    /// `weight` (not written when `None`: the agent's default, 1).
+    pub weight: Option<u32>,
+    /// `calls_per_hour` (not written when `None`: no cap of its own).
+    pub calls_per_hour: Option<u32>,
 }
 
 impl PeerSpec {
@@ -65,6 +69,18 @@ impl PeerSpec {
         self.scopes = Some(scopes.iter().map(|s| (*s).to_owned()).collect());
         self
     }
+
+    /// The same peer with `weight` in its entry.
+    pub fn with_weight(mut self, weight: u32) -> PeerSpec {
+        self.weight = Some(weight);
+        self
+    }
+
+    /// The same peer with its own `calls_per_hour` cap.
+    pub fn with_calls_per_hour(mut self, calls: u32) -> PeerSpec {
+        self.calls_per_hour = Some(calls);
+        self
+    }
 }
 
 /// A peer on the test domain (`localhost`).
@@ -74,6 +90,8 @@ pub fn peer(user: &str, usage_points: &[&str]) -> PeerSpec {
         domain: DOMAIN.to_owned(),
         usage_points: usage_points.iter().map(|s| (*s).to_owned()).collect(),
         scopes: None,
+        weight: None,
+        calls_per_hour: None,
     }
 }
 
@@ -100,6 +118,8 @@ pub struct AgentSettings {
     pub calls_per_second: u32,
     /// `enedis.calls_per_hour`.
     pub calls_per_hour: u32,
+    /// `enedis.quota_wait_secs`: the longest a call waits for its quota slot.
+    pub quota_wait_secs: u64,
     /// `enedis.interactive_reserve_percent` (not written when `None`: the
     /// agent's default, 20).
     pub interactive_reserve_percent: Option<u32>,
@@ -125,6 +145,7 @@ impl Default for AgentSettings {
             max_retries: 1,
             calls_per_second: 50,
             calls_per_hour: 100_000,
+            quota_wait_secs: 5,
             interactive_reserve_percent: None,
             xmpp_password: PASSWORD.to_owned(),
             first_session_deadline_secs: 30,
@@ -184,7 +205,7 @@ impl ConfigFiles {
             .set("enedis.calls_per_hour", settings.calls_per_hour)
             .set("enedis.max_retries", settings.max_retries)
             .set("enedis.connect_timeout_secs", 2)
-            .set("enedis.quota_wait_secs", 5)
+            .set("enedis.quota_wait_secs", settings.quota_wait_secs)
             .web_port(self.web_port)
             .set("log.level", settings.log_level.as_str());
         if let Some(percent) = settings.interactive_reserve_percent {
@@ -195,6 +216,12 @@ impl ConfigFiles {
             config = config.peer(&p.jid(), &points);
             if let Some(scopes) = &p.scopes {
                 config = config.peer_set("scopes", scopes.clone());
+            }
+            if let Some(weight) = p.weight {
+                config = config.peer_set("weight", weight);
+            }
+            if let Some(calls) = p.calls_per_hour {
+                config = config.peer_set("calls_per_hour", calls);
             }
         }
         config.write(&self.dir);
