@@ -18,7 +18,7 @@
 //!    for people), a person's call every 293 s for ten hours: the time to push
 //!    them all, the busiest hour, the people's waits.
 //!
-//! Knobs (environment): `BENCH_FLOOD` (default 1000), `BENCH_IN_FLIGHT` (200: a backlog of 44 s, within
+//! Knobs (environment): `BENCH_FLOOD` (default 1000), `BENCH_IN_FLIGHT` (120: a backlog of 26 s, within
 //! `quota_wait_secs`, also with B's requests in A's queue),
 //! `BENCH_PROBES` (30), `BENCH_PROBE_EVERY_MS` (2000), `BENCH_CALLS_PER_SECOND` (5),
 //! `BENCH_AGENT_BIN`. About 4 minutes.
@@ -287,7 +287,7 @@ fn main() {
     }
     let knobs = Knobs {
         flood: env_or("BENCH_FLOOD", 1_000),
-        in_flight: env_or("BENCH_IN_FLIGHT", 200),
+        in_flight: env_or("BENCH_IN_FLIGHT", 120),
         samples: env_or("BENCH_PROBES", 30),
         every: Duration::from_millis(env_or("BENCH_PROBE_EVERY_MS", 2_000)),
         calls_per_second: env_or("BENCH_CALLS_PER_SECOND", 5),

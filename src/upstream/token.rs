@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::error::{EnedisFault, UpstreamError};
 use super::http::{Body, Call, Http, Shared, Tally};
-use super::limiter::Class;
+use super::limiter::Ask;
 use crate::config::Secret;
 use crate::store::{ConsentState, Store, StoredTokens, TokenSet, now_seconds};
 
@@ -67,8 +67,12 @@ pub(crate) async fn request_token(
     };
     // Every caller waits for a token behind the one asking for it (the token's
     // lock): asked for background work, it would make people wait in the
-    // background queue. A token request is always interactive.
-    let urgent = Tally::new(tally.ask().clone().with_class(Class::Interactive));
+    // background queue. A token request is always interactive, and the agent's
+    // own call: it serves everybody, so no peer's budget pays for it.
+    let urgent = Tally::new(Ask {
+        deadline: tally.ask().deadline,
+        ..Ask::agent()
+    });
     let sent = http.send(&call, None, &urgent).await;
     tally.add_n(urgent.get());
     let answer = sent?;

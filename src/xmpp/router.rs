@@ -311,6 +311,11 @@ pub struct RouterSettings {
     pub max_sessions_per_jid: usize,
     /// Command requests running at once; more are answered `resource-constraint`.
     pub max_in_flight: usize,
+    /// Command requests of ONE peer (bare JID) running at once; more of its
+    /// requests are answered `resource-constraint`, so that a peer flooding the
+    /// agent leaves room for the others (whose requests the quota scheduler then
+    /// serves in turn with the flood's).
+    pub max_in_flight_per_peer: usize,
     /// On shutdown, how long running requests may take to finish before they are
     /// answered `service-unavailable`.
     pub shutdown_grace: Duration,
@@ -326,6 +331,7 @@ impl RouterSettings {
             max_sessions: 1000,
             max_sessions_per_jid: 20,
             max_in_flight: 512,
+            max_in_flight_per_peer: 128,
             shutdown_grace: request_timeout.min(Duration::from_secs(30)),
             name: "Quoalise agent".to_owned(),
         }
@@ -554,9 +560,52 @@ pub(crate) struct Router<C> {
     accepting: AtomicBool,
     tracker: TaskTracker,
     permits: Arc<Semaphore>,
+    /// Requests running per peer (bare JID), for `max_in_flight_per_peer`.
+    per_peer: Arc<Mutex<HashMap<BareJid, usize>>>,
     /// Cancelled when the shutdown grace is over: running requests answer at once.
     abort: CancellationToken,
     xmpp: XmppHandle,
+}
+
+/// One running request of a peer, counted against `max_in_flight_per_peer`
+/// until dropped.
+struct PeerSlot {
+    counts: Arc<Mutex<HashMap<BareJid, usize>>>,
+    peer: BareJid,
+}
+
+impl PeerSlot {
+    fn take(
+        counts: &Arc<Mutex<HashMap<BareJid, usize>>>,
+        peer: BareJid,
+        max: usize,
+    ) -> Result<PeerSlot, CommandError> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let running = map.entry(peer.clone()).or_default();
+        if *running >= max {
+            return Err(CommandError::ResourceConstraint(format!(
+                "you already have {running} requests running at this agent (at most {max} \
+                 per peer); wait for their answers before sending more"
+            )));
+        }
+        *running += 1;
+        Ok(PeerSlot {
+            counts: counts.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = map.get_mut(&self.peer) {
+            *running = running.saturating_sub(1);
+            if *running == 0 {
+                map.remove(&self.peer);
+            }
+        }
+    }
 }
 
 fn result_iq(to: Option<Jid>, id: String, payload: Option<Element>) -> Iq {
@@ -587,6 +636,7 @@ impl<C: Send + Sync + 'static> Router<C> {
     ) -> Arc<Self> {
         Arc::new(Router {
             permits: Arc::new(Semaphore::new(settings.max_in_flight)),
+            per_peer: Arc::default(),
             commands,
             peers,
             settings,
@@ -987,6 +1037,11 @@ impl<C: Send + Sync + 'static> Router<C> {
         deadline: tokio::time::Instant,
         work: impl Future<Output = Result<Answer, CommandError>> + Send + 'static,
     ) -> Result<(), CommandError> {
+        let peer_slot = PeerSlot::take(
+            &self.per_peer,
+            to.to_bare(),
+            self.settings.max_in_flight_per_peer,
+        )?;
         let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
             CommandError::ResourceConstraint(format!(
                 "the agent is already running {} requests; try again shortly",
@@ -997,6 +1052,7 @@ impl<C: Send + Sync + 'static> Router<C> {
         let timeout = self.settings.request_timeout;
         self.tracker.spawn(async move {
             let _permit = permit;
+            let _peer_slot = peer_slot;
             let started = Instant::now();
             let guarded = AssertUnwindSafe(work).catch_unwind();
             let result = tokio::select! {
@@ -1110,6 +1166,28 @@ fn submitted(form: Option<DataForm>) -> Result<SubmittedForm, CommandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_peer_cannot_take_every_request_slot() {
+        let counts = Arc::new(Mutex::new(HashMap::new()));
+        let a: BareJid = "flood@example.org".parse().unwrap();
+        let b: BareJid = "other@example.org".parse().unwrap();
+        let first = PeerSlot::take(&counts, a.clone(), 2).unwrap();
+        let second = PeerSlot::take(&counts, a.clone(), 2).unwrap();
+        let refused = PeerSlot::take(&counts, a.clone(), 2).err().unwrap();
+        assert!(matches!(refused, CommandError::ResourceConstraint(_)));
+        assert!(
+            refused.to_string().contains("at most 2 per peer"),
+            "{refused}"
+        );
+        // Another peer still gets in.
+        let other = PeerSlot::take(&counts, b, 2).unwrap();
+        // An answered request frees its slot.
+        drop(first);
+        let third = PeerSlot::take(&counts, a, 2).unwrap();
+        drop((second, third, other));
+        assert!(counts.lock().unwrap().is_empty());
+    }
 
     fn jid(s: &str) -> Jid {
         Jid::new(s).unwrap()
