@@ -472,8 +472,9 @@ impl Exchange for XmppExchange<'_> {
     }
 }
 
-/// The answer of a command without data (`list_usage_points`): its result form.
-fn print_form_answer(payload: Element, out: &mut impl Write) -> Result<(), QueryError> {
+/// The agent's `<command/>` answer in `payload`, which must be `completed`; its
+/// notes go to stderr.
+pub(crate) fn completed_answer(payload: Element) -> Result<Command, QueryError> {
     let answer = Command::from_element(payload)
         .map_err(|e| fail(format!("the agent's answer is not a valid <command/>: {e}")))?;
     if answer.status != Some(Status::Completed) {
@@ -485,6 +486,12 @@ fn print_form_answer(payload: Element, out: &mut impl Write) -> Result<(), Query
     for note in &answer.notes {
         eprintln!("note from the agent: {}", note.text);
     }
+    Ok(answer)
+}
+
+/// The answer of a command without data (`list_usage_points`): its result form.
+fn print_form_answer(payload: Element, out: &mut impl Write) -> Result<(), QueryError> {
+    let answer = completed_answer(payload)?;
     let form = answer
         .form
         .ok_or_else(|| fail("the agent's answer has no result form"))?;

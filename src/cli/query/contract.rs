@@ -6,12 +6,11 @@ use std::io::Write;
 
 use minidom::Element;
 
-use super::{QueryError, fail, pretty_xml};
+use super::{QueryError, completed_answer, fail, pretty_xml};
 use crate::commands::get_contract::unavailable_text;
 use crate::quoalise::contract::{Changed, Contract};
 use crate::quoalise::{Direction, NS_QUOALISE};
 use crate::store::consents::fmt_instant;
-use crate::xmpp::{Command, Status};
 
 /// How `get-contract` prints its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,17 +27,7 @@ pub fn print_contract_answer(
     format: ContractFormat,
     out: &mut impl Write,
 ) -> Result<(), QueryError> {
-    let answer = Command::from_element(payload)
-        .map_err(|e| fail(format!("the agent's answer is not a valid <command/>: {e}")))?;
-    if answer.status != Some(Status::Completed) {
-        return Err(fail(format!(
-            "the agent answered with status {} instead of completed",
-            answer.status.map_or("(none)", |s| s.as_str())
-        )));
-    }
-    for note in &answer.notes {
-        eprintln!("note from the agent: {}", note.text);
-    }
+    let answer = completed_answer(payload)?;
     let element = answer
         .payloads
         .iter()
