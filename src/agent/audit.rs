@@ -24,7 +24,8 @@ use super::request::DataRequest;
 use crate::logging::RequestLog;
 use crate::quoalise::{Prm, Series};
 use crate::store::{
-    Access, AccessBasis, AccessError, AccessOutcome, AuditError, Store, Subject, now_seconds,
+    Access, AccessBasis, AccessError, AccessOutcome, AuditError, Store, StoreError, Subject,
+    now_seconds,
 };
 use crate::xmpp::CommandError;
 
@@ -224,15 +225,7 @@ pub async fn record_decision(
         upstream_calls: 0,
         duration_ms: None,
     };
-    let written = ctx
-        .store
-        .call_now(move |s| match s.record_access(&access) {
-            Ok(_) => Ok(Ok(())),
-            Err(AuditError::NoBasis(why)) => Ok(Err(why)),
-            Err(AuditError::Store(e)) => Err(e),
-        })
-        .await;
-    match written {
+    match write(&ctx.store, access).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(why)) => Err(CommandError::not_authorized(why)),
         Err(e) => {
@@ -268,17 +261,21 @@ pub async fn record_refusal(
         upstream_calls: 0,
         duration_ms: None,
     };
-    let written = ctx
-        .store
+    match write(&ctx.store, access).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => tracing::error!(reason = %why, "the audit trail refused a refusal"),
+        Err(e) => tracing::error!(error = %e, "cannot record a refused request in the audit trail"),
+    }
+}
+
+/// Writes a decision's row: `Ok(Err(why))` when the trail refuses it (an allowed
+/// row without a valid basis), `Err` when it cannot be written.
+async fn write(store: &Store, access: Access) -> Result<Result<(), String>, StoreError> {
+    store
         .call_now(move |s| match s.record_access(&access) {
             Ok(_) => Ok(Ok(())),
             Err(AuditError::NoBasis(why)) => Ok(Err(why)),
             Err(AuditError::Store(e)) => Err(e),
         })
-        .await;
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => tracing::error!(reason = %why, "the audit trail refused a refusal"),
-        Err(e) => tracing::error!(error = %e, "cannot record a refused request in the audit trail"),
-    }
+        .await
 }
