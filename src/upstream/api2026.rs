@@ -82,15 +82,13 @@ impl Dialect for Api2026 {
         to: Date,
         body: &[u8],
     ) -> Result<Vec<Reading>, ShapeError> {
-        if series.kind() == SeriesKind::Index {
-            let mut all = parse_index(series.direction(), prm, from, to, body)?;
-            return Ok(all
-                .iter_mut()
-                .find(|(s, _)| *s == series)
-                .map(|(_, readings)| std::mem::take(readings))
-                .unwrap_or_default());
-        }
-        parse_readings(series, prm, from, to, body)
+        // `series` comes first in [`Dialect::parse_all`]'s answer.
+        Ok(self
+            .parse_all(series, prm, from, to, body)?
+            .into_iter()
+            .next()
+            .map(|(_, readings)| readings)
+            .unwrap_or_default())
     }
 
     fn parse_all(

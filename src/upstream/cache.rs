@@ -47,7 +47,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use url::Url;
 
-use super::client::{derived, unsupported};
+use super::client::{derived, derived_plan, unsupported};
 use super::{
     Ask, Callback, Class, ConsentDuration, Fetched, FetchedContract, Upstream, UpstreamError,
     derive, window,
@@ -220,10 +220,7 @@ impl CachedUpstream {
         let Some(index) = derive::index_of(series) else {
             return self.cached(prm, series, from, to, ask).await;
         };
-        let today = paris_today(self.clock.now());
-        let plan = window::plan(series, from, to, today)?;
-        let (a, b) = derive::index_days(plan.from, plan.to)
-            .map_err(|e| UpstreamError::BadWindow(e.to_string()))?;
+        let (plan, a, b) = derived_plan(series, from, to, paris_today(self.clock.now()))?;
         let (fetched, outcome) = self.cached(prm, index, a, b, ask).await?;
         Ok((derived(fetched, plan)?, outcome))
     }

@@ -295,10 +295,7 @@ impl EnedisClient {
         to: Date,
         ask: &Ask,
     ) -> Result<Fetched, UpstreamError> {
-        let today = paris_today(jiff::Timestamp::now());
-        let plan = window::plan(series, from, to, today)?;
-        let (a, b) = derive::index_days(plan.from, plan.to)
-            .map_err(|e| UpstreamError::BadWindow(e.to_string()))?;
+        let (plan, a, b) = derived_plan(series, from, to, paris_today(jiff::Timestamp::now()))?;
         let fetched = self.read(prm, index, a, b, ask).await?;
         derived(fetched, plan)
     }
@@ -314,6 +311,20 @@ pub fn unsupported(generation: ApiGeneration, series: Series) -> UpstreamError {
 
 /// The answer of a derived request: the days of `plan`, derived from the index
 /// readings of `fetched` (which covered one more day).
+/// The plan of a derived `series` over `[from, to[` (its clamping and notes)
+/// and the days `[a, b[` of the index it is computed from.
+pub(super) fn derived_plan(
+    series: Series,
+    from: Date,
+    to: Date,
+    today: Date,
+) -> Result<(window::Plan, Date, Date), UpstreamError> {
+    let plan = window::plan(series, from, to, today)?;
+    let (a, b) = derive::index_days(plan.from, plan.to)
+        .map_err(|e| UpstreamError::BadWindow(e.to_string()))?;
+    Ok((plan, a, b))
+}
+
 pub(super) fn derived(fetched: Fetched, plan: window::Plan) -> Result<Fetched, UpstreamError> {
     let readings = derive::daily_energy(&fetched.readings, plan.from, plan.to)
         .map_err(|e| UpstreamError::Internal(format!("deriving the energy per class: {e}")))?;
