@@ -36,6 +36,7 @@ mod oauth;
 mod options;
 mod page;
 mod router;
+mod sge;
 mod state;
 mod subscribed;
 mod v1data;

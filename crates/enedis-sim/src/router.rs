@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::routing::{any, get, post};
 
 use crate::options::Options;
-use crate::{admin, api2026, errors, gateway, itc, oauth, state, subscribed, v1data, v5};
+use crate::{admin, api2026, errors, gateway, itc, oauth, sge, state, subscribed, v1data, v5};
 
 /// The whole simulator as an axum router.
 pub fn router(options: Options) -> Router {
@@ -34,6 +34,7 @@ pub fn router(options: Options) -> Router {
         .merge(itc::routes())
         .merge(v5::routes())
         .merge(admin::routes())
+        .merge(sge::routes())
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),
