@@ -2,8 +2,8 @@
 //! their WSDL `soap:address` (root paths, as on `sge-ws.enedis.fr`).
 //!
 //! Work in progress (`crates/enedis-sim/SGE-WORK.md`): only
-//! `ConsultationMesuresDetaillees` v3.0 is served, over plain HTTP; mutual TLS,
-//! CDTC and the access-service orders come next.
+//! `ConsultationMesuresDetaillees` v3.0 is served, only on the mutual-TLS listener
+//! (`--sge-listen`, [`tls`]); CDTC and the access-service orders come next.
 
 use axum::Router;
 use axum::routing::post;
@@ -14,6 +14,7 @@ mod cmd;
 mod codes;
 mod meters;
 mod soap;
+pub mod tls;
 
 pub fn routes() -> Router<Sim> {
     Router::new().route("/ConsultationMesuresDetaillees/v3.0", post(cmd::consulter))

@@ -1,6 +1,8 @@
 //! SGE (B2B) `ConsultationMesuresDetaillees` v3.0 over SOAP: the real example
 //! requests of `tests/fixtures/sge/` are accepted and answered in the exact shape
-//! of the example responses (values aside); SGT faults for refused requests.
+//! of the example responses (values aside); SGT faults for refused requests. SGE
+//! is served only over mutual TLS: the agent's certificate, issued by the
+//! simulator's test CA, is accepted; another CA's, or none, refused at the handshake.
 
 use enedis_sim::harness::Sim;
 use quick_xml::events::Event;
@@ -71,23 +73,32 @@ fn texts(xml: &str, name: &str) -> Vec<String> {
     out
 }
 
+/// POST `body` to CMD v3 on the mutual-TLS listener, with the agent's certificate.
 async fn post(sim: &Sim, body: String) -> (u16, String) {
-    let response = sim
-        .http()
-        .post(sim.url(PATH))
+    post_with(sim, sim.sge_http(), body)
+        .await
+        .expect("the agent's certificate is accepted")
+}
+
+async fn post_with(
+    sim: &Sim,
+    client: &reqwest::Client,
+    body: String,
+) -> Result<(u16, String), reqwest::Error> {
+    let response = client
+        .post(sim.sge_url(PATH))
         .header("content-type", "text/xml; charset=utf-8")
         .header("SOAPAction", "\"\"")
         .body(body)
         .send()
-        .await
-        .unwrap();
+        .await?;
     let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
+    Ok((status, response.text().await?))
 }
 
 #[tokio::test]
 async fn cmd_v3_example_requests_get_the_example_shapes() {
-    let sim = Sim::start(&["--today", TODAY]);
+    let sim = Sim::start_sge(&["--today", TODAY]);
     for case in ["C5-ENERGIE", "C4-ENERGIE", "C5-PA", "C4-PA"] {
         let (status, body) = post(&sim, fixture(case, "request.xml")).await;
         assert_eq!(status, 200, "{case}: {body}");
@@ -105,7 +116,7 @@ async fn cmd_v3_example_requests_get_the_example_shapes() {
 
 #[tokio::test]
 async fn cmd_v3_daily_energy_is_the_integral_of_the_curve() {
-    let sim = Sim::start(&["--today", TODAY]);
+    let sim = Sim::start_sge(&["--today", TODAY]);
     for (energy, curve, minutes) in [("C4-ENERGIE", "C4-PA", 5), ("C5-ENERGIE", "C5-PA", 30)] {
         let (_, energy_body) = post(&sim, fixture(energy, "request.xml")).await;
         let (_, curve_body) = post(&sim, fixture(curve, "request.xml")).await;
@@ -126,8 +137,8 @@ async fn cmd_v3_daily_energy_is_the_integral_of_the_curve() {
 
 #[tokio::test]
 async fn cmd_v3_answers_are_deterministic() {
-    let a = Sim::start(&["--today", TODAY]);
-    let b = Sim::start(&["--today", "2024-01-01"]);
+    let a = Sim::start_sge(&["--today", TODAY]);
+    let b = Sim::start_sge(&["--today", "2024-01-01"]);
     let request = fixture("C4-PA", "request.xml");
     assert_eq!(post(&a, request.clone()).await, post(&b, request).await);
 }
@@ -141,7 +152,7 @@ fn edit(case: &str, from: &str, to: &str) -> String {
 
 #[tokio::test]
 async fn cmd_v3_refusals_are_sgt_faults() {
-    let sim = Sim::start(&["--today", TODAY]);
+    let sim = Sim::start_sge(&["--today", TODAY]);
     let cases = [
         (
             "unknown PRM",
@@ -238,4 +249,107 @@ async fn cmd_v3_refusals_are_sgt_faults() {
             "{what}: expected {code}: {body}"
         );
     }
+}
+
+const CALLS: &str = "POST /ConsultationMesuresDetaillees/v3.0";
+
+/// The chain of source errors of `e`, for assertions on TLS failures.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(" / ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[tokio::test]
+async fn sge_mtls_agent_certificate_is_answered_and_counted() {
+    let sim = Sim::start_sge(&["--today", TODAY]);
+    let dir = sim.sge_tls_dir();
+    for file in [
+        "ca.pem",
+        "server.pem",
+        "server.key",
+        "agent.pem",
+        "agent.key",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} in {}", dir.display());
+    }
+    // The agent's identity read from the files, as the agent would.
+    let client = sim.sge_client(Some((&dir.join("agent.pem"), &dir.join("agent.key"))));
+    let (status, body) = post_with(&sim, &client, fixture("C5-ENERGIE", "request.xml"))
+        .await
+        .expect("answered");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("consulterMesuresDetailleesResponseV3"),
+        "{body}"
+    );
+    assert_eq!(sim.admin().call_count(CALLS).await, 1);
+    assert!(sim.log().contains("SGE TLS: client certificate accepted"));
+}
+
+#[tokio::test]
+async fn sge_mtls_refuses_another_ca_and_no_certificate_at_the_handshake() {
+    let sim = Sim::start_sge(&["--today", TODAY]);
+    // A complete second set of material: its agent certificate is issued by
+    // another CA, unknown to the simulator.
+    let other = tempfile::tempdir().unwrap();
+    let other = enedis_sim::sge_tls::generate(other.path()).unwrap();
+    let stranger = sim.sge_client(Some((&other.agent_cert(), &other.agent_key())));
+    let anonymous = sim.sge_client(None);
+    for (who, client, alert) in [
+        ("another CA", &stranger, "received fatal alert: UnknownCA"),
+        (
+            "no certificate",
+            &anonymous,
+            "received fatal alert: CertificateRequired",
+        ),
+    ] {
+        let error = post_with(&sim, client, fixture("C5-ENERGIE", "request.xml"))
+            .await
+            .expect_err(who);
+        // The client learns of the refusal from the server's TLS alert.
+        let text = chain(&error);
+        assert!(text.contains(alert), "{who}: {text}");
+    }
+    // Nothing reached the service; the simulator says why it refused.
+    assert_eq!(sim.admin().call_count(CALLS).await, 0);
+    let log = sim.log();
+    assert_eq!(
+        log.matches("SGE TLS: handshake refused").count(),
+        2,
+        "{log}"
+    );
+    assert!(log.contains("UnknownIssuer"), "{log}");
+    assert!(log.contains("peer sent no certificates"), "{log}");
+    // The agent's own certificate still works.
+    let (status, _) = post(&sim, fixture("C5-ENERGIE", "request.xml")).await;
+    assert_eq!(status, 200);
+    assert_eq!(sim.admin().call_count(CALLS).await, 1);
+}
+
+#[tokio::test]
+async fn sge_is_not_served_over_plain_http() {
+    let sim = Sim::start_sge(&["--today", TODAY]);
+    let response = sim
+        .http()
+        .post(sim.url(PATH))
+        .header("content-type", "text/xml; charset=utf-8")
+        .body(fixture("C5-ENERGIE", "request.xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    // Nor anything else over mutual TLS: only the SGE paths.
+    let response = sim
+        .sge_http()
+        .get(sim.sge_url("/sim/admin/calls"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
 }
