@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
@@ -45,6 +46,13 @@ pub struct Args {
     /// Answer `expires_in` as a string on /oauth2/v3/token, as the v5 openapi does.
     #[arg(long)]
     expires_in_string: bool,
+    /// Also serve SGE (B2B SOAP) over mutual TLS on this address, e.g. 127.0.0.1:8443.
+    #[arg(long, requires = "sge_tls_dir")]
+    pub sge_listen: Option<SocketAddr>,
+    /// Directory of the SGE test CA, server and agent certificates (generated
+    /// there unless all of ca.pem, server.pem, server.key, agent.pem, agent.key exist).
+    #[arg(long, requires = "sge_listen")]
+    pub sge_tls_dir: Option<PathBuf>,
 }
 
 fn parse_today(s: &str) -> Result<jiff::civil::Date, String> {
@@ -71,21 +79,38 @@ impl Args {
 }
 
 /// Bind, print `listening on ADDR` (the real bound address) as the first stdout
-/// line, then serve until SIGTERM or Ctrl-C.
+/// line (then `sge listening on ADDR` with `--sge-listen`), then serve until
+/// SIGTERM or Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let listen = args.listen;
+    let sge = args.sge_listen.zip(args.sge_tls_dir.clone());
     let options = args.options().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr().context("no local address")?;
+    let sge = match sge {
+        None => None,
+        Some((sge_listen, dir)) => {
+            let material = crate::sge_tls::prepare(&dir)?;
+            let tls = crate::sge_tls::server_config(&material)?;
+            let listener = tokio::net::TcpListener::bind(sge_listen)
+                .await
+                .with_context(|| format!("cannot listen on {sge_listen}"))?;
+            Some(crate::router::SgeListener { listener, tls })
+        }
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {addr}").context("cannot write to stdout")?;
+        if let Some(sge) = &sge {
+            let sge_addr = sge.listener.local_addr().context("no local address")?;
+            writeln!(out, "sge listening on {sge_addr}").context("cannot write to stdout")?;
+        }
         out.flush().context("cannot flush stdout")?;
     }
     tracing::info!(%addr, client_id = %options.client_id, today = ?options.today, "enedis-sim started");
-    crate::router::serve(listener, options, shutdown_signal())
+    crate::router::serve_with_sge(listener, sge, options, shutdown_signal())
         .await
         .context("server failed")?;
     tracing::info!("stopped");

@@ -16,8 +16,12 @@
 //! sim.admin().faults(serde_json::json!({"failure_rate": 1.0})).await;
 //! assert_eq!(sim.admin().call_count("GET /mesure_synchrone_auto/v2/consommation_quotidienne").await, 1);
 //! ```
+//! [`Sim::start_sge`] also starts the SGE mutual-TLS listener, its test CA and
+//! certificates in a temporary directory; [`Sim::sge_http`] presents the agent's
+//! certificate, [`Sim::sge_client`] any other (or none).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -44,6 +48,16 @@ pub struct Sim {
     http: reqwest::Client,
     client_id: String,
     client_secret: String,
+    sge: Option<SgeEnd>,
+}
+
+/// The SGE mutual-TLS listener of a simulator.
+struct SgeEnd {
+    base: String,
+    material: crate::sge_tls::Material,
+    http: reqwest::Client,
+    /// Owns the directory when the harness chose it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// The simulator's thread and the switches that stop it.
@@ -67,11 +81,59 @@ impl Sim {
         let argv = ["enedis-sim", "--listen", "127.0.0.1:0"]
             .into_iter()
             .chain(args.iter().copied());
-        let parsed = Args::try_parse_from(argv).map_err(|e| e.to_string());
-        let (listen, options) = match parsed.and_then(|a| Ok((a.listen, a.options()?))) {
+        Self::start_argv(argv.collect(), None)
+    }
+
+    /// As [`Sim::start`], also serving SGE over mutual TLS on 127.0.0.1 (port 0),
+    /// its test CA and certificates generated in a temporary directory (unless
+    /// ARGS name one with `--sge-tls-dir`).
+    pub fn start_sge(args: &[&str]) -> Sim {
+        let dir = (arg_value(args, "--sge-tls-dir").is_none())
+            .then(|| tempfile::tempdir().expect("temporary directory for the SGE certificates"));
+        let dir_arg = dir
+            .as_ref()
+            .map(|d| d.path().to_str().expect("UTF-8 temp path").to_owned());
+        let mut argv = vec![
+            "enedis-sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--sge-listen",
+            "127.0.0.1:0",
+        ];
+        if let Some(d) = &dir_arg {
+            argv.extend(["--sge-tls-dir", d.as_str()]);
+        }
+        argv.extend(args.iter().copied());
+        Self::start_argv(argv, dir)
+    }
+
+    fn start_argv(argv: Vec<&str>, sge_dir: Option<tempfile::TempDir>) -> Sim {
+        let args = &argv[3..];
+        let parsed = Args::try_parse_from(&argv).map_err(|e| e.to_string());
+        let (listen, sge, options) = match parsed.and_then(|a| {
+            let sge = a.sge_listen.zip(a.sge_tls_dir.clone());
+            Ok((a.listen, sge, a.options()?))
+        }) {
             Ok(started) => started,
             Err(e) => panic!("enedis-sim did not start: {args:?}: {e}"),
         };
+        let sge = sge.map(|(sge_listen, dir)| {
+            let material = crate::sge_tls::prepare(&dir).unwrap_or_else(|e| {
+                panic!("enedis-sim: SGE certificates in {}: {e:#}", dir.display())
+            });
+            let tls = crate::sge_tls::server_config(&material)
+                .unwrap_or_else(|e| panic!("enedis-sim: SGE TLS configuration: {e:#}"));
+            let listener =
+                std::net::TcpListener::bind(sge_listen).expect("enedis-sim: bind the SGE listener");
+            listener
+                .set_nonblocking(true)
+                .expect("enedis-sim: non-blocking listener");
+            let sge_addr = listener
+                .local_addr()
+                .expect("enedis-sim: SGE bound address");
+            ((material, sge_addr), (tls, listener))
+        });
+        let (sge, sge_listener) = sge.unzip();
         let listener = std::net::TcpListener::bind(listen).expect("enedis-sim: bind 127.0.0.1:0");
         listener
             .set_nonblocking(true)
@@ -107,8 +169,19 @@ impl Sim {
                             return;
                         }
                     };
+                    let sge = match sge_listener.map(|(tls, l)| {
+                        tokio::net::TcpListener::from_std(l)
+                            .map(|listener| crate::router::SgeListener { listener, tls })
+                    }) {
+                        None => None,
+                        Some(Ok(sge)) => Some(sge),
+                        Some(Err(e)) => {
+                            tracing::error!(error = %e, "cannot serve SGE");
+                            return;
+                        }
+                    };
                     tracing::info!(%addr, client_id = %options.client_id, today = ?options.today, "enedis-sim started");
-                    let serve = crate::router::serve(listener, options, async move {
+                    let serve = crate::router::serve_with_sge(listener, sge, options, async move {
                         let _ = graceful_rx.await;
                         tracing::info!("shutting down");
                     });
@@ -130,6 +203,18 @@ impl Sim {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("HTTP client");
+        let sge = sge.map(|(material, sge_addr)| {
+            let http = sge_client(
+                &material,
+                Some((&material.agent_cert(), &material.agent_key())),
+            );
+            SgeEnd {
+                base: format!("https://{sge_addr}"),
+                material,
+                http,
+                _dir: sge_dir,
+            }
+        });
         Sim {
             server: Some(Server {
                 graceful,
@@ -144,7 +229,36 @@ impl Sim {
             client_id: arg_value(args, "--client-id").unwrap_or_else(|| CLIENT_ID.to_owned()),
             client_secret: arg_value(args, "--client-secret")
                 .unwrap_or_else(|| CLIENT_SECRET.to_owned()),
+            sge,
         }
+    }
+
+    fn sge_end(&self) -> &SgeEnd {
+        self.sge
+            .as_ref()
+            .expect("no SGE listener: start the simulator with Sim::start_sge")
+    }
+
+    /// `https://127.0.0.1:PORT` + `path` on the SGE mutual-TLS listener.
+    pub fn sge_url(&self, path: &str) -> String {
+        format!("{}{}", self.sge_end().base, path)
+    }
+
+    /// The directory of the SGE test CA and certificates (`ca.pem`, `agent.pem`…).
+    pub fn sge_tls_dir(&self) -> &Path {
+        &self.sge_end().material.dir
+    }
+
+    /// An HTTPS client trusting only the test CA and presenting the agent's
+    /// certificate: what the agent would use.
+    pub fn sge_http(&self) -> &reqwest::Client {
+        &self.sge_end().http
+    }
+
+    /// An HTTPS client trusting only the test CA, presenting `identity`
+    /// (certificate and key PEM files) or no certificate at all.
+    pub fn sge_client(&self, identity: Option<(&Path, &Path)>) -> reqwest::Client {
+        sge_client(&self.sge_end().material, identity)
     }
 
     /// `http://127.0.0.1:PORT`, no trailing slash.
@@ -310,6 +424,22 @@ impl Sim {
         }
         let _ = server.thread.join();
     }
+}
+
+fn sge_client(
+    material: &crate::sge_tls::Material,
+    identity: Option<(&Path, &Path)>,
+) -> reqwest::Client {
+    let ca = std::fs::read(material.ca_cert()).expect("read the SGE test CA");
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("the SGE test CA")])
+        .timeout(Duration::from_secs(60));
+    if let Some((cert, key)) = identity {
+        let mut pem = std::fs::read(cert).expect("read the client certificate");
+        pem.extend(std::fs::read(key).expect("read the client key"));
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("client identity"));
+    }
+    builder.build().expect("HTTPS client")
 }
 
 impl Drop for Sim {

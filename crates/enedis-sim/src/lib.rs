@@ -9,7 +9,9 @@
 //! deterministic ([`synth`]); the sandbox profiles and special meters are in
 //! [`catalogue`]. A WSO2-like gateway layer checks tokens, enforces quotas and
 //! injects faults; `/sim/admin/` switches faults and quotas at run time and counts
-//! calls. `docs/enedis-sim.md` documents the behaviour for users.
+//! calls. With `--sge-listen` it also serves Enedis SGE (B2B SOAP) over mutual TLS
+//! with a test CA of its own ([`sge_tls`]). `docs/enedis-sim.md` documents the
+//! behaviour for users.
 //!
 //! This crate stands alone: it shares no code with quoalise-agent, so the agent's
 //! tests meet an independent implementation of Enedis. The `harness` feature adds
@@ -36,6 +38,7 @@ mod oauth;
 mod options;
 mod page;
 mod router;
+mod sge;
 mod state;
 mod subscribed;
 mod v1data;
@@ -44,5 +47,7 @@ mod v5;
 pub use options::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_TTL_SECS, Options, Secret,
 };
-pub use router::{router, serve};
+pub use router::{SgeListener, router, serve, serve_with_sge};
+/// SGE mutual TLS: the test CA and certificates of `--sge-tls-dir`.
+pub use sge::tls as sge_tls;
 pub use state::{Faults, ForcedStatus, QuotaLimits};

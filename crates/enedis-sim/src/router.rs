@@ -2,20 +2,31 @@
 //! the admin API, behind the gateway layer (tokens, quotas, faults); and `serve`,
 //! which runs it on a listener until a shutdown future completes.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::{any, get, post};
+use tokio::sync::watch;
+use tokio_rustls::rustls::ServerConfig;
 
 use crate::options::Options;
-use crate::{admin, api2026, errors, gateway, itc, oauth, state, subscribed, v1data, v5};
+use crate::{admin, api2026, errors, gateway, itc, oauth, sge, state, subscribed, v1data, v5};
 
-/// The whole simulator as an axum router.
+/// The whole simulator as an axum router (SGE aside: it is only on the mutual-TLS
+/// listener, see [`serve_with_sge`]).
 pub fn router(options: Options) -> Router {
+    routers(options).0
+}
+
+/// The simulator's two routers over one state: everything but SGE (plain HTTP,
+/// admin included), and the SGE SOAP services (mutual TLS). Both go through the
+/// gateway layer, so the admin API counts SGE calls too.
+fn routers(options: Options) -> (Router, Router) {
     let sim = state::Sim::new(options);
-    Router::new()
+    let main = Router::new()
         .route(
             "/dataconnect/v1/oauth2/authorize",
             get(oauth::authorize_v1).post(oauth::decide_v1),
@@ -39,7 +50,15 @@ pub fn router(options: Options) -> Router {
             sim.clone(),
             gateway::gateway,
         ))
-        .with_state(sim)
+        .with_state(sim.clone());
+    let sge = sge::routes()
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            gateway::gateway,
+        ))
+        .with_state(sim);
+    (main, sge)
 }
 
 /// Paths no route serves: a 500 under a 2026 API (Enedis answers anything outside
@@ -60,7 +79,47 @@ pub async fn serve(
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(options))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with_sge(listener, None, options, shutdown).await
+}
+
+/// The SGE listener: bound, with its rustls configuration (`sge::tls`).
+pub struct SgeListener {
+    pub listener: tokio::net::TcpListener,
+    pub tls: Arc<ServerConfig>,
+}
+
+/// Serve the simulator on `listener` and, when given, the SGE services on the
+/// mutual-TLS `sge` listener, until `shutdown` completes (both stop then).
+pub async fn serve_with_sge(
+    listener: tokio::net::TcpListener,
+    sge: Option<SgeListener>,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (main, sge_router) = routers(options);
+    let (stop, stopping) = watch::channel(false);
+    let forward = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+        Ok::<(), std::io::Error>(())
+    };
+    let plain = axum::serve(listener, main)
+        .with_graceful_shutdown(stopped(stopping.clone()))
+        .into_future();
+    match sge {
+        None => tokio::try_join!(plain, forward).map(|_| ()),
+        Some(sge) => {
+            let tls = axum::serve(
+                sge::tls::MutualTlsListener::new(sge.listener, sge.tls)?,
+                sge_router,
+            )
+            .with_graceful_shutdown(stopped(stopping))
+            .into_future();
+            tokio::try_join!(plain, tls, forward).map(|_| ())
+        }
+    }
+}
+
+async fn stopped(mut stopping: watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
 }

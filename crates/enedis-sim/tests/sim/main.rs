@@ -7,3 +7,4 @@ mod data;
 mod fixtures;
 mod gateway;
 mod oauth;
+mod sge;
