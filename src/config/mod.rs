@@ -131,6 +131,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub subscriptions: SubscriptionsConfig,
+    /// `[sge]`, when the agent also reads meters through Enedis SGE.
+    pub sge: Option<SgeConfig>,
     pub peers: Vec<PeerConfig>,
 }
 
@@ -143,6 +145,7 @@ const SECTIONS: &[(&str, &[&[&str]])] = &[
     ("store", StoreConfig::KEYS),
     ("log", LogConfig::KEYS),
     ("subscriptions", SubscriptionsConfig::KEYS),
+    ("sge", SgeConfig::KEYS),
 ];
 
 section! {
@@ -254,6 +257,49 @@ section! {
         ),
     }
 }
+
+section! {
+    /// `[sge]`: Enedis SGE, the B2B SOAP platform for third parties, reached over
+    /// mutual TLS. Optional: without it the agent reads only Data Connect.
+    pub struct SgeConfig {
+        /// Base URL of the SGE web services (default production,
+        /// `https://sge-ws.enedis.fr`; homologation is
+        /// `https://sge-homologation-ws.enedis.fr`).
+        pub endpoint: String = or(http_base, DEFAULT_SGE_ENDPOINT.to_owned()),
+        /// The client certificate Enedis registered for the agent (PEM).
+        pub certificate_file: PathBuf = required(
+            pem_file,
+            "the PEM client certificate registered at Enedis for SGE",
+        ),
+        /// Its private key (PEM), as `key` or `key_file` (a systemd credential).
+        pub key: Secret = secret(),
+        /// Extra PEM trust root for the SGE server, beside the system roots.
+        pub ca_file: Option<PathBuf> = optional(pem_file),
+        /// The SGE user's login (`initiateurLogin`, `loginUtilisateur`).
+        pub login: String = required(
+            non_empty_string,
+            "the SGE user's login given by Enedis, usually an e-mail address",
+        ),
+        /// The contract between the operator and Enedis (`contratId`).
+        pub contract_id: String = required(
+            non_empty_string,
+            "the contratId of the operator's SGE contract with Enedis",
+        ),
+        /// SGE calls per second (default 1: the homologation pace; production's
+        /// is not published).
+        pub calls_per_second: u32 = or(count(1), 1),
+        /// SGE calls per hour (default 3600).
+        pub calls_per_hour: u32 = or(count(1), 3600),
+        /// Total timeout of one SOAP call (default 60).
+        pub request_timeout_secs: u64 = or(secs, 60),
+        /// Retries of a call after a technical fault (SGT5xx) or a connection
+        /// failure (default 1; 0: never retry).
+        pub max_retries: u32 = or(count(0), 1),
+    }
+}
+
+/// Default of `sge.endpoint`: SGE's production host since 2024-09-23.
+pub const DEFAULT_SGE_ENDPOINT: &str = "https://sge-ws.enedis.fr";
 
 section! {
     /// One allowed peer, a `[[peers]]` entry.
@@ -384,6 +430,20 @@ impl Config {
         let store = r.section(&mut root, "store");
         let log = r.section(&mut root, "log");
         let subscriptions = r.section(&mut root, "subscriptions");
+        let sge: Option<SgeConfig> = root
+            .contains_key("sge")
+            .then(|| r.section(&mut root, "sge"));
+        if let Some(sge) = &sge {
+            let key = sge.key.expose();
+            // An empty key was already reported; the key itself is never quoted.
+            if !key.is_empty() && !(key.contains("-----BEGIN") && key.contains("PRIVATE KEY-----"))
+            {
+                r.problem(
+                    "sge.key",
+                    "holds no PEM private key (no \"-----BEGIN … PRIVATE KEY-----\" line)",
+                );
+            }
+        }
         let peers = match root.remove("peers") {
             Some(value) => read_peers(r, value),
             None => Vec::new(),
@@ -405,6 +465,7 @@ impl Config {
             store,
             log,
             subscriptions,
+            sge,
             peers,
         }
     }
@@ -516,6 +577,54 @@ usage_points = ["22516914714270"]
             path,
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )
+    }
+
+    #[test]
+    fn the_sge_section_is_optional_and_complete_when_given() {
+        let (dir, path) = setup(MINIMAL, b"s\n");
+        assert!(load(&path, &[]).unwrap().sge.is_none());
+
+        std::fs::write(
+            dir.path().join("sge.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        write_secret(
+            &dir.path().join("sge.key"),
+            b"-----BEGIN PRIVATE KEY-----\nsge-key-secret\n-----END PRIVATE KEY-----\n",
+        );
+        let full = format!(
+            "{MINIMAL}\n[sge]\ncertificate_file = \"sge.pem\"\nkey_file = \"sge.key\"\n\
+             login = \"ops@example.org\"\ncontract_id = \"1234567\"\n"
+        );
+        std::fs::write(&path, &full).unwrap();
+        let sge = load(&path, &[]).unwrap().sge.unwrap();
+        assert_eq!(sge.endpoint, DEFAULT_SGE_ENDPOINT);
+        assert_eq!(sge.certificate_file, dir.path().join("sge.pem"));
+        assert_eq!((sge.calls_per_second, sge.max_retries), (1, 1));
+        assert!(!format!("{sge:?}").contains("sge-key-secret"));
+
+        // An empty section names every required key, once each.
+        std::fs::write(&path, format!("{MINIMAL}\n[sge]\n")).unwrap();
+        let err = load(&path, &[]).unwrap_err().to_string();
+        for key in [
+            "sge.certificate_file",
+            "sge.key",
+            "sge.login",
+            "sge.contract_id",
+        ] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+
+        // A key file that holds something else is refused without quoting it.
+        write_secret(&dir.path().join("sge.key"), b"sge-key-secret\n");
+        std::fs::write(&path, &full).unwrap();
+        let err = load(&path, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("sge.key") && err.contains("no PEM private key"),
+            "{err}"
+        );
+        assert!(!err.contains("sge-key-secret"), "{err}");
     }
 
     #[test]
@@ -796,6 +905,8 @@ usage_points = ["22516914714270"]
         let mut documented: Vec<(String, String)> = Vec::new();
         let mut section = String::new();
         for line in example.lines() {
+            // An optional section is documented commented out, `# [sge]`.
+            let line = line.strip_prefix("# [").map_or(line, |_| &line[2..]);
             if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
                 section = name.to_owned();
                 continue;

@@ -311,6 +311,27 @@ pub enum Series {
     ///
     /// scope: index
     ClassEnergyDaily(Direction, TimeClass),
+    /// Mean active power, W, as corrected by Enedis (gaps filled, faulty values
+    /// replaced: SGE's `mesuresCorrigees`, "BEST"), at the meter's own step:
+    /// Enedis SGE only, for C1–C4 and P1–P3 meters.
+    /// `<direction>/power/active/corrected`.
+    ///
+    /// scope: load_curve
+    CorrectedPower(Direction),
+    /// Mean reactive power, VAr, inductive or capacitive, at the meter's own
+    /// step: Enedis SGE only (`PRI`, `PRC`), for C1–C4 meters.
+    /// `consumption/power/{inductive|capacitive}/raw`.
+    ///
+    /// scope: load_curve
+    ReactivePower(Reactive),
+}
+
+/// Which reactive power a [`Series::ReactivePower`] is: Enedis' `PRI`
+/// (inductive) or `PRC` (capacitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reactive {
+    Inductive,
+    Capacitive,
 }
 
 /// What kind of values a series holds; drives upstream limits and metadata.
@@ -327,9 +348,13 @@ pub enum SeriesKind {
 }
 
 /// The names of every series, classes as patterns: for forms and messages.
-pub const SERIES_NAMES: [&str; 11] = [
+pub const SERIES_NAMES: [&str; 15] = [
     "consumption/power/active/raw",
     "production/power/active/raw",
+    "consumption/power/active/corrected",
+    "production/power/active/corrected",
+    "consumption/power/inductive/raw",
+    "consumption/power/capacitive/raw",
     "consumption/energy/active/daily",
     "production/energy/active/daily",
     "consumption/power/apparent/max",
@@ -351,11 +376,15 @@ impl Series {
         Series::ConsumptionMaxPower,
     ];
 
-    /// The series without a class, every one (the five of [`Series::ALL`] and the
-    /// two summed indexes).
-    pub const WHOLE_METER: [Series; 7] = [
+    /// The series without a class, every one (the five of [`Series::ALL`], SGE's
+    /// corrected and reactive curves, and the two summed indexes).
+    pub const WHOLE_METER: [Series; 11] = [
         Series::ConsumptionPower,
         Series::ProductionPower,
+        Series::CorrectedPower(Direction::Consumption),
+        Series::CorrectedPower(Direction::Production),
+        Series::ReactivePower(Reactive::Inductive),
+        Series::ReactivePower(Reactive::Capacitive),
         Series::ConsumptionEnergyDaily,
         Series::ProductionEnergyDaily,
         Series::ConsumptionMaxPower,
@@ -367,7 +396,9 @@ impl Series {
         match self {
             Series::ConsumptionPower
             | Series::ConsumptionEnergyDaily
-            | Series::ConsumptionMaxPower => Direction::Consumption,
+            | Series::ConsumptionMaxPower
+            | Series::ReactivePower(_) => Direction::Consumption,
+            Series::CorrectedPower(d) => d,
             Series::ProductionPower | Series::ProductionEnergyDaily => Direction::Production,
             Series::EnergyIndex(d) | Series::ClassIndex(d, _) | Series::ClassEnergyDaily(d, _) => d,
         }
@@ -375,7 +406,10 @@ impl Series {
 
     pub fn kind(self) -> SeriesKind {
         match self {
-            Series::ConsumptionPower | Series::ProductionPower => SeriesKind::LoadCurve,
+            Series::ConsumptionPower
+            | Series::ProductionPower
+            | Series::CorrectedPower(_)
+            | Series::ReactivePower(_) => SeriesKind::LoadCurve,
             Series::ConsumptionEnergyDaily
             | Series::ProductionEnergyDaily
             | Series::ClassEnergyDaily(..) => SeriesKind::DailyEnergy,
@@ -390,6 +424,12 @@ impl Series {
             Series::ClassIndex(_, class) | Series::ClassEnergyDaily(_, class) => Some(class),
             _ => None,
         }
+    }
+
+    /// Whether only Enedis SGE serves the series (corrected and reactive curves):
+    /// Data Connect has no such data, at any generation.
+    pub fn is_sge_only(self) -> bool {
+        matches!(self, Series::CorrectedPower(_) | Series::ReactivePower(_))
     }
 
     /// Whether the agent computes the series from another one rather than reading
@@ -435,6 +475,9 @@ impl Series {
 
     /// SenML unit of the values.
     pub fn unit(self) -> &'static str {
+        if let Series::ReactivePower(_) = self {
+            return "VAr";
+        }
         match self.kind() {
             SeriesKind::LoadCurve => "W",
             SeriesKind::DailyEnergy | SeriesKind::Index => "Wh",
@@ -470,7 +513,9 @@ impl Series {
             Series::ConsumptionMaxPower
             | Series::EnergyIndex(_)
             | Series::ClassIndex(..)
-            | Series::ClassEnergyDaily(..) => None,
+            | Series::ClassEnergyDaily(..)
+            | Series::CorrectedPower(_)
+            | Series::ReactivePower(_) => None,
         }
     }
 
@@ -493,6 +538,10 @@ impl Series {
             Series::ConsumptionMaxPower => "consumption/power/apparent/max",
             Series::EnergyIndex(Direction::Consumption) => "consumption/energy/active/index",
             Series::EnergyIndex(Direction::Production) => "production/energy/active/index",
+            Series::CorrectedPower(Direction::Consumption) => "consumption/power/active/corrected",
+            Series::CorrectedPower(Direction::Production) => "production/power/active/corrected",
+            Series::ReactivePower(Reactive::Inductive) => "consumption/power/inductive/raw",
+            Series::ReactivePower(Reactive::Capacitive) => "consumption/power/capacitive/raw",
             Series::ClassIndex(..) | Series::ClassEnergyDaily(..) => return None,
         })
     }

@@ -15,7 +15,7 @@ pub use decode::{Data, DecodeError, Record, decode, decode_bytes, decode_element
 pub use encode::{EncodeError, encode, encode_element, encode_fitting, encode_to, encode_view};
 pub use identifier::{
     Calendar, ClassCode, ClassError, Direction, Identifier, IdentifierError, Prm, PrmError,
-    SERIES_NAMES, Series, SeriesKind, TimeClass,
+    Reactive, SERIES_NAMES, Series, SeriesKind, TimeClass,
 };
 pub use meta::{Meta, MetaError, MetaForm};
 pub use scope::{Scope, Scopes};

@@ -61,7 +61,10 @@ impl Scope {
     /// The scope a series belongs to.
     pub fn of(series: Series) -> Scope {
         match series {
-            Series::ConsumptionPower | Series::ProductionPower => Scope::LoadCurve,
+            Series::ConsumptionPower
+            | Series::ProductionPower
+            | Series::CorrectedPower(_)
+            | Series::ReactivePower(_) => Scope::LoadCurve,
             Series::ConsumptionEnergyDaily | Series::ProductionEnergyDaily => Scope::Daily,
             Series::ConsumptionMaxPower => Scope::MaxPower,
             Series::EnergyIndex(_) | Series::ClassIndex(..) | Series::ClassEnergyDaily(..) => {

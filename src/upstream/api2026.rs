@@ -39,8 +39,11 @@ pub struct Api2026;
 /// The metering resource of a series.
 pub fn resource(series: Series) -> &'static str {
     match series {
-        Series::ConsumptionPower => "courbe_de_charge_consommation",
+        // Only SGE serves corrected and reactive curves ([`Dialect::serves`]):
+        // never called, they get the raw curve's name.
+        Series::ConsumptionPower | Series::ReactivePower(_) => "courbe_de_charge_consommation",
         Series::ProductionPower => "courbe_de_charge_production",
+        Series::CorrectedPower(d) => resource(Series::load_curve(d)),
         Series::ConsumptionEnergyDaily => "consommation_quotidienne",
         Series::ProductionEnergyDaily => "production_quotidienne",
         Series::ConsumptionMaxPower => "puissance_conso_max_quotidienne",

@@ -152,11 +152,11 @@ impl DataCall {
 /// What differs between generations on the data side.
 pub trait Dialect: Send + Sync {
     fn generation(&self) -> ApiGeneration;
-    /// Whether the generation serves `series` (the v1 family has no index); the
+    /// Whether the generation serves `series` (the v1 family has no index; no
+    /// generation has SGE's corrected and reactive curves); the
     /// client refuses the others before calling. Never asked for a derived series.
     fn serves(&self, series: Series) -> bool {
-        let _ = series;
-        true
+        !series.is_sge_only()
     }
     /// The call for `series` of `prm` over `[from, to[` (at most one call's worth).
     fn data_call(&self, series: Series, prm: &Prm, from: Date, to: Date) -> DataCall;

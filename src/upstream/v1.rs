@@ -96,6 +96,9 @@ fn names(series: Series) -> (&'static str, &'static str, &'static str) {
         Series::EnergyIndex(d) | Series::ClassIndex(d, _) | Series::ClassEnergyDaily(d, _) => {
             names(Series::daily_energy(d))
         }
+        // Only SGE serves corrected and reactive curves: never called.
+        Series::CorrectedPower(d) => names(Series::load_curve(d)),
+        Series::ReactivePower(_) => names(Series::ConsumptionPower),
         Series::ConsumptionPower => ("consumption_load_curve", "clc", "consumption_load_curve"),
         Series::ProductionPower => ("production_load_curve", "plc", "production_load_curve"),
         Series::ConsumptionEnergyDaily => ("daily_consumption", "dc", "daily_consumption"),
@@ -129,7 +132,7 @@ impl Dialect for Metering {
 
     /// Everything but the indexes, which only the 2026 API serves.
     fn serves(&self, series: Series) -> bool {
-        series.kind() != SeriesKind::Index && !series.is_derived()
+        series.kind() != SeriesKind::Index && !series.is_derived() && !series.is_sge_only()
     }
 
     fn data_call(&self, series: Series, prm: &Prm, from: Date, to: Date) -> DataCall {

@@ -133,6 +133,9 @@ fn series_labels() -> [(Series, &'static str); 5] {
         Series::ConsumptionMaxPower => "votre puissance maximale de chaque jour",
         Series::ProductionEnergyDaily => "votre production jour par jour, si vous en avez",
         Series::ProductionPower => "votre courbe de production, si vous en avez",
+        // Enedis SGE's, whose consents are declared, not given on this page.
+        Series::CorrectedPower(_) => "votre courbe de charge corrigée par Enedis",
+        Series::ReactivePower(_) => "votre puissance réactive",
         Series::EnergyIndex(_) | Series::ClassIndex(..) | Series::ClassEnergyDaily(..) => {
             INDEX_LABEL
         }

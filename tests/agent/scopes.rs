@@ -126,7 +126,12 @@ impl Ask {
     fn scope(self) -> Scope {
         match self.series() {
             None => Scope::Contract,
-            Some(Series::ConsumptionPower | Series::ProductionPower) => Scope::LoadCurve,
+            Some(
+                Series::ConsumptionPower
+                | Series::ProductionPower
+                | Series::CorrectedPower(_)
+                | Series::ReactivePower(_),
+            ) => Scope::LoadCurve,
             Some(Series::ConsumptionEnergyDaily | Series::ProductionEnergyDaily) => Scope::Daily,
             Some(Series::ConsumptionMaxPower) => Scope::MaxPower,
             Some(
