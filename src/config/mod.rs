@@ -436,8 +436,8 @@ impl Config {
         if let Some(sge) = &sge {
             let key = sge.key.expose();
             // An empty key was already reported; the key itself is never quoted.
-            if !key.is_empty() && !(key.contains("-----BEGIN") && key.contains("PRIVATE KEY-----"))
-            {
+            let looks_like_a_key = key.contains("-----BEGIN") && key.contains("PRIVATE KEY-----");
+            if !key.is_empty() && !looks_like_a_key {
                 r.problem(
                     "sge.key",
                     "holds no PEM private key (no \"-----BEGIN … PRIVATE KEY-----\" line)",
