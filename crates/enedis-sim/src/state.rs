@@ -379,6 +379,8 @@ pub struct State {
     pub calls: BTreeMap<String, CallCounter>,
     pub total_calls: u64,
     pub requests: VecDeque<RequestRecord>,
+    /// SGE access services (`CommanderServicesAccesDonnees`).
+    pub sge: crate::sge::sad::Services,
 }
 
 /// How many recent requests `/sim/admin/requests` keeps.
@@ -407,6 +409,7 @@ impl State {
             faults: Faults::default(),
             fault_rolls: 0,
             calls: BTreeMap::new(),
+            sge: Default::default(),
             total_calls: 0,
             requests: VecDeque::new(),
         };

@@ -353,3 +353,462 @@ async fn sge_is_not_served_over_plain_http() {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
+
+use enedis_sim::sge::meters::{ALL_PRMS, C1_PRM, C2_PRM, C3_PRM, C4_PRM, C5_PRM, P1_PRM, P4_PRM};
+
+/// A CMD v3 request of our own (prefixes `e`/`m`, unlike the examples').
+#[allow(clippy::too_many_arguments)]
+fn cmd(
+    prm: &str,
+    type_code: &str,
+    grandeur: &str,
+    start: &str,
+    end: &str,
+    pas: Option<&str>,
+    corrected: bool,
+    sens: &str,
+    cadre: &str,
+) -> String {
+    let pas = pas
+        .map(|p| format!("<mesuresPas>{p}</mesuresPas>"))
+        .unwrap_or_default();
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://www.enedis.fr/sge/b2b/services/consultationmesuresdetaillees/common">
+<e:Body><m:consulterMesuresDetailleesV3><demande>
+<initiateurLogin>tests@example.org</initiateurLogin><pointId>{prm}</pointId>
+<mesuresTypeCode>{type_code}</mesuresTypeCode><grandeurPhysique>{grandeur}</grandeurPhysique>
+<dateDebut>{start}</dateDebut><dateFin>{end}</dateFin>{pas}
+<mesuresCorrigees>{corrected}</mesuresCorrigees><sens>{sens}</sens><cadreAcces>{cadre}</cadreAcces>
+</demande></m:consulterMesuresDetailleesV3></e:Body></e:Envelope>"#
+    )
+}
+
+/// A raw read under the customer's consent.
+fn read(prm: &str, type_code: &str, grandeur: &str, start: &str, end: &str, sens: &str) -> String {
+    cmd(
+        prm,
+        type_code,
+        grandeur,
+        start,
+        end,
+        None,
+        false,
+        sens,
+        "ACCORD_CLIENT",
+    )
+}
+
+fn sens_of(prm: &str) -> &'static str {
+    if [P1_PRM, P4_PRM].contains(&prm) {
+        "INJECTION"
+    } else {
+        "SOUTIRAGE"
+    }
+}
+
+fn numbers(xml: &str, name: &str) -> Vec<u64> {
+    texts(xml, name)
+        .iter()
+        .map(|v| v.parse().unwrap_or_else(|e| panic!("{v}: {e}")))
+        .collect()
+}
+
+/// The SGT code of a fault answer.
+fn code(body: &str) -> String {
+    let at = body
+        .find("code=\"")
+        .unwrap_or_else(|| panic!("no code: {body}"))
+        + 6;
+    body[at..at + 6].to_owned()
+}
+
+#[tokio::test]
+async fn cmd_v3_every_segment_has_its_curve_step_and_direction() {
+    let sim = Sim::start_sge(&["--today", TODAY]);
+    let cases = [
+        (C1_PRM, "PT10M", "CONS", 144),
+        (C2_PRM, "PT10M", "CONS", 144),
+        (C3_PRM, "PT10M", "CONS", 144),
+        (C4_PRM, "PT5M", "CONS", 288),
+        (C5_PRM, "PT30M", "CONS", 48),
+        (P1_PRM, "PT10M", "PROD", 144),
+        (P4_PRM, "PT30M", "PROD", 48),
+    ];
+    assert_eq!(cases.len(), ALL_PRMS.len());
+    let mut daily_energies = Vec::new();
+    for (prm, step, metier, per_day) in cases {
+        let sens = sens_of(prm);
+        let (status, body) = post(
+            &sim,
+            read(prm, "COURBE", "PA", "2023-04-10", "2023-04-12", sens),
+        )
+        .await;
+        assert_eq!(status, 200, "{prm}: {body}");
+        assert_eq!(texts(&body, "grandeurMetier"), [metier], "{prm}");
+        let values = numbers(&body, "v");
+        assert_eq!(values.len(), 2 * per_day, "{prm}");
+        assert!(texts(&body, "p").iter().all(|p| p == step), "{prm}");
+        let linky = [C5_PRM, P4_PRM].contains(&prm);
+        assert_eq!(texts(&body, "n")[0], if linky { "B" } else { "R" }, "{prm}");
+        if !linky {
+            // Whole kW, and a point of many households (roofs).
+            assert!(values.iter().all(|v| v % 1000 == 0), "{prm}");
+        }
+        assert!(values.iter().any(|v| *v > 0), "{prm}");
+        // The daily energy is the curve's integral, in the point's own direction.
+        let (status, energy) = post(
+            &sim,
+            read(prm, "ENERGIE", "EA", "2023-04-10", "2023-04-11", sens),
+        )
+        .await;
+        assert_eq!(status, 200, "{prm}: {energy}");
+        assert_eq!(texts(&energy, "grandeurMetier"), [metier], "{prm}");
+        let minutes = 1440 / per_day as u64;
+        let integral = (values[..per_day].iter().sum::<u64>() * minutes + 30) / 60;
+        assert_eq!(numbers(&energy, "v"), [integral], "{prm}");
+        daily_energies.push((prm, integral));
+        // The other direction does not exist on these points.
+        let other = if sens == "SOUTIRAGE" {
+            "INJECTION"
+        } else {
+            "SOUTIRAGE"
+        };
+        let (status, body) = post(
+            &sim,
+            read(prm, "ENERGIE", "EA", "2023-04-10", "2023-04-11", other),
+        )
+        .await;
+        assert_eq!((status, code(&body)), (500, "SGT583".into()), "{prm}");
+    }
+    // C1 > C2 > C3 > C4 > C5 in size.
+    let e: Vec<u64> = daily_energies.iter().map(|(_, e)| *e).collect();
+    assert!(
+        e[0] > e[1] && e[1] > e[2] && e[2] > e[3] && e[3] > e[4],
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn cmd_v3_reactive_voltage_and_corrected_off_linky_only() {
+    let sim = Sim::start_sge(&["--today", TODAY]);
+    // The example's PRI request gets the example's shape (values aside).
+    let (status, body) = post(&sim, fixture("C4-PRI", "request.xml")).await;
+    assert_eq!(status, 200, "{body}");
+    let expected = fixture("C4-PRI", "response.xml");
+    assert_eq!(skeleton(&body), skeleton(&expected));
+    assert_eq!(body.lines().count(), expected.lines().count());
+    let active = numbers(
+        &post(
+            &sim,
+            read(
+                C4_PRM,
+                "COURBE",
+                "PA",
+                "2023-04-01",
+                "2023-04-07",
+                "SOUTIRAGE",
+            ),
+        )
+        .await
+        .1,
+        "v",
+    );
+    let reactive = numbers(&body, "v");
+    assert!(reactive.iter().all(|v| v % 1000 == 0));
+    assert!(reactive.iter().sum::<u64>() < active.iter().sum::<u64>());
+    assert!(reactive.iter().sum::<u64>() > 0);
+    // PRC and E on C1; TOUT is the four quantities, in that order.
+    for (grandeur, units) in [
+        ("PRC", vec!["VAr"]),
+        ("E", vec!["V"]),
+        ("TOUT", vec!["W", "VAr", "VAr", "V"]),
+    ] {
+        let (status, body) = post(
+            &sim,
+            read(
+                C1_PRM,
+                "COURBE",
+                grandeur,
+                "2023-04-01",
+                "2023-04-02",
+                "SOUTIRAGE",
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{grandeur}: {body}");
+        assert_eq!(texts(&body, "unite"), units, "{grandeur}");
+        assert_eq!(numbers(&body, "v").len(), 144 * units.len(), "{grandeur}");
+        if grandeur == "E" {
+            // HTA: 20 kV.
+            assert!(
+                numbers(&body, "v")
+                    .iter()
+                    .all(|v| (19_000..21_000).contains(v))
+            );
+        }
+    }
+    // Corrected (BEST) data of a C1-C4/P1-P3 point: the same measurements.
+    for prm in [C3_PRM, P1_PRM] {
+        let sens = sens_of(prm);
+        let brut = post(
+            &sim,
+            read(prm, "COURBE", "PA", "2023-04-01", "2023-04-02", sens),
+        )
+        .await
+        .1;
+        let best = post(
+            &sim,
+            cmd(
+                prm,
+                "COURBE",
+                "PA",
+                "2023-04-01",
+                "2023-04-02",
+                None,
+                true,
+                sens,
+                "ACCORD_CLIENT",
+            ),
+        )
+        .await
+        .1;
+        assert_eq!(texts(&brut, "mesuresCorrigees"), ["BRUT"]);
+        assert_eq!(texts(&best, "mesuresCorrigees"), ["BEST"], "{best}");
+        assert_eq!(numbers(&brut, "v"), numbers(&best, "v"));
+    }
+    // Linky points: PA only, no corrected data.
+    for prm in [C5_PRM, P4_PRM] {
+        let sens = sens_of(prm);
+        for grandeur in ["PRI", "PRC", "E", "TOUT"] {
+            let (status, body) = post(
+                &sim,
+                read(prm, "COURBE", grandeur, "2023-04-01", "2023-04-02", sens),
+            )
+            .await;
+            assert_eq!(
+                (status, code(&body)),
+                (500, "SGT579".into()),
+                "{prm} {grandeur}"
+            );
+        }
+        let corrected = cmd(
+            prm,
+            "ENERGIE",
+            "EA",
+            "2023-04-01",
+            "2023-04-02",
+            None,
+            true,
+            sens,
+            "ACCORD_CLIENT",
+        );
+        let (status, body) = post(&sim, corrected).await;
+        assert_eq!((status, code(&body)), (500, "SGT4H2".into()), "{prm}");
+    }
+}
+
+/// `skeleton` with the texts of `<d>` masked too (peak and reading times).
+fn shape(xml: &str) -> Vec<String> {
+    let mut out = skeleton(xml);
+    for i in 1..out.len() {
+        if out[i - 1].starts_with("<d ") && !out[i].starts_with('<') {
+            out[i] = "*".into();
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn cmd_v3_pmax_daily_and_monthly() {
+    let sim = Sim::start_sge(&["--today", TODAY]);
+    let (status, body) = post(&sim, fixture("C5-PMAX", "request.xml")).await;
+    assert_eq!(status, 200, "{body}");
+    let expected = fixture("C5-PMAX", "response.xml");
+    assert_eq!(shape(&body), shape(&expected));
+    assert_eq!(body.lines().count(), expected.lines().count());
+    // Each daily maximum is reached that day, above the curve's highest mean.
+    let peaks = numbers(&body, "v");
+    let times = texts(&body, "d");
+    assert_eq!(peaks.len(), 30);
+    assert!(times[0].starts_with("2023-04-01 ") && times[29].starts_with("2023-04-30 "));
+    let curve = post(
+        &sim,
+        read(
+            C5_PRM,
+            "COURBE",
+            "PA",
+            "2023-04-01",
+            "2023-04-02",
+            "SOUTIRAGE",
+        ),
+    )
+    .await
+    .1;
+    assert!(peaks[0] >= *numbers(&curve, "v").iter().max().unwrap());
+    // Monthly: 1st of the month at midnight; nil under 7 daily values (4 days of
+    // March), else the month's highest daily value.
+    let monthly = cmd(
+        C5_PRM,
+        "PMAX",
+        "PMA",
+        "2023-03-28",
+        "2023-05-01",
+        Some("P1M"),
+        false,
+        "SOUTIRAGE",
+        "ACCORD_CLIENT",
+    );
+    let (status, body) = post(&sim, monthly).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        texts(&body, "d"),
+        ["2023-03-01 00:00:00", "2023-04-01 00:00:00"]
+    );
+    assert!(body.contains("xsi:nil=\"true\""), "{body}");
+    assert_eq!(numbers(&body, "v"), [*peaks.iter().max().unwrap()]);
+    assert_eq!(texts(&body, "pas"), ["P1M"]);
+    // PMAX is a Linky consumer's; without its step the request is malformed.
+    for (request, sgt) in [
+        (
+            cmd(
+                C4_PRM,
+                "PMAX",
+                "PMA",
+                "2023-04-01",
+                "2023-04-02",
+                Some("P1D"),
+                false,
+                "SOUTIRAGE",
+                "ACCORD_CLIENT",
+            ),
+            "SGT579",
+        ),
+        (
+            read(
+                C5_PRM,
+                "PMAX",
+                "PMA",
+                "2023-04-01",
+                "2023-04-02",
+                "SOUTIRAGE",
+            ),
+            "SGT562",
+        ),
+    ] {
+        let (status, body) = post(&sim, request).await;
+        assert_eq!((status, code(&body)), (500, sgt.into()));
+    }
+}
+
+/// The `v` of every `valeur` under the class or dial `id`, in order.
+fn class_values(xml: &str, id: &str) -> Vec<u64> {
+    let at = xml
+        .find(&format!(">{id}<"))
+        .unwrap_or_else(|| panic!("no {id}: {xml}"));
+    let rest = &xml[at..];
+    let end = rest
+        .find("</classeTemporelle>")
+        .or_else(|| rest.find("</cadranTotalisateur>"))
+        .unwrap();
+    rest[..end]
+        .split("<v>")
+        .skip(1)
+        .map(|v| v.split("</v>").next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn cmd_v3_index_shapes_and_differences_are_daily_energies() {
+    let sim = Sim::start_sge(&["--today", TODAY]);
+    // C5: the example's calendars, classes, dials and totalisator exactly.
+    let (status, body) = post(&sim, fixture("C5-INDEX", "request.xml")).await;
+    assert_eq!(status, 200, "{body}");
+    let expected = fixture("C5-INDEX", "response.xml");
+    assert_eq!(skeleton(&body), skeleton(&expected));
+    assert_eq!(body.lines().count(), expected.lines().count());
+    // The supplier's classes add up to the totalisator, and so do the
+    // distributor's.
+    let total = class_values(&body, "IDX_EAS_T");
+    let tempo: Vec<Vec<u64>> = ["BUHP", "BCHP", "RHC", "BCHC", "BUHC", "RHP"]
+        .iter()
+        .map(|c| class_values(&body, c))
+        .collect();
+    for (i, t) in total.iter().enumerate() {
+        assert_eq!(tempo.iter().map(|c| c[i]).sum::<u64>(), *t);
+        assert_eq!(class_values(&body, "IDX_EAS_D1")[i], *t);
+    }
+    // C4: the example's first contexte (RC readings, the four classes of the
+    // distributor's calendar), reading times aside.
+    let (status, body) = post(&sim, fixture("C4-INDEX", "request.xml")).await;
+    assert_eq!(status, 200, "{body}");
+    let expected = fixture("C4-INDEX", "response.xml");
+    let first = |xml: &str| {
+        let s = shape(xml);
+        let end = s.iter().position(|e| e == "</contexte>").unwrap();
+        s[..=end].to_vec()
+    };
+    assert_eq!(first(&body), first(&expected));
+    // Index differences are the daily energies, for every kind of point.
+    for prm in [C5_PRM, C4_PRM, C1_PRM, P1_PRM, P4_PRM] {
+        let sens = sens_of(prm);
+        let (status, index) = post(
+            &sim,
+            read(prm, "INDEX", "EA", "2023-04-01", "2023-04-09", sens),
+        )
+        .await;
+        assert_eq!(status, 200, "{prm}: {index}");
+        let (_, energy) = post(
+            &sim,
+            read(prm, "ENERGIE", "EA", "2023-04-01", "2023-04-08", sens),
+        )
+        .await;
+        let energy = numbers(&energy, "v");
+        let totals: Vec<u64> = if index.contains("cadranTotalisateur") {
+            class_values(&index, "IDX_EAS_T")
+        } else {
+            let classes: Vec<Vec<u64>> = ["HPH", "HCH", "HPE", "HCE"]
+                .iter()
+                .map(|c| class_values(&index, c))
+                .collect();
+            (0..8).map(|i| classes.iter().map(|c| c[i]).sum()).collect()
+        };
+        assert_eq!(totals.len(), 8, "{prm}");
+        let differences: Vec<u64> = totals.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(differences, energy, "{prm}");
+        assert!(totals[0] > 0, "{prm}");
+    }
+}
+
+#[tokio::test]
+async fn cmd_v3_dst_days_have_46_and_50_half_hours_in_local_time() {
+    let sim = Sim::start_sge(&["--today", "2024-11-01"]);
+    for (day, next, half_hours) in [
+        ("2024-03-31", "2024-04-01", 46),
+        ("2024-10-27", "2024-10-28", 50),
+    ] {
+        for (prm, per_half_hour) in [(C5_PRM, 1), (C4_PRM, 6)] {
+            let (status, body) =
+                post(&sim, read(prm, "COURBE", "PA", day, next, "SOUTIRAGE")).await;
+            assert_eq!(status, 200, "{body}");
+            let stamps = texts(&body, "d");
+            assert_eq!(stamps.len(), half_hours * per_half_hour, "{prm} {day}");
+            // Local time without offset: no 02:xx on the spring day; on the
+            // autumn day the 02:xx stamps appear twice, in order.
+            let twos: Vec<&String> = stamps.iter().filter(|s| s[11..13] == *"02").collect();
+            if half_hours == 46 {
+                assert!(twos.is_empty(), "{prm}: {twos:?}");
+            } else {
+                assert_eq!(twos.len(), 4 * per_half_hour, "{prm}: {twos:?}");
+                let first = &twos[..twos.len() / 2];
+                let second = &twos[twos.len() / 2..];
+                assert_eq!(first, second, "{prm}");
+            }
+            // The day's energy is still the integral of its intervals.
+            let (_, energy) = post(&sim, read(prm, "ENERGIE", "EA", day, next, "SOUTIRAGE")).await;
+            let minutes = 30 / per_half_hour as u64;
+            let integral = (numbers(&body, "v").iter().sum::<u64>() * minutes + 30) / 60;
+            assert_eq!(numbers(&energy, "v"), [integral], "{prm} {day}");
+        }
+    }
+}
