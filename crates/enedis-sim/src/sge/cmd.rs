@@ -207,12 +207,11 @@ fn check(sim: &Sim, body: &str, today: Date) -> Result<Request, Refused> {
             )));
         }
     };
-    // SERVICE_ACCES: an active access service of the matching type over the
-    // whole period (ML expects SGT211 without one, unverified and not in
+    // SERVICE_ACCES: an active access service of the matching type (ML expects SGT211 without one, unverified and not in
     // AX.0466; SGT4K2 is the annex's "consent required" code).
     if cadre == "SERVICE_ACCES" {
         let needed = kind.service();
-        if !sim.lock().sge.covers(prm, needed, start, end) {
+        if !sim.lock().sge.active(prm, needed, today) {
             return Err((
                 Sgt::AccordRequis,
                 format!("no active {} access service", needed.code()),

@@ -8,6 +8,7 @@ use axum::routing::post;
 
 use crate::state::Sim;
 
+mod cdtc;
 mod cmd;
 mod codes;
 pub mod meters;
@@ -16,5 +17,15 @@ mod soap;
 pub mod tls;
 
 pub(crate) fn routes() -> Router<Sim> {
-    Router::new().route("/ConsultationMesuresDetaillees/v3.0", post(cmd::consulter))
+    Router::new()
+        .route("/ConsultationMesuresDetaillees/v3.0", post(cmd::consulter))
+        .route(
+            "/ConsultationDonneesTechniquesContractuelles/v1.0",
+            post(cdtc::consulter),
+        )
+        .route("/CommandeServicesAccesDonnees/v1.0", post(sad::commander))
+        .route(
+            "/CommandeArretServicesAccesDonnees/v1.0",
+            post(sad::arreter),
+        )
 }

@@ -812,3 +812,359 @@ async fn cmd_v3_dst_days_have_46_and_50_half_hours_in_local_time() {
         }
     }
 }
+
+const CDTC: &str = "/ConsultationDonneesTechniquesContractuelles/v1.0";
+
+fn cdtc(prm: &str, autorisation: Option<&str>) -> String {
+    let autorisation = autorisation
+        .map(|a| format!("<autorisationClient>{a}</autorisationClient>"))
+        .unwrap_or_default();
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:v1="http://www.enedis.fr/sge/b2b/services/consulterdonneestechniquescontractuelles/v1.0">
+  <soapenv:Header/>
+  <soapenv:Body>
+    <v1:consulterDonneesTechniquesContractuelles>
+      <pointId>{prm}</pointId>
+      <loginUtilisateur>tests@example.org</loginUtilisateur>
+      {autorisation}
+    </v1:consulterDonneesTechniquesContractuelles>
+  </soapenv:Body>
+</soapenv:Envelope>"#
+    )
+}
+
+/// POST `body` to another SGE path.
+async fn post_to(sim: &Sim, path: &str, body: String) -> (u16, String) {
+    let response = sim
+        .sge_http()
+        .post(sim.sge_url(path))
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("SOAPAction", "\"\"")
+        .body(body)
+        .send()
+        .await
+        .expect("answered");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// The attribute `code` of the first `<name` element.
+fn code_of(xml: &str, name: &str) -> String {
+    let at = xml
+        .find(&format!("<{name} code=\""))
+        .unwrap_or_else(|| panic!("no {name}: {xml}"))
+        + name.len()
+        + 8;
+    xml[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn cdtc_answers_each_point_its_segment_power_and_tariff() {
+    let sim = Sim::start_sge(&["--today", TODAY]);
+    // segment, voltage, tariff (none for producers), subscribed power and unit.
+    let cases = [
+        (C1_PRM, "INDET", "HTA", Some("HTALU5"), "6000", "kW"),
+        (C2_PRM, "C2", "HTA", Some("HTACU5"), "2500", "kW"),
+        (C3_PRM, "C3", "HTA", Some("HTACU5"), "600", "kW"),
+        (C4_PRM, "C4", "BTSUP", Some("BTSUPCU4"), "120", "kVA"),
+        (C5_PRM, "C5", "BTINF", Some("BTINFCU4"), "9", "kVA"),
+        (P1_PRM, "INDET", "HTA", None, "2000", "kW"),
+        (P4_PRM, "INDET", "BTINF", None, "6", "kVA"),
+    ];
+    for (prm, segment, tension, fta, power, unit) in cases {
+        let (status, body) = post_to(&sim, CDTC, cdtc(prm, Some("true"))).await;
+        assert_eq!(status, 200, "{prm}: {body}");
+        assert!(body.contains(&format!("<point id=\"{prm}\">")), "{body}");
+        assert!(
+            body.contains("consulterDonneesTechniquesContractuellesResponse"),
+            "{body}"
+        );
+        assert_eq!(code_of(&body, "etatContractuel"), "SERVC");
+        assert_eq!(code_of(&body, "segment"), segment, "{prm}");
+        assert_eq!(code_of(&body, "domaineTension"), tension, "{prm}");
+        match fta {
+            Some(fta) => assert_eq!(code_of(&body, "formuleTarifaireAcheminement"), fta, "{prm}"),
+            None => assert!(!body.contains("formuleTarifaireAcheminement"), "{prm}"),
+        }
+        let subscribed = &body[body.find("<puissanceSouscriteMax>").unwrap()
+            ..body.find("</puissanceSouscriteMax>").unwrap() + 24];
+        assert_eq!(texts(subscribed, "valeur")[0], power, "{prm}");
+        assert_eq!(texts(subscribed, "unite")[0], unit, "{prm}");
+        assert_eq!(texts(&body, "matricule")[0].len(), 12);
+        // Well-formed XML.
+        skeleton(&body);
+    }
+    // Unknown point, consent missing or refused, malformed.
+    for (what, request, sgt) in [
+        ("unknown", cdtc("12345678901234", Some("true")), "SGT401"),
+        ("no consent", cdtc(C5_PRM, Some("false")), "SGT483"),
+        ("consent absent", cdtc(C5_PRM, None), "SGT483"),
+        ("not a boolean", cdtc(C5_PRM, Some("oui")), "SGT562"),
+        (
+            "another operation",
+            cdtc(C5_PRM, Some("true")).replace(
+                "consulterDonneesTechniquesContractuelles>",
+                "rechercherPoint>",
+            ),
+            "SGT562",
+        ),
+    ] {
+        let (status, body) = post_to(&sim, CDTC, request).await;
+        assert_eq!((status, code(&body)), (500, sgt.into()), "{what}: {body}");
+        assert_eq!(texts(&body, "faultcode"), ["soap:Server"], "{what}");
+    }
+}
+
+const ORDER: &str = "/CommandeServicesAccesDonnees/v1.0";
+const STOP: &str = "/CommandeArretServicesAccesDonnees/v1.0";
+
+/// An access-service order; `accord` is the whole `declarationAccordClient`
+/// content (empty: none).
+fn order(prm: &str, sens: &str, end: Option<&str>, accord: &str, kinds: &[&str]) -> String {
+    let end = end
+        .map(|d| format!("<dateFin>{d}</dateFin>"))
+        .unwrap_or_default();
+    let accord = if accord.is_empty() {
+        String::new()
+    } else {
+        format!("<declarationAccordClient>{accord}</declarationAccordClient>")
+    };
+    let services: String = kinds
+        .iter()
+        .map(|k| {
+            format!(
+                "<serviceSouscrit><typeDonnees>{k}</typeDonnees><optionsPublication><optionPublication><periodiciteTransmission>P1D</periodiciteTransmission></optionPublication></optionsPublication></serviceSouscrit>"
+            )
+        })
+        .collect();
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body>
+<c:commanderServicesAccesDonnees xmlns:c="http://www.enedis.fr/sge/b2b/commanderservicesaccesdonnees/v1.0"><demande>
+<donneesGenerales><refExterne>ref-1</refExterne><pointId>{prm}</pointId><initiateurLogin>tests@example.org</initiateurLogin>
+<contratId>1234567</contratId>{end}<sens>{sens}</sens>{accord}</donneesGenerales>
+<servicesSouscrits>{services}</servicesSouscrits>
+</demande></c:commanderServicesAccesDonnees></S:Body></S:Envelope>"#
+    )
+}
+
+fn stop(prm: &str, ids: &[&str]) -> String {
+    let ids: String = ids
+        .iter()
+        .map(|i| format!("<serviceSouscritId>{i}</serviceSouscritId>"))
+        .collect();
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body>
+<a:commanderArretServicesAccesDonnees xmlns:a="http://www.enedis.fr/sge/b2b/commanderarretservicesaccesdonnees/v1.0"><demande>
+<donneesGenerales><pointId>{prm}</pointId><initiateurLogin>tests@example.org</initiateurLogin><contratId>1234567</contratId><sens>SOUTIRAGE</sens></donneesGenerales>
+<servicesSouscrits>{ids}</servicesSouscrits>
+</demande></a:commanderArretServicesAccesDonnees></S:Body></S:Envelope>"#
+    )
+}
+
+const PERSON: &str = "<accord>true</accord><personnePhysique><civilite>Mme</civilite><nom>Curie</nom><prenom>Marie</prenom></personnePhysique>";
+
+#[tokio::test]
+async fn access_services_are_ordered_checked_and_stopped() {
+    let sim = Sim::start_sge(&["--today", TODAY]);
+    let curve = |cadre: &str| {
+        cmd(
+            C4_PRM,
+            "COURBE",
+            "PA",
+            "2023-04-01",
+            "2023-04-02",
+            None,
+            false,
+            "SOUTIRAGE",
+            cadre,
+        )
+    };
+    let index = cmd(
+        C4_PRM,
+        "INDEX",
+        "EA",
+        "2023-04-01",
+        "2023-04-02",
+        None,
+        false,
+        "SOUTIRAGE",
+        "SERVICE_ACCES",
+    );
+    // No service yet: SERVICE_ACCES is refused.
+    let (status, body) = post(&sim, curve("SERVICE_ACCES")).await;
+    assert_eq!((status, code(&body)), (500, "SGT4K2".into()), "{body}");
+
+    // Order a curve and an energy service under a declared consent.
+    let (status, body) = post_to(
+        &sim,
+        ORDER,
+        order(
+            C4_PRM,
+            "SOUTIRAGE",
+            Some("2026-05-01"),
+            PERSON,
+            &["CDC", "ENERGIE"],
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<resultat code=\"SGT200\">Succès</resultat>"),
+        "{body}"
+    );
+    let affaires = texts(&body, "affaireId");
+    let ids = texts(&body, "serviceSouscritId");
+    // Header's affaireId, then one per service.
+    assert_eq!(affaires.len(), 3, "{body}");
+    assert_eq!(ids.len(), 2);
+    assert_eq!(texts(&body, "mesuresTypeCode"), ["CDC", "ENERGIE"]);
+    for a in &affaires {
+        assert!(
+            (4..=8).contains(&a.len())
+                && a.chars()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()),
+            "{a}"
+        );
+    }
+    assert_ne!(ids[0], ids[1]);
+    skeleton(&body);
+
+    // Now the curve reads under SERVICE_ACCES; the index (no IDX service) not.
+    let (status, body) = post(&sim, curve("SERVICE_ACCES")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(&sim, index.clone()).await;
+    assert_eq!((status, code(&body)), (500, "SGT4K2".into()), "{body}");
+
+    // The state shows in the admin API.
+    let services: serde_json::Value = sim
+        .http()
+        .get(sim.url("/sim/admin/sge/services"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = services["services"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{services}");
+    assert_eq!(list[0]["pointId"], C4_PRM);
+    assert_eq!(list[0]["typeDonnees"], "CDC");
+    assert_eq!(list[0]["titulaire"], "Marie Curie");
+    assert_eq!(list[0]["dateFin"], "2026-05-01");
+    assert!(list[0]["dateArret"].is_null());
+
+    // Refusals: already active, consent refused or missing, end too far, PMAX
+    // off Linky, unknown point, producer's sens on a consumer.
+    let company = "<accord>true</accord><personneMorale><denominationSociale>ACME</denominationSociale></personneMorale>";
+    for (what, request, sgt) in [
+        (
+            "already active",
+            order(C4_PRM, "SOUTIRAGE", None, company, &["CDC"]),
+            "SGT570",
+        ),
+        (
+            "consent refused",
+            order(
+                C5_PRM,
+                "SOUTIRAGE",
+                None,
+                "<accord>false</accord>",
+                &["IDX"],
+            ),
+            "SGT566",
+        ),
+        (
+            "no declaration",
+            order(C5_PRM, "SOUTIRAGE", None, "", &["IDX"]),
+            "SGT566",
+        ),
+        (
+            "more than 3 years",
+            order(C5_PRM, "SOUTIRAGE", Some("2026-05-03"), company, &["IDX"]),
+            "SGT5O9",
+        ),
+        (
+            "PMAX on C4",
+            order(C4_PRM, "SOUTIRAGE", None, company, &["PMAX"]),
+            "SGT579",
+        ),
+        (
+            "unknown point",
+            order("12345678901234", "SOUTIRAGE", None, company, &["IDX"]),
+            "SGT401",
+        ),
+        (
+            "wrong sens",
+            order(C4_PRM, "INJECTION", None, company, &["IDX"]),
+            "SGT583",
+        ),
+        (
+            "unknown type",
+            order(C5_PRM, "SOUTIRAGE", None, company, &["XYZ"]),
+            "SGT562",
+        ),
+    ] {
+        let (status, body) = post_to(&sim, ORDER, request).await;
+        assert_eq!((status, code(&body)), (500, sgt.into()), "{what}: {body}");
+    }
+    // A company's consent, exactly 3 years: accepted.
+    let (status, body) = post_to(
+        &sim,
+        ORDER,
+        order(
+            C5_PRM,
+            "SOUTIRAGE",
+            Some("2026-05-02"),
+            company,
+            &["IDX", "PMAX"],
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Stop the curve service: its reads are refused again, the energy's not.
+    let (status, body) = post_to(&sim, STOP, stop(C4_PRM, &[&ids[0]])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(texts(&body, "serviceSouscritId"), [ids[0].clone()]);
+    assert!(body.contains("<servicesResilies>"), "{body}");
+    let (status, body) = post(&sim, curve("SERVICE_ACCES")).await;
+    assert_eq!((status, code(&body)), (500, "SGT4K2".into()), "{body}");
+    let energy = cmd(
+        C4_PRM,
+        "ENERGIE",
+        "EA",
+        "2023-04-01",
+        "2023-04-02",
+        None,
+        false,
+        "SOUTIRAGE",
+        "SERVICE_ACCES",
+    );
+    assert_eq!(post(&sim, energy).await.0, 200);
+    // Stopping it twice, or another point's service: SGT4G3.
+    for request in [stop(C4_PRM, &[&ids[0]]), stop(C5_PRM, &[&ids[1]])] {
+        let (status, body) = post_to(&sim, STOP, request).await;
+        assert_eq!((status, code(&body)), (500, "SGT4G3".into()), "{body}");
+    }
+    // The curve can be ordered again once stopped.
+    let (status, body) = post_to(
+        &sim,
+        ORDER,
+        order(C4_PRM, "SOUTIRAGE", None, company, &["CDC"]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let services: serde_json::Value = sim
+        .http()
+        .get(sim.url("/sim/admin/sge/services"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(services["services"][0]["dateArret"], TODAY);
+}
