@@ -381,6 +381,8 @@ pub struct State {
     pub requests: VecDeque<RequestRecord>,
     /// SGE access services (`CommanderServicesAccesDonnees`).
     pub sge: crate::sge::sad::Services,
+    /// When the SGE calls of the last second were admitted (`--sge-pace`).
+    pub sge_window: VecDeque<Instant>,
 }
 
 /// How many recent requests `/sim/admin/requests` keeps.
@@ -410,6 +412,7 @@ impl State {
             fault_rolls: 0,
             calls: BTreeMap::new(),
             sge: Default::default(),
+            sge_window: VecDeque::new(),
             total_calls: 0,
             requests: VecDeque::new(),
         };

@@ -25,7 +25,7 @@ pub const NS: &str =
     "http://www.enedis.fr/sge/b2b/services/consulterdonneestechniquescontractuelles/v1.0";
 /// Inferred: GUI.0488's CMD faults say "Erreur Technique Mesures"; this one has
 /// no example.
-const FAULTSTRING: &str = "Erreur Technique";
+pub const FAULTSTRING: &str = "Erreur Technique";
 
 pub async fn consulter(body: String) -> Response {
     match check(&body) {

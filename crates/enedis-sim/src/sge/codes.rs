@@ -35,6 +35,9 @@ pub enum Sgt {
     /// SGT5O9: an access service's end is more than 3 years away (ML; not in
     /// AX.0466 v1.5.0).
     FinTropLointaine,
+    /// SGT506: the service is momentarily unavailable (a call over the
+    /// homologation pace, inferred; a forced 503).
+    Indisponible,
     /// SGT4G3: no measurement on this point (an unknown service to stop,
     /// inferred).
     AucuneMesure,
@@ -59,6 +62,7 @@ impl Sgt {
             Sgt::DejaActif => "SGT570",
             Sgt::FinTropLointaine => "SGT5O9",
             Sgt::AucuneMesure => "SGT4G3",
+            Sgt::Indisponible => "SGT506",
         }
     }
 
@@ -100,6 +104,9 @@ impl Sgt {
                 "La date de fin du service ne peut pas dépasser 3 ans à compter de la date du jour."
             }
             Sgt::AucuneMesure => "Aucune mesure trouvée sur ce point.",
+            Sgt::Indisponible => {
+                "Problème: le service est momentanément indisponible. Veuillez renouveler votre demande ultérieurement."
+            }
         }
     }
 }

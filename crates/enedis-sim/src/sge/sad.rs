@@ -39,7 +39,7 @@ use crate::state::Sim;
 pub const NS: &str = "http://www.enedis.fr/sge/b2b/commanderservicesaccesdonnees/v1.0";
 pub const NS_ARRET: &str = "http://www.enedis.fr/sge/b2b/commanderarretservicesaccesdonnees/v1.0";
 /// Inferred (no example fault of the orders).
-const FAULTSTRING: &str = "Erreur Technique";
+pub const FAULTSTRING: &str = "Erreur Technique";
 
 /// `typeDonnees` of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

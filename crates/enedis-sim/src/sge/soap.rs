@@ -225,13 +225,28 @@ pub fn ok(body: &str) -> Response {
 /// A fault as GUI.0488 §4.3 prints one: HTTP 500, `soap:Server`, `faultstring`,
 /// `detail/tec:erreur/resultat@code`. `service_ns` is declared as `ns4`, as there.
 pub fn fault(faultstring: &str, service_ns: &str, sgt: Sgt) -> Response {
+    fault_with_status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        faultstring,
+        service_ns,
+        sgt,
+    )
+}
+
+/// [`fault`] with another HTTP status (the admin API's forced statuses).
+pub fn fault_with_status(
+    status: StatusCode,
+    faultstring: &str,
+    service_ns: &str,
+    sgt: Sgt,
+) -> Response {
     let xml = format!(
         "<?xml version=\"1.0\" ?>\n<soap:Envelope xmlns:soap=\"{SOAP_ENV}\">\n <soap:Body>\n  <soap:Fault>\n   <faultcode>soap:Server</faultcode>\n   <faultstring>{}</faultstring>\n   <detail>\n    <ns3:erreur xmlns:ns4=\"{service_ns}\" xmlns:ns3=\"{TECHNIQUE}\" xmlns:ns2=\"{SOAP_ENV}\">\n     <resultat code=\"{}\">{}</resultat>\n    </ns3:erreur>\n   </detail>\n  </soap:Fault>\n </soap:Body>\n</soap:Envelope>\n",
         escape(faultstring),
         sgt.code(),
         escape(sgt.label()),
     );
-    xml_response(StatusCode::INTERNAL_SERVER_ERROR, xml)
+    xml_response(status, xml)
 }
 
 /// An answer with a `soap:Header`: `inner` is the envelope's content (header and

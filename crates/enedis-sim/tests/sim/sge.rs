@@ -1168,3 +1168,87 @@ async fn access_services_are_ordered_checked_and_stopped() {
         .unwrap();
     assert_eq!(services["services"][0]["dateArret"], TODAY);
 }
+
+#[tokio::test]
+async fn sge_pace_refuses_calls_too_fast_with_a_soap_fault() {
+    // Off by default: back-to-back calls are all answered.
+    let free = Sim::start_sge(&["--today", TODAY]);
+    for _ in 0..4 {
+        let (status, body) = post(&free, fixture("C5-ENERGIE", "request.xml")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // One call a second: of four calls sent at once, one is answered, the
+    // others refused with SGT506 (on any SGE path), unless a whole second passes
+    // between them.
+    let sim = Sim::start_sge(&["--today", TODAY, "--sge-pace", "1"]);
+    let calls = [
+        post_to(&sim, PATH, fixture("C5-ENERGIE", "request.xml")),
+        post_to(&sim, CDTC, cdtc(C5_PRM, Some("true"))),
+        post_to(&sim, PATH, fixture("C4-ENERGIE", "request.xml")),
+        post_to(&sim, CDTC, cdtc(C4_PRM, Some("true"))),
+    ];
+    let answers = futures::future::join_all(calls).await;
+    let answered = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert!(answered >= 1, "{answers:?}");
+    let refused: Vec<&(u16, String)> = answers.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(!refused.is_empty(), "{answers:?}");
+    for (status, body) in refused {
+        assert_eq!((*status, code(body)), (500, "SGT506".into()), "{body}");
+        assert_eq!(texts(body, "faultcode"), ["soap:Server"]);
+    }
+    // Every call is counted, refused ones too.
+    assert_eq!(sim.admin().total_calls().await, 4);
+}
+
+#[tokio::test]
+async fn admin_faults_on_sge_paths_are_soap_faults() {
+    let sim = Sim::start_sge(&["--today", TODAY]);
+    let admin = sim.admin();
+    // A forced 503: a SOAP fault with SGT506 at that status, then back to normal.
+    admin
+        .faults(serde_json::json!({ "force_status": { "status": 503, "count": 1 } }))
+        .await;
+    let (status, body) = post(&sim, fixture("C5-ENERGIE", "request.xml")).await;
+    assert_eq!((status, code(&body)), (503, "SGT506".into()), "{body}");
+    assert_eq!(texts(&body, "faultstring"), ["Erreur Technique Mesures"]);
+    assert!(body.starts_with("<?xml"), "{body}");
+    assert_eq!(
+        post(&sim, fixture("C5-ENERGIE", "request.xml")).await.0,
+        200
+    );
+    // Random failures (here all): SGT500, on every SGE service.
+    admin
+        .faults(serde_json::json!({ "failure_rate": 1.0 }))
+        .await;
+    let (status, body) = post_to(&sim, CDTC, cdtc(C5_PRM, Some("true"))).await;
+    assert_eq!((status, code(&body)), (500, "SGT500".into()), "{body}");
+    assert_eq!(texts(&body, "faultstring"), ["Erreur Technique"]);
+    let (status, body) = post_to(
+        &sim,
+        ORDER,
+        order(C5_PRM, "SOUTIRAGE", None, PERSON, &["CDC"]),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (500, "SGT500".into()), "{body}");
+    // Nothing was ordered.
+    assert_eq!(
+        admin.sge_services().await["services"],
+        serde_json::json!([])
+    );
+    admin.clear_faults().await;
+    assert_eq!(post_to(&sim, CDTC, cdtc(C5_PRM, Some("true"))).await.0, 200);
+    // A forced body is sent as given.
+    admin
+        .faults(serde_json::json!({ "force_status": { "status": 502, "body": "<html>bad gateway</html>", "content_type": "text/html" } }))
+        .await;
+    let (status, body) = post(&sim, fixture("C5-ENERGIE", "request.xml")).await;
+    assert_eq!((status, body.as_str()), (502, "<html>bad gateway</html>"));
+    // Every call counted per path.
+    assert_eq!(admin.call_count(CALLS).await, 3);
+    assert_eq!(
+        admin
+            .call_count("POST /ConsultationDonneesTechniquesContractuelles/v1.0")
+            .await,
+        2
+    );
+}
