@@ -8,6 +8,7 @@
 //! - `GET/POST config`: redirect URI, today, token lifetime, `expires_in` type.
 //! - `POST reset`: everything back to the state right after start.
 //! - `GET consents`, `POST consents/{id}/revoke`, `POST prms/{prm}/revoke`.
+//! - `GET sge/services`: the SGE access services ordered (`CommanderServicesAccesDonnees`).
 //! - `GET tokens`, `POST tokens/expire`.
 //! - `GET meters`: profiles and known meters.
 
@@ -49,6 +50,7 @@ pub fn routes() -> Router<Sim> {
         .route("/sim/admin/tokens", get(tokens))
         .route("/sim/admin/tokens/expire", post(expire_tokens))
         .route("/sim/admin/meters", get(meters))
+        .route("/sim/admin/sge/services", get(sge_services))
 }
 
 fn bad(message: impl Into<String>) -> Response {
@@ -337,4 +339,10 @@ async fn expire_tokens(State(sim): State<Sim>) -> Response {
 
 async fn meters(State(_sim): State<Sim>) -> Response {
     Json(json!({ "profiles": PROFILES, "meters": known_meters() })).into_response()
+}
+
+/// The SGE access services ordered since start (stopped ones included, with
+/// their `dateArret`), in order.
+async fn sge_services(State(sim): State<Sim>) -> Response {
+    Json(json!({ "services": sim.lock().sge.services })).into_response()
 }

@@ -53,6 +53,10 @@ pub struct Args {
     /// there unless all of ca.pem, server.pem, server.key, agent.pem, agent.key exist).
     #[arg(long, requires = "sge_listen")]
     pub sge_tls_dir: Option<PathBuf>,
+    /// SGE calls per second (all SGE paths together) before a call is refused
+    /// with a SOAP fault, as SGE homologation allows 1; 0: unlimited.
+    #[arg(long, default_value_t = 0)]
+    sge_pace: u32,
 }
 
 fn parse_today(s: &str) -> Result<jiff::civil::Date, String> {
@@ -74,6 +78,7 @@ impl Args {
             quota_per_hour: self.quota_per_hour,
             token_ttl_secs: self.token_ttl,
             expires_in_as_string: self.expires_in_string,
+            sge_pace: self.sge_pace,
         })
     }
 }

@@ -36,6 +36,8 @@ pub enum Api {
     Mesure2026,
     Subscribed,
     Itc,
+    /// SGE (B2B SOAP): faults are SOAP faults.
+    Sge,
     Other,
 }
 
@@ -68,6 +70,8 @@ pub fn classify(path: &str) -> Api {
         Api::Subscribed
     } else if ITC_BASES.iter().any(|b| starts(b)) {
         Api::Itc
+    } else if crate::sge::is_sge_path(path) {
+        Api::Sge
     } else {
         Api::Other
     }
@@ -81,14 +85,14 @@ impl Api {
             Api::V4 => Some(Gen::V4),
             Api::V5 | Api::TokenV1 | Api::TokenV3 => Some(Gen::V5),
             Api::Mesure2026 | Api::Subscribed | Api::Itc => Some(Gen::Api2026),
-            Api::Admin | Api::Authorize | Api::Other => None,
+            Api::Admin | Api::Authorize | Api::Sge | Api::Other => None,
         }
     }
 
     fn is_data(self) -> bool {
         matches!(
             self,
-            Api::V3 | Api::V4 | Api::V5 | Api::Mesure2026 | Api::Subscribed | Api::Itc
+            Api::V3 | Api::V4 | Api::V5 | Api::Mesure2026 | Api::Subscribed | Api::Itc | Api::Sge
         )
     }
 
@@ -191,9 +195,15 @@ async fn handle(sim: &Sim, api: Api, path: &str, mut request: Request, next: Nex
             tokio::time::sleep(Duration::from_millis(before.latency)).await;
         }
         if let Some(forced) = before.forced {
+            if api == Api::Sge && forced.body.is_none() {
+                return crate::sge::forced_fault(path, forced.status);
+            }
             return forced_response(generation, &forced);
         }
         if before.fail {
+            if api == Api::Sge {
+                return crate::sge::forced_fault(path, 500);
+            }
             return Refusal::Technical.response(generation);
         }
         if before.html {
@@ -212,6 +222,12 @@ async fn handle(sim: &Sim, api: Api, path: &str, mut request: Request, next: Nex
         if let Some(response) = throttle(sim, api, path) {
             return response;
         }
+    }
+
+    if api == Api::Sge
+        && let Some(response) = sge_pace(sim, path)
+    {
+        return response;
     }
 
     let mut response = next.run(request).await;
@@ -234,6 +250,32 @@ async fn handle(sim: &Sim, api: Api, path: &str, mut request: Request, next: Nex
         }
     }
     response
+}
+
+/// `--sge-pace`: at most that many SGE calls in any second; a call over it is
+/// refused (not admitted, so it does not count against the next ones).
+fn sge_pace(sim: &Sim, path: &str) -> Option<Response> {
+    let pace = sim.options().sge_pace;
+    if pace == 0 {
+        return None;
+    }
+    let now = Instant::now();
+    {
+        let mut st = sim.lock();
+        let window = &mut st.sge_window;
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            window.pop_front();
+        }
+        if window.len() < pace as usize {
+            window.push_back(now);
+            return None;
+        }
+    }
+    tracing::info!(%path, pace, "SGE pace exceeded, answering a SOAP fault");
+    Some(crate::sge::pace_fault(path))
 }
 
 fn is_json(response: &Response) -> bool {

@@ -593,4 +593,11 @@ impl Admin {
     pub async fn expire_tokens(&self) {
         self.post("tokens/expire", Value::Null).await;
     }
+
+    /// The SGE access services ordered (`{"services": [...]}`, each with
+    /// `serviceSouscritId`, `affaireId`, `pointId`, `typeDonnees`, `dateFin`,
+    /// `dateArret`…).
+    pub async fn sge_services(&self) -> Value {
+        self.get("sge/services").await
+    }
 }

@@ -38,7 +38,7 @@ mod oauth;
 mod options;
 mod page;
 mod router;
-mod sge;
+pub mod sge;
 mod state;
 mod subscribed;
 mod v1data;

@@ -53,6 +53,9 @@ pub struct Options {
     pub token_ttl_secs: u64,
     /// Answer `expires_in` as a string on `/oauth2/v3/token` (as the v5 openapi).
     pub expires_in_as_string: bool,
+    /// SGE calls per second over all SGE paths, as the homologation platform
+    /// allows (1); 0: unlimited.
+    pub sge_pace: u32,
 }
 
 impl Default for Options {
@@ -66,6 +69,7 @@ impl Default for Options {
             quota_per_hour: None,
             token_ttl_secs: DEFAULT_TOKEN_TTL_SECS,
             expires_in_as_string: false,
+            sge_pace: 0,
         }
     }
 }

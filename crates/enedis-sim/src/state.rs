@@ -379,6 +379,10 @@ pub struct State {
     pub calls: BTreeMap<String, CallCounter>,
     pub total_calls: u64,
     pub requests: VecDeque<RequestRecord>,
+    /// SGE access services (`CommanderServicesAccesDonnees`).
+    pub sge: crate::sge::sad::Services,
+    /// When the SGE calls of the last second were admitted (`--sge-pace`).
+    pub sge_window: VecDeque<Instant>,
 }
 
 /// How many recent requests `/sim/admin/requests` keeps.
@@ -407,6 +411,8 @@ impl State {
             faults: Faults::default(),
             fault_rolls: 0,
             calls: BTreeMap::new(),
+            sge: Default::default(),
+            sge_window: VecDeque::new(),
             total_calls: 0,
             requests: VecDeque::new(),
         };

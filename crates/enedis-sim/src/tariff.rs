@@ -199,7 +199,7 @@ pub fn tariff(meter: &Meter, direction: Direction, day: Date) -> Tariff {
         };
     }
     match meter.prm.as_str() {
-        TEMPO_PRM => Tariff {
+        TEMPO_PRM | crate::sge::meters::C5_PRM => Tariff {
             distributor: &DI_BASE,
             supplier: Some(&FC_TEMPO),
             offer: Offer::Tempo,

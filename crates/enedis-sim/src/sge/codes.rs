@@ -26,6 +26,21 @@ pub enum Sgt {
     Malforme,
     /// SGT500: technical error.
     Technique,
+    /// SGT483: the user lacks the rights for this operation (CDTC).
+    Habilitation,
+    /// SGT566: the service needs the customer's consent (orders).
+    AccordClientRequis,
+    /// SGT570: the service is already active over the period (orders).
+    DejaActif,
+    /// SGT5O9: an access service's end is more than 3 years away (ML; not in
+    /// AX.0466 v1.5.0).
+    FinTropLointaine,
+    /// SGT506: the service is momentarily unavailable (a call over the
+    /// homologation pace, inferred; a forced 503).
+    Indisponible,
+    /// SGT4G3: no measurement on this point (an unknown service to stop,
+    /// inferred).
+    AucuneMesure,
 }
 
 impl Sgt {
@@ -42,6 +57,12 @@ impl Sgt {
             Sgt::SensIncorrect => "SGT583",
             Sgt::Malforme => "SGT562",
             Sgt::Technique => "SGT500",
+            Sgt::Habilitation => "SGT483",
+            Sgt::AccordClientRequis => "SGT566",
+            Sgt::DejaActif => "SGT570",
+            Sgt::FinTropLointaine => "SGT5O9",
+            Sgt::AucuneMesure => "SGT4G3",
+            Sgt::Indisponible => "SGT506",
         }
     }
 
@@ -73,6 +94,19 @@ impl Sgt {
             }
             Sgt::Malforme => "Problème : le message de demande est malformé",
             Sgt::Technique => "Une erreur technique est survenue",
+            Sgt::Habilitation => {
+                "Demande non recevable : l'utilisateur ne possède pas les habilitations nécessaires pour effectuer l'opération souhaitée"
+            }
+            Sgt::AccordClientRequis => "Ce service nécessite l'accord du client.",
+            Sgt::DejaActif => "Le service demandé est déjà actif sur la période demandée.",
+            // Not in AX.0466 v1.5.0: our wording.
+            Sgt::FinTropLointaine => {
+                "La date de fin du service ne peut pas dépasser 3 ans à compter de la date du jour."
+            }
+            Sgt::AucuneMesure => "Aucune mesure trouvée sur ce point.",
+            Sgt::Indisponible => {
+                "Problème: le service est momentanément indisponible. Veuillez renouveler votre demande ultérieurement."
+            }
         }
     }
 }
