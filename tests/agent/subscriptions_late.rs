@@ -83,6 +83,7 @@ async fn world(publish: &str) -> World {
         ca_file: prosody.ca_file(),
         sim_base: sim.base_url().to_owned(),
         web_port: free_port(),
+        sge: None,
     };
     files.write(&agent_harness::AgentSettings::with_peers(vec![
         agent_harness::peer("erin", &[PRM]),

@@ -146,6 +146,7 @@ async fn no_secret_token_or_password_reaches_any_log() {
         ca_file: prosody.ca_file(),
         sim_base: relay.clone(),
         web_port,
+        sge: None,
     };
     let mut settings = AgentSettings::with_peers(vec![peer("alice", &[PRM])]);
     settings.log_level = "debug".into();

@@ -36,6 +36,10 @@ pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
 
 /// Profile-0 PRM (consumption, 30-minute load curve, no gaps).
 pub const PRM: &str = "22516914714270";
+/// `sge.login` of an agent that reads the simulator's SGE.
+pub const SGE_LOGIN: &str = "ops@agent.example.org";
+/// `sge.contract_id` of an agent that reads the simulator's SGE.
+pub const SGE_CONTRACT: &str = "1234567";
 /// Profile 1: commissioned 2019-08-27 (ADAM-ERR0123 before).
 pub const PRM_PROFILE_1: &str = "11453290002823";
 /// The 10-minute meter.
@@ -135,6 +139,10 @@ pub struct AgentSettings {
     pub max_stanza_bytes: Option<usize>,
     /// `enedis.api`: `2026` unless a test speaks another generation.
     pub api: &'static str,
+    /// Whether the agent also reads Enedis SGE: the simulator then serves it
+    /// over mutual TLS and `[sge]` points at it, with the simulator's test CA
+    /// as extra root and its `agent.pem`/`agent.key` as the client identity.
+    pub sge: bool,
 }
 
 impl Default for AgentSettings {
@@ -153,6 +161,7 @@ impl Default for AgentSettings {
             xmpp_domain: DOMAIN.to_owned(),
             max_stanza_bytes: None,
             api: "2026",
+            sge: false,
         }
     }
 }
@@ -173,6 +182,8 @@ pub struct ConfigFiles {
     pub ca_file: PathBuf,
     pub sim_base: String,
     pub web_port: u16,
+    /// The simulator's SGE base URL and its TLS directory, when it serves SGE.
+    pub sge: Option<(String, PathBuf)>,
 }
 
 impl ConfigFiles {
@@ -210,6 +221,17 @@ impl ConfigFiles {
             .set("log.level", settings.log_level.as_str());
         if let Some(percent) = settings.interactive_reserve_percent {
             config = config.set("enedis.interactive_reserve_percent", percent);
+        }
+        if let Some((endpoint, tls)) = &self.sge {
+            config = config
+                .set("sge.endpoint", endpoint.as_str())
+                .set("sge.certificate_file", tls.join("agent.pem").as_path())
+                .set("sge.key_file", tls.join("agent.key").as_path())
+                .set("sge.ca_file", tls.join("ca.pem").as_path())
+                .set("sge.login", SGE_LOGIN)
+                .set("sge.contract_id", SGE_CONTRACT)
+                .set("sge.calls_per_second", settings.calls_per_second)
+                .set("sge.max_retries", settings.max_retries);
         }
         for p in &settings.peers {
             let points: Vec<&str> = p.usage_points.iter().map(String::as_str).collect();
@@ -531,7 +553,11 @@ impl Deployment {
         // Quotas off at the simulator: tests count calls, they do not wait for slots.
         let mut args = vec!["--quota-per-second", "0"];
         args.extend_from_slice(sim_args);
-        let sim = Sim::start(&args);
+        let sim = if settings.sge {
+            Sim::start_sge(&args)
+        } else {
+            Sim::start(&args)
+        };
         let dir = tempfile::Builder::new()
             .prefix("agent-test-")
             .tempdir()
@@ -542,6 +568,9 @@ impl Deployment {
             ca_file: prosody.ca_file(),
             sim_base: sim.base_url().to_owned(),
             web_port: free_port(),
+            sge: settings
+                .sge
+                .then(|| (sim.sge_url(""), sim.sge_tls_dir().to_owned())),
         };
         files.write(&settings);
         let agent = AgentProcess::spawn(&files.path(), dir.path(), files.web_port, env);
