@@ -685,9 +685,19 @@ async fn a_certificate_of_another_ca_is_refused_at_the_handshake() {
     let request = MeasuresRequest::energy(prm(C5), date(2023, 4, 3), date(2023, 4, 10));
     let e = sge.measures(&request, &tally).await.unwrap_err();
     let text = e.to_string();
-    assert!(matches!(e, SgeError::Transport { .. }), "{e:?}");
     assert!(
-        text.contains("UnknownCA") || text.contains("unknown ca") || text.contains("certificate"),
+        matches!(
+            e,
+            SgeError::Transport {
+                handshake: true,
+                attempts: 1,
+                ..
+            }
+        ),
+        "a refused handshake is not retried: {e:?}"
+    );
+    assert!(
+        text.contains("TLS handshake was refused") && text.contains("UnknownCA"),
         "the handshake's reason is said: {text}"
     );
     let key_body: String = key_text
@@ -702,6 +712,26 @@ async fn a_certificate_of_another_ca_is_refused_at_the_handshake() {
     assert_eq!(cmd_calls(&sim).await, 0, "nothing reached the service");
     let upstream = UpstreamError::from(e);
     assert_eq!(upstream.kind(), ErrorKind::Unavailable);
+
+    // Without the test CA among the roots, the agent refuses the server.
+    let mut untrusting = agent_settings(&sim);
+    untrusting.extra_roots_pem = None;
+    let e = client(&untrusting)
+        .measures(&request, &Tally::new(Ask::agent()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SgeError::Transport {
+                handshake: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+    assert_eq!(cmd_calls(&sim).await, 0);
 
     // A certificate without its key is refused when the client is made.
     let mut broken = agent_settings(&sim);

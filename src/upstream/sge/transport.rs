@@ -229,6 +229,9 @@ pub enum SgeError {
         service: Service,
         reason: String,
         attempts: u32,
+        /// The TLS handshake was refused (a certificate refused by either side,
+        /// an alert): not retried, a configuration matter.
+        handshake: bool,
     },
     /// An HTTP error status without a SOAP fault (a proxy's page, a 404…).
     #[error("SGE {service} answered HTTP {status} without a SOAP fault: {excerpt}")]
@@ -271,7 +274,7 @@ impl SgeError {
     fn is_retryable(&self) -> bool {
         match self {
             SgeError::Fault(fault) => fault.kind() == FaultKind::Technical,
-            SgeError::Transport { .. } => true,
+            SgeError::Transport { handshake, .. } => !handshake,
             SgeError::Status { status, .. } => *status >= 500,
             _ => false,
         }
@@ -481,10 +484,11 @@ impl SgeTransport {
         let url = self.endpoint.join(service.path()).map_err(|e| {
             SgeError::Config(format!("the SGE endpoint cannot take {service}: {e}"))
         })?;
-        let transport = |reason: String| SgeError::Transport {
+        let transport = |(reason, handshake): (String, bool)| SgeError::Transport {
             service,
             reason,
             attempts: attempt,
+            handshake,
         };
         let mut response = self
             .client
@@ -501,9 +505,9 @@ impl SgeTransport {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if answer.len() + chunk.len() > MAX_BODY {
-                        return Err(transport(format!(
-                            "the answer is larger than {} MiB",
-                            MAX_BODY / 1024 / 1024
+                        return Err(transport((
+                            format!("the answer is larger than {} MiB", MAX_BODY / 1024 / 1024),
+                            false,
                         )));
                     }
                     answer.extend_from_slice(&chunk);
@@ -536,8 +540,16 @@ impl SgeTransport {
 }
 
 /// A transport error with its causes (rustls says why a handshake failed), without
-/// its URL.
-fn describe(error: &reqwest::Error) -> String {
+/// its URL; and whether it is a refused TLS handshake.
+fn describe(error: &reqwest::Error) -> (String, bool) {
+    let causes = chain(error);
+    let lower = causes.to_ascii_lowercase();
+    if lower.contains("alert") || lower.contains("certificate") || lower.contains("handshake") {
+        let reason = format!(
+            "the TLS handshake was refused ({causes}); check the client certificate and key, and the roots trusted for the server"
+        );
+        return (reason, true);
+    }
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -547,11 +559,10 @@ fn describe(error: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let causes = chain(error);
     if causes.is_empty() {
-        kind.to_owned()
+        (kind.to_owned(), false)
     } else {
-        format!("{kind}: {causes}")
+        (format!("{kind}: {causes}"), false)
     }
 }
 
