@@ -745,7 +745,10 @@ async fn a_certificate_of_another_ca_is_refused_at_the_handshake() {
 async fn calls_wait_in_the_quota_under_the_callers_ask() {
     let sim = Sim::start_sge(&["--today", TODAY]);
     let limiter = Arc::new(QuotaLimiter::new(100, 100_000));
-    let sge = SgeClient::new(&agent_settings(&sim), Arc::clone(&limiter)).unwrap();
+    let metrics = quoalise_agent::metrics::Metrics::new();
+    let sge = SgeClient::new(&agent_settings(&sim), Arc::clone(&limiter))
+        .unwrap()
+        .with_metrics(metrics.clone());
     // A peer allowed one call an hour: its first call goes, its second is refused
     // by its own budget before anything is sent; another peer still gets through.
     let capped = Ask::peer("capped@example.net", Class::Interactive).with_budget(1, Some(1));
@@ -772,6 +775,12 @@ async fn calls_wait_in_the_quota_under_the_callers_ask() {
     sge.measures(&request, &other).await.unwrap();
     assert_eq!(cmd_calls(&sim).await, 2);
     assert_eq!(limiter.calls_last_hour(), 2);
+    let rendered = metrics.render();
+    let line = rendered
+        .lines()
+        .find(|l| l.contains("ConsultationMesuresDetaillees/v3.0") && l.contains("200"))
+        .unwrap_or_else(|| panic!("no SGE call in /metrics:\n{rendered}"));
+    assert!(line.ends_with(" 2"), "{line}");
 }
 
 /// A plain-HTTP stand-in for SGE on 127.0.0.1 answering every POST with

@@ -866,6 +866,32 @@ mod tests {
     }
 
     #[test]
+    fn monthly_maxima_are_kept_apart_from_the_daily_readings() {
+        let request =
+            MeasuresRequest::max_power(PRM.parse().unwrap(), date(2026, 1, 1), date(2026, 3, 1))
+                .with_max_power_step(MaxPowerStep::Monthly);
+        assert!(
+            request
+                .payload("a@b.fr")
+                .contains("<mesuresPas>P1M</mesuresPas>")
+        );
+        let xml = "<consulterMesuresDetailleesResponseV3><grandeur><grandeurMetier>CONS</grandeurMetier><grandeurPhysique>PMA</grandeurPhysique><unite>kVA</unite><points><v>6.2</v><d>2026-01-01 00:00:00</d></points><points><v xsi:nil=\"true\" xmlns:xsi=\"urn:xsi\"/><d>2026-02-01 00:00:00</d></points></grandeur><pas>P1M</pas></consulterMesuresDetailleesResponseV3>";
+        let node = super::super::soap::parse(xml.as_bytes()).unwrap();
+        let m = parse(&request, &node).unwrap();
+        let g = &m.grandeurs[0];
+        assert!(g.readings.is_empty(), "a month is no Quoalise step");
+        assert_eq!(g.unit, "VA");
+        assert_eq!(g.maxima.len(), 2);
+        assert_eq!(
+            g.maxima[0].start,
+            crate::time::day_start(date(2026, 1, 1)).unwrap()
+        );
+        assert_eq!(g.maxima[0].value, Some(6200.0));
+        assert_eq!(g.maxima[0].reached, None);
+        assert_eq!(g.maxima[1].value, None, "under 7 daily values: nil");
+    }
+
+    #[test]
     fn an_answer_about_another_point_is_refused() {
         let day = date(2026, 6, 1);
         let request = MeasuresRequest::curve(

@@ -47,6 +47,7 @@ pub struct SgeClient {
     transport: SgeTransport,
     login: String,
     contract_id: String,
+    access: measures::AccessFrame,
 }
 
 impl SgeClient {
@@ -57,7 +58,15 @@ impl SgeClient {
             transport: SgeTransport::new(settings, limiter)?,
             login: settings.login.clone(),
             contract_id: settings.contract_id.clone(),
+            access: measures::AccessFrame::CustomerConsent,
         })
+    }
+
+    /// The `cadreAcces` [`SgeClient::readings`] asks under: the customer's
+    /// consent (`ACCORD_CLIENT`) unless said otherwise.
+    pub fn with_access_frame(mut self, access: measures::AccessFrame) -> SgeClient {
+        self.access = access;
+        self
     }
 
     /// Count calls and quota waits in `metrics` (`/metrics`).
@@ -94,7 +103,7 @@ impl SgeClient {
     /// agent's [`Upstream::readings`](crate::upstream::Upstream::readings) wants
     /// them: curves by calls of at most 7 days (a week is one call), daily data by
     /// calls of at most [`DAILY_DAYS_PER_CALL`]; an index answers every class
-    /// (`siblings`). Under the customer's consent (`ACCORD_CLIENT`).
+    /// (`siblings`). Under the client's `cadreAcces` ([`SgeClient::with_access_frame`]).
     pub async fn readings(
         &self,
         prm: Prm,
@@ -103,7 +112,9 @@ impl SgeClient {
         to: Date,
         ask: &Ask,
     ) -> Result<Fetched, UpstreamError> {
-        let Some(template) = MeasuresRequest::for_series(prm, series, from, to) else {
+        let Some(template) =
+            MeasuresRequest::for_series(prm, series, from, to).map(|r| r.with_access(self.access))
+        else {
             return Err(UpstreamError::Unsupported(format!(
                 "{series} is derived from the index, not read from SGE"
             )));
