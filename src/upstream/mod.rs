@@ -39,6 +39,7 @@ pub mod error;
 pub mod http;
 pub mod limiter;
 pub mod normalise;
+pub mod sge;
 pub mod token;
 pub mod v1;
 pub mod window;

@@ -1,0 +1,210 @@
+//! Enedis SGE (the B2B "tiers" SOAP services) as a library: mutual TLS, its own
+//! quota, and four services.
+//!
+//! | module | service |
+//! |---|---|
+//! | [`measures`] | `ConsultationMesuresDetaillees` v3.0: curves, daily energy, maxima, indexes → normalised [`Reading`]s |
+//! | [`technical`] | `ConsultationDonneesTechniquesContractuelles` v1.0 → [`Contract`](crate::quoalise::Contract) |
+//! | [`access`] | `CommanderServicesAccesDonnees` v1.0 and `CommanderArretServicesAccesDonnees` v1.0 |
+//!
+//! [`transport`] POSTs SOAP 1.1 over mutual TLS, waits in the [`QuotaLimiter`]
+//! given to it, retries a technical failure once, and turns faults into
+//! [`SgeError`]s (which convert into [`UpstreamError`]); [`soap`] writes envelopes
+//! and reads answers by local name. [`SgeClient`] ties them together.
+
+pub mod access;
+pub mod measures;
+pub mod soap;
+pub mod technical;
+pub mod transport;
+
+pub use access::{AccessOrder, AccessStop, OrderAnswer};
+pub use measures::{Measures, MeasuresRequest};
+pub use technical::Technical;
+pub use transport::{FaultKind, Service, SgeError, SgeFault, SgeSettings, SgeTransport};
+
+use std::sync::Arc;
+
+use jiff::ToSpan;
+use jiff::civil::Date;
+
+use crate::metrics::Metrics;
+use crate::quoalise::{Prm, Reading, Series, SeriesKind};
+use crate::upstream::http::Tally;
+use crate::upstream::limiter::{Ask, QuotaLimiter};
+use crate::upstream::normalise::ShapeError;
+use crate::upstream::{Fetched, UpstreamError};
+
+/// Most days of curve one call may ask (SGE refuses 8 with SGT4L8).
+pub const CURVE_DAYS_PER_CALL: i64 = 7;
+/// Most days of daily data (energy, maxima, index) one call asks. SGE documents
+/// only the 36 months of history; a year a call is an inferred, prudent size.
+pub const DAILY_DAYS_PER_CALL: i64 = 366;
+
+/// The SGE client of one application.
+#[derive(Debug)]
+pub struct SgeClient {
+    transport: SgeTransport,
+    login: String,
+    contract_id: String,
+    access: measures::AccessFrame,
+}
+
+impl SgeClient {
+    /// A client presenting `settings`' certificate, waiting in `limiter` (SGE's
+    /// own quota: homologation allows one call a second).
+    pub fn new(settings: &SgeSettings, limiter: Arc<QuotaLimiter>) -> Result<SgeClient, SgeError> {
+        Ok(SgeClient {
+            transport: SgeTransport::new(settings, limiter)?,
+            login: settings.login.clone(),
+            contract_id: settings.contract_id.clone(),
+            access: measures::AccessFrame::CustomerConsent,
+        })
+    }
+
+    /// The `cadreAcces` [`SgeClient::readings`] asks under: the customer's
+    /// consent (`ACCORD_CLIENT`) unless said otherwise.
+    pub fn with_access_frame(mut self, access: measures::AccessFrame) -> SgeClient {
+        self.access = access;
+        self
+    }
+
+    /// Count calls and quota waits in `metrics` (`/metrics`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> SgeClient {
+        self.transport = self.transport.with_metrics(metrics);
+        self
+    }
+
+    /// One `ConsultationMesuresDetaillees` v3.0 call. No data (SGT4G3, or an
+    /// answer without values) is an empty [`Measures`].
+    pub async fn measures(
+        &self,
+        request: &MeasuresRequest,
+        tally: &Tally,
+    ) -> Result<Measures, SgeError> {
+        let service = Service::Measures;
+        let envelope = match self
+            .transport
+            .call(service, &request.payload(&self.login), tally)
+            .await
+        {
+            Ok(envelope) => envelope,
+            Err(SgeError::Fault(fault)) if fault.is_no_data() => return Ok(Measures::default()),
+            Err(e) => return Err(e),
+        };
+        let payload = envelope.payload().ok_or_else(|| SgeError::BadResponse {
+            service,
+            problem: "the SOAP body is empty".to_owned(),
+        })?;
+        measures::parse(request, payload).map_err(|e| bad(service, e))
+    }
+
+    /// The readings of `series` for `prm` over the Paris days `[from, to[`, as the
+    /// agent's [`Upstream::readings`](crate::upstream::Upstream::readings) wants
+    /// them: curves by calls of at most 7 days (a week is one call), daily data by
+    /// calls of at most [`DAILY_DAYS_PER_CALL`]; an index answers every class
+    /// (`siblings`). Under the client's `cadreAcces` ([`SgeClient::with_access_frame`]).
+    pub async fn readings(
+        &self,
+        prm: Prm,
+        series: Series,
+        from: Date,
+        to: Date,
+        ask: &Ask,
+    ) -> Result<Fetched, UpstreamError> {
+        let Some(template) =
+            MeasuresRequest::for_series(prm, series, from, to).map(|r| r.with_access(self.access))
+        else {
+            return Err(UpstreamError::Unsupported(format!(
+                "{series} is derived from the index, not read from SGE"
+            )));
+        };
+        let per_call = if series.kind() == SeriesKind::LoadCurve {
+            CURVE_DAYS_PER_CALL
+        } else {
+            DAILY_DAYS_PER_CALL
+        };
+        let tally = Tally::new(ask.clone());
+        let mut readings: Vec<Reading> = Vec::new();
+        let mut siblings: Vec<(Series, Vec<Reading>)> = Vec::new();
+        let mut start = from;
+        while start < to {
+            let end = start.checked_add(per_call.days()).map_or(to, |d| d.min(to));
+            let request = MeasuresRequest {
+                from: start,
+                to: end,
+                ..template.clone()
+            };
+            let mut all = self.measures(&request, &tally).await?.into_series(series);
+            if !all.is_empty() {
+                readings.extend(all.remove(0).1);
+            }
+            for (s, r) in all {
+                match siblings.iter_mut().find(|(t, _)| *t == s) {
+                    Some((_, rs)) => rs.extend(r),
+                    None => siblings.push((s, r)),
+                }
+            }
+            start = end;
+        }
+        crate::time::sort_dedup(&mut readings);
+        for (_, r) in &mut siblings {
+            crate::time::sort_dedup(r);
+        }
+        Ok(Fetched {
+            readings,
+            calls: tally.get(),
+            from,
+            to,
+            notes: Vec::new(),
+            siblings,
+        })
+    }
+
+    /// One `ConsultationDonneesTechniquesContractuelles` v1.0 call, with the
+    /// customer's authorisation declared (`autorisationClient=true`).
+    pub async fn technical(&self, prm: Prm, tally: &Tally) -> Result<Technical, SgeError> {
+        let service = Service::TechnicalData;
+        let envelope = self
+            .transport
+            .call(service, &technical::payload(&prm, &self.login), tally)
+            .await?;
+        let payload = envelope.payload().ok_or_else(|| SgeError::BadResponse {
+            service,
+            problem: "the SOAP body is empty".to_owned(),
+        })?;
+        technical::parse(&prm, payload, jiff::Timestamp::now().as_second())
+            .map_err(|e| bad(service, e))
+    }
+
+    /// Order access services (`CommanderServicesAccesDonnees` v1.0).
+    pub async fn order_access(
+        &self,
+        order: &AccessOrder,
+        tally: &Tally,
+    ) -> Result<OrderAnswer, SgeError> {
+        let service = Service::OrderAccess;
+        let payload = order.payload(&self.login, &self.contract_id)?;
+        let envelope = self.transport.call(service, &payload, tally).await?;
+        access::parse_order(&envelope).map_err(|e| bad(service, e))
+    }
+
+    /// Stop access services (`CommanderArretServicesAccesDonnees` v1.0).
+    pub async fn stop_access(
+        &self,
+        stop: &AccessStop,
+        tally: &Tally,
+    ) -> Result<OrderAnswer, SgeError> {
+        let service = Service::StopAccess;
+        let payload = stop.payload(&self.login, &self.contract_id)?;
+        let envelope = self.transport.call(service, &payload, tally).await?;
+        access::parse_stop(&envelope).map_err(|e| bad(service, e))
+    }
+}
+
+fn bad(service: Service, e: ShapeError) -> SgeError {
+    SgeError::BadResponse {
+        service,
+        problem: e.0,
+    }
+}
