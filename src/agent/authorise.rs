@@ -296,6 +296,7 @@ mod tests {
             created_at: from,
             updated_at: from,
             has_refresh_token: false,
+            sge: None,
         }
     }
 

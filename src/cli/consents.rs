@@ -2,8 +2,12 @@
 //!
 //! - `list` shows every consent (never a token: only whether one is stored);
 //! - `add` records a consent given outside the web flow (PRMs, owner peer, validity),
-//!   for v3/v4 with a refresh token read from a file or stdin, never from argv;
-//! - `remove` deletes one;
+//!   for v3/v4 with a refresh token read from a file or stdin, never from argv; with
+//!   `--upstream sge`, a consent the operator declares to Enedis SGE: the holder (a
+//!   person or a company) and the reference of the client's signed mandate;
+//! - `revoke` ends one and keeps it (the audit trail names it);
+//! - `remove` deletes one (a Data Connect one: an SGE consent is revoked, never
+//!   deleted, so that the mandate behind past accesses stays on record);
 //! - `refresh` renews the tokens of v3/v4 consents now (once, or in a loop), storing
 //!   each new pair durably before going on.
 
@@ -18,7 +22,11 @@ use jiff::civil::Date;
 use crate::config::{ApiGeneration, Config, Secret};
 use crate::quoalise::Prm;
 use crate::store::consents::fmt_instant;
-use crate::store::{Consent, ConsentState, NewConsent, Store, TokenSet, now_seconds};
+use crate::store::consents::sge_limit;
+use crate::store::{
+    Civility, Consent, ConsentState, NewConsent, NewSgeConsent, SgeDeclaration, SgeHolder, Store,
+    StoreError, TokenSet, now_seconds,
+};
 use crate::time::{day_start, paris_today, parse_date, parse_instant};
 use crate::upstream::{ConsentDuration, EnedisClient};
 
@@ -31,12 +39,16 @@ pub struct ConsentsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConsentsCommand {
-    /// List consents: id, generation, state, owner, PRMs, validity, whether a
-    /// refresh token is stored.
+    /// List consents: id, generation (or sge), state, owner, PRMs, validity, whether
+    /// a refresh token is stored, and for SGE the holder and the mandate.
     List(ListArgs),
-    /// Record a consent given outside the web flow.
-    Add(AddArgs),
-    /// Delete a consent, its PRMs and its tokens.
+    /// Record a consent given outside the web flow, or declared to Enedis SGE
+    /// (`--upstream sge`).
+    Add(Box<AddArgs>),
+    /// End a consent and keep it on record (state revoked): it is never used again.
+    Revoke(RevokeArgs),
+    /// Delete a Data Connect consent, its PRMs and its tokens (an SGE consent is
+    /// revoked instead).
     Remove(RemoveArgs),
     /// Renew the tokens of v3/v4 consents now (refresh_token grant); each new pair is
     /// stored durably before the next one is asked.
@@ -51,6 +63,18 @@ pub struct ListArgs {
     /// Only consents covering this PRM.
     #[arg(long)]
     pub prm: Option<Prm>,
+    /// Only consents of this upstream.
+    #[arg(long, value_enum)]
+    pub upstream: Option<UpstreamArg>,
+}
+
+/// The Enedis platform a consent was given through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamArg {
+    /// Enedis Data Connect (OAuth, the consumer accepts on Enedis' site).
+    DataConnect,
+    /// Enedis SGE (the operator declares the client's signed mandate).
+    Sge,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +106,31 @@ pub struct AddArgs {
     /// must not be readable by group or others.
     #[arg(long, value_name = "FILE")]
     pub refresh_token_file: Option<PathBuf>,
+    /// The Enedis platform: Data Connect (the default) or SGE, where the operator
+    /// declares that it holds the client's signed mandate.
+    #[arg(long, value_enum, default_value = "data-connect")]
+    pub upstream: UpstreamArg,
+    /// SGE: the reference under which the signed mandate is kept (required).
+    #[arg(long, value_name = "REF")]
+    pub mandate: Option<String>,
+    /// SGE: the holder is a person, of this last name (`nom`).
+    #[arg(long, value_name = "NAME", conflicts_with = "company")]
+    pub person: Option<String>,
+    /// SGE: the person's first name (`prenom`, optional).
+    #[arg(long, value_name = "NAME")]
+    pub first_name: Option<String>,
+    /// SGE: the person's civility, M or Mme (`civilite`, optional).
+    #[arg(long, value_name = "M|Mme")]
+    pub civility: Option<String>,
+    /// SGE: the holder is a company, of this name (`denominationSociale`).
+    #[arg(long, value_name = "NAME")]
+    pub company: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The consent's id (see `consents list`).
+    pub id: i64,
 }
 
 #[derive(Debug, Args)]
@@ -115,8 +164,34 @@ pub fn run_to(config: &Config, args: &ConsentsArgs, out: &mut dyn Write) -> anyh
         .with_context(|| format!("opening the store {}", config.store.path.display()))?;
     match &args.command {
         ConsentsCommand::List(list) => list_consents(&store, list, out),
-        ConsentsCommand::Add(add) => add_consent(config, &store, add, out),
+        ConsentsCommand::Add(add) => match add.upstream {
+            UpstreamArg::DataConnect => add_consent(config, &store, add, out),
+            UpstreamArg::Sge => add_sge_consent(&store, add, out),
+        },
+        ConsentsCommand::Revoke(revoke) => {
+            let consent = match store.revoke_consent(revoke.id) {
+                Err(StoreError::NoSuchConsent(id)) => bail!("no consent with id {id}"),
+                Err(StoreError::Invalid(why)) => bail!("{why}"),
+                other => other?,
+            };
+            writeln!(
+                out,
+                "consent {} revoked ({}); it stays on record for the audit trail",
+                consent.id,
+                consent.upstream()
+            )?;
+            Ok(())
+        }
         ConsentsCommand::Remove(remove) => {
+            if let Some(consent) = store.consent(remove.id)?
+                && consent.is_sge()
+            {
+                bail!(
+                    "consent {} is an SGE consent: the mandate behind its accesses stays on record; revoke it instead (quoalise-agent consents revoke {})",
+                    remove.id,
+                    remove.id
+                );
+            }
             if !store.remove_consent(remove.id)? {
                 bail!("no consent with id {}", remove.id);
             }
@@ -134,6 +209,12 @@ fn list_consents(store: &Store, args: &ListArgs, out: &mut dyn Write) -> anyhow:
         .into_iter()
         .filter(|c| owner.as_ref().is_none_or(|o| &c.owner == o))
         .filter(|c| args.prm.as_ref().is_none_or(|p| c.covers(p)))
+        .filter(|c| {
+            args.upstream.is_none_or(|u| match u {
+                UpstreamArg::DataConnect => !c.is_sge(),
+                UpstreamArg::Sge => c.is_sge(),
+            })
+        })
         .collect();
     write_table(&consents, now_seconds(), out)?;
     Ok(())
@@ -150,8 +231,9 @@ pub fn write_table(consents: &[Consent], now: i64, out: &mut dyn Write) -> std::
         "VALID FROM",
         "VALID UNTIL",
         "TOKEN",
+        "SGE HOLDER AND MANDATE",
     ];
-    let rows: Vec<[String; 8]> = consents
+    let rows: Vec<[String; 9]> = consents
         .iter()
         .map(|c| {
             let state = if c.state == ConsentState::Active && now >= c.valid_until {
@@ -161,13 +243,17 @@ pub fn write_table(consents: &[Consent], now: i64, out: &mut dyn Write) -> std::
             };
             [
                 c.id.to_string(),
-                c.generation.as_str().to_owned(),
+                c.upstream().as_str().to_owned(),
                 state,
                 c.owner.clone(),
                 c.prms.iter().map(Prm::as_str).collect::<Vec<_>>().join(","),
                 fmt_instant(c.valid_from),
                 fmt_instant(c.valid_until),
                 if c.has_refresh_token { "yes" } else { "no" }.to_owned(),
+                c.sge
+                    .as_ref()
+                    .map(|d| format!("{}; mandate {}", d.holder, d.mandate))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -219,6 +305,16 @@ fn add_consent(
     args: &AddArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    let sge_only = [
+        ("--mandate", args.mandate.is_some()),
+        ("--person", args.person.is_some()),
+        ("--first-name", args.first_name.is_some()),
+        ("--civility", args.civility.is_some()),
+        ("--company", args.company.is_some()),
+    ];
+    if let Some((option, _)) = sge_only.iter().find(|(_, given)| *given) {
+        bail!("{option} is for SGE consents: add --upstream sge");
+    }
     let generation = match &args.generation {
         None => config.enedis.api,
         Some(g) => ApiGeneration::parse(g)
@@ -275,6 +371,97 @@ fn add_consent(
             generation.as_str()
         )?;
     }
+    Ok(())
+}
+
+/// `consents add --upstream sge`: a consent the operator declares to Enedis SGE.
+fn add_sge_consent(store: &Store, args: &AddArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let data_connect_only = [
+        ("--generation", args.generation.is_some()),
+        ("--autorisation-id", args.autorisation_id.is_some()),
+        ("--refresh-token-file", args.refresh_token_file.is_some()),
+    ];
+    if let Some((option, _)) = data_connect_only.iter().find(|(_, given)| *given) {
+        bail!("{option} is for Data Connect consents: an SGE consent has none");
+    }
+    let Some(mandate) = args.mandate.as_deref() else {
+        bail!(
+            "an SGE consent needs --mandate REF: the reference under which the client's signed mandate is kept"
+        );
+    };
+    let holder = match (&args.person, &args.company) {
+        (Some(last_name), None) => SgeHolder::Person {
+            civility: args
+                .civility
+                .as_deref()
+                .map(|raw| {
+                    Civility::parse(raw.trim())
+                        .with_context(|| format!("--civility {raw:?}: expected M or Mme"))
+                })
+                .transpose()?,
+            last_name: last_name.trim().to_owned(),
+            first_name: args.first_name.as_deref().map(|n| n.trim().to_owned()),
+        },
+        (None, Some(name)) => {
+            if args.first_name.is_some() || args.civility.is_some() {
+                bail!("--first-name and --civility are for a person (--person), not a company");
+            }
+            SgeHolder::Company {
+                name: name.trim().to_owned(),
+            }
+        }
+        (Some(_), Some(_)) => bail!("give --person or --company, not both"),
+        (None, None) => bail!(
+            "an SGE consent needs its holder: --person \"LAST NAME\" [--first-name X] [--civility M|Mme] or --company \"NAME\""
+        ),
+    };
+    let owner = normalise_jid(&args.owner)?;
+    let now = now_seconds();
+    let valid_from = match &args.from {
+        Some(raw) => parse_moment(raw, "--from")?,
+        None => now,
+    };
+    let valid_until = match (&args.until, &args.duration) {
+        (Some(raw), _) => parse_moment(raw, "--until")?,
+        (None, Some(raw)) => {
+            let today = paris_today(jiff::Timestamp::from_second(valid_from)?);
+            ConsentDuration::parse_at(raw, today)?.end_from(valid_from)?
+        }
+        (None, None) => bail!("give --until or --duration"),
+    };
+    if valid_until <= valid_from {
+        bail!(
+            "the consent would end ({}) before it starts ({}): --until must come after --from",
+            fmt_instant(valid_until),
+            fmt_instant(valid_from)
+        );
+    }
+    let limit = sge_limit(now)?;
+    if valid_until > limit {
+        bail!(
+            "the consent would end at {}, more than 3 years ahead: Enedis SGE accepts access declarations ending by {} at most (C5: SGT5O9)",
+            fmt_instant(valid_until),
+            fmt_instant(limit)
+        );
+    }
+    let new = NewSgeConsent {
+        owner,
+        prms: args.prms.clone(),
+        valid_from,
+        valid_until,
+        declaration: SgeDeclaration {
+            holder,
+            mandate: mandate.trim().to_owned(),
+        },
+    };
+    let consent = store.add_sge_consent(&new)?;
+    writeln!(out, "consent {} added (SGE)", consent.id)?;
+    write_table(std::slice::from_ref(&consent), now, out)?;
+    writeln!(
+        out,
+        "keep the signed mandate {:?}: it is the basis of every access to these PRMs",
+        new.declaration.mandate
+    )?;
     Ok(())
 }
 

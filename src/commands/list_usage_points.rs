@@ -158,6 +158,7 @@ mod tests {
                 created_at: 1_700_000_000,
                 updated_at: 1_700_000_000,
                 has_refresh_token: false,
+                sge: None,
             }],
         };
         let form = usage_points_form(

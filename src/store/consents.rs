@@ -6,11 +6,139 @@
 //! refresh token IS the consent: it is written (and fsynced) in the same transaction
 //! as whatever produced it, before anybody uses the access token that came with it.
 
+use std::collections::BTreeSet;
+
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{Store, StoreError, now_seconds};
 use crate::config::{ApiGeneration, Secret};
 use crate::quoalise::Prm;
+
+/// Declared consents (Enedis SGE): the generation `sge` and the declarations'
+/// side table (appended to the migrations).
+///
+/// SQLite cannot change a `CHECK`, so `consents` is rebuilt by SQLite's own
+/// procedure (<https://sqlite.org/lang_altertable.html#otheralter>): a new table,
+/// every row copied with its id, the old one dropped, the new one renamed, its
+/// index and the triggers ON it made again (the texts of the migrations that made
+/// them). The runner turns foreign keys off around it, so that dropping the old
+/// table deletes nothing through `ON DELETE CASCADE` (PRMs, tokens,
+/// subscriptions), and checks them before the commit. `legacy_alter_table` lets
+/// the rename go through while the triggers of other tables (the audit trail's
+/// guarantee, the subscriptions' and the cache's) name a `consents` that is gone
+/// for a moment; they name the new one afterwards, unchanged. The counter of
+/// `AUTOINCREMENT` is carried over: an id of a deleted consent, which audit rows
+/// may still name, is never given again.
+pub const MIGRATION_SGE: &str = r#"
+PRAGMA legacy_alter_table = ON;
+
+CREATE TABLE consents_rebuilt (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- Where the consent was given: a Data Connect generation ('2026', 'v5', 'v4',
+    -- 'v3'), or 'sge': declared by the operator to Enedis SGE, holding the
+    -- client's signed mandate (the holder and the mandate in sge_declarations).
+    generation      TEXT    NOT NULL CHECK (generation IN ('2026', 'v5', 'v4', 'v3', 'sge')),
+    -- Bare JID of the peer that asked for the consent (normalised).
+    owner           TEXT    NOT NULL,
+    -- Data Connect 2026 only: the consent's autorisation_id.
+    autorisation_id INTEGER CHECK (autorisation_id IS NULL OR generation <> 'sge'),
+    -- Validity [valid_from, valid_until[ in UTC seconds.
+    valid_from      INTEGER NOT NULL,
+    valid_until     INTEGER NOT NULL,
+    state           TEXT    NOT NULL CHECK (state IN ('active', 'revoked', 'expired')),
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    CHECK (valid_from < valid_until)
+);
+INSERT INTO consents_rebuilt (id, generation, owner, autorisation_id, valid_from,
+    valid_until, state, created_at, updated_at)
+SELECT id, generation, owner, autorisation_id, valid_from, valid_until, state,
+    created_at, updated_at FROM consents;
+DELETE FROM sqlite_sequence WHERE name = 'consents_rebuilt';
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'consents_rebuilt', seq FROM sqlite_sequence WHERE name = 'consents';
+DROP TABLE consents;
+ALTER TABLE consents_rebuilt RENAME TO consents;
+PRAGMA legacy_alter_table = OFF;
+CREATE INDEX consents_owner ON consents (owner);
+
+CREATE TRIGGER cache_purge_on_consent_end AFTER UPDATE OF state ON consents
+WHEN OLD.state = 'active' AND NEW.state <> 'active'
+BEGIN
+    DELETE FROM cache_days
+    WHERE generation = NEW.generation
+      AND prm IN (SELECT prm FROM consent_prms WHERE consent_id = NEW.id)
+      AND NOT EXISTS (
+        SELECT 1 FROM consents c JOIN consent_prms p ON p.consent_id = c.id
+        WHERE p.prm = cache_days.prm AND c.generation = cache_days.generation
+          AND c.state = 'active' AND c.valid_until > unixepoch())
+      AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.prm = cache_days.prm);
+END;
+
+CREATE TRIGGER cache_purge_on_consent_delete BEFORE DELETE ON consents
+BEGIN
+    DELETE FROM cache_days
+    WHERE generation = OLD.generation
+      AND prm IN (SELECT prm FROM consent_prms WHERE consent_id = OLD.id)
+      AND NOT EXISTS (
+        SELECT 1 FROM consents c JOIN consent_prms p ON p.consent_id = c.id
+        WHERE p.prm = cache_days.prm AND c.generation = cache_days.generation
+          AND c.id <> OLD.id AND c.state = 'active' AND c.valid_until > unixepoch())
+      AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.prm = cache_days.prm);
+END;
+
+CREATE TRIGGER subscriptions_follow_consent_end AFTER UPDATE OF state ON consents
+WHEN OLD.state = 'active' AND NEW.state <> 'active'
+BEGIN
+    UPDATE subscriptions SET consent_id = (
+        SELECT c.id FROM consents c JOIN consent_prms p ON p.consent_id = c.id
+        WHERE c.owner = subscriptions.peer AND p.prm = subscriptions.prm
+          AND c.state = 'active' AND c.valid_from <= unixepoch() AND unixepoch() < c.valid_until
+        ORDER BY c.valid_until DESC, c.id DESC LIMIT 1)
+    WHERE consent_id = NEW.id AND EXISTS (
+        SELECT 1 FROM consents c JOIN consent_prms p ON p.consent_id = c.id
+        WHERE c.owner = subscriptions.peer AND p.prm = subscriptions.prm
+          AND c.state = 'active' AND c.valid_from <= unixepoch() AND unixepoch() < c.valid_until);
+    DELETE FROM subscriptions WHERE consent_id = NEW.id;
+END;
+
+CREATE TRIGGER subscriptions_follow_consent_delete BEFORE DELETE ON consents
+BEGIN
+    UPDATE subscriptions SET consent_id = (
+        SELECT c.id FROM consents c JOIN consent_prms p ON p.consent_id = c.id
+        WHERE c.owner = subscriptions.peer AND p.prm = subscriptions.prm AND c.id <> OLD.id
+          AND c.state = 'active' AND c.valid_from <= unixepoch() AND unixepoch() < c.valid_until
+        ORDER BY c.valid_until DESC, c.id DESC LIMIT 1)
+    WHERE consent_id = OLD.id AND EXISTS (
+        SELECT 1 FROM consents c JOIN consent_prms p ON p.consent_id = c.id
+        WHERE c.owner = subscriptions.peer AND p.prm = subscriptions.prm AND c.id <> OLD.id
+          AND c.state = 'active' AND c.valid_from <= unixepoch() AND unixepoch() < c.valid_until);
+END;
+
+-- What the operator declared to Enedis SGE for an 'sge' consent: the holder of
+-- the usage points (declarationAccordClient: a person, personnePhysique, or a
+-- company, personneMorale) and the reference of the signed mandate.
+CREATE TABLE sge_declarations (
+    consent_id INTEGER PRIMARY KEY REFERENCES consents (id) ON DELETE CASCADE,
+    -- A person: civilite (optional), nom, prenom (optional).
+    civility   TEXT CHECK (civility IS NULL OR civility IN ('M', 'Mme')),
+    last_name  TEXT CHECK (last_name IS NULL OR length(last_name) BETWEEN 1 AND 255),
+    first_name TEXT CHECK (first_name IS NULL OR length(first_name) BETWEEN 1 AND 255),
+    -- A company: denominationSociale.
+    company    TEXT CHECK (company IS NULL OR length(company) BETWEEN 1 AND 255),
+    -- Where the operator finds the signed mandate (free text, required).
+    mandate    TEXT NOT NULL CHECK (length(trim(mandate)) > 0),
+    -- A person or a company, not both; a company has no civility nor first name.
+    CHECK ((last_name IS NULL) <> (company IS NULL)),
+    CHECK (company IS NULL OR (civility IS NULL AND first_name IS NULL))
+);
+
+CREATE TRIGGER sge_declarations_of_sge_consents BEFORE INSERT ON sge_declarations
+WHEN NOT EXISTS (SELECT 1 FROM consents WHERE id = NEW.consent_id AND generation = 'sge')
+BEGIN
+    SELECT RAISE(ABORT, 'sge_declarations: only a consent of generation sge is declared');
+END;
+"#;
 
 /// Where a consent stands. Only `Active` consents inside their validity are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,9 +202,26 @@ pub struct Consent {
     pub updated_at: i64,
     /// Whether a refresh token is stored (v3/v4).
     pub has_refresh_token: bool,
+    /// An Enedis SGE consent: what the operator declared (the holder, the mandate).
+    /// `None` for a Data Connect consent. When it is `Some`, `generation` means
+    /// nothing (it holds the default): ask [`Consent::upstream`].
+    pub sge: Option<SgeDeclaration>,
 }
 
 impl Consent {
+    /// Where the consent was given: Data Connect (through its generation) or SGE.
+    pub fn upstream(&self) -> ConsentUpstream {
+        match self.sge {
+            Some(_) => ConsentUpstream::Sge,
+            None => ConsentUpstream::DataConnect(self.generation),
+        }
+    }
+
+    /// Whether it is an Enedis SGE consent.
+    pub fn is_sge(&self) -> bool {
+        self.sge.is_some()
+    }
+
     /// Active and inside its validity at `now`.
     pub fn is_usable_at(&self, now: i64) -> bool {
         self.state == ConsentState::Active && self.valid_from <= now && now < self.valid_until
@@ -98,6 +243,150 @@ pub struct NewConsent {
     pub valid_until: i64,
 }
 
+/// Where a consent was given, and so which Enedis platform reads its PRMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsentUpstream {
+    /// Enedis Data Connect: the consumer accepted on Enedis' site, through this API
+    /// generation.
+    DataConnect(ApiGeneration),
+    /// Enedis SGE: the operator declared to Enedis that it holds the client's signed
+    /// mandate.
+    Sge,
+}
+
+impl ConsentUpstream {
+    /// The stored `generation`: `2026`, `v5`, `v4`, `v3`, or `sge`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentUpstream::DataConnect(generation) => generation.as_str(),
+            ConsentUpstream::Sge => SGE,
+        }
+    }
+}
+
+impl std::fmt::Display for ConsentUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConsentUpstream::DataConnect(generation) => {
+                write!(f, "Data Connect {}", generation.as_str())
+            }
+            ConsentUpstream::Sge => f.write_str("SGE"),
+        }
+    }
+}
+
+/// The stored `generation` of an SGE consent.
+const SGE: &str = "sge";
+
+/// Which Enedis platform serves a PRM ([`Store::upstream_for_prm`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrmUpstream {
+    /// At least one active SGE consent, valid now, covers it: read it through SGE.
+    /// The ids of those consents (of any owner), newest first.
+    Sge { consents: Vec<i64> },
+    /// No SGE consent covers it: Data Connect, if anything.
+    DataConnect,
+}
+
+/// The civility of a person holding usage points (`civilite` of SGE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Civility {
+    /// `M`: Monsieur.
+    M,
+    /// `Mme`: Madame.
+    Mme,
+}
+
+impl Civility {
+    /// As SGE writes it: `M` or `Mme`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Civility::M => "M",
+            Civility::Mme => "Mme",
+        }
+    }
+
+    /// `M` or `Mme`, in any case.
+    pub fn parse(s: &str) -> Option<Civility> {
+        if s.eq_ignore_ascii_case("M") {
+            Some(Civility::M)
+        } else if s.eq_ignore_ascii_case("Mme") {
+            Some(Civility::Mme)
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for Civility {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who holds the usage points of an SGE consent, as declared to Enedis
+/// (`declarationAccordClient`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SgeHolder {
+    /// `personnePhysique`: `civilite` (optional), `nom`, `prenom` (optional).
+    Person {
+        civility: Option<Civility>,
+        last_name: String,
+        first_name: Option<String>,
+    },
+    /// `personneMorale`: `denominationSociale`.
+    Company { name: String },
+}
+
+impl std::fmt::Display for SgeHolder {
+    /// `Mme Jeanne Dupont`, `Dupont`, `company ACME SAS`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SgeHolder::Person {
+                civility,
+                last_name,
+                first_name,
+            } => {
+                let parts: Vec<&str> = [
+                    civility.map(Civility::as_str),
+                    first_name.as_deref(),
+                    Some(last_name.as_str()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                f.write_str(&parts.join(" "))
+            }
+            SgeHolder::Company { name } => write!(f, "company {name}"),
+        }
+    }
+}
+
+/// What the operator declared to Enedis SGE for a consent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SgeDeclaration {
+    pub holder: SgeHolder,
+    /// The reference under which the operator keeps the client's signed mandate.
+    pub mandate: String,
+}
+
+/// An SGE consent to record: the operator holds the client's signed mandate and
+/// declares it to Enedis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSgeConsent {
+    /// The peer it serves (bare JID).
+    pub owner: String,
+    pub prms: Vec<Prm>,
+    /// Validity `[valid_from, valid_until[`, UTC seconds; `valid_until` at most 3
+    /// years from now (SGE's access-service declarations).
+    pub valid_from: i64,
+    pub valid_until: i64,
+    pub declaration: SgeDeclaration,
+}
+
+/// Longest text of a holder's name (SGE's `Chaine255Type`) and of a mandate reference.
+const MAX_TEXT: usize = 255;
+
 /// OAuth tokens of one v3/v4 consent, as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSet {
@@ -114,15 +403,63 @@ pub struct StoredTokens {
     pub updated_at: i64,
 }
 
+/// The columns [`read_row`] reads, of [`CONSENTS`].
 const CONSENT_COLUMNS: &str = "c.id, c.generation, c.owner, c.autorisation_id, c.valid_from, \
      c.valid_until, c.state, c.created_at, c.updated_at, \
-     EXISTS (SELECT 1 FROM consent_tokens t WHERE t.consent_id = c.id)";
+     EXISTS (SELECT 1 FROM consent_tokens t WHERE t.consent_id = c.id), \
+     d.civility, d.last_name, d.first_name, d.company, d.mandate";
+
+/// SQL conditions on `consents c`: Data Connect consents only, SGE consents only.
+const DATA_CONNECT_ONLY: &str = "c.generation <> 'sge'";
+const SGE_ONLY: &str = "c.generation = 'sge'";
+
+/// The consents with their SGE declarations, if any.
+const CONSENTS: &str = "consents c LEFT JOIN sge_declarations d ON d.consent_id = c.id";
 
 /// A consent row before its PRMs are attached.
 struct Row {
     consent: Consent,
     generation: String,
     state: String,
+    declaration: StoredDeclaration,
+}
+
+/// The columns of `sge_declarations`, as read (all `None` for Data Connect).
+struct StoredDeclaration {
+    civility: Option<String>,
+    last_name: Option<String>,
+    first_name: Option<String>,
+    company: Option<String>,
+    mandate: Option<String>,
+}
+
+impl StoredDeclaration {
+    fn parse(self, id: i64, generation: &str) -> Result<Option<SgeDeclaration>, StoreError> {
+        let invalid = |why: &str| StoreError::Invalid(format!("consent {id}: {why}"));
+        let Some(mandate) = self.mandate else {
+            if generation == SGE {
+                return Err(invalid("an SGE consent without its declaration"));
+            }
+            return Ok(None);
+        };
+        let civility = match self.civility.as_deref() {
+            None => None,
+            Some(s) => Some(
+                Civility::parse(s)
+                    .ok_or_else(|| invalid(&format!("unknown civility {s:?} in the database")))?,
+            ),
+        };
+        let holder = match (self.last_name, self.company) {
+            (Some(last_name), None) => SgeHolder::Person {
+                civility,
+                last_name,
+                first_name: self.first_name,
+            },
+            (None, Some(name)) => SgeHolder::Company { name },
+            _ => return Err(invalid("an SGE holder must be a person or a company")),
+        };
+        Ok(Some(SgeDeclaration { holder, mandate }))
+    }
 }
 
 fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -139,31 +476,22 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
             created_at: row.get(7)?,
             updated_at: row.get(8)?,
             has_refresh_token: row.get(9)?,
+            sge: None,
         },
         generation: row.get(1)?,
         state: row.get(6)?,
+        declaration: StoredDeclaration {
+            civility: row.get(10)?,
+            last_name: row.get(11)?,
+            first_name: row.get(12)?,
+            company: row.get(13)?,
+            mandate: row.get(14)?,
+        },
     })
 }
 
 fn validate(new: &NewConsent) -> Result<(), StoreError> {
-    if new.owner.is_empty() || new.owner.contains('/') || new.owner.contains(char::is_whitespace) {
-        return Err(StoreError::Invalid(format!(
-            "the owner must be a bare JID (no resource, no spaces), got {:?}",
-            new.owner.chars().take(80).collect::<String>()
-        )));
-    }
-    if new.prms.is_empty() {
-        return Err(StoreError::Invalid(
-            "a consent covers at least one PRM".into(),
-        ));
-    }
-    if new.valid_from >= new.valid_until {
-        return Err(StoreError::Invalid(format!(
-            "the validity is empty: it starts at {} and ends at {}",
-            fmt_instant(new.valid_from),
-            fmt_instant(new.valid_until)
-        )));
-    }
+    validate_common(&new.owner, &new.prms, new.valid_from, new.valid_until)?;
     if new.autorisation_id.is_some() && new.generation != ApiGeneration::Api2026 {
         return Err(StoreError::Invalid(format!(
             "an autorisation_id belongs to a Data Connect 2026 consent, not {}",
@@ -171,6 +499,84 @@ fn validate(new: &NewConsent) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// What every consent needs: a bare JID, a PRM, a validity that is not empty.
+fn validate_common(
+    owner: &str,
+    prms: &[Prm],
+    valid_from: i64,
+    valid_until: i64,
+) -> Result<(), StoreError> {
+    if owner.is_empty() || owner.contains('/') || owner.contains(char::is_whitespace) {
+        return Err(StoreError::Invalid(format!(
+            "the owner must be a bare JID (no resource, no spaces), got {:?}",
+            owner.chars().take(80).collect::<String>()
+        )));
+    }
+    if prms.is_empty() {
+        return Err(StoreError::Invalid(
+            "a consent covers at least one PRM".into(),
+        ));
+    }
+    if valid_from >= valid_until {
+        return Err(StoreError::Invalid(format!(
+            "the validity is empty: it starts at {} and ends at {}",
+            fmt_instant(valid_from),
+            fmt_instant(valid_until)
+        )));
+    }
+    Ok(())
+}
+
+/// A holder's names and the mandate reference: 1 to 255 characters once trimmed,
+/// no control character.
+fn validate_declaration(declaration: &SgeDeclaration) -> Result<(), StoreError> {
+    let text = |what: &str, value: &str| -> Result<(), StoreError> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(StoreError::Invalid(format!("the {what} is empty")));
+        }
+        let length = value.chars().count();
+        if length > MAX_TEXT {
+            return Err(StoreError::Invalid(format!(
+                "the {what} is {length} characters long; SGE accepts at most {MAX_TEXT}"
+            )));
+        }
+        if value.contains(char::is_control) {
+            return Err(StoreError::Invalid(format!(
+                "the {what} holds a control character (a line break, a tab…)"
+            )));
+        }
+        Ok(())
+    };
+    match &declaration.holder {
+        SgeHolder::Person {
+            last_name,
+            first_name,
+            ..
+        } => {
+            text("holder's last name", last_name)?;
+            if let Some(first_name) = first_name {
+                text("holder's first name", first_name)?;
+            }
+        }
+        SgeHolder::Company { name } => text("holder company's name", name)?,
+    }
+    text("mandate reference", &declaration.mandate)
+}
+
+/// The latest end of an SGE consent recorded at `now`: 3 calendar years ahead in
+/// Paris, the longest access-service declaration SGE accepts (C5: SGT5O9 beyond).
+pub fn sge_limit(now: i64) -> Result<i64, StoreError> {
+    let out_of_range = |e: jiff::Error| StoreError::Invalid(format!("instant out of range: {e}"));
+    let zoned = jiff::Timestamp::from_second(now)
+        .map_err(out_of_range)?
+        .to_zoned_datetime(crate::time::PARIS.clone());
+    zoned
+        .checked_add(jiff::ToSpan::years(3))
+        .map(|end| end.timestamp().as_second())
+        .map_err(out_of_range)
 }
 
 /// An instant for messages: RFC 3339 UTC, or the raw seconds if out of range.
@@ -229,28 +635,139 @@ impl Store {
         Ok(consent)
     }
 
+    /// Record an SGE consent with its declaration, in one transaction committed
+    /// (and synced) before this returns; returns it.
+    pub fn add_sge_consent(&self, new: &NewSgeConsent) -> Result<Consent, StoreError> {
+        validate_common(&new.owner, &new.prms, new.valid_from, new.valid_until)?;
+        validate_declaration(&new.declaration)?;
+        let now = now_seconds();
+        let limit = sge_limit(now)?;
+        if new.valid_until > limit {
+            return Err(StoreError::Invalid(format!(
+                "an SGE access declaration ends at most 3 years ahead (by {}): this one ends at {}",
+                fmt_instant(limit),
+                fmt_instant(new.valid_until)
+            )));
+        }
+        let (civility, last_name, first_name, company) = match &new.declaration.holder {
+            SgeHolder::Person {
+                civility,
+                last_name,
+                first_name,
+            } => (
+                civility.map(Civility::as_str),
+                Some(last_name.trim()),
+                first_name.as_deref().map(str::trim),
+                None,
+            ),
+            SgeHolder::Company { name } => (None, None, None, Some(name.trim())),
+        };
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(StoreError::sqlite("begin adding an SGE consent"))?;
+        tx.execute(
+            "INSERT INTO consents (generation, owner, valid_from, valid_until, state, \
+             created_at, updated_at) VALUES ('sge', ?1, ?2, ?3, 'active', ?4, ?4)",
+            params![new.owner, new.valid_from, new.valid_until, now],
+        )
+        .map_err(StoreError::sqlite("insert an SGE consent"))?;
+        let id = tx.last_insert_rowid();
+        for prm in &new.prms {
+            tx.execute(
+                "INSERT OR IGNORE INTO consent_prms (consent_id, prm) VALUES (?1, ?2)",
+                params![id, prm.as_str()],
+            )
+            .map_err(StoreError::sqlite("insert an SGE consent's PRM"))?;
+        }
+        tx.execute(
+            "INSERT INTO sge_declarations (consent_id, civility, last_name, first_name, \
+             company, mandate) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                civility,
+                last_name,
+                first_name,
+                company,
+                new.declaration.mandate.trim()
+            ],
+        )
+        .map_err(StoreError::sqlite("insert an SGE declaration"))?;
+        let consent = load(&tx, id)?.ok_or(StoreError::NoSuchConsent(id))?;
+        tx.commit()
+            .map_err(StoreError::sqlite("commit a new SGE consent"))?;
+        Ok(consent)
+    }
+
+    /// Revoke an active consent, of either upstream: its state becomes `revoked`
+    /// and the row stays (the audit trail names it; an SGE consent keeps its holder
+    /// and mandate). Returns it as revoked. Fails with
+    /// [`StoreError::NoSuchConsent`], or [`StoreError::Invalid`] when it is not
+    /// active any more.
+    pub fn revoke_consent(&self, id: i64) -> Result<Consent, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(StoreError::sqlite("begin revoking a consent"))?;
+        let changed = tx
+            .execute(
+                "UPDATE consents SET state = 'revoked', updated_at = ?2 \
+                 WHERE id = ?1 AND state = 'active'",
+                params![id, now_seconds()],
+            )
+            .map_err(StoreError::sqlite("revoke a consent"))?;
+        let consent = load(&tx, id)?.ok_or(StoreError::NoSuchConsent(id))?;
+        if changed == 0 {
+            return Err(StoreError::Invalid(format!(
+                "consent {id} is already {}: nothing to revoke",
+                consent.state
+            )));
+        }
+        tx.commit()
+            .map_err(StoreError::sqlite("commit revoking a consent"))?;
+        Ok(consent)
+    }
+
     /// One consent by id.
     pub fn consent(&self, id: i64) -> Result<Option<Consent>, StoreError> {
         let conn = self.conn();
         load(&conn, id)
     }
 
-    /// Every consent, oldest first.
+    /// Every consent, Data Connect and SGE, oldest first.
     pub fn list_consents(&self) -> Result<Vec<Consent>, StoreError> {
         let conn = self.conn();
         query(
             &conn,
-            &format!("SELECT {CONSENT_COLUMNS} FROM consents c ORDER BY c.id"),
+            &format!("SELECT {CONSENT_COLUMNS} FROM {CONSENTS} ORDER BY c.id"),
             [],
         )
     }
 
-    /// Every consent owned by `owner` (a bare JID), oldest first, whatever its state.
+    /// Every Data Connect consent owned by `owner` (a bare JID), oldest first,
+    /// whatever its state. SGE consents are left out: [`Store::sge_consents_of_owner`].
     pub fn consents_of_owner(&self, owner: &str) -> Result<Vec<Consent>, StoreError> {
+        self.consents_of_owner_where(owner, DATA_CONNECT_ONLY)
+    }
+
+    /// Every SGE consent owned by `owner` (a bare JID), oldest first, whatever its
+    /// state.
+    pub fn sge_consents_of_owner(&self, owner: &str) -> Result<Vec<Consent>, StoreError> {
+        self.consents_of_owner_where(owner, SGE_ONLY)
+    }
+
+    fn consents_of_owner_where(
+        &self,
+        owner: &str,
+        which: &'static str,
+    ) -> Result<Vec<Consent>, StoreError> {
         let conn = self.conn();
         query(
             &conn,
-            &format!("SELECT {CONSENT_COLUMNS} FROM consents c WHERE c.owner = ?1 ORDER BY c.id"),
+            &format!(
+                "SELECT {CONSENT_COLUMNS} FROM {CONSENTS} WHERE c.owner = ?1 \
+                 AND {which} ORDER BY c.id"
+            ),
             params![owner],
         )
     }
@@ -271,14 +788,27 @@ impl Store {
             .collect()
     }
 
-    /// Consents owned by `owner` that cover `prm` and are usable at `now`, newest first.
+    /// Data Connect consents owned by `owner` that cover `prm` and are usable at
+    /// `now`, newest first. SGE consents are left out: [`Store::sge_consents_for_peer`].
     pub fn consents_for_peer(
         &self,
         owner: &str,
         prm: &Prm,
         now: i64,
     ) -> Result<Vec<Consent>, StoreError> {
-        self.usable_consents_where("c.owner", owner, prm, now)
+        self.usable_consents_where("c.owner", owner, DATA_CONNECT_ONLY, prm, now)
+    }
+
+    /// SGE consents owned by `owner` that cover `prm` and are usable at `now` (active,
+    /// inside their validity), newest first: the basis of `owner`'s access to `prm`
+    /// through SGE.
+    pub fn sge_consents_for_peer(
+        &self,
+        owner: &str,
+        prm: &Prm,
+        now: i64,
+    ) -> Result<Vec<Consent>, StoreError> {
+        self.usable_consents_where("c.owner", owner, SGE_ONLY, prm, now)
     }
 
     /// Consents of any owner covering `prm`, usable at `now`, of generation
@@ -289,15 +819,70 @@ impl Store {
         prm: &Prm,
         now: i64,
     ) -> Result<Vec<Consent>, StoreError> {
-        self.usable_consents_where("c.generation", generation.as_str(), prm, now)
+        self.usable_consents_where(
+            "c.generation",
+            generation.as_str(),
+            DATA_CONNECT_ONLY,
+            prm,
+            now,
+        )
+    }
+
+    /// Which Enedis platform serves `prm` at `now`: SGE when an active SGE consent
+    /// of any owner, valid at `now`, covers it; Data Connect otherwise.
+    pub fn upstream_for_prm(&self, prm: &Prm, now: i64) -> Result<PrmUpstream, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT c.id FROM consents c JOIN consent_prms p ON p.consent_id = c.id \
+                 WHERE p.prm = ?1 AND c.generation = 'sge' AND c.state = 'active' \
+                 AND c.valid_from <= ?2 AND ?2 < c.valid_until ORDER BY c.id DESC",
+            )
+            .map_err(StoreError::sqlite("find a PRM's SGE consents"))?;
+        let consents = stmt
+            .query_map(params![prm.as_str(), now], |r| r.get::<_, i64>(0))
+            .map_err(StoreError::sqlite("find a PRM's SGE consents"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::sqlite("find a PRM's SGE consents"))?;
+        Ok(if consents.is_empty() {
+            PrmUpstream::DataConnect
+        } else {
+            PrmUpstream::Sge { consents }
+        })
+    }
+
+    /// Every PRM an active SGE consent valid at `now` covers (of any owner): the PRMs
+    /// read through SGE.
+    pub fn sge_prms_at(&self, now: i64) -> Result<BTreeSet<Prm>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT DISTINCT p.prm FROM consents c JOIN consent_prms p ON p.consent_id = c.id \
+                 WHERE c.generation = 'sge' AND c.state = 'active' \
+                 AND c.valid_from <= ?1 AND ?1 < c.valid_until",
+            )
+            .map_err(StoreError::sqlite("list the PRMs of SGE consents"))?;
+        let prms = stmt
+            .query_map(params![now], |r| r.get::<_, String>(0))
+            .map_err(StoreError::sqlite("list the PRMs of SGE consents"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::sqlite("list the PRMs of SGE consents"))?;
+        prms.into_iter()
+            .map(|prm| {
+                prm.parse::<Prm>()
+                    .map_err(|e| StoreError::Invalid(format!("stored PRM {prm:?} is invalid: {e}")))
+            })
+            .collect()
     }
 
     /// Consents whose `column` (of `consents c`, written here, never taken from
-    /// input) is `value`, covering `prm` and usable at `now`, newest first.
+    /// input) is `value`, of the upstream `which` ([`DATA_CONNECT_ONLY`] or
+    /// [`SGE_ONLY`]), covering `prm` and usable at `now`, newest first.
     fn usable_consents_where(
         &self,
         column: &'static str,
         value: &str,
+        which: &'static str,
         prm: &Prm,
         now: i64,
     ) -> Result<Vec<Consent>, StoreError> {
@@ -305,10 +890,10 @@ impl Store {
         query(
             &conn,
             &format!(
-                "SELECT {CONSENT_COLUMNS} FROM consents c \
+                "SELECT {CONSENT_COLUMNS} FROM {CONSENTS} \
                  JOIN consent_prms p ON p.consent_id = c.id \
                  WHERE {column} = ?1 AND p.prm = ?2 AND c.state = 'active' \
-                 AND c.valid_from <= ?3 AND ?3 < c.valid_until ORDER BY c.id DESC"
+                 AND c.valid_from <= ?3 AND ?3 < c.valid_until AND {which} ORDER BY c.id DESC"
             ),
             params![value, prm.as_str(), now],
         )
@@ -454,7 +1039,7 @@ fn write_tokens(
 fn load(conn: &rusqlite::Connection, id: i64) -> Result<Option<Consent>, StoreError> {
     Ok(query(
         conn,
-        &format!("SELECT {CONSENT_COLUMNS} FROM consents c WHERE c.id = ?1"),
+        &format!("SELECT {CONSENT_COLUMNS} FROM {CONSENTS} WHERE c.id = ?1"),
         params![id],
     )?
     .pop())
@@ -480,7 +1065,10 @@ fn query(
     rows.into_iter()
         .map(|row| {
             let mut consent = row.consent;
-            consent.generation = parse_generation(&row.generation)?;
+            consent.sge = row.declaration.parse(consent.id, &row.generation)?;
+            if consent.sge.is_none() {
+                consent.generation = parse_generation(&row.generation)?;
+            }
             consent.state = ConsentState::parse(&row.state)?;
             consent.prms = prms_stmt
                 .query_map(params![consent.id], |r| r.get::<_, String>(0))

@@ -110,6 +110,10 @@ CREATE INDEX oauth_states_expires ON oauth_states (expires_at);
         name: "audit rows without AUTOINCREMENT",
         sql: super::audit::MIGRATION_ROWID,
     },
+    Migration {
+        name: "declared consents (Enedis SGE)",
+        sql: super::consents::MIGRATION_SGE,
+    },
 ];
 
 /// The schema version this build knows.
@@ -118,6 +122,12 @@ pub fn latest_version() -> i64 {
 }
 
 /// Bring the database to [`latest_version`]; refuse a database from a newer build.
+///
+/// Migrations run with foreign keys off, as SQLite's procedure for rebuilding a
+/// table requires (with them on, dropping the old table would delete every row
+/// that references it through `ON DELETE CASCADE`); each migration checks them
+/// before its commit instead. Both pragmas a migration may change are put back,
+/// whatever happened: foreign keys on, `legacy_alter_table` off.
 pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
     let current: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
@@ -128,6 +138,23 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
             known: latest_version(),
         });
     }
+    if current == latest_version() {
+        return Ok(());
+    }
+    conn.execute_batch("PRAGMA foreign_keys = OFF")
+        .map_err(StoreError::sqlite(
+            "turn foreign keys off for the migrations",
+        ))?;
+    let result = run_from(conn, current);
+    let restored = conn
+        .execute_batch("PRAGMA legacy_alter_table = OFF; PRAGMA foreign_keys = ON")
+        .map_err(StoreError::sqlite("turn foreign keys back on"));
+    result?;
+    restored
+}
+
+/// The migrations after version `current`, each in its own transaction.
+fn run_from(conn: &mut Connection, current: i64) -> Result<(), StoreError> {
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
         let tx = conn
@@ -146,6 +173,17 @@ pub fn run(conn: &mut Connection) -> Result<(), StoreError> {
                 name: migration.name,
                 source,
             })?;
+        let broken: i64 = tx
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+                row.get(0)
+            })
+            .map_err(StoreError::sqlite("check foreign keys after a migration"))?;
+        if broken > 0 {
+            return Err(StoreError::Invalid(format!(
+                "migration {version} ({}) would leave {broken} rows referencing rows that do not exist; nothing was changed",
+                migration.name
+            )));
+        }
         // PRAGMA takes no bound parameters; `version` is our own integer.
         tx.execute_batch(&format!("PRAGMA user_version = {version}"))
             .map_err(StoreError::sqlite("write the schema version"))?;

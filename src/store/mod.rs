@@ -25,7 +25,10 @@ pub mod subscriptions;
 pub use audit::{
     Access, AccessBasis, AccessError, AccessOutcome, AuditError, AuditFilter, AuditRecord, Subject,
 };
-pub use consents::{Consent, ConsentState, NewConsent, StoredTokens, TokenSet};
+pub use consents::{
+    Civility, Consent, ConsentState, ConsentUpstream, NewConsent, NewSgeConsent, PrmUpstream,
+    SgeDeclaration, SgeHolder, StoredTokens, TokenSet,
+};
 pub use subscriptions::{SubscribeError, Subscription};
 
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ mod common;
 mod audit_cli;
 mod backup_online;
 mod config_check;
+mod declared_consents;
 mod deploy_unit;
 mod faults_crash;
 mod faults_secrets;

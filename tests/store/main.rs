@@ -6,4 +6,5 @@ mod common;
 
 mod audit_schema;
 mod consents;
+mod declared_consents;
 mod subscriptions;
