@@ -87,7 +87,19 @@ fn main() -> ExitCode {
 
 fn check(path: &Path) -> anyhow::Result<ExitCode> {
     match Config::load(path) {
-        Ok(_) => {
+        Ok(config) => {
+            // The SGE identity is only known to be usable once TLS has it.
+            if let Some(sge) = &config.sge
+                && let Err(e) = quoalise_agent::upstream::sge::connect(
+                    sge,
+                    &config.enedis,
+                    quoalise_agent::metrics::Metrics::new(),
+                )
+            {
+                eprintln!("{}: [sge]: {e}", path.display());
+                eprintln!("config check failed: 1 problem");
+                return Ok(ExitCode::FAILURE);
+            }
             println!("config OK");
             Ok(ExitCode::SUCCESS)
         }

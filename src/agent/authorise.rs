@@ -3,7 +3,7 @@
 //! A peer (already on the allow-list: the XMPP router refused everyone else) may
 //! read a PRM when its `[[peers]] usage_points` list it, or when it owns a consent
 //! in the store that covers the PRM, is active, valid now, and was given through
-//! the configured API generation. Anything else is `not-authorized`, with a text
+//! the configured API generation or declared to Enedis SGE. Anything else is `not-authorized`, with a text
 //! that says why in terms of the requester's OWN situation (no consent, consent
 //! expired or revoked, not granted): whether another peer holds a consent for the
 //! PRM is never looked at, so it can never leak.
@@ -32,7 +32,69 @@ pub enum Grant {
         id: i64,
         /// End of validity, UTC seconds (excluded).
         valid_until: i64,
+        /// Where it was given: Data Connect, or declared to SGE.
+        platform: Platform,
     },
+}
+
+/// Which Enedis platform serves a PRM: Data Connect, or SGE for a PRM with a
+/// declared consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    DataConnect,
+    Sge,
+}
+
+impl Platform {
+    /// Its name in messages to peers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::DataConnect => "Enedis Data Connect",
+            Platform::Sge => "Enedis SGE",
+        }
+    }
+
+    /// The `issuer` of its refusals in `<upstream-error/>`.
+    pub fn issuer(self) -> &'static str {
+        match self {
+            Platform::DataConnect => crate::xmpp::ISSUER_ENEDIS,
+            Platform::Sge => crate::xmpp::ISSUER_ENEDIS_SGE,
+        }
+    }
+
+    /// The platform of a consent.
+    pub fn of(consent: &Consent) -> Platform {
+        if consent.is_sge() {
+            Platform::Sge
+        } else {
+            Platform::DataConnect
+        }
+    }
+}
+
+/// The platform that serves `prm` to a peer holding `grant`: the one its consent
+/// was given through; for a grant of the configuration, SGE when an active
+/// declared consent (of any peer) covers the PRM, Data Connect otherwise.
+pub async fn platform_for(
+    ctx: &AgentContext,
+    grant: &Grant,
+    prm: Prm,
+) -> Result<Platform, CommandError> {
+    match grant {
+        Grant::Consent { platform, .. } => Ok(*platform),
+        Grant::Configured => {
+            let now = now_seconds();
+            let upstream = ctx
+                .store
+                .call_now(move |s| s.upstream_for_prm(&prm, now))
+                .await
+                .map_err(|e| store_failure(&e))?;
+            Ok(match upstream {
+                crate::store::PrmUpstream::Sge { .. } => Platform::Sge,
+                crate::store::PrmUpstream::DataConnect => Platform::DataConnect,
+            })
+        }
+    }
 }
 
 /// Checks that `requester` may read `identifier` now: its PRM (a grant or a
@@ -114,13 +176,30 @@ pub async fn authorise_prm(
         return Ok(Grant::Consent {
             id: consent.id,
             valid_until: consent.valid_until,
+            platform: Platform::DataConnect,
+        });
+    }
+    let declared = {
+        let owner = owner.clone();
+        ctx.store
+            .call_now(move |s| s.sge_consents_for_peer(&owner, &prm, now))
+            .await
+    }
+    .map_err(|e| store_failure(&e))?;
+    if let Some(consent) = declared.first() {
+        return Ok(Grant::Consent {
+            id: consent.id,
+            valid_until: consent.valid_until,
+            platform: Platform::Sge,
         });
     }
     // Refused: find out why, among the requester's own consents only.
     let own = ctx
         .store
         .call(move |s| {
-            Ok(s.consents_of_owner(&owner)?
+            let mut own = s.consents_of_owner(&owner)?;
+            own.extend(s.sge_consents_of_owner(&owner)?);
+            Ok(own
                 .into_iter()
                 .filter(|c| c.covers(&prm))
                 .collect::<Vec<_>>())
@@ -148,15 +227,15 @@ fn refusal(
     now: i64,
 ) -> String {
     let generation = settings.generation();
-    let how = "a consumer gives one through get_authorize_uri";
-    // The most telling consent: the latest to end among those of this generation,
-    // else among all.
+    // The most telling consent: the latest to end among those declared to SGE
+    // or given through this generation, else among all.
     let latest = |generation: Option<crate::config::ApiGeneration>| {
         own.iter()
-            .filter(move |c| generation.is_none_or(|g| c.generation == g))
+            .filter(move |c| c.is_sge() || generation.is_none_or(|g| c.generation == g))
             .max_by_key(|c| c.valid_until)
     };
     let Some(consent) = latest(Some(generation)) else {
+        let how = "a consumer gives one through get_authorize_uri";
         if let Some(other) = latest(None) {
             return format!(
                 "no consent for PRM {prm}: {requester} holds consent {} given through Enedis API {}, but this agent now uses API {}; the consumer must consent again ({how})",
@@ -168,6 +247,11 @@ fn refusal(
         return format!(
             "PRM {prm} is not granted to {requester}: it is not among its usage points and {requester} holds no consent for it ({how})"
         );
+    };
+    let how = if consent.is_sge() {
+        "the agent's operator declares one with quoalise-agent consents add --upstream sge"
+    } else {
+        "a consumer gives one through get_authorize_uri"
     };
     match consent.state {
         ConsentState::Revoked => format!(
@@ -203,8 +287,11 @@ pub struct Readable {
     pub prm: Prm,
     /// Listed in the peer's `usage_points`.
     pub configured: bool,
-    /// The peer's usable consents of the configured generation covering it.
+    /// The peer's usable consents covering it: of the configured generation, or
+    /// declared to SGE.
     pub consents: Vec<Consent>,
+    /// The platform the peer's requests for it go to ([`platform_for`]).
+    pub platform: Platform,
 }
 
 impl Readable {
@@ -229,10 +316,14 @@ pub async fn readable(
     let consents = ctx
         .store
         .call_now(move |s| {
-            Ok(s.consents_of_owner(&owner)?
+            let mut own: Vec<Consent> = s
+                .consents_of_owner(&owner)?
                 .into_iter()
-                .filter(|c| c.generation == generation && c.is_usable_at(now))
-                .collect::<Vec<_>>())
+                .filter(|c| c.generation == generation)
+                .collect();
+            own.extend(s.sge_consents_of_owner(&owner)?);
+            own.retain(|c| c.is_usable_at(now));
+            Ok(own)
         })
         .await
         .map_err(|e| store_failure(&e))?;
@@ -245,6 +336,7 @@ pub async fn readable(
                     prm: *prm,
                     configured: true,
                     consents: Vec::new(),
+                    platform: Platform::DataConnect,
                 },
             );
         }
@@ -257,12 +349,26 @@ pub async fn readable(
                     prm: *prm,
                     configured: false,
                     consents: Vec::new(),
+                    platform: Platform::DataConnect,
                 })
                 .consents
                 .push(consent.clone());
         }
     }
-    Ok(by_prm.into_values().collect())
+    // The platform each PRM is read through, as a request would find it: the
+    // grant a request would use first (the configuration, then a Data Connect
+    // consent, then a declared one).
+    let mut readable: Vec<Readable> = by_prm.into_values().collect();
+    for r in &mut readable {
+        r.platform = if r.configured {
+            platform_for(ctx, &Grant::Configured, r.prm).await?
+        } else if r.consents.iter().any(|c| !c.is_sge()) {
+            Platform::DataConnect
+        } else {
+            Platform::Sge
+        };
+    }
+    Ok(readable)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::quoalise::{Prm, Scopes};
 use crate::store::Store;
 use crate::upstream::Upstream;
+use crate::upstream::sge::SgeClient;
 use crate::xmpp::{AllowList, InvalidPeerJid, XmppHandle};
 
 /// The configuration in force, with the peers' grants indexed for lookups.
@@ -99,6 +100,9 @@ pub struct AgentContext {
     pub store: Store,
     /// The Enedis client of the configured generation.
     pub upstream: Arc<dyn Upstream>,
+    /// The Enedis SGE client, when `[sge]` is configured: it reads the PRMs
+    /// that have a declared consent ([`crate::store::Store::upstream_for_prm`]).
+    pub sge: Option<Arc<SgeClient>>,
     /// The metrics `/metrics` renders.
     pub metrics: Metrics,
     /// The agent's XMPP session: send messages (consent notifications, pushed
@@ -136,12 +140,19 @@ impl AgentContext {
         Ok(AgentContext {
             store,
             upstream,
+            sge: None,
             metrics,
             xmpp,
             peers,
             pushes: Arc::new(tokio::sync::Notify::new()),
             settings: RwLock::new(Arc::new(Settings::new(config))),
         })
+    }
+
+    /// The context with an SGE client beside Data Connect.
+    pub fn with_sge(mut self, sge: Arc<SgeClient>) -> AgentContext {
+        self.sge = Some(sge);
+        self
     }
 
     /// The settings in force now. Read them once per request: a reload swaps the

@@ -17,9 +17,9 @@
 use xmpp_parsers::jid::BareJid;
 
 use super::audit::Audit;
-use super::authorise::{Grant, authorise_prm, out_of_scope};
+use super::authorise::{Grant, Platform, authorise_prm, out_of_scope, platform_for};
 use super::context::AgentContext;
-use super::data::{DEADLINE_MARGIN, ask_for, upstream_error};
+use super::data::{DEADLINE_MARGIN, ask_for, sge_client, upstream_error_of};
 use crate::logging::RequestLog;
 use crate::quoalise::{Contract, Prm, Scope, Unavailable};
 use crate::upstream::Class;
@@ -72,14 +72,22 @@ async fn unaudited(
 
     let due = deadline - DEADLINE_MARGIN;
     let ask = ask_for(&settings, requester, Class::Interactive, due);
-    let fetched = match tokio::time::timeout_at(due, ctx.upstream.contract(prm, &ask)).await {
+    let platform = platform_for(ctx, &grant, prm).await?;
+    let read = async {
+        match platform {
+            Platform::DataConnect => ctx.upstream.contract(prm, &ask).await,
+            Platform::Sge => sge_client(ctx, prm)?.contract(prm, &ask).await,
+        }
+    };
+    let fetched = match tokio::time::timeout_at(due, read).await {
         Ok(Ok(fetched)) => fetched,
-        Ok(Err(e)) => return Err(upstream_error(&e, PRM_FIELD)),
+        Ok(Err(e)) => return Err(upstream_error_of(platform, &e, PRM_FIELD)),
         Err(_) => {
-            tracing::warn!(%prm, "Enedis did not answer the contract read before the request's deadline");
-            return Err(CommandError::unavailable(
-                "Enedis Data Connect did not answer in time; try again later",
-            ));
+            tracing::warn!(%prm, platform = platform.name(), "Enedis did not answer the contract read before the request's deadline");
+            return Err(CommandError::unavailable(format!(
+                "{} did not answer in time; try again later",
+                platform.name()
+            )));
         }
     };
     log.upstream_calls(fetched.calls);

@@ -22,7 +22,7 @@ use std::time::Duration;
 use xmpp_parsers::jid::BareJid;
 
 use super::audit::Audit;
-use super::authorise::{Grant, authorise};
+use super::authorise::{Grant, Platform, authorise, platform_for};
 use super::context::{AgentContext, Settings};
 use super::request::DataRequest;
 use super::size::{may_be_too_large, too_large_before};
@@ -121,19 +121,26 @@ async fn fetch_unaudited(
         .map_err(|e| CommandError::bad_request(format!("fields {}: {e}", request.period_fields)))?;
     let due = request.deadline - DEADLINE_MARGIN;
     let ask = ask_for(&settings, &request.requester, request.class, due);
-    let fetched = match tokio::time::timeout_at(
-        due,
-        ctx.upstream.readings(prm, series, from, to, &ask),
-    )
-    .await
-    {
+    let platform = platform_for(ctx, &grant, prm).await?;
+    let read = async {
+        match platform {
+            Platform::DataConnect => ctx.upstream.readings(prm, series, from, to, &ask).await,
+            Platform::Sge => {
+                sge_client(ctx, prm)?
+                    .readings(prm, series, from, to, &ask)
+                    .await
+            }
+        }
+    };
+    let fetched = match tokio::time::timeout_at(due, read).await {
         Ok(Ok(fetched)) => fetched,
-        Ok(Err(e)) => return Err(upstream_error(&e, request.period_fields)),
+        Ok(Err(e)) => return Err(upstream_error_of(platform, &e, request.period_fields)),
         Err(_) => {
-            tracing::warn!(%prm, %series, %from, %to, "Enedis did not answer before the request's deadline");
-            return Err(CommandError::unavailable(
-                "Enedis Data Connect did not answer in time; try again later, or ask for a shorter period",
-            ));
+            tracing::warn!(%prm, %series, %from, %to, platform = platform.name(), "Enedis did not answer before the request's deadline");
+            return Err(CommandError::unavailable(format!(
+                "{} did not answer in time; try again later, or ask for a shorter period",
+                platform.name()
+            )));
         }
     };
     log.upstream_calls(fetched.calls);
@@ -145,6 +152,20 @@ async fn fetch_unaudited(
         series,
         notes: fetched.notes,
         grant,
+    })
+}
+
+/// The SGE client that reads `prm`, a PRM with a declared consent; an agent
+/// without `[sge]` cannot (its operator declared a consent it cannot use).
+pub(super) fn sge_client(
+    ctx: &AgentContext,
+    prm: crate::quoalise::Prm,
+) -> Result<&crate::upstream::sge::SgeClient, UpstreamError> {
+    ctx.sge.as_deref().ok_or_else(|| {
+        tracing::error!(%prm, "a consent declared to Enedis SGE covers this PRM, but the configuration has no [sge] section");
+        UpstreamError::Config(format!(
+            "PRM {prm} is read through Enedis SGE (a declared consent), but this agent has no [sge] configuration"
+        ))
     })
 }
 
@@ -164,9 +185,19 @@ pub(super) fn ask_for(
     }
 }
 
-/// The stanza error for an upstream failure. `period_fields` names the form
-/// fields of the period, for window errors.
+/// The stanza error for a Data Connect failure ([`upstream_error_of`]).
 pub fn upstream_error(e: &UpstreamError, period_fields: &str) -> CommandError {
+    upstream_error_of(Platform::DataConnect, e, period_fields)
+}
+
+/// The stanza error for an upstream failure on `platform`. `period_fields` names
+/// the form fields of the period, for window errors.
+pub fn upstream_error_of(
+    platform: Platform,
+    e: &UpstreamError,
+    period_fields: &str,
+) -> CommandError {
+    let name = platform.name();
     match e.kind() {
         ErrorKind::Refused => {
             let code = e
@@ -178,8 +209,12 @@ pub fn upstream_error(e: &UpstreamError, period_fields: &str) -> CommandError {
                 Some(fault) if !fault.message.is_empty() => fault.message.clone(),
                 _ => e.to_string(),
             };
-            tracing::info!(code, error = %e, "Enedis refused the request");
-            CommandError::enedis(code, text)
+            tracing::info!(code, error = %e, platform = name, "Enedis refused the request");
+            CommandError::Upstream {
+                issuer: platform.issuer().to_owned(),
+                code,
+                text,
+            }
         }
         ErrorKind::Unavailable => {
             // The detail (addresses, statuses) is for the operator, not the peer.
@@ -212,9 +247,9 @@ pub fn upstream_error(e: &UpstreamError, period_fields: &str) -> CommandError {
                         .to_owned()
                 }
                 UpstreamError::BadResponse { .. } => {
-                    "Enedis Data Connect answered something unreadable; try again later".to_owned()
+                    format!("{name} answered something unreadable; try again later")
                 }
-                _ => "Enedis Data Connect cannot be reached right now; try again later".to_owned(),
+                _ => format!("{name} cannot be reached right now; try again later"),
             };
             CommandError::unavailable(text)
         }

@@ -378,6 +378,7 @@ mod tests {
         let readable = Readable {
             prm: "22516914714270".parse().unwrap(),
             configured: true,
+            platform: crate::agent::authorise::Platform::DataConnect,
             consents: Vec::new(),
         };
         let form = contract_request_form(&[readable]);

@@ -19,9 +19,9 @@ use xmpp_parsers::data_forms::DataForm;
 
 use super::common::instrumented;
 use super::subscription::{subscriptions_of, with_subscriptions};
-use crate::agent::authorise::{Readable, readable};
+use crate::agent::authorise::{Platform, Readable, readable};
 use crate::agent::context::AgentContext;
-use crate::quoalise::Scopes;
+use crate::quoalise::{Scopes, Series};
 use crate::store::consents::fmt_instant;
 use crate::xmpp::forms::text_multi;
 use crate::xmpp::{AdHocCommand, CommandFuture, FieldExt, FormBuilder, Outcome, Request};
@@ -47,6 +47,15 @@ pub fn usage_points_form(readable: &[Readable], scopes: Scopes, indexes: bool) -
     } else {
         format!("series: {}", series.join(", "))
     };
+    // SGE serves indexes at every segment, and the corrected and reactive curves.
+    let mut on_sge = scopes.series_names(true);
+    on_sge.extend(
+        Series::WHOLE_METER
+            .into_iter()
+            .filter(|s| s.is_sge_only() && scopes.allows(*s))
+            .filter_map(Series::fixed_name),
+    );
+    let sge_series = format!("series: {}", on_sge.join(", "));
     let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     let mut form = FormBuilder::result("Usage points")
         .instructions(instructions)
@@ -61,17 +70,26 @@ pub fn usage_points_form(readable: &[Readable], scopes: Scopes, indexes: bool) -
         )
         .field(text_multi("scopes", "Your data scopes").lines(&scope_names.join("\n")));
     for r in readable {
-        let mut lines = vec![series.clone()];
+        let mut lines = vec![match r.platform {
+            Platform::DataConnect => series.clone(),
+            Platform::Sge => sge_series.clone(),
+        }];
         let mut access = Vec::new();
         if r.configured {
             access.push("granted by the agent's configuration".to_owned());
         }
         for c in &r.consents {
-            access.push(format!(
-                "consent {} (Enedis API {})",
-                c.id,
-                c.generation.as_str()
-            ));
+            match &c.sge {
+                Some(declared) => access.push(format!(
+                    "consent {} (declared to Enedis SGE, mandate {})",
+                    c.id, declared.mandate
+                )),
+                None => access.push(format!(
+                    "consent {} (Enedis API {})",
+                    c.id,
+                    c.generation.as_str()
+                )),
+            }
         }
         lines.push(format!("access: {}", access.join("; ")));
         lines.push(format!(
@@ -80,6 +98,7 @@ pub fn usage_points_form(readable: &[Readable], scopes: Scopes, indexes: bool) -
                 .map(fmt_instant)
                 .unwrap_or_else(|| "no end".to_owned())
         ));
+        lines.push(format!("read through: {}", r.platform.name()));
         form = form
             .field(text_multi(r.prm.as_str(), &format!("PRM {}", r.prm)).lines(&lines.join("\n")));
     }
@@ -141,11 +160,13 @@ mod tests {
         let configured = Readable {
             prm: "22516914714270".parse().unwrap(),
             configured: true,
+            platform: crate::agent::authorise::Platform::DataConnect,
             consents: Vec::new(),
         };
         let consented = Readable {
             prm: "11453290002823".parse().unwrap(),
             configured: false,
+            platform: crate::agent::authorise::Platform::DataConnect,
             consents: vec![Consent {
                 id: 4,
                 generation: ApiGeneration::Api2026,
@@ -188,6 +209,30 @@ mod tests {
         let lines = values(&form, "11453290002823");
         assert_eq!(lines[1], "access: consent 4 (Enedis API 2026)");
         assert_eq!(lines[2], "valid until: 2027-01-15T08:00:00Z");
+        assert_eq!(lines[3], "read through: Enedis Data Connect");
+
+        // A PRM read through SGE lists SGE's own series and says so.
+        let mut declared = consented.clone();
+        declared.platform = Platform::Sge;
+        declared.consents[0].sge = Some(crate::store::SgeDeclaration {
+            holder: crate::store::SgeHolder::Company {
+                name: "Énergie partagée".into(),
+            },
+            mandate: "MANDAT-2026-17".into(),
+        });
+        let form = usage_points_form(&[declared], Scopes::default_for_peers(), false);
+        let lines = values(&form, "11453290002823");
+        assert!(
+            lines[0].contains("consumption/power/active/corrected")
+                && lines[0].contains("consumption/power/inductive/raw")
+                && lines[0].contains("consumption/energy/active/index"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[1],
+            "access: consent 4 (declared to Enedis SGE, mandate MANDAT-2026-17)"
+        );
+        assert_eq!(lines[3], "read through: Enedis SGE");
 
         // Narrower scopes: only their series, for a grant and a consent alike.
         let daily = Scopes::from_iter([Scope::Daily, Scope::Contract]);
@@ -203,6 +248,7 @@ mod tests {
             &[Readable {
                 prm: "22516914714270".parse().unwrap(),
                 configured: true,
+                platform: crate::agent::authorise::Platform::DataConnect,
                 consents: Vec::new(),
             }],
             Scopes::NONE,

@@ -17,7 +17,7 @@ use xmpp_parsers::jid::BareJid;
 
 use super::common::{instrumented, refuse, sees_any_series, series_scopes};
 use crate::agent::audit::{basis_of, record_decision};
-use crate::agent::authorise::authorise;
+use crate::agent::authorise::{Grant, Platform, authorise, platform_for};
 use crate::agent::context::AgentContext;
 use crate::logging::RequestLog;
 use crate::quoalise::{Identifier, SERIES_NAMES};
@@ -117,11 +117,20 @@ async fn subscribe(
     let prm = identifier.prm;
     let series = identifier.series;
     let generation = ctx.upstream.generation();
-    if !crate::upstream::serves(generation, series) {
-        return Err(CommandError::bad_request(format!(
-            "field identifier: {}",
-            crate::upstream::client::unsupported(generation, series)
-        )));
+    let platform = platform_for(ctx, &Grant::Configured, prm).await?;
+    match platform {
+        Platform::DataConnect if !crate::upstream::serves(generation, series) => {
+            return Err(CommandError::bad_request(format!(
+                "field identifier: {}",
+                crate::upstream::client::unsupported(generation, series)
+            )));
+        }
+        Platform::Sge if series.is_derived() => {
+            return Err(CommandError::bad_request(format!(
+                "field identifier: {series} is derived from the indexes of Enedis Data Connect 2026; this PRM is read through Enedis SGE: subscribe to its class indexes (…/energy/active/index/…)"
+            )));
+        }
+        _ => {}
     }
     let grant = match authorise(ctx, &settings, requester, identifier).await {
         Ok(grant) => grant,

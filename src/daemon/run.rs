@@ -220,15 +220,22 @@ impl Agent {
             Arc::new(CachedUpstream::new(upstream, store.clone()).with_metrics(metrics.clone()));
         let upstream = cache.clone();
         tracing::info!(base_url = %config.enedis.base_url, api = config.enedis.api.as_str(), "Enedis client ready");
+        let sge = match &config.sge {
+            Some(sge) => {
+                let client = upstream::sge::connect(sge, &config.enedis, metrics.clone())
+                    .map_err(UpstreamError::from)?;
+                tracing::info!(endpoint = %sge.endpoint, login = %sge.login, "Enedis SGE client ready");
+                Some(Arc::new(client))
+            }
+            None => None,
+        };
         let xmpp = XmppAgent::new(&config.xmpp)?;
         let listen = config.web.listen;
-        let ctx = Arc::new(AgentContext::new(
-            config,
-            store,
-            upstream,
-            metrics,
-            xmpp.handle(),
-        )?);
+        let mut ctx = AgentContext::new(config, store, upstream, metrics, xmpp.handle())?;
+        if let Some(sge) = sge {
+            ctx = ctx.with_sge(sge);
+        }
+        let ctx = Arc::new(ctx);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| StartupError::Bind {

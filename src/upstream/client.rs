@@ -303,6 +303,11 @@ impl EnedisClient {
 
 /// The refusal of a series that `generation` does not serve.
 pub fn unsupported(generation: ApiGeneration, series: Series) -> UpstreamError {
+    if series.is_sge_only() {
+        return UpstreamError::Unsupported(format!(
+            "series {series} is served by Enedis SGE only (C1 to C4 meters, P1 to P3 for production), and this PRM is read through Enedis Data Connect: its operator reads it through SGE once a consent for it is declared (quoalise-agent consents add --upstream sge)"
+        ));
+    }
     UpstreamError::Unsupported(format!(
         "series {series} is served by the Enedis Data Connect 2026 API only (index_consommation, index_production); this agent is configured for API {} (enedis.api), which has no index",
         generation.as_str()

@@ -10,6 +10,9 @@ use crate::quoalise::{NS_QUOALISE, Scope};
 
 /// `issuer` of upstream errors coming from Enedis Data Connect.
 pub const ISSUER_ENEDIS: &str = "enedis-data-connect";
+/// `issuer` of upstream errors coming from Enedis SGE (its `SGT…` codes), as the
+/// Quoalise SGE proxy names it.
+pub const ISSUER_ENEDIS_SGE: &str = "enedis-sge-tiers";
 
 /// A failed request, as the peer will see it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

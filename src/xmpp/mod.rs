@@ -31,7 +31,7 @@ pub use crate::quoalise::NS_QUOALISE;
 pub use auth::{AllowList, InvalidPeerJid};
 pub use command::{Action, Actions, Command, Note, NoteType, Status};
 pub use connector::{ConnectError, SetupError};
-pub use errors::{CommandError, ISSUER_ENEDIS, RetryLater, TooLarge};
+pub use errors::{CommandError, ISSUER_ENEDIS, ISSUER_ENEDIS_SGE, RetryLater, TooLarge};
 pub use forms::{FieldExt, FormBuilder, FormError, SubmittedForm};
 pub use handle::{IqError, SendError, SessionState, XmppHandle};
 pub use ns::NS_COMMANDS;

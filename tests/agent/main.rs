@@ -18,6 +18,7 @@ mod index;
 mod lifecycle;
 mod quota_fairness;
 mod scopes;
+mod sge;
 mod subscriptions_fleet;
 mod subscriptions_late;
 mod subscriptions_push;

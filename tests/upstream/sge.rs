@@ -551,6 +551,7 @@ fn settings(sim: &Sim, cert: &Path, key: &Path) -> SgeSettings {
         contract_id: "1234567".to_owned(),
         timeout: Duration::from_secs(30),
         quota_wait: Duration::from_secs(30),
+        max_retries: 1,
     }
 }
 
@@ -835,6 +836,7 @@ fn stub_settings(stub: &Stub, material: &enedis_sim::sge_tls::Material) -> SgeSe
         contract_id: "1234567".to_owned(),
         timeout: Duration::from_secs(30),
         quota_wait: Duration::from_secs(30),
+        max_retries: 1,
     }
 }
 

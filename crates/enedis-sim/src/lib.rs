@@ -27,6 +27,7 @@ pub mod paris;
 pub mod synth;
 pub mod tariff;
 
+mod access_services;
 mod admin;
 mod api2026;
 mod consent_request;

@@ -380,7 +380,7 @@ pub struct State {
     pub total_calls: u64,
     pub requests: VecDeque<RequestRecord>,
     /// SGE access services (`CommanderServicesAccesDonnees`).
-    pub sge: crate::sge::sad::Services,
+    pub sge: crate::access_services::Services,
     /// When the SGE calls of the last second were admitted (`--sge-pace`).
     pub sge_window: VecDeque<Instant>,
 }

@@ -184,6 +184,10 @@ const fn peak_off_peak(off_peak: OffPeak) -> Tariff {
     }
 }
 
+/// SGE's C5 example meter (`sge::meters::C5_PRM`, defined here): it counts
+/// under Tempo, as the real C5-INDEX example answer does.
+pub const SGE_C5_PRM: &str = "09111642617347";
+
 /// The calendars counting `meter`'s energy in `direction` on Paris day `day`.
 ///
 /// Consumption: peak / off-peak `22:00–06:00` (what the simulated contracts
@@ -199,7 +203,7 @@ pub fn tariff(meter: &Meter, direction: Direction, day: Date) -> Tariff {
         };
     }
     match meter.prm.as_str() {
-        TEMPO_PRM | crate::sge::meters::C5_PRM => Tariff {
+        TEMPO_PRM | SGE_C5_PRM => Tariff {
             distributor: &DI_BASE,
             supplier: Some(&FC_TEMPO),
             offer: Offer::Tempo,

@@ -53,7 +53,7 @@ use jiff::civil::{Date, DateTime};
 
 use super::soap::{Node, Payload};
 use crate::quoalise::{
-    Calendar, ClassCode, Direction, Prm, Reading, Series, SeriesKind, Step, TimeClass,
+    Calendar, ClassCode, Direction, Prm, Reactive, Reading, Series, SeriesKind, Step, TimeClass,
 };
 use crate::time::{self, PARIS, daily_reading, local_instant, sort_dedup};
 use crate::upstream::normalise::{self, ShapeError};
@@ -213,6 +213,13 @@ impl MeasuresRequest {
     pub fn for_series(prm: Prm, series: Series, from: Date, to: Date) -> Option<Self> {
         let request = match crate::upstream::source(series) {
             Series::ConsumptionPower | Series::ProductionPower => Self::curve(prm, from, to),
+            Series::CorrectedPower(_) => Self::curve(prm, from, to).with_corrected(true),
+            Series::ReactivePower(Reactive::Inductive) => {
+                Self::curve(prm, from, to).with_quantity(Quantity::InductiveReactive)
+            }
+            Series::ReactivePower(Reactive::Capacitive) => {
+                Self::curve(prm, from, to).with_quantity(Quantity::CapacitiveReactive)
+            }
             Series::ConsumptionEnergyDaily | Series::ProductionEnergyDaily => {
                 Self::energy(prm, from, to)
             }
@@ -340,10 +347,14 @@ impl Measures {
                 all
             }
             _ => {
-                let quantity = match series.kind() {
-                    SeriesKind::LoadCurve => "PA",
-                    SeriesKind::DailyMaxPower => "PMA",
-                    _ => "EA",
+                let quantity = match series {
+                    Series::ReactivePower(Reactive::Inductive) => "PRI",
+                    Series::ReactivePower(Reactive::Capacitive) => "PRC",
+                    _ => match series.kind() {
+                        SeriesKind::LoadCurve => "PA",
+                        SeriesKind::DailyMaxPower => "PMA",
+                        _ => "EA",
+                    },
                 };
                 let readings = self
                     .grandeurs

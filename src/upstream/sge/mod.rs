@@ -41,6 +41,25 @@ pub const CURVE_DAYS_PER_CALL: i64 = 7;
 /// only the 36 months of history; a year a call is an inferred, prudent size.
 pub const DAILY_DAYS_PER_CALL: i64 = 366;
 
+/// The client of `[sge]`, waiting in a quota of its own (`sge.calls_per_second`,
+/// `sge.calls_per_hour`, with Data Connect's share kept for interactive
+/// requests) and counting in `metrics`. Fails on an unreadable certificate, key
+/// or root.
+pub fn connect(
+    config: &crate::config::SgeConfig,
+    enedis: &crate::config::EnedisConfig,
+    metrics: Metrics,
+) -> Result<SgeClient, SgeError> {
+    let quota_wait = std::time::Duration::from_secs(enedis.quota_wait_secs);
+    let settings = SgeSettings::from_config(config, quota_wait)?;
+    let limiter = Arc::new(QuotaLimiter::with_reserve(
+        config.calls_per_second,
+        config.calls_per_hour,
+        enedis.interactive_reserve_percent,
+    ));
+    Ok(SgeClient::new(&settings, limiter)?.with_metrics(metrics))
+}
+
 /// The SGE client of one application.
 #[derive(Debug)]
 pub struct SgeClient {
@@ -175,6 +194,21 @@ impl SgeClient {
         })?;
         technical::parse(&prm, payload, jiff::Timestamp::now().as_second())
             .map_err(|e| bad(service, e))
+    }
+
+    /// The contract data of `prm` as the agent's `get_contract` serves it (one
+    /// CDTC call, not cached).
+    pub async fn contract(
+        &self,
+        prm: Prm,
+        ask: &Ask,
+    ) -> Result<crate::upstream::FetchedContract, UpstreamError> {
+        let tally = Tally::new(ask.clone());
+        let technical = self.technical(prm, &tally).await?;
+        Ok(crate::upstream::FetchedContract {
+            contract: technical.contract,
+            calls: tally.get(),
+        })
     }
 
     /// Order access services (`CommanderServicesAccesDonnees` v1.0).

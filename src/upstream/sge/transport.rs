@@ -27,10 +27,9 @@ use crate::upstream::limiter::QuotaLimiter;
 
 /// Largest answer read: a week of 5-minute curve is about 200 KB.
 const MAX_BODY: usize = 16 * 1024 * 1024;
-/// Pause before the one retry of a technical failure.
+/// Pause before each retry of a technical failure.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// A technical failure is retried this many times.
-const MAX_RETRIES: u32 = 1;
 /// The SGT codes of a failure of Enedis itself (AX.0466 v1.5.0).
 const TECHNICAL_CODES: [&str; 2] = ["SGT500", "SGT506"];
 
@@ -57,6 +56,43 @@ pub struct SgeSettings {
     /// Longest wait for a quota slot when the caller's [`Ask`](crate::upstream::Ask)
     /// has no deadline of its own.
     pub quota_wait: Duration,
+    /// Retries of a technical failure (SGT500, SGT506, no answer) before it is
+    /// said unavailable (`sge.max_retries`, default 1).
+    pub max_retries: u32,
+}
+
+impl SgeSettings {
+    /// The settings of `[sge]`: its certificate, key and extra root read from
+    /// their files (the key was read with the configuration, as a secret).
+    pub fn from_config(
+        config: &crate::config::SgeConfig,
+        quota_wait: Duration,
+    ) -> Result<SgeSettings, SgeError> {
+        let read = |what: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                SgeError::Config(format!(
+                    "sge.{what} {}: cannot read it: {e}",
+                    path.display()
+                ))
+            })
+        };
+        let endpoint = Url::parse(&config.endpoint)
+            .map_err(|e| SgeError::Config(format!("sge.endpoint: {e}")))?;
+        Ok(SgeSettings {
+            endpoint,
+            certificate_pem: read("certificate_file", &config.certificate_file)?,
+            key_pem: config.key.clone(),
+            extra_roots_pem: match &config.ca_file {
+                Some(path) => Some(read("ca_file", path)?),
+                None => None,
+            },
+            login: config.login.clone(),
+            contract_id: config.contract_id.clone(),
+            timeout: Duration::from_secs(config.request_timeout_secs),
+            quota_wait,
+            max_retries: config.max_retries,
+        })
+    }
 }
 
 impl std::fmt::Debug for SgeSettings {
@@ -338,6 +374,7 @@ pub struct SgeTransport {
     endpoint: Url,
     limiter: Arc<QuotaLimiter>,
     quota_wait: Duration,
+    max_retries: u32,
     metrics: Option<Metrics>,
 }
 
@@ -403,6 +440,7 @@ impl SgeTransport {
             endpoint,
             limiter,
             quota_wait: settings.quota_wait,
+            max_retries: settings.max_retries,
             metrics: None,
         })
     }
@@ -464,7 +502,7 @@ impl SgeTransport {
                     self.limiter.succeeded();
                     return Ok(envelope);
                 }
-                Err(e) if e.is_retryable() && failures < MAX_RETRIES => {
+                Err(e) if e.is_retryable() && failures < self.max_retries => {
                     failures += 1;
                     tracing::warn!(
                         service = service.path(),

@@ -25,7 +25,7 @@ use crate::paris::{PARIS, TimeError, next_day};
 use crate::synth;
 
 /// C5 (Linky), the consometers example PRM.
-pub const C5_PRM: &str = "09111642617347";
+pub const C5_PRM: &str = crate::tariff::SGE_C5_PRM;
 /// C4 (BT over 36 kVA), the consometers example PRM.
 pub const C4_PRM: &str = "30001642617347";
 /// C1 (HTA, contract CARD).

@@ -1,0 +1,319 @@
+//! Enedis SGE as a second upstream, end to end: the REAL agent (`quoalise-agent
+//! run`) with `[sge]`, a real Prosody, and the REAL `enedis-sim` serving both
+//! Data Connect and SGE (SOAP over mutual TLS, the agent presenting the
+//! simulator's test client certificate). The operator declares consents with the
+//! real command line (`consents add --upstream sge`); the slixmpp peer plays the
+//! Quoalise client (`get_history`), Rust peers run the other commands:
+//!
+//! - a C4 meter's 5-minute curve over a week, stamped at each interval's start in
+//!   UTC, agrees with its daily energy (the integral), and is one SOAP call;
+//! - a C5 meter's 30-minute curve on the October DST day: 50 half hours, each
+//!   stamped once, 30 minutes apart, starting at the Paris midnight;
+//! - SGE's own series (corrected, reactive) are served for a C4 meter, refused by
+//!   SGE for a C5 one with `<upstream-error issuer="enedis-sge-tiers"
+//!   code="SGT4H2"/>`, and refused before any call for a Data Connect PRM;
+//! - `list_usage_points` says which platform reads each PRM, `get_contract` reads
+//!   SGE's technical data, the audit trail records the declared consent as the
+//!   basis, and a revoked declaration refuses the next request, saying how the
+//!   operator declares one.
+
+use crate::common;
+use crate::common::agent_harness;
+
+use agent_harness::*;
+use common::xmpp_harness::{Peer, condition, field_values, submit};
+use enedis_sim::sge::meters::{C4_PRM, C5_PRM};
+use jiff::ToSpan;
+use jiff::civil::Date;
+use quoalise_agent::quoalise::NS_QUOALISE;
+use quoalise_agent::quoalise::contract::Contract;
+use quoalise_agent::store::{AuditFilter, Store};
+use quoalise_agent::xmpp::{Command, Status};
+use serde_json::Value;
+
+/// Runs `quoalise-agent --config … consents ARGS` against the deployment's store:
+/// (exit code, stdout, stderr).
+fn consents(d: &Deployment, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(AGENT_BIN)
+        .arg("--config")
+        .arg(d.files.path())
+        .arg("consents")
+        .args(args)
+        .output()
+        .expect("run quoalise-agent consents");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Declares a consent for `prm`, owned by `owner`, and returns its id.
+fn declare(d: &Deployment, owner: &str, prm: &str) -> i64 {
+    let (code, out, err) = consents(
+        d,
+        &[
+            "add",
+            "--upstream",
+            "sge",
+            "--owner",
+            owner,
+            "--prm",
+            prm,
+            "--mandate",
+            "MANDAT-2026-0042",
+            "--company",
+            "Énergie partagée du Val",
+            "--duration",
+            "P1Y",
+        ],
+    );
+    assert_eq!(code, 0, "consents add failed:\n{out}\n{err}");
+    out.split(|c: char| !c.is_ascii_digit())
+        .find(|s| !s.is_empty())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no consent id in {out:?}"))
+}
+
+fn identifier(prm: &str, series: &str) -> String {
+    format!("urn:dev:prm:{prm}_{series}")
+}
+
+async fn history(d: &Deployment, prm: &str, series: &str, from: Date, to: Date) -> Value {
+    d.python(
+        "alice@localhost/client",
+        "history",
+        &[&identifier(prm, series), &midnight(from), &midnight(to)],
+    )
+    .await
+}
+
+/// (time, value) of every record of the answer's one `<data>`.
+fn records(answer: &Value) -> Vec<(i64, f64)> {
+    assert_eq!(answer["type"], "result", "{answer}");
+    answer["data"][0]["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no records in {answer}"))
+        .iter()
+        .map(|r| {
+            (
+                r["time"].as_f64().unwrap() as i64,
+                r["value"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// How many SOAP calls the simulator answered on its SGE paths.
+async fn sge_calls(d: &Deployment) -> usize {
+    d.sim
+        .admin()
+        .requests()
+        .await
+        .iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/ConsultationMesuresDetaillees"))
+        })
+        .count()
+}
+
+fn sge_settings() -> AgentSettings {
+    let mut settings = AgentSettings::with_peers(vec![peer("alice", &[]), peer("bob", &[PRM])]);
+    settings.sge = true;
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_c4_meter_is_read_through_sge_at_its_own_step() {
+    let d = Deployment::start(sge_settings()).await;
+    let consent = declare(&d, "alice@localhost", C4_PRM);
+
+    // A week ending three days ago: away from today's DST-free check below.
+    let to = today().checked_sub(3.days()).unwrap();
+    let from = to.checked_sub(7.days()).unwrap();
+    let before = sge_calls(&d).await;
+    let answer = history(&d, C4_PRM, "consumption/power/active/raw", from, to).await;
+    assert_eq!(
+        sge_calls(&d).await - before,
+        1,
+        "a week of curve is one SOAP call"
+    );
+    let curve = records(&answer);
+    let expected_points = (midnight_seconds(to) - midnight_seconds(from)) / 300;
+    assert_eq!(curve.len() as i64, expected_points, "PT5M over the week");
+    assert_eq!(curve[0].0, midnight_seconds(from), "stamped at the start");
+    assert!(curve.windows(2).all(|w| w[1].0 - w[0].0 == 300));
+    let measurement = &answer["data"][0]["meta"]["measurement"];
+    assert_eq!(measurement["unit"], "W", "{measurement}");
+    assert!(curve.iter().all(|(_, v)| *v > 0.0 && v.fract() == 0.0));
+
+    // The day's energy from SGE's ENERGIE is the integral of that day's curve.
+    let energy = records(&history(&d, C4_PRM, "consumption/energy/active/daily", from, to).await);
+    assert_eq!(energy.len(), 7);
+    for (start, wh) in &energy {
+        let next = start + 86_400 + 3600 * 2; // the next Paris midnight is within 2 h of +24 h
+        let day_end = energy
+            .iter()
+            .map(|(t, _)| *t)
+            .find(|t| t > start)
+            .unwrap_or(midnight_seconds(to))
+            .min(next);
+        let integral: f64 = curve
+            .iter()
+            .filter(|(t, _)| t >= start && *t < day_end)
+            .map(|(_, w)| w * 5.0 / 60.0)
+            .sum();
+        assert!(
+            (integral - wh).abs() <= 1.0,
+            "day starting {start}: energy {wh} Wh, curve integral {integral} Wh"
+        );
+    }
+
+    // SGE's own series: the corrected curve and the reactive power, in VAr.
+    let corrected =
+        records(&history(&d, C4_PRM, "consumption/power/active/corrected", from, to).await);
+    assert_eq!(corrected.len(), curve.len());
+    let reactive = history(&d, C4_PRM, "consumption/power/inductive/raw", from, to).await;
+    assert_eq!(records(&reactive).len(), curve.len());
+    assert_eq!(reactive["data"][0]["meta"]["measurement"]["unit"], "VAr");
+
+    // The audit trail: every access allowed on the declared consent.
+    let store = Store::open(d.dir.path().join("agent.db")).unwrap();
+    let rows = store.audit(&AuditFilter::default()).unwrap();
+    let sge_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.prm.as_deref() == Some(C4_PRM))
+        .collect();
+    assert_eq!(sge_rows.len(), 4, "{rows:?}");
+    for row in sge_rows {
+        assert_eq!(row.outcome, "allowed", "{row:?}");
+        assert_eq!(row.consent_id, Some(consent), "{row:?}");
+        assert!(!row.via_grant, "{row:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c5_meter_through_sge_dst_day_refusals_listing_contract_and_revocation() {
+    let d = Deployment::start(sge_settings()).await;
+    let consent = declare(&d, "alice@localhost", C5_PRM);
+
+    // The October DST day: 25 hours, 50 half hours stamped once each, in UTC,
+    // from the Paris midnight (SGE stamps a C5 curve at each interval's end, in
+    // local time without offset, the repeated hour twice).
+    let dst = last_dst_day(25);
+    let curve = records(
+        &history(
+            &d,
+            C5_PRM,
+            "consumption/power/active/raw",
+            dst,
+            dst.tomorrow().unwrap(),
+        )
+        .await,
+    );
+    assert_eq!(curve.len(), 50, "{curve:?}");
+    assert_eq!(curve[0].0, midnight_seconds(dst));
+    assert!(
+        curve.windows(2).all(|w| w[1].0 - w[0].0 == 1800),
+        "{curve:?}"
+    );
+
+    // SGE has no corrected data for a C5: its refusal, with its own code.
+    let day = today().checked_sub(3.days()).unwrap();
+    let refused = history(
+        &d,
+        C5_PRM,
+        "consumption/power/active/corrected",
+        day,
+        day.tomorrow().unwrap(),
+    )
+    .await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["upstream"]["issuer"], "enedis-sge-tiers",
+        "{refused}"
+    );
+    assert_eq!(refused["upstream"]["code"], "SGT4H2", "{refused}");
+
+    // SGE's series on a Data Connect PRM (bob's grant): refused before any
+    // call, saying why.
+    d.sim.admin().clear_calls().await;
+    let dc = d
+        .python(
+            "bob@localhost/client",
+            "history",
+            &[
+                &identifier(PRM, "consumption/power/active/corrected"),
+                &midnight(day),
+                &midnight(day.tomorrow().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(dc["type"], "error", "{dc}");
+    assert_eq!(dc["condition"], "bad-request", "{dc}");
+    let text = dc["text"].as_str().unwrap_or_default();
+    assert!(text.contains("Enedis SGE only"), "{text}");
+    assert_eq!(
+        d.sim.admin().total_calls().await,
+        0,
+        "nothing asked of Enedis"
+    );
+
+    // list_usage_points: the PRM, read through SGE, with the declaration.
+    let alice = Peer::login(&d.prosody, "alice@localhost/gajim").await;
+    let list = alice
+        .command(Command::execute("list_usage_points", None))
+        .await
+        .unwrap();
+    let form = list.form.expect("a result form");
+    let lines = field_values(&form, C5_PRM);
+    assert!(
+        lines.iter().any(|l| l
+            == &format!(
+                "access: consent {consent} (declared to Enedis SGE, mandate MANDAT-2026-0042)"
+            )),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "read through: Enedis SGE"),
+        "{lines:?}"
+    );
+
+    // get_contract: SGE's technical and contractual data.
+    let answer = alice
+        .command(Command::execute(
+            "get_contract",
+            Some(submit(&[("usage_point_id", C5_PRM)])),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", condition(&e)));
+    assert_eq!(answer.status, Some(Status::Completed));
+    let element = answer
+        .payloads
+        .iter()
+        .find(|p| p.is("contract", NS_QUOALISE))
+        .expect("a <contract/> payload");
+    let contract = Contract::from_element(element).unwrap();
+    assert_eq!(contract.prm.as_str(), C5_PRM);
+    assert_eq!(contract.segments, ["C5"], "{contract:?}");
+    assert!(contract.subscribed_power.is_some(), "{contract:?}");
+
+    // Revoked: the next request is refused, saying how a consent is declared.
+    let (code, out, err) = consents(&d, &["revoke", &consent.to_string()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let refused = alice
+        .command(Command::execute(
+            "get_contract",
+            Some(submit(&[("usage_point_id", C5_PRM)])),
+        ))
+        .await
+        .expect_err("revoked");
+    let (condition, text) = condition(&refused);
+    assert_eq!(condition, "not-authorized", "{text}");
+    assert!(
+        text.contains("revoked") && text.contains("--upstream sge"),
+        "{text}"
+    );
+}
