@@ -595,6 +595,7 @@ impl<'i> Parser<'i> {
                         meta.measurement_type = get("type");
                         meta.unit = get("unit");
                         meta.aggregation = get("aggregation");
+                        meta.corrected = get("corrected");
                         meta.sampling = get("sampling-interval");
                     }
                     ("measurement", "physical") => {

@@ -24,7 +24,7 @@ use std::io;
 use quick_xml::Writer;
 use quick_xml::events::{BytesEnd, BytesStart, Event};
 
-use super::{Direction, Identifier, NS_QUOALISE, Prm, Series, SeriesKind, Step};
+use super::{Direction, Identifier, NS_QUOALISE, Prm, Reactive, Series, SeriesKind, Step};
 
 /// Which `<measurement>` form a `<meta>` uses, and with it how the records are
 /// named ([`MetaForm::record_name`]).
@@ -87,6 +87,9 @@ pub struct Meta {
     /// Nested `business/@graph` ("load-profile", "daily-max-power"; none for
     /// daily energy, as the first Data Connect proxy wrote it).
     pub graph: Option<String>,
+    /// Flat `corrected="true"` on a curve Enedis corrected (SGE's `BEST`), as the
+    /// Quoalise SGE proxy writes it; absent on raw data.
+    pub corrected: Option<String>,
     /// Flat `sampling-interval`, nested `sampling/@interval`: an ISO 8601
     /// duration ("PT30M", "P1D"), as both forms are written; a nested interval
     /// in seconds ("1800", "86400", as early writers of that form wrote it)
@@ -130,7 +133,12 @@ const INDEX_GRAPH: &str = "daily-index";
 fn describe(series: Series) -> Description {
     match series.kind() {
         SeriesKind::LoadCurve => Description {
-            name: "active-power",
+            // The reactive curves are named as the Quoalise SGE proxy names them.
+            name: match series {
+                Series::ReactivePower(Reactive::Inductive) => "inductive-power",
+                Series::ReactivePower(Reactive::Capacitive) => "capacitive-power",
+                _ => "active-power",
+            },
             quantity: "power",
             aggregation: Some("mean"),
             aggregate: Some("average"),
@@ -187,6 +195,7 @@ impl Meta {
             unit: None,
             aggregation: None,
             graph: None,
+            corrected: None,
             sampling: None,
         }
     }
@@ -214,6 +223,10 @@ impl Meta {
             } else {
                 d.graph.map(str::to_owned)
             },
+            // Only the flat form says it: the nested one is the legacy commands',
+            // which serve no SGE series.
+            corrected: (flat && matches!(series, Series::CorrectedPower(_)))
+                .then(|| "true".to_owned()),
             sampling: Some(sampling.to_string()),
         }
     }
@@ -262,6 +275,7 @@ impl Meta {
                     ("type", &self.measurement_type),
                     ("unit", &self.unit),
                     ("aggregation", &self.aggregation),
+                    ("corrected", &self.corrected),
                     ("sampling-interval", &self.sampling),
                 ],
             ),
@@ -353,7 +367,8 @@ impl Meta {
     }
 
     /// Which whole-meter series the meta describes, from its direction, unit and,
-    /// for an index, its name. A per-class series is described like its whole-meter
+    /// for an index or reactive power, its name (a corrected curve says so with
+    /// `corrected="true"`). A per-class series is described like its whole-meter
     /// kin (the class is only in the records' names).
     pub fn series(&self) -> Result<Series, MetaError> {
         let direction = self.direction()?;
@@ -368,7 +383,13 @@ impl Meta {
             {
                 Ok(Series::EnergyIndex(d))
             }
+            ("W", d) if self.corrected.as_deref() == Some("true") => Ok(Series::CorrectedPower(d)),
             ("W", d) => Ok(Series::load_curve(d)),
+            ("VAr", Direction::Consumption) => match self.name.as_deref() {
+                Some("capacitive-power") => Ok(Series::ReactivePower(Reactive::Capacitive)),
+                // The nested form carries no name: inductive, the usual one.
+                _ => Ok(Series::ReactivePower(Reactive::Inductive)),
+            },
             ("Wh", d) => Ok(Series::daily_energy(d)),
             ("VA", Direction::Consumption) => Ok(Series::ConsumptionMaxPower),
             ("VA", Direction::Production) => Err(MetaError::Invalid {
@@ -379,7 +400,7 @@ impl Meta {
             (other, _) => Err(MetaError::Invalid {
                 field: "unit",
                 value: shorten(other),
-                reason: "expected W, Wh or VA".into(),
+                reason: "expected W, Wh, VA or VAr".into(),
             }),
         }
     }

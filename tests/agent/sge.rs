@@ -172,12 +172,15 @@ async fn a_declared_c4_meter_is_read_through_sge_at_its_own_step() {
     }
 
     // SGE's own series: the corrected curve and the reactive power, in VAr.
-    let corrected =
-        records(&history(&d, C4_PRM, "consumption/power/active/corrected", from, to).await);
-    assert_eq!(corrected.len(), curve.len());
+    let corrected = history(&d, C4_PRM, "consumption/power/active/corrected", from, to).await;
+    let measurement = &corrected["data"][0]["meta"]["measurement"];
+    assert_eq!(measurement["corrected"], "true", "{measurement}");
+    assert_eq!(records(&corrected).len(), curve.len());
     let reactive = history(&d, C4_PRM, "consumption/power/inductive/raw", from, to).await;
     assert_eq!(records(&reactive).len(), curve.len());
-    assert_eq!(reactive["data"][0]["meta"]["measurement"]["unit"], "VAr");
+    let measurement = &reactive["data"][0]["meta"]["measurement"];
+    assert_eq!(measurement["unit"], "VAr", "{measurement}");
+    assert_eq!(measurement["name"], "inductive-power", "{measurement}");
 
     // The audit trail: every access allowed on the declared consent.
     let store = Store::open(d.dir.path().join("agent.db")).unwrap();
