@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds the Debian package of quoalise-agent with cargo-deb (configured in
+# Cargo.toml, [package.metadata.deb]) and prints the path of the .deb.
+#
+#   scripts/package.sh                       release build, then the package, in
+#                                            target/debian/
+#   scripts/package.sh --binary FILE --target-dir DIR [--deb-version V] [--fast]
+#                                            packages an already-built binary (the
+#                                            tests pass Cargo's debug build) in
+#                                            DIR/debian/, without compiling
+#
+# Needs cargo-deb (`cargo install --locked cargo-deb`; scripts/setup-system.sh
+# installs it) and, for the package's dependencies, dpkg-shlibdeps (dpkg-dev).
+# Nothing is fetched besides the crates of the release build: the man pages and
+# the shell completions are written by the packaged binary itself, from its clap
+# definition (`quoalise-agent package-files DIR`, a hidden subcommand), and the
+# installed /etc/quoalise-agent/config.toml is config/example.toml with the secrets
+# read from the credentials directory instead of inline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+binary=""
+target_dir=""
+deb_args=()
+while (($# > 0)); do
+  case "$1" in
+    --binary) binary="$2"; shift 2 ;;
+    --target-dir) target_dir="$2"; shift 2 ;;
+    --deb-version) deb_args+=(--deb-version "$2"); shift 2 ;;
+    --fast) deb_args+=(--fast); shift ;;
+    *) echo "usage: $0 [--binary FILE --target-dir DIR] [--deb-version V] [--fast]" >&2; exit 2 ;;
+  esac
+done
+command -v cargo-deb >/dev/null || { echo "cargo-deb not found: cargo install --locked cargo-deb" >&2; exit 1; }
+
+if [[ -n "$binary" ]]; then
+  [[ -n "$target_dir" ]] || { echo "--binary needs --target-dir (a directory of its own)" >&2; exit 2; }
+  mkdir -p "$target_dir/release"
+  target_dir=$(cd "$target_dir" && pwd)
+  install -m 0755 "$binary" "$target_dir/release/quoalise-agent"
+else
+  if [[ -n "$target_dir" ]]; then
+    mkdir -p "$target_dir"
+    target_dir=$(cd "$target_dir" && pwd)
+  else
+    target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  fi
+  CARGO_TARGET_DIR="$target_dir" cargo build --release --locked -p quoalise-agent --bin quoalise-agent
+fi
+export CARGO_TARGET_DIR="$target_dir"
+files="$target_dir/release/package-files"
+rm -rf "$files"
+
+"$target_dir/release/quoalise-agent" package-files "$files" >/dev/null
+# Debian policy: man pages gzip -9, without a timestamp (cargo-deb compresses only
+# the man pages it does not take from the target directory).
+gzip -9n "$files"/man/*.1
+
+# The installed configuration: the example, with both secrets read from files in
+# /etc/quoalise-agent/credentials (the unit's LoadCredential=) instead of inline.
+sed -e '/^# This example uses inline values so that it checks on a fresh clone (git does$/,/^# not keep the 0600 mode); prefer \*_file in production\.$/c\
+# As installed by the Debian package, this file reads both secrets from files in\
+# /etc/quoalise-agent/credentials/ (root only: directory 0700, files 0600), which\
+# the systemd unit hands to the service (LoadCredential=). To check it as root:\
+#   CREDENTIALS_DIRECTORY=/etc/quoalise-agent/credentials quoalise-agent check' \
+  -e '/^password = "change-me"$/d' \
+  -e 's/^# password_file = "xmpp_password"$/password_file = "xmpp_password"/' \
+  -e '/^client_secret = "example-client-secret"$/d' \
+  -e 's/^# client_secret_file = "enedis_client_secret"$/client_secret_file = "enedis_client_secret"/' \
+  config/example.toml >"$files/config.toml"
+# Each edit must have applied: the example changing under it must fail here.
+for line in '^password_file = "xmpp_password"$' '^client_secret_file = "enedis_client_secret"$' \
+  '^# As installed by the Debian package'; do
+  grep -q "$line" "$files/config.toml" || { echo "config/example.toml changed: cannot derive the installed config ($line)" >&2; exit 1; }
+done
+if grep -Eq '^(password|client_secret) =|fresh clone' "$files/config.toml"; then
+  echo "config/example.toml changed: an inline secret is left in the installed config" >&2
+  exit 1
+fi
+
+cargo deb --no-build --locked -p quoalise-agent --output "$target_dir/debian" "${deb_args[@]}" | tail -n 1
