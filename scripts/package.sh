@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian package of quoalise-agent with cargo-deb (configured in
-# Cargo.toml, [package.metadata.deb]) and prints the path of the .deb.
+# Cargo.toml, [package.metadata.deb]), and its -dbgsym.ddeb (the stripped debug
+# symbols), and prints their paths.
 #
 #   scripts/package.sh                       release build, then the package, in
 #                                            target/debian/
@@ -9,8 +10,12 @@
 #                                            tests pass Cargo's debug build) in
 #                                            DIR/debian/, without compiling
 #
-# Needs cargo-deb (`cargo install --locked cargo-deb`; scripts/setup-system.sh
-# installs it) and, for the package's dependencies, dpkg-shlibdeps (dpkg-dev).
+#   scripts/package.sh --install-tools     only installs cargo-deb if missing
+#                                            (scripts/setup-system.sh runs it)
+#
+# Needs cargo-deb, installed here from crates.io when missing (`cargo install
+# --locked`, some 3 minutes on 2 cores), and dpkg-shlibdeps (Debian's dpkg-dev),
+# which works out the package's dependencies.
 # Nothing is fetched besides the crates of the release build: the man pages and
 # the shell completions are written by the packaged binary itself, from its clap
 # definition (`quoalise-agent package-files DIR`, a hidden subcommand), and the
@@ -19,11 +24,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The cargo-deb that Cargo.toml's [package.metadata.deb] is written for.
+CARGO_DEB_VERSION="3.8.0"
+install_tools() {
+  if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $CARGO_DEB_VERSION"; then
+    echo "installing cargo-deb $CARGO_DEB_VERSION" >&2
+    cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_VERSION"
+  fi
+}
+
 binary=""
 target_dir=""
 deb_args=()
 while (($# > 0)); do
   case "$1" in
+    --install-tools) install_tools; exit 0 ;;
     --binary) binary="$2"; shift 2 ;;
     --target-dir) target_dir="$2"; shift 2 ;;
     --deb-version) deb_args+=(--deb-version "$2"); shift 2 ;;
@@ -31,7 +46,8 @@ while (($# > 0)); do
     *) echo "usage: $0 [--binary FILE --target-dir DIR] [--deb-version V] [--fast]" >&2; exit 2 ;;
   esac
 done
-command -v cargo-deb >/dev/null || { echo "cargo-deb not found: cargo install --locked cargo-deb" >&2; exit 1; }
+install_tools
+command -v dpkg-shlibdeps >/dev/null || { echo "dpkg-shlibdeps not found: apt-get install dpkg-dev" >&2; exit 1; }
 
 if [[ -n "$binary" ]]; then
   [[ -n "$target_dir" ]] || { echo "--binary needs --target-dir (a directory of its own)" >&2; exit 2; }
@@ -78,4 +94,5 @@ if grep -Eq '^(password|client_secret) =|fresh clone' "$files/config.toml"; then
   exit 1
 fi
 
-cargo deb --no-build --locked -p quoalise-agent --output "$target_dir/debian" "${deb_args[@]}" | tail -n 1
+# Prints the paths of the package and of its -dbgsym.ddeb.
+cargo deb --no-build --locked -p quoalise-agent --output "$target_dir/debian" "${deb_args[@]}"

@@ -14,7 +14,8 @@
 #                          dpkg-shlibdeps for its Depends, dpkg without root, man -l
 #
 # cargo-deb (crates.io, `cargo install --locked`, about 3 minutes on 2 cores) builds
-# the Debian package (scripts/package.sh); it is installed unless already there.
+# the Debian package; scripts/package.sh --install-tools installs the version it
+# is written for, unless already there.
 #
 # Prosody 13 (bookworm-backports), NEXT TO 0.12, never instead of it: the federation
 # tests run 0.12 <-> 13 and check 13's XEP-0478 stream limits. The backports list is
@@ -34,11 +35,8 @@ fi
 PROSODY13_SERIES="13."
 PROSODY13_DIR="${PROSODY13_DIR:-/opt/prosody-13}"
 
-# cargo-deb 3.x, the version Cargo.toml's [package.metadata.deb] is written for.
-CARGO_DEB_VERSION="3.8.0"
-if [[ "${1:-}" != "--minimal" ]] && ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $CARGO_DEB_VERSION"; then
-  echo "installing cargo-deb $CARGO_DEB_VERSION"
-  cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_VERSION"
+if [[ "${1:-}" != "--minimal" ]]; then
+  "$(dirname "$0")/package.sh" --install-tools
 fi
 
 missing=()

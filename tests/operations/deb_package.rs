@@ -79,7 +79,7 @@ fn is_root() -> bool {
 }
 
 /// Builds the package of the test binary at `version` in its own directory of
-/// `work`, returning the .deb's path.
+/// `work`, returning the .deb's path (the -dbgsym.ddeb beside it is checked).
 fn build_package(work: &Path, version: &str) -> PathBuf {
     let target = work.join(format!("target-{version}"));
     let out = run_ok(
@@ -89,11 +89,28 @@ fn build_package(work: &Path, version: &str) -> PathBuf {
             .args(["--deb-version", version, "--fast"]),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let deb = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+    let made: Vec<PathBuf> = stdout
+        .lines()
+        .map(|l| PathBuf::from(l.trim()))
+        .filter(|p| p.is_file() && p.starts_with(&target))
+        .collect();
+    let arch = run_ok(Command::new("dpkg").arg("--print-architecture"));
+    let arch = String::from_utf8_lossy(&arch.stdout).trim().to_owned();
+    let deb = target.join(format!("debian/{PKG}_{version}_{arch}.deb"));
+    let ddeb = target.join(format!("debian/{PKG}-dbgsym_{version}_{arch}.ddeb"));
+    let mut made = made;
+    made.sort();
+    assert_eq!(made, [ddeb.clone(), deb.clone()], "{}", text(&out));
+
+    // The binary is stripped; its symbols are in the .ddeb, by build id.
+    let listing = run_ok(Command::new("dpkg-deb").arg("-c").arg(&deb));
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(!listing.contains("/usr/lib/debug/"), "{listing}");
+    let symbols = run_ok(Command::new("dpkg-deb").arg("-c").arg(&ddeb));
+    let symbols = String::from_utf8_lossy(&symbols.stdout);
     assert!(
-        deb.is_file() && deb.starts_with(&target),
-        "package.sh must print the .deb it made:\n{}",
-        text(&out)
+        symbols.contains("./usr/lib/debug/.build-id/") && symbols.contains(".debug"),
+        "{symbols}"
     );
     deb
 }
@@ -256,6 +273,11 @@ fn checks_the_installed_files(root: &Root) {
     // The binary, runnable.
     let bin = root.path("/usr/bin/quoalise-agent");
     assert_eq!(mode(&bin), 0o755);
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&bin) < size(Path::new(BIN)),
+        "the packaged binary must be stripped"
+    );
     let version = run_ok(Command::new(&bin).arg("--version"));
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("quoalise-agent "));
 
@@ -410,8 +432,12 @@ fn verify_installed_unit(root: &Root) {
 #[test]
 fn the_package_installs_upgrades_removes_and_purges() {
     let work = tempfile::tempdir().unwrap();
-    let first = build_package(work.path(), "0.1.0-1");
-    let second = build_package(work.path(), "0.1.1-1");
+    // Both versions at once: each is mostly I/O and compression.
+    let (first, second) = std::thread::scope(|s| {
+        let first = s.spawn(|| build_package(work.path(), "0.1.0-1"));
+        let second = build_package(work.path(), "0.1.1-1");
+        (first.join().unwrap(), second)
+    });
 
     let depends = run_ok(
         Command::new("dpkg-deb")
@@ -533,6 +559,17 @@ fn the_package_installs_upgrades_removes_and_purges() {
         XMPP_PASSWORD
     );
     assert!(private.join("agent.db").is_file());
+
+    // Installing again after a remove finds the config, the secrets and the
+    // store; the config checks, so the service would be started (with systemd).
+    let out = root.dpkg_ok(&["-i", second.to_str().unwrap()]);
+    assert!(!text(&out).contains("not started"), "{}", text(&out));
+    assert_eq!(root.status(), "install ok installed 0.1.1-1");
+    assert_eq!(
+        root.agent(&["consents", "list"]).stdout,
+        consents_before.stdout
+    );
+    root.dpkg_ok(&["-r", PKG]);
 
     // Purge: all of it goes.
     root.dpkg_ok(&["-P", PKG]);
