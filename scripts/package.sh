@@ -22,7 +22,10 @@
 # installed /etc/quoalise-agent/config.toml is config/example.toml with the secrets
 # read from the credentials directory instead of inline.
 set -euo pipefail
+caller_dir=$PWD
 cd "$(dirname "$0")/.."
+# FILE and DIR as given, relative to the caller's directory.
+from_caller() { case "$1" in /*) echo "$1" ;; *) echo "$caller_dir/$1" ;; esac; }
 
 # The cargo-deb that Cargo.toml's [package.metadata.deb] is written for.
 CARGO_DEB_VERSION="3.8.0"
@@ -39,8 +42,8 @@ deb_args=()
 while (($# > 0)); do
   case "$1" in
     --install-tools) install_tools; exit 0 ;;
-    --binary) binary="$2"; shift 2 ;;
-    --target-dir) target_dir="$2"; shift 2 ;;
+    --binary) binary=$(from_caller "$2"); shift 2 ;;
+    --target-dir) target_dir=$(from_caller "$2"); shift 2 ;;
     --deb-version) deb_args+=(--deb-version "$2"); shift 2 ;;
     --fast) deb_args+=(--fast); shift ;;
     *) echo "usage: $0 [--binary FILE --target-dir DIR] [--deb-version V] [--fast]" >&2; exit 2 ;;
