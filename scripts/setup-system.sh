@@ -10,6 +10,12 @@
 #   python3-venv           the venv holding slixmpp, the independent peer of interop tests
 #   chromium, chromium-driver  the end-to-end consent test in a real browser
 #   systemd                systemd-analyze verify of deploy/quoalise-agent.service
+#   dpkg-dev, fakeroot, man-db  the Debian package test (tests/operations/deb_package.rs):
+#                          dpkg-shlibdeps for its Depends, dpkg without root, man -l
+#
+# cargo-deb (crates.io, `cargo install --locked`, about 3 minutes on 2 cores) builds
+# the Debian package; scripts/package.sh --install-tools installs the version it
+# is written for, unless already there.
 #
 # Prosody 13 (bookworm-backports), NEXT TO 0.12, never instead of it: the federation
 # tests run 0.12 <-> 13 and check 13's XEP-0478 stream limits. The backports list is
@@ -20,7 +26,7 @@
 # says 0.12. Override the directory with PROSODY13_DIR (the tests read it too).
 set -euo pipefail
 
-packages=(prosody lua-unbound lua5.4 lua-bitop lua-expat lua-filesystem lua-sec lua-socket libicu72 libxml2-utils openssl python3-venv chromium chromium-driver systemd ca-certificates curl)
+packages=(prosody lua-unbound lua5.4 lua-bitop lua-expat lua-filesystem lua-sec lua-socket libicu72 libxml2-utils openssl python3-venv chromium chromium-driver systemd ca-certificates curl dpkg-dev fakeroot man-db)
 if [[ "${1:-}" == "--minimal" ]]; then
   packages=(prosody lua-unbound lua5.4 lua-bitop lua-expat lua-filesystem lua-sec lua-socket libicu72 openssl ca-certificates)
 fi
@@ -28,6 +34,10 @@ fi
 # the archive keeps only the latest, so no exact version is pinned).
 PROSODY13_SERIES="13."
 PROSODY13_DIR="${PROSODY13_DIR:-/opt/prosody-13}"
+
+if [[ "${1:-}" != "--minimal" ]]; then
+  "$(dirname "$0")/package.sh" --install-tools
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use quoalise_agent::config::{Config, DEFAULT_CONFIG_PATH};
+use clap::FromArgMatches;
+use quoalise_agent::cli::{Cli, Command, package_files};
+use quoalise_agent::config::Config;
 
 /// mimalloc instead of the system allocator: answering a peer builds and drops
 /// XML trees of a few hundred elements, and glibc's malloc was a fifth of the
@@ -15,52 +16,32 @@ use quoalise_agent::config::{Config, DEFAULT_CONFIG_PATH};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// XMPP agent of the Quoalise federation, serving Enedis Data Connect data to
-/// authorised peers.
-#[derive(Debug, Parser)]
-#[command(name = "quoalise-agent", version, about)]
-struct Cli {
-    /// Configuration file (TOML). Keys may be overridden by environment variables
-    /// QUOALISE_AGENT__<SECTION>__<KEY>.
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILE",
-        env = "QUOALISE_AGENT_CONFIG",
-        default_value = DEFAULT_CONFIG_PATH
-    )]
-    config: PathBuf,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Load and validate the configuration (file, environment, secrets); print
-    /// `config OK`, or every problem found and exit with status 1.
-    Check,
-    /// Manage the consent store: list, add, remove, refresh v3/v4 tokens.
-    Consents(quoalise_agent::cli::consents::ConsentsArgs),
-    /// Run the agent: connect to XMPP, serve peers and the web port until
-    /// SIGTERM/SIGINT; SIGHUP reloads peers and grants.
-    Run,
-    /// Ask an agent for data as a peer (no agent configuration needed): prints
-    /// the records, or the agent's error with a non-zero exit status.
-    Query(quoalise_agent::cli::query::QueryArgs),
-    /// Read the audit trail: every data access, allowed or refused (reads only
-    /// store.path from the configuration, no secret).
-    Audit(quoalise_agent::cli::audit::AuditArgs),
-    /// Online backup of the store into a new file, safe while the agent runs; the
-    /// copy is integrity-checked (reads only store.path from the configuration).
-    Backup(quoalise_agent::cli::backup::BackupArgs),
-    /// Print the consent page address of a peer's application (what
-    /// get_authorize_uri answers), storing its description.
-    AuthorizeUrl(quoalise_agent::cli::authorize_url::AuthorizeUrlArgs),
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The clap definition is the library's (`cli::command`, what the man pages and
+    // completions describe), plus one hidden subcommand for scripts/package.sh.
+    let matches = quoalise_agent::cli::command()
+        .subcommand(
+            clap::Command::new(package_files::SUBCOMMAND)
+                .hide(true)
+                .about("Write the man pages and shell completions into DIR (packaging)")
+                .arg(
+                    clap::Arg::new("dir")
+                        .value_name("DIR")
+                        .required(true)
+                        .value_parser(clap::value_parser!(PathBuf)),
+                ),
+        )
+        .get_matches();
+    if let Some((package_files::SUBCOMMAND, sub)) = matches.subcommand() {
+        return match sub.get_one::<PathBuf>("dir") {
+            Some(dir) => write_package_files(dir),
+            None => ExitCode::FAILURE,
+        };
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match &cli.command {
         Command::Check => check(&cli.config),
         Command::Consents(args) => consents(&cli.config, args),
@@ -80,6 +61,24 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_package_files(dir: &Path) -> ExitCode {
+    match package_files::write(dir) {
+        Ok(written) => {
+            println!(
+                "{} man pages and {} completion files written under {}",
+                written.man_pages.len(),
+                written.completions.len(),
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

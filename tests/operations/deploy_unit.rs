@@ -12,8 +12,8 @@ use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_quoalise-agent");
 const UNIT_NAME: &str = "quoalise-agent.service";
-/// Where deploy/README.md installs the binary.
-const INSTALLED_BIN: &str = "/usr/local/bin/quoalise-agent";
+/// Where the Debian package installs the binary.
+const INSTALLED_BIN: &str = "/usr/bin/quoalise-agent";
 
 fn unit_text() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,7 +50,7 @@ fn with_built_binary(text: &str) -> String {
     let prefix = format!("ExecStart={INSTALLED_BIN} ");
     assert!(
         exec_starts[0].starts_with(&prefix),
-        "ExecStart= must run {INSTALLED_BIN}, where deploy/README.md installs it: {}",
+        "ExecStart= must run {INSTALLED_BIN}, where the Debian package installs it: {}",
         exec_starts[0]
     );
     let copy = text.replace(&prefix, &format!("ExecStart={BIN} "));

@@ -1,5 +1,5 @@
 //! What an operator runs and relies on, as the real binary: `check` on config
-//! files, the systemd unit, log output and its secrets, the `audit` and `backup`
+//! files, the systemd unit, the Debian package, log output and its secrets, the `audit` and `backup`
 //! commands, and crash and secret-leak faults.
 
 #[path = "../common/mod.rs"]
@@ -8,6 +8,7 @@ mod common;
 mod audit_cli;
 mod backup_online;
 mod config_check;
+mod deb_package;
 mod declared_consents;
 mod deploy_unit;
 mod faults_crash;
