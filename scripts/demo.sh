@@ -10,7 +10,10 @@
 #      days ending yesterday) with `quoalise-agent query … get-history`, and
 #      prints the Quoalise XML and a summary;
 #   5. asks for a year (17,520 half-hours, more than one XMPP stanza holds): the
-#      agent answers in pages, `query` follows them and writes one csv.
+#      agent answers in pages, `query` follows them and writes one csv;
+#   6. declares a consent to Enedis SGE for a professional (C4) meter and asks
+#      for its 5-minute curve of yesterday, read through SGE (SOAP over mutual
+#      TLS, the simulator's test CA and client certificate).
 #
 # Usage: scripts/demo.sh [--release] [--federated]      (debug build by default)
 #   --federated  the peer lives on ANOTHER XMPP server: two Prosody servers
@@ -211,8 +214,9 @@ app_password="demo-app-$RANDOM$RANDOM"
 "${sudo[@]}" prosodyctl --config "$peer_cfg" register app "$peer_domain" "$app_password" >&2
 echo "accounts: agent@$agent_domain, app@$peer_domain" >&2
 
-say "enedis-sim (Enedis Data Connect simulator)"
-"$sim_bin" --listen 127.0.0.1:0 >"$work/sim.out" 2>"$work/sim.log" &
+say "enedis-sim (Enedis Data Connect and SGE simulator)"
+"$sim_bin" --listen 127.0.0.1:0 --sge-listen 127.0.0.1:0 --sge-tls-dir "$work/sge-tls" \
+  >"$work/sim.out" 2>"$work/sim.log" &
 sim_pid=$!
 sim_addr=''
 for _ in $(seq 300); do
@@ -222,7 +226,14 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [[ -n "$sim_addr" ]] || die "enedis-sim did not start"
-echo "listening on $sim_addr" >&2
+sge_addr=''
+for _ in $(seq 100); do
+  sge_addr=$(sed -n 's/^sge listening on //p' "$work/sim.out" 2>/dev/null | head -n1)
+  [[ -n "$sge_addr" ]] && break
+  sleep 0.1
+done
+[[ -n "$sge_addr" ]] || die "enedis-sim did not start its SGE listener"
+echo "listening on $sim_addr (Data Connect), $sge_addr (SGE, mutual TLS)" >&2
 
 say "quoalise-agent"
 web_port=$(free_port)
@@ -251,6 +262,14 @@ public_url = "http://127.0.0.1:$web_port"
 
 [store]
 path = "agent.db"
+
+[sge]
+endpoint = "https://$sge_addr"
+certificate_file = "sge-tls/agent.pem"
+key_file = "sge-tls/agent.key"
+ca_file = "sge-tls/ca.pem"
+login = "demo@agent.test"
+contract_id = "1234567"
 
 [[peers]]
 jid = "app@$peer_domain"
@@ -301,3 +320,21 @@ sed -n '2p;$p' "$work/year.csv" >&2
 cat "$work/year-summary.txt"
 pages=$(grep -c 'quoalise_agent::request' "$work/agent.log" || true)
 echo "the agent answered the year in $((pages - 1)) pages (one request line per page in its log)" >&2
+
+# Enedis SGE: the operator declares the consent a company signed for its C4 meter,
+# then the peer asks for yesterday's 5-minute curve, which the agent reads over SOAP.
+c4=30001642617347
+yesterday=$(TZ=Europe/Paris date -d "$today -1 day" +%FT%T%:z)
+say "the operator declares a consent to Enedis SGE for the C4 meter $c4"
+"$agent_bin" --config "$work/config.toml" consents add --upstream sge --owner "app@$peer_domain" \
+  --prm "$c4" --company "Boulangerie Martin SARL" --mandate "MANDAT-DEMO-1" --duration P1Y >&2
+say "the peer asks: get-history urn:dev:prm:${c4}_consumption/power/active/raw (yesterday, through SGE)"
+set -x
+"$agent_bin" query --jid "app@$peer_domain" --password-file "$work/app_password" \
+  --to "agent@$agent_domain/agent" --server "127.0.0.1:$peer_port" --ca-file "$ca" \
+  get-history "urn:dev:prm:${c4}_consumption/power/active/raw" --start "$yesterday" --end "$end" \
+  --format csv >"$work/sge.csv" 2>"$work/sge-summary.txt"
+{ set +x; } 2>/dev/null
+printf '%s lines of csv (header included); first and last:\n' "$(wc -l <"$work/sge.csv")" >&2
+sed -n '2p;$p' "$work/sge.csv" >&2
+cat "$work/sge-summary.txt"
