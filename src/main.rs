@@ -91,7 +91,8 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             if let Some(sge) = &config.sge
                 && let Err(e) = quoalise_agent::upstream::sge::connect(
                     sge,
-                    &config.enedis,
+                    config.quota_wait_secs(),
+                    config.interactive_reserve_percent(),
                     quoalise_agent::metrics::Metrics::new(),
                 )
             {

@@ -79,9 +79,21 @@ impl Settings {
             .unwrap_or(Scopes::NONE)
     }
 
-    /// The Enedis API generation in use (consents of other generations do not count).
+    /// The Enedis API generation in use (consents of other generations do not
+    /// count). Without `[enedis]` the default stands in: no consent is given
+    /// through it, and any left from an earlier configuration is refused by
+    /// [`crate::upstream::WithoutDataConnect`] with the reason.
     pub fn generation(&self) -> ApiGeneration {
-        self.config.enedis.api
+        self.config
+            .enedis
+            .as_ref()
+            .map_or(ApiGeneration::default(), |e| e.api)
+    }
+
+    /// Whether the agent reads Enedis Data Connect (its configuration has
+    /// `[enedis]`): without it, no consent flow (`get_authorize_uri`).
+    pub fn has_data_connect(&self) -> bool {
+        self.config.has_data_connect()
     }
 
     /// Whether the API generation in use serves the index series (2026 only).

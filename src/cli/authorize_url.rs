@@ -38,6 +38,11 @@ pub fn run(config: &Config, args: &AuthorizeUrlArgs) -> anyhow::Result<()> {
 
 /// Register the description and write the URI to `out`.
 pub fn run_to(config: &Config, args: &AuthorizeUrlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    if let Err(e) = config.data_connect() {
+        bail!(
+            "{e}: it has no consent page to send consumers to (the meters it reads through Enedis SGE need a consent declared with quoalise-agent consents add --upstream sge)"
+        );
+    }
     let peer = normalize_bare_jid(&args.peer)
         .map_err(|e| anyhow::anyhow!("--peer {:?} is not a JID: {e}", args.peer))?;
     if config.peer(&peer).is_none() {

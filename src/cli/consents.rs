@@ -160,6 +160,22 @@ pub fn run(config: &Config, args: &ConsentsArgs) -> anyhow::Result<()> {
 
 /// Run a `consents` subcommand, writing its report to `out`.
 pub fn run_to(config: &Config, args: &ConsentsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    // Data Connect's consents need [enedis]: refused before the store is opened.
+    match &args.command {
+        ConsentsCommand::Add(add) if matches!(add.upstream, UpstreamArg::DataConnect) => {
+            if let Err(e) = config.data_connect() {
+                bail!(
+                    "{e}: a Data Connect consent cannot be used here; a consent declared to Enedis SGE is added with --upstream sge"
+                );
+            }
+        }
+        ConsentsCommand::Refresh(_) => {
+            if let Err(e) = config.data_connect() {
+                bail!("{e}: there is no Data Connect token to refresh");
+            }
+        }
+        _ => {}
+    }
     let store = Store::open(&config.store.path)
         .with_context(|| format!("opening the store {}", config.store.path.display()))?;
     match &args.command {
@@ -315,8 +331,9 @@ fn add_consent(
     if let Some((option, _)) = sge_only.iter().find(|(_, given)| *given) {
         bail!("{option} is for SGE consents: add --upstream sge");
     }
+    let enedis = config.data_connect()?;
     let generation = match &args.generation {
-        None => config.enedis.api,
+        None => enedis.api,
         Some(g) => ApiGeneration::parse(g)
             .with_context(|| format!("--generation {g:?}: expected 2026, v5, v4 or v3"))?,
     };
@@ -507,18 +524,19 @@ fn refresh_consents(
     args: &RefreshArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    if !config.enedis.api.per_consent_tokens() {
+    let enedis = config.data_connect()?;
+    if !enedis.api.per_consent_tokens() {
         bail!(
             "enedis.api is {}: its consents hold no token to refresh (only v3 and v4 do)",
-            config.enedis.api.as_str()
+            enedis.api.as_str()
         );
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let client = EnedisClient::new(&config.enedis, store.clone())?;
-    let generation = config.enedis.api;
+    let client = EnedisClient::new(enedis, store.clone())?;
+    let generation = enedis.api;
     let mut round = 0u64;
     loop {
         round += 1;

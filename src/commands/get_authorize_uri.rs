@@ -20,7 +20,7 @@ use crate::store::oauth::ConsentDescription;
 use crate::web::{DescriptionError, DescriptionInput, register};
 use crate::xmpp::forms::{text_multi, text_single};
 use crate::xmpp::{
-    AdHocCommand, CommandError, CommandFuture, FieldExt, FormBuilder, Outcome, Request,
+    AdHocCommand, BoxFuture, CommandError, CommandFuture, FieldExt, FormBuilder, Outcome, Request,
 };
 
 const NODE: &str = "get_authorize_uri";
@@ -98,6 +98,26 @@ impl AdHocCommand<AgentContext> for GetAuthorizeUri {
         })
     }
 
+    /// Only an agent reading Data Connect collects consents: without `[enedis]`,
+    /// disco does not list the command and a request for it is refused.
+    fn allowed(&self, ctx: &AgentContext, _requester: &BareJid) -> bool {
+        ctx.settings().has_data_connect()
+    }
+
+    fn refused<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        request: Request,
+    ) -> BoxFuture<'a, CommandError> {
+        Box::pin(async move {
+            // Logged and counted like any request (the refusal is the outcome).
+            match instrumented(ctx, NODE, &request, async |_| Err(no_data_connect())).await {
+                Err(e) => e,
+                Ok(_) => no_data_connect(),
+            }
+        })
+    }
+
     fn execute<'a>(&'a self, ctx: &'a AgentContext, request: Request) -> CommandFuture<'a> {
         Box::pin(async move {
             instrumented(ctx, NODE, &request, async |_| run(ctx, &request).await).await
@@ -105,7 +125,20 @@ impl AdHocCommand<AgentContext> for GetAuthorizeUri {
     }
 }
 
+/// The refusal of an agent without `[enedis]`: `feature-not-implemented` (the
+/// agent has no Data Connect consent flow; asking again changes nothing).
+fn no_data_connect() -> CommandError {
+    CommandError::FeatureNotImplemented(format!(
+        "{}: it collects no consent through Enedis Data Connect; the meters it reads \
+         through Enedis SGE need a consent its operator declares",
+        crate::config::NoDataConnect
+    ))
+}
+
 async fn run(ctx: &AgentContext, request: &Request) -> Result<Outcome, CommandError> {
+    if !ctx.settings().has_data_connect() {
+        return Err(no_data_connect());
+    }
     let input = DescriptionInput {
         name: request.form.required("name")?,
         logo_url: request.form.optional("logo_url")?,

@@ -126,7 +126,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub xmpp: XmppConfig,
-    pub enedis: EnedisConfig,
+    /// `[enedis]`, when the agent reads meters through Enedis Data Connect (and
+    /// collects consumers' consents). Optional when `[sge]` is there: at least one
+    /// of the two is. [`Config::data_connect`] says why it is missing.
+    pub enedis: Option<EnedisConfig>,
     pub web: WebConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
@@ -209,12 +212,23 @@ section! {
         /// 3; 0 is meaningful: never retry).
         pub max_retries: u32 = or(count(0), 3),
         /// Longest wait for the quota before giving up on a request (default 60).
-        pub quota_wait_secs: u64 = or(secs, 60),
+        pub quota_wait_secs: u64 = or(secs, DEFAULT_QUOTA_WAIT_SECS),
         /// Share of `calls_per_hour` kept for interactive requests (peers' commands):
         /// background work (subscription pushes) stops at the rest (default 20).
-        pub interactive_reserve_percent: u32 = or(percent, 20),
+        pub interactive_reserve_percent: u32 = or(percent, DEFAULT_INTERACTIVE_RESERVE_PERCENT),
     }
 }
+
+/// Default of `enedis.quota_wait_secs`, and SGE's wait without `[enedis]`.
+pub const DEFAULT_QUOTA_WAIT_SECS: u64 = 60;
+/// Default of `enedis.interactive_reserve_percent`, and SGE's reserve without `[enedis]`.
+pub const DEFAULT_INTERACTIVE_RESERVE_PERCENT: u32 = 20;
+
+/// What an agent without `[enedis]` answers whatever needs Enedis Data Connect
+/// (its data, its consent flow, its tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this agent reads no Enedis Data Connect: its configuration has no [enedis] section")]
+pub struct NoDataConnect;
 
 section! {
     /// `[web]`: the consent web server.
@@ -260,7 +274,8 @@ section! {
 
 section! {
     /// `[sge]`: Enedis SGE, the B2B SOAP platform for third parties, reached over
-    /// mutual TLS. Optional: without it the agent reads only Data Connect.
+    /// mutual TLS. Optional: without it the agent reads only Data Connect; without
+    /// `[enedis]`, only SGE.
     pub struct SgeConfig {
         /// Base URL of the SGE web services (default production,
         /// `https://sge-ws.enedis.fr`; homologation is
@@ -421,18 +436,28 @@ impl Config {
     /// Reads every section, then the peers, then reports what is left over.
     fn read(r: &mut Reader, mut root: tree::Map) -> Config {
         let xmpp = r.section(&mut root, "xmpp");
-        let mut enedis: EnedisConfig = r.section(&mut root, "enedis");
+        // Data Connect, SGE or both; neither is a problem naming both sections.
+        let (has_enedis, has_sge) = (root.contains_key("enedis"), root.contains_key("sge"));
+        if !has_enedis && !has_sge {
+            r.problem(
+                "",
+                "neither [enedis] nor [sge] is configured: the agent reads meters through \
+                 Enedis Data Connect ([enedis]: client_id, client_secret), Enedis SGE \
+                 ([sge]: certificate_file, key, login, contract_id), or both; give at least one",
+            );
+        }
+        let mut enedis: Option<EnedisConfig> = has_enedis.then(|| r.section(&mut root, "enedis"));
         let web: WebConfig = r.section(&mut root, "web");
         // Our own redirect endpoint unless another URI was registered at Enedis.
-        if enedis.redirect_uri.is_empty() {
+        if let Some(enedis) = &mut enedis
+            && enedis.redirect_uri.is_empty()
+        {
             enedis.redirect_uri = format!("{}/redirect", web.public_url);
         }
         let store = r.section(&mut root, "store");
         let log = r.section(&mut root, "log");
         let subscriptions = r.section(&mut root, "subscriptions");
-        let sge: Option<SgeConfig> = root
-            .contains_key("sge")
-            .then(|| r.section(&mut root, "sge"));
+        let sge: Option<SgeConfig> = has_sge.then(|| r.section(&mut root, "sge"));
         if let Some(sge) = &sge {
             let key = sge.key.expose();
             // An empty key was already reported; the key itself is never quoted.
@@ -468,6 +493,34 @@ impl Config {
             sge,
             peers,
         }
+    }
+
+    /// `[enedis]`, or why this agent has no Enedis Data Connect.
+    pub fn data_connect(&self) -> Result<&EnedisConfig, NoDataConnect> {
+        self.enedis.as_ref().ok_or(NoDataConnect)
+    }
+
+    /// Whether the agent reads Enedis Data Connect (has `[enedis]`).
+    pub fn has_data_connect(&self) -> bool {
+        self.enedis.is_some()
+    }
+
+    /// The longest wait for a quota slot: `enedis.quota_wait_secs`, its default
+    /// without `[enedis]` (SGE's client waits as long).
+    pub fn quota_wait_secs(&self) -> u64 {
+        self.enedis
+            .as_ref()
+            .map_or(DEFAULT_QUOTA_WAIT_SECS, |e| e.quota_wait_secs)
+    }
+
+    /// The share of an hourly quota kept for interactive requests:
+    /// `enedis.interactive_reserve_percent`, its default without `[enedis]`.
+    pub fn interactive_reserve_percent(&self) -> u32 {
+        self.enedis
+            .as_ref()
+            .map_or(DEFAULT_INTERACTIVE_RESERVE_PERCENT, |e| {
+                e.interactive_reserve_percent
+            })
     }
 
     /// The allowed peer with this JID (any resource is ignored; case of localpart
@@ -627,12 +680,78 @@ usage_points = ["22516914714270"]
         assert!(!err.contains("sge-key-secret"), "{err}");
     }
 
+    /// `MINIMAL` without its `[enedis]` section.
+    fn without_enedis() -> String {
+        MINIMAL.replace(
+            "[enedis]\nclient_id = \"id\"\nclient_secret_file = \"client_secret\"\n",
+            "",
+        )
+    }
+
+    #[test]
+    fn neither_enedis_nor_sge_is_one_problem_naming_both_sections() {
+        let text = without_enedis();
+        assert!(!text.contains("[enedis]"), "{text}");
+        let (_dir, path) = setup(&text, b"s\n");
+        let err = load(&path, &[]).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        let problem = &err.problems[0];
+        assert_eq!(problem.key, "", "{err}");
+        assert!(problem.source.ends_with("config.toml"), "{err}");
+        for words in ["[enedis]", "[sge]", "Data Connect", "SGE", "at least one"] {
+            assert!(problem.message.contains(words), "{words} in {err}");
+        }
+    }
+
+    #[test]
+    fn sge_alone_loads_without_enedis() {
+        let (dir, path) = setup(&without_enedis(), b"s\n");
+        std::fs::write(
+            dir.path().join("sge.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        write_secret(
+            &dir.path().join("sge.key"),
+            b"-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n",
+        );
+        let text = format!(
+            "{}\n[sge]\ncertificate_file = \"sge.pem\"\nkey_file = \"sge.key\"\n\
+             login = \"ops@example.org\"\ncontract_id = \"1234567\"\n",
+            without_enedis()
+        );
+        std::fs::write(&path, text).unwrap();
+        let config = load(&path, &[]).unwrap();
+        assert!(config.enedis.is_none());
+        assert!(!config.has_data_connect());
+        assert_eq!(config.sge.as_ref().unwrap().login, "ops@example.org");
+        assert_eq!(
+            config.data_connect().unwrap_err().to_string(),
+            "this agent reads no Enedis Data Connect: its configuration has no [enedis] section"
+        );
+        // SGE's quota falls back on the defaults of the keys it shares with [enedis].
+        assert_eq!(config.quota_wait_secs(), DEFAULT_QUOTA_WAIT_SECS);
+        assert_eq!(
+            config.interactive_reserve_percent(),
+            DEFAULT_INTERACTIVE_RESERVE_PERCENT
+        );
+
+        // An [enedis] key in the environment brings the section back, whole:
+        // its required keys are then asked for.
+        let err = load(&path, &[("QUOALISE_AGENT__ENEDIS__CLIENT_ID", "id")]).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].key, "enedis.client_secret", "{err}");
+    }
+
     #[test]
     fn debug_of_config_never_shows_a_secret() {
         let (_dir, path) = setup(MINIMAL, b"client-file-secret\n");
         let config = load(&path, &[]).unwrap();
         assert_eq!(config.xmpp.password.expose(), "xmpp-inline-secret");
-        assert_eq!(config.enedis.client_secret.expose(), "client-file-secret");
+        assert_eq!(
+            config.data_connect().unwrap().client_secret.expose(),
+            "client-file-secret"
+        );
         let debug = format!("{config:?}");
         assert!(!debug.contains("xmpp-inline-secret"), "{debug}");
         assert!(!debug.contains("client-file-secret"), "{debug}");
@@ -677,7 +796,7 @@ usage_points = ["22516914714270"]
             let (_dir, path) = setup(MINIMAL, content);
             let config = load(&path, &[]).unwrap();
             assert_eq!(
-                config.enedis.client_secret.expose(),
+                config.data_connect().unwrap().client_secret.expose(),
                 expected,
                 "{content:?}"
             );
@@ -695,12 +814,18 @@ usage_points = ["22516914714270"]
     fn defaults_follow_the_api_generation_and_sandbox() {
         let (_dir, path) = setup(MINIMAL, b"x");
         let c = load(&path, &[]).unwrap();
-        assert_eq!(c.enedis.api, ApiGeneration::Api2026);
-        assert_eq!(c.enedis.base_url, "https://gw.ext.prod.api.enedis.fr");
-        assert_eq!(c.enedis.authorize_url, DEFAULT_AUTHORIZE_URL);
-        assert_eq!(c.enedis.calls_per_hour, 1000);
-        assert_eq!(c.enedis.calls_per_second, 5);
-        assert_eq!(c.enedis.max_retries, 3);
+        assert_eq!(c.data_connect().unwrap().api, ApiGeneration::Api2026);
+        assert_eq!(
+            c.data_connect().unwrap().base_url,
+            "https://gw.ext.prod.api.enedis.fr"
+        );
+        assert_eq!(
+            c.data_connect().unwrap().authorize_url,
+            DEFAULT_AUTHORIZE_URL
+        );
+        assert_eq!(c.data_connect().unwrap().calls_per_hour, 1000);
+        assert_eq!(c.data_connect().unwrap().calls_per_second, 5);
+        assert_eq!(c.data_connect().unwrap().max_retries, 3);
         assert_eq!(c.xmpp.request_timeout_secs, 120);
         assert!(!c.xmpp.allow_plaintext);
         assert_eq!(c.xmpp.server, None);
@@ -708,7 +833,7 @@ usage_points = ["22516914714270"]
         // Trailing slash stripped; default redirect URI built on it.
         assert_eq!(c.web.public_url, "https://agent.example.org/dataconnect");
         assert_eq!(
-            c.enedis.redirect_uri,
+            c.data_connect().unwrap().redirect_uri,
             "https://agent.example.org/dataconnect/redirect"
         );
         assert_eq!(c.store.path, PathBuf::from(DEFAULT_STORE_PATH));
@@ -739,10 +864,14 @@ usage_points = ["22516914714270"]
                 ],
             )
             .unwrap();
-            assert_eq!(c.enedis.api.as_str(), api);
-            assert_eq!(c.enedis.sandbox, sandbox == "true");
-            assert_eq!(c.enedis.base_url, base_url, "{api} {sandbox}");
-            assert_eq!(c.enedis.calls_per_hour, per_hour, "{api}");
+            assert_eq!(c.data_connect().unwrap().api.as_str(), api);
+            assert_eq!(c.data_connect().unwrap().sandbox, sandbox == "true");
+            assert_eq!(
+                c.data_connect().unwrap().base_url,
+                base_url,
+                "{api} {sandbox}"
+            );
+            assert_eq!(c.data_connect().unwrap().calls_per_hour, per_hour, "{api}");
         }
     }
 
@@ -764,11 +893,14 @@ usage_points = ["22516914714270"]
             ],
         )
         .unwrap();
-        assert_eq!(c.enedis.client_secret.expose(), "from-env-file");
+        assert_eq!(
+            c.data_connect().unwrap().client_secret.expose(),
+            "from-env-file"
+        );
         assert_eq!(c.xmpp.server.as_deref(), Some("127.0.0.1:5222"));
         assert!(c.xmpp.allow_plaintext);
-        assert_eq!(c.enedis.calls_per_hour, 42);
-        assert_eq!(c.enedis.base_url, "http://127.0.0.1:9999");
+        assert_eq!(c.data_connect().unwrap().calls_per_hour, 42);
+        assert_eq!(c.data_connect().unwrap().base_url, "http://127.0.0.1:9999");
         assert_eq!(c.store.path, dir.path().join("db/agent.db"));
         assert_eq!(c.log.format, LogFormat::Json);
     }
@@ -784,7 +916,7 @@ usage_points = ["22516914714270"]
             ],
         )
         .unwrap();
-        assert_eq!(c.enedis.client_secret.expose(), "from-env");
+        assert_eq!(c.data_connect().unwrap().client_secret.expose(), "from-env");
 
         let err = load(&path, &[("QUOALISE_AGENT__ENEDIS__CLIENT_SECRET_FILE", "")]).unwrap_err();
         assert_eq!(err.problems.len(), 1, "{err}");
@@ -811,7 +943,10 @@ usage_points = ["22516914714270"]
             &[(CREDENTIALS_DIRECTORY, creds.path().to_str().unwrap())],
         )
         .unwrap();
-        assert_eq!(c.enedis.client_secret.expose(), "from-credentials");
+        assert_eq!(
+            c.data_connect().unwrap().client_secret.expose(),
+            "from-credentials"
+        );
     }
 
     #[test]

@@ -93,19 +93,35 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         "xmpp.request_timeout_secs" => xmpp.request_timeout_secs,
         "xmpp.ping_interval_secs" => xmpp.ping_interval_secs,
         "xmpp.first_session_deadline_secs" => xmpp.first_session_deadline_secs,
-        "enedis.api" => enedis.api,
-        "enedis.base_url" => enedis.base_url,
-        "enedis.authorize_url" => enedis.authorize_url,
-        "enedis.client_id" => enedis.client_id,
-        "enedis.client_secret" => enedis.client_secret,
-        "enedis.redirect_uri" => enedis.redirect_uri,
-        "enedis.sandbox" => enedis.sandbox,
-        "enedis.calls_per_second" => enedis.calls_per_second,
-        "enedis.calls_per_hour" => enedis.calls_per_hour,
-        "enedis.connect_timeout_secs" => enedis.connect_timeout_secs,
-        "enedis.request_timeout_secs" => enedis.request_timeout_secs,
-        "enedis.max_retries" => enedis.max_retries,
-        "enedis.quota_wait_secs" => enedis.quota_wait_secs,
+    }
+    // `[enedis]` may be absent (an SGE-only agent): adding or removing it is a
+    // change of its own, then its keys are compared when both have it.
+    if old.enedis.is_some() != new.enedis.is_some() {
+        keys.push("enedis");
+    }
+    macro_rules! compare_enedis {
+        ($($key:literal => $field:ident),* $(,)?) => {
+            if let (Some(old), Some(new)) = (&old.enedis, &new.enedis) {
+                $(if old.$field != new.$field { keys.push($key); })*
+            }
+        };
+    }
+    compare_enedis! {
+        "enedis.api" => api,
+        "enedis.base_url" => base_url,
+        "enedis.authorize_url" => authorize_url,
+        "enedis.client_id" => client_id,
+        "enedis.client_secret" => client_secret,
+        "enedis.redirect_uri" => redirect_uri,
+        "enedis.sandbox" => sandbox,
+        "enedis.calls_per_second" => calls_per_second,
+        "enedis.calls_per_hour" => calls_per_hour,
+        "enedis.connect_timeout_secs" => connect_timeout_secs,
+        "enedis.request_timeout_secs" => request_timeout_secs,
+        "enedis.max_retries" => max_retries,
+        "enedis.quota_wait_secs" => quota_wait_secs,
+    }
+    compare! {
         "web.listen" => web.listen,
         "web.public_url" => web.public_url,
         "store.path" => store.path,

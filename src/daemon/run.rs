@@ -187,8 +187,9 @@ pub fn signals() -> std::io::Result<mpsc::Receiver<Control>> {
 /// An agent that has opened everything it needs and is ready to serve.
 pub struct Agent {
     ctx: Arc<AgentContext>,
-    /// The upstream in `ctx`, as the cache it is (for its housekeeping).
-    cache: Arc<CachedUpstream>,
+    /// The upstream in `ctx`, as the cache it is (for its housekeeping); none
+    /// without `[enedis]`.
+    cache: Option<Arc<CachedUpstream>>,
     xmpp: XmppAgent,
     listener: tokio::net::TcpListener,
     config_path: PathBuf,
@@ -202,7 +203,8 @@ impl Agent {
             version = env!("CARGO_PKG_VERSION"),
             config = %config_path.display(),
             jid = %config.xmpp.jid,
-            api = config.enedis.api.as_str(),
+            api = config.enedis.as_ref().map_or("none", |e| e.api.as_str()),
+            sge = config.sge.is_some(),
             peers = config.peers.len(),
             "starting"
         );
@@ -214,16 +216,34 @@ impl Agent {
         tracing::info!(path = %store.path().display(), "store open");
         sync_grants(&store, &config.peers).await?;
         let metrics = Metrics::new();
-        let upstream = upstream::connect(&config.enedis, store.clone(), metrics.clone())?;
-        // Every read goes through the cache and coalescing (crate::upstream::cache).
-        let cache =
-            Arc::new(CachedUpstream::new(upstream, store.clone()).with_metrics(metrics.clone()));
-        let upstream = cache.clone();
-        tracing::info!(base_url = %config.enedis.base_url, api = config.enedis.api.as_str(), "Enedis client ready");
+        // Without [enedis] (SGE only): no Data Connect client, cache or token; the
+        // upstream refuses whatever would go to Data Connect, saying why.
+        let (upstream, cache): (Arc<dyn upstream::Upstream>, _) = match &config.enedis {
+            Some(enedis) => {
+                let client = upstream::connect(enedis, store.clone(), metrics.clone())?;
+                // Every read goes through the cache and coalescing (crate::upstream::cache).
+                let cache = Arc::new(
+                    CachedUpstream::new(client, store.clone()).with_metrics(metrics.clone()),
+                );
+                tracing::info!(base_url = %enedis.base_url, api = enedis.api.as_str(), "Enedis client ready");
+                (cache.clone(), Some(cache))
+            }
+            None => {
+                tracing::info!(
+                    "no [enedis] section: Enedis Data Connect is not read, only Enedis SGE"
+                );
+                (Arc::new(upstream::WithoutDataConnect), None)
+            }
+        };
         let sge = match &config.sge {
             Some(sge) => {
-                let client = upstream::sge::connect(sge, &config.enedis, metrics.clone())
-                    .map_err(UpstreamError::from)?;
+                let client = upstream::sge::connect(
+                    sge,
+                    config.quota_wait_secs(),
+                    config.interactive_reserve_percent(),
+                    metrics.clone(),
+                )
+                .map_err(UpstreamError::from)?;
                 tracing::info!(endpoint = %sge.endpoint, login = %sge.login, "Enedis SGE client ready");
                 Some(Arc::new(client))
             }
@@ -313,7 +333,9 @@ impl Agent {
                 _ = beat.tick() => heartbeat.beat(),
                 _ = housekeeping.tick() => {
                     tokio::spawn(count_consents(ctx.clone()));
-                    tokio::spawn(purge_contracts(cache.clone()));
+                    if let Some(cache) = &cache {
+                        tokio::spawn(purge_contracts(cache.clone()));
+                    }
                 }
                 r = &mut web => {
                     // axum only returns on shutdown; anything else is an I/O failure.

@@ -200,3 +200,69 @@ pub fn dialect(generation: ApiGeneration) -> Box<dyn Dialect> {
         ApiGeneration::V3 => Box::new(v1::V3),
     }
 }
+
+/// The [`Upstream`] of an agent without `[enedis]` (SGE only): it builds no Data
+/// Connect client, cache or token, and refuses everything with
+/// [`UpstreamError::NotImplemented`] (`feature-not-implemented` to a peer: the
+/// agent does not have the feature, and asking again will not change that). The
+/// PRMs with a declared consent never come here: they are read through SGE.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WithoutDataConnect;
+
+impl WithoutDataConnect {
+    /// The refusal of anything about `prm`: it would be read through Data Connect
+    /// (no consent declared to SGE covers it), which this agent does not read.
+    fn refuse_prm(prm: Prm) -> UpstreamError {
+        UpstreamError::NotImplemented(format!(
+            "PRM {prm} has no consent declared to Enedis SGE, so it would be read through \
+             Enedis Data Connect, but {}; the agent's operator can declare an SGE consent \
+             for it",
+            crate::config::NoDataConnect
+        ))
+    }
+}
+
+#[async_trait]
+impl Upstream for WithoutDataConnect {
+    /// None is spoken; the default generation stands in where one is asked
+    /// (consents of the store, cached days), and no consent is ever given here.
+    fn generation(&self) -> ApiGeneration {
+        ApiGeneration::default()
+    }
+
+    async fn readings(
+        &self,
+        prm: Prm,
+        _series: Series,
+        _from: Date,
+        _to: Date,
+        _ask: &Ask,
+    ) -> Result<Fetched, UpstreamError> {
+        Err(Self::refuse_prm(prm))
+    }
+
+    async fn contract(&self, prm: Prm, _ask: &Ask) -> Result<FetchedContract, UpstreamError> {
+        Err(Self::refuse_prm(prm))
+    }
+
+    fn authorize_url(
+        &self,
+        _state: &str,
+        _duration: &ConsentDuration,
+    ) -> Result<Url, UpstreamError> {
+        Err(UpstreamError::NotImplemented(
+            crate::config::NoDataConnect.to_string(),
+        ))
+    }
+
+    async fn resolve_consent(
+        &self,
+        _owner: &str,
+        _callback: &Callback,
+        _duration: &ConsentDuration,
+    ) -> Result<Consent, UpstreamError> {
+        Err(UpstreamError::NotImplemented(
+            crate::config::NoDataConnect.to_string(),
+        ))
+    }
+}

@@ -65,6 +65,9 @@ pub struct WebSettings {
     pub public_url: String,
     /// `enedis.sandbox`: whether `test_client` exists.
     pub sandbox: bool,
+    /// Whether the agent reads Enedis Data Connect (has `[enedis]`): without it,
+    /// the consent pages answer a page saying so ([`no_data_connect`]).
+    pub data_connect: bool,
     /// Path of Enedis's return on this server (default `/redirect`).
     pub callback_path: String,
     /// Lifetime of an OAuth state (default [`STATE_TTL`]).
@@ -82,14 +85,15 @@ impl WebSettings {
         let public_url = config.web.public_url.trim_end_matches('/').to_owned();
         let callback_path = config
             .enedis
-            .redirect_uri
-            .strip_prefix(&public_url)
+            .as_ref()
+            .and_then(|enedis| enedis.redirect_uri.strip_prefix(&public_url))
             .filter(|rest| rest.starts_with('/') && rest.len() > 1)
             .map(|rest| rest.split(['?', '#']).next().unwrap_or(rest).to_owned())
             .unwrap_or_else(|| "/redirect".to_owned());
         WebSettings {
             public_url,
-            sandbox: config.enedis.sandbox,
+            sandbox: config.enedis.as_ref().is_some_and(|e| e.sandbox),
+            data_connect: config.has_data_connect(),
             callback_path,
             state_ttl: STATE_TTL,
             max_live_states: MAX_LIVE_STATES,
@@ -222,10 +226,16 @@ impl WebState {
 pub fn router(state: WebState) -> Router {
     let callback_path = state.settings().callback_path.clone();
     let prefix = public_path(&state.settings().public_url);
-    let pages: Router<WebState> = Router::new()
-        .route("/authorize", get(authorize::handle))
-        .route(&callback_path, get(callback::handle))
-        .route("/static/consent.css", get(stylesheet));
+    let pages: Router<WebState> = if state.settings().data_connect {
+        Router::new()
+            .route("/authorize", get(authorize::handle))
+            .route(&callback_path, get(callback::handle))
+    } else {
+        Router::new()
+            .route("/authorize", get(no_data_connect))
+            .route(&callback_path, get(no_data_connect))
+    }
+    .route("/static/consent.css", get(stylesheet));
     let pages = match prefix {
         Some(prefix) => pages.clone().nest(&prefix, pages),
         None => pages,
@@ -240,6 +250,21 @@ fn public_path(public_url: &str) -> Option<String> {
     let url = Url::parse(public_url).ok()?;
     let path = url.path().trim_end_matches('/');
     (!path.is_empty()).then(|| path.to_owned())
+}
+
+/// The consent pages of an agent without `[enedis]`: it collects no Data Connect
+/// consent, so there is nothing to consent to here (404, and a page saying why
+/// rather than an error).
+async fn no_data_connect() -> Page {
+    problem_page(
+        StatusCode::NOT_FOUND,
+        "Pas de consentement à donner ici",
+        "<p>Ce service ne recueille pas de consentement Enedis Data Connect : il lit \
+         les compteurs par Enedis SGE, sous un mandat que vous avez signé avec son \
+         exploitant. Le lien que vous avez suivi ne mène à aucune page de \
+         consentement ; rapprochez-vous de celui qui vous l'a donné.</p>",
+        Some(&crate::config::NoDataConnect.to_string()),
+    )
 }
 
 async fn stylesheet() -> Response {

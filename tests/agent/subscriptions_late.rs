@@ -98,7 +98,7 @@ async fn world(publish: &str) -> World {
     let store = Store::open(&config.store.path).unwrap();
     store.sync_peer_grants(&config.peers).unwrap();
     let raw: Arc<dyn Upstream> =
-        Arc::new(EnedisClient::new(&config.enedis, store.clone()).unwrap());
+        Arc::new(EnedisClient::new(config.data_connect().unwrap(), store.clone()).unwrap());
     let upstream = Arc::new(CachedUpstream::new(raw, store.clone()));
     let xmpp = XmppAgent::new(&config.xmpp).unwrap();
     let ctx = Arc::new(

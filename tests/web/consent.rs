@@ -141,6 +141,7 @@ impl Flow {
         let settings = WebSettings {
             public_url: base.clone(),
             sandbox: options.sandbox,
+            data_connect: true,
             callback_path: "/redirect".into(),
             state_ttl: options.state_ttl,
             max_live_states: 1000,

@@ -42,20 +42,25 @@ pub const CURVE_DAYS_PER_CALL: i64 = 7;
 pub const DAILY_DAYS_PER_CALL: i64 = 366;
 
 /// The client of `[sge]`, waiting in a quota of its own (`sge.calls_per_second`,
-/// `sge.calls_per_hour`, with Data Connect's share kept for interactive
-/// requests) and counting in `metrics`. Fails on an unreadable certificate, key
-/// or root.
+/// `sge.calls_per_hour`, with the same share kept for interactive requests as
+/// Data Connect's: [`Config::interactive_reserve_percent`], at most
+/// [`Config::quota_wait_secs`] for a slot; their defaults without `[enedis]`) and
+/// counting in `metrics`. Fails on an unreadable certificate, key or root.
+///
+/// [`Config::interactive_reserve_percent`]: crate::config::Config::interactive_reserve_percent
+/// [`Config::quota_wait_secs`]: crate::config::Config::quota_wait_secs
 pub fn connect(
     config: &crate::config::SgeConfig,
-    enedis: &crate::config::EnedisConfig,
+    quota_wait_secs: u64,
+    interactive_reserve_percent: u32,
     metrics: Metrics,
 ) -> Result<SgeClient, SgeError> {
-    let quota_wait = std::time::Duration::from_secs(enedis.quota_wait_secs);
+    let quota_wait = std::time::Duration::from_secs(quota_wait_secs);
     let settings = SgeSettings::from_config(config, quota_wait)?;
     let limiter = Arc::new(QuotaLimiter::with_reserve(
         config.calls_per_second,
         config.calls_per_hour,
-        enedis.interactive_reserve_percent,
+        interactive_reserve_percent,
     ));
     Ok(SgeClient::new(&settings, limiter)?.with_metrics(metrics))
 }
