@@ -15,7 +15,12 @@
 //! - `list_usage_points` says which platform reads each PRM, `get_contract` reads
 //!   SGE's technical data, the audit trail records the declared consent as the
 //!   basis, and a revoked declaration refuses the next request, saying how the
-//!   operator declares one.
+//!   operator declares one;
+//! - an agent configured with `[sge]` and no `[enedis]` starts and is healthy
+//!   without Data Connect, serves a declared C4 meter through SGE, and refuses
+//!   what would need Data Connect (a granted PRM without a declaration,
+//!   `get_authorize_uri`, the consent pages, the CLI's Data Connect consents)
+//!   saying that it reads no Data Connect.
 
 use crate::common;
 use crate::common::agent_harness;
@@ -30,6 +35,11 @@ use quoalise_agent::quoalise::contract::Contract;
 use quoalise_agent::store::{AuditFilter, Store};
 use quoalise_agent::xmpp::{Command, Status};
 use serde_json::Value;
+use xmpp_parsers::disco::{DiscoItemsQuery, DiscoItemsResult};
+
+/// What an agent without `[enedis]` says of everything Data Connect would do.
+const NO_DATA_CONNECT: &str =
+    "this agent reads no Enedis Data Connect: its configuration has no [enedis] section";
 
 /// Runs `quoalise-agent --config … consents ARGS` against the deployment's store:
 /// (exit code, stdout, stderr).
@@ -319,4 +329,154 @@ async fn a_c5_meter_through_sge_dst_day_refusals_listing_contract_and_revocation
         text.contains("revoked") && text.contains("--upstream sge"),
         "{text}"
     );
+}
+
+/// The command nodes `disco#items` lists to `peer`, in the agent's order.
+async fn commands_seen(peer: &Peer) -> Vec<String> {
+    let query = DiscoItemsQuery {
+        node: Some("http://jabber.org/protocol/commands".to_owned()),
+        rsm: None,
+    };
+    let answer = peer
+        .get(query.into())
+        .await
+        .expect("disco#items answered")
+        .expect("a disco#items payload");
+    DiscoItemsResult::try_from(answer)
+        .expect("a disco#items result")
+        .items
+        .into_iter()
+        .map(|item| item.node.expect("a command node"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sge_only_agent_reads_declared_meters_and_says_it_reads_no_data_connect() {
+    // bob's grant is a PRM nothing declares to SGE: Data Connect's, elsewhere.
+    let settings = AgentSettings {
+        data_connect: false,
+        ..sge_settings()
+    };
+    let d = Deployment::start(settings).await;
+    let written = std::fs::read_to_string(d.files.path()).unwrap();
+    assert!(
+        !written.contains("[enedis]") && written.contains("[sge]"),
+        "{written}"
+    );
+    let (status, body) = d.agent.healthz().await.expect("/healthz answers");
+    assert_eq!(status, 200, "{body}");
+    let log = d.agent.log();
+    assert!(
+        log.contains("no [enedis] section") && !log.contains("Enedis client ready"),
+        "no Data Connect client is built:\n{log}"
+    );
+
+    // A declared C4 meter: a day of its 5-minute curve, through SGE.
+    declare(&d, "alice@localhost", C4_PRM);
+    let day = today().checked_sub(3.days()).unwrap();
+    let before = sge_calls(&d).await;
+    let curve = records(
+        &history(
+            &d,
+            C4_PRM,
+            "consumption/power/active/raw",
+            day,
+            day.tomorrow().unwrap(),
+        )
+        .await,
+    );
+    assert_eq!(sge_calls(&d).await - before, 1, "one SOAP call");
+    let points = (midnight_seconds(day.tomorrow().unwrap()) - midnight_seconds(day)) / 300;
+    assert_eq!(curve.len() as i64, points, "PT5M over the day");
+    assert_eq!(curve[0].0, midnight_seconds(day), "stamped at the start");
+
+    // bob's granted PRM has no declared consent: refused at once, nothing asked
+    // of Enedis, the text saying why (feature-not-implemented: waiting will not
+    // change it).
+    d.sim.admin().clear_calls().await;
+    let refused = d
+        .python(
+            "bob@localhost/client",
+            "history",
+            &[
+                &identifier(PRM, "consumption/power/active/raw"),
+                &midnight(day),
+                &midnight(day.tomorrow().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["condition"], "feature-not-implemented", "{refused}");
+    let text = refused["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(NO_DATA_CONNECT) && text.contains(PRM),
+        "{text}"
+    );
+    assert_eq!(
+        d.sim.admin().total_calls().await,
+        0,
+        "nothing asked of Enedis"
+    );
+
+    // get_authorize_uri: not listed, and refused when run anyway.
+    let alice = Peer::login(&d.prosody, "alice@localhost/gajim").await;
+    let seen = commands_seen(&alice).await;
+    assert!(seen.iter().any(|n| n == "get_history"), "{seen:?}");
+    assert!(!seen.iter().any(|n| n == "get_authorize_uri"), "{seen:?}");
+    let refused = alice
+        .command(Command::execute(
+            "get_authorize_uri",
+            Some(submit(&[("name", "Elec Expert")])),
+        ))
+        .await
+        .expect_err("no consent flow");
+    let (condition, text) = condition(&refused);
+    assert_eq!(condition, "feature-not-implemented", "{text}");
+    assert!(text.contains(NO_DATA_CONNECT), "{text}");
+
+    // The consent pages: a page saying so, not a failure.
+    let page = reqwest::get(format!(
+        "http://127.0.0.1:{}/authorize?id=anything",
+        d.agent.web_port
+    ))
+    .await
+    .expect("GET /authorize");
+    assert_eq!(page.status().as_u16(), 404);
+    let html = page.text().await.unwrap_or_default();
+    assert!(
+        html.contains("Enedis SGE") && html.contains(NO_DATA_CONNECT),
+        "{html}"
+    );
+
+    // The command line: Data Connect consents refused, SGE ones work (above).
+    let (code, out, err) = consents(
+        &d,
+        &[
+            "add",
+            "--owner",
+            "bob@localhost",
+            "--prm",
+            PRM,
+            "--duration",
+            "P1Y",
+        ],
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains(NO_DATA_CONNECT) && err.contains("--upstream sge"),
+        "{err}"
+    );
+    let description = d.files.dir.join("description.html");
+    std::fs::write(&description, "<p>Nous.</p>").unwrap();
+    let out = std::process::Command::new(AGENT_BIN)
+        .arg("--config")
+        .arg(d.files.path())
+        .args(["authorize-url", "--peer", "bob@localhost", "--name", "Elec"])
+        .arg("--description-file")
+        .arg(&description)
+        .output()
+        .expect("run quoalise-agent authorize-url");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(NO_DATA_CONNECT), "{err}");
 }

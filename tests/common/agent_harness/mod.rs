@@ -143,6 +143,9 @@ pub struct AgentSettings {
     /// over mutual TLS and `[sge]` points at it, with the simulator's test CA
     /// as extra root and its `agent.pem`/`agent.key` as the client identity.
     pub sge: bool,
+    /// Whether the configuration has `[enedis]` (Data Connect, the default);
+    /// false with `sge` writes an SGE-only agent.
+    pub data_connect: bool,
 }
 
 impl Default for AgentSettings {
@@ -162,6 +165,7 @@ impl Default for AgentSettings {
             max_stanza_bytes: None,
             api: "2026",
             sge: false,
+            data_connect: true,
         }
     }
 }
@@ -232,6 +236,9 @@ impl ConfigFiles {
                 .set("sge.contract_id", SGE_CONTRACT)
                 .set("sge.calls_per_second", settings.calls_per_second)
                 .set("sge.max_retries", settings.max_retries);
+        }
+        if !settings.data_connect {
+            config = config.without("enedis");
         }
         for p in &settings.peers {
             let points: Vec<&str> = p.usage_points.iter().map(String::as_str).collect();
