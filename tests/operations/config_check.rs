@@ -514,3 +514,36 @@ fn secrets_never_appear_in_failures() {
     let lines = f.check(&[]).assert_failed();
     assert!(lines[0].contains("not valid UTF-8"), "{lines:#?}");
 }
+
+/// Data Connect, SGE or both: an agent with `[sge]` needs no `[enedis]`; with
+/// neither, `check` names both sections in one problem.
+#[test]
+fn sge_alone_passes_and_neither_upstream_is_one_problem_naming_both() {
+    let without = replace(
+        VALID,
+        "[enedis]\napi = \"2026\"\nclient_id = \"client-id\"\nclient_secret_file = \"enedis_client_secret\"\n",
+        "",
+    );
+    let f = Fixture::new(&without);
+    let out = f.check(&[]);
+    let lines = out.assert_failed();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let prefix = format!(
+        "{}: neither [enedis] nor [sge] is configured",
+        f.config.display()
+    );
+    assert!(lines[0].starts_with(&prefix), "{}", lines[0]);
+    assert!(lines[0].contains("give at least one"), "{}", lines[0]);
+
+    // A real client certificate and key: check opens them as the agent would.
+    let tls = enedis_sim::sge::tls::generate(&f.path("sge")).unwrap();
+    let sge = format!(
+        "{without}\n[sge]\nendpoint = \"https://sge-homologation-ws.enedis.fr\"\n\
+         certificate_file = \"{}\"\nkey_file = \"{}\"\n\
+         login = \"ops@example.org\"\ncontract_id = \"1234567\"\n",
+        tls.agent_cert().display(),
+        tls.agent_key().display()
+    );
+    std::fs::write(&f.config, sge).unwrap();
+    f.check(&[]).assert_ok();
+}
