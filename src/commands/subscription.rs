@@ -119,6 +119,12 @@ async fn subscribe(
     let generation = ctx.upstream.generation();
     let platform = platform_for(ctx, &Grant::Configured, prm).await?;
     match platform {
+        // An agent without [enedis]: no daily push could ever be read.
+        Platform::DataConnect if !settings.has_data_connect() => {
+            return Err(CommandError::FeatureNotImplemented(
+                crate::upstream::WithoutDataConnect::refusal(prm).to_string(),
+            ));
+        }
         Platform::DataConnect if !crate::upstream::serves(generation, series) => {
             return Err(CommandError::bad_request(format!(
                 "field identifier: {}",

@@ -154,6 +154,21 @@ mod tests {
     }
 
     #[test]
+    fn adding_or_removing_enedis_is_named_and_its_keys_compared_when_both_have_it() {
+        let old = load("");
+        let mut sge_only = old.clone();
+        sge_only.enedis = None;
+        assert_eq!(restart_needed(&old, &sge_only), ["enedis"]);
+        assert_eq!(restart_needed(&sge_only, &old), ["enedis"]);
+        assert!(restart_needed(&sge_only, &sge_only.clone()).is_empty());
+        let mut other = old.clone();
+        if let Some(enedis) = &mut other.enedis {
+            enedis.quota_wait_secs += 1;
+        }
+        assert_eq!(restart_needed(&old, &other), ["enedis.quota_wait_secs"]);
+    }
+
+    #[test]
     fn the_status_line_says_what_happened() {
         let applied = Reloaded::Applied {
             peers: 2,

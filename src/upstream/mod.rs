@@ -212,7 +212,7 @@ pub struct WithoutDataConnect;
 impl WithoutDataConnect {
     /// The refusal of anything about `prm`: it would be read through Data Connect
     /// (no consent declared to SGE covers it), which this agent does not read.
-    fn refuse_prm(prm: Prm) -> UpstreamError {
+    pub fn refusal(prm: Prm) -> UpstreamError {
         UpstreamError::NotImplemented(format!(
             "PRM {prm} has no consent declared to Enedis SGE, so it would be read through \
              Enedis Data Connect, but {}; the agent's operator can declare an SGE consent \
@@ -238,11 +238,11 @@ impl Upstream for WithoutDataConnect {
         _to: Date,
         _ask: &Ask,
     ) -> Result<Fetched, UpstreamError> {
-        Err(Self::refuse_prm(prm))
+        Err(Self::refusal(prm))
     }
 
     async fn contract(&self, prm: Prm, _ask: &Ask) -> Result<FetchedContract, UpstreamError> {
-        Err(Self::refuse_prm(prm))
+        Err(Self::refusal(prm))
     }
 
     fn authorize_url(

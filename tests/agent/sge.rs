@@ -418,6 +418,22 @@ async fn an_sge_only_agent_reads_declared_meters_and_says_it_reads_no_data_conne
         "nothing asked of Enedis"
     );
 
+    // Nor can bob subscribe to it: no daily push could ever be read.
+    let bob = Peer::login(&d.prosody, "bob@localhost/gajim").await;
+    let refused = bob
+        .command(Command::execute(
+            "subscribe",
+            Some(submit(&[(
+                "identifier",
+                &identifier(PRM, "consumption/energy/active/daily"),
+            )])),
+        ))
+        .await
+        .expect_err("no Data Connect to push from");
+    let (why, text) = condition(&refused);
+    assert_eq!(why, "feature-not-implemented", "{text}");
+    assert!(text.contains(NO_DATA_CONNECT), "{text}");
+
     // get_authorize_uri: not listed, and refused when run anyway.
     let alice = Peer::login(&d.prosody, "alice@localhost/gajim").await;
     let seen = commands_seen(&alice).await;
