@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod measures;
+pub mod services;
 pub mod soap;
 pub mod technical;
 pub mod transport;
