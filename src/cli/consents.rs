@@ -291,7 +291,7 @@ fn services_cell(consent: &Consent, services: &[AccessService]) -> String {
         .join(", ")
 }
 
-/// [`write_table`] with a last column of the active SGE access services.
+/// [`write_table`] with a column of the active SGE access services.
 pub fn write_table_with_services(
     consents: &[Consent],
     services: &[AccessService],
@@ -307,8 +307,8 @@ pub fn write_table_with_services(
         "VALID FROM",
         "VALID UNTIL",
         "TOKEN",
-        "SGE HOLDER AND MANDATE",
         "SGE SERVICES",
+        "SGE HOLDER AND MANDATE",
     ];
     let rows: Vec<[String; 10]> = consents
         .iter()
@@ -327,11 +327,11 @@ pub fn write_table_with_services(
                 fmt_instant(c.valid_from),
                 fmt_instant(c.valid_until),
                 if c.has_refresh_token { "yes" } else { "no" }.to_owned(),
+                services_cell(c, services),
                 c.sge
                     .as_ref()
                     .map(|d| format!("{}; mandate {}", d.holder, d.mandate))
                     .unwrap_or_default(),
-                services_cell(c, services),
             ]
         })
         .collect();
@@ -655,6 +655,11 @@ fn order(
         if let Some(e) = &o.error {
             failed += 1;
             match e.sgt() {
+                Some((code, label)) if e.is_technical() => writeln!(
+                    out,
+                    "{}: SGE could not take the order now (a technical failure at Enedis): {code} {label}",
+                    o.prm
+                )?,
                 Some((code, label)) => {
                     writeln!(out, "{}: SGE refused the order: {code} {label}", o.prm)?
                 }

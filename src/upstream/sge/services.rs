@@ -78,6 +78,12 @@ impl OrderError {
             _ => None,
         }
     }
+
+    /// SGE failed for a technical reason (`SGT500`, `SGT506`…): a later retry may
+    /// succeed as it is.
+    pub fn is_technical(&self) -> bool {
+        matches!(self, OrderError::Sge(SgeError::Fault(fault)) if fault.kind() == super::FaultKind::Technical)
+    }
 }
 
 /// The `dateFin` of a consent's services: the Paris day its validity ends on
@@ -326,7 +332,7 @@ pub async fn stop_services(
         };
         let result = match client.stop_access(&stop, tally).await {
             Ok(_) => StopResult::Stopped,
-            Err(SgeError::Fault(fault)) if fault.code.as_deref() == Some("SGT4G3") => {
+            Err(SgeError::Fault(fault)) if fault.has_code("SGT4G3") => {
                 StopResult::NotActiveAtEnedis
             }
             Err(e) => StopResult::Failed(e.to_string()),
