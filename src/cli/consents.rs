@@ -138,8 +138,9 @@ pub struct AddArgs {
     #[arg(long, value_name = "NAME")]
     pub company: Option<String>,
     /// SGE: once the consent is stored, order these access services from SGE for
-    /// each PRM, until the consent's end (needs the `sge` section of the configuration); repeat or separate with
-    /// commas. A load curve is only collected once `load-curve` is ordered.
+    /// each PRM, until the consent's end (needs the `sge` section of the
+    /// configuration); repeat or separate with commas. A load curve is only
+    /// collected once `load-curve` is ordered.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "TYPES")]
     pub collect: Vec<CollectArg>,
 }
