@@ -6,6 +6,7 @@
 //! | [`measures`] | `ConsultationMesuresDetaillees` v3.0: curves, daily energy, maxima, indexes → normalised [`Reading`]s |
 //! | [`technical`] | `ConsultationDonneesTechniquesContractuelles` v1.0 → [`Contract`](crate::quoalise::Contract) |
 //! | [`access`] | `CommanderServicesAccesDonnees` v1.0 and `CommanderArretServicesAccesDonnees` v1.0 |
+//! | [`services`] | those orders for the declared consents of the store: ordered, recorded, stopped when the consent ends |
 //!
 //! [`transport`] POSTs SOAP 1.1 over mutual TLS, waits in the [`QuotaLimiter`]
 //! given to it, retries a technical failure once, and turns faults into
@@ -14,6 +15,7 @@
 
 pub mod access;
 pub mod measures;
+pub mod services;
 pub mod soap;
 pub mod technical;
 pub mod transport;
