@@ -15,3 +15,4 @@ mod faults_crash;
 mod faults_secrets;
 mod logging_output;
 mod logging_secrets;
+mod sge_access_services;
