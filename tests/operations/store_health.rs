@@ -3,10 +3,10 @@
 //! immutable (`chattr +i`).
 //!
 //! - Disk full: `/healthz` answers 503 naming the store and SQLite's reason,
-//!   `/metrics` counts the failed writes (the probe's and a peer's audit row), the
-//!   peer's data request is refused (no audit row, no data) and the agent keeps
-//!   running; once space is freed, `/healthz` is 200 again and the peer is served,
-//!   without a restart.
+//!   `/metrics` counts the failed writes (the probe's and a peer's audit row),
+//!   systemd's `STATUS=` says so, the peer's data request is refused (no audit
+//!   row, no data) and the agent keeps running; once space is freed, `/healthz`
+//!   is 200 again and the peer is served, without a restart.
 //! - Read-only file: the running agent's open connections still write (the
 //!   kernel checks at open), but a restart could not: the probe, on a connection
 //!   of its own, reports it; `chattr -i` and health is back.
@@ -23,6 +23,41 @@ use std::time::{Duration, Instant};
 
 use agent_harness::*;
 use quoalise_agent::xmpp::Command;
+
+/// A `NOTIFY_SOCKET` the agent reports to, as systemd would read it.
+struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+}
+
+impl NotifySocket {
+    fn new(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        NotifySocket { socket, path }
+    }
+
+    /// Reads messages until one contains `needle` (the agent sends its store
+    /// status from a task that probes every 10 s); returns it.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut buf = [0u8; 4096];
+        tokio::task::block_in_place(|| {
+            while Instant::now() < deadline {
+                if let Ok(n) = self.socket.recv(&mut buf) {
+                    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if message.contains(needle) {
+                        return message;
+                    }
+                }
+            }
+            panic!("no notification with {needle:?}");
+        })
+    }
+}
 
 /// A tmpfs of `size` mounted on a temporary directory, unmounted on drop.
 struct Tmpfs {
@@ -189,10 +224,16 @@ async fn a_store_that_cannot_be_written_is_unhealthy_until_it_can() {
     let db = disk.path().join("agent.db");
     let filler = disk.path().join("filler");
     let db_env = db.display().to_string();
+    let sockets = tempfile::tempdir().unwrap();
+    let notify = NotifySocket::new(sockets.path());
+    let socket = notify.path.display().to_string();
     let mut d = Deployment::launch(
         AgentSettings::with_peers(vec![peer("alice", &[PRM])]),
         &[],
-        &[("QUOALISE_AGENT__STORE__PATH", &db_env)],
+        &[
+            ("QUOALISE_AGENT__STORE__PATH", &db_env),
+            ("NOTIFY_SOCKET", &socket),
+        ],
     )
     .await;
     d.agent.wait_healthy(Duration::from_secs(60)).await;
@@ -240,6 +281,8 @@ async fn a_store_that_cannot_be_written_is_unhealthy_until_it_can() {
         "the agent exited:\n{}",
         d.agent.log()
     );
+    let status = notify.wait_for("STATUS=store: writes failing since ");
+    assert!(status.contains("database or disk is full"), "{status}");
 
     // Space is freed: healthy again, without a restart, and the peer is served.
     std::fs::remove_file(&filler).unwrap();
@@ -257,6 +300,7 @@ async fn a_store_that_cannot_be_written_is_unhealthy_until_it_can() {
         metrics.contains("\nquoalise_agent_store_writable 1\n"),
         "{metrics}"
     );
+    notify.wait_for("STATUS=serving; store writes work again");
 
     // The file is made read-only under the running agent.
     run("chattr", &["+i"], Some(&db));
