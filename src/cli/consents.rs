@@ -5,7 +5,11 @@
 //!   for v3/v4 with a refresh token read from a file or stdin, never from argv; with
 //!   `--upstream sge`, a consent the operator declares to Enedis SGE: the holder (a
 //!   person or a company) and the reference of the client's signed mandate;
-//! - `revoke` ends one and keeps it (the audit trail names it);
+//!   `--collect load-curve,index,…` then orders the matching access services from
+//!   SGE (`CommanderServicesAccesDonnees`) for each PRM, once the consent is stored;
+//! - `collect` orders services for a stored SGE consent (a retry, or more types);
+//! - `revoke` ends one and keeps it (the audit trail names it); for an SGE consent
+//!   it first stops its active services at Enedis (`CommanderArretServicesAccesDonnees`);
 //! - `remove` deletes one (a Data Connect one: an SGE consent is revoked, never
 //!   deleted, so that the mandate behind past accesses stays on record);
 //! - `refresh` renews the tokens of v3/v4 consents now (once, or in a loop), storing
@@ -24,10 +28,14 @@ use crate::quoalise::Prm;
 use crate::store::consents::fmt_instant;
 use crate::store::consents::sge_limit;
 use crate::store::{
-    Civility, Consent, ConsentState, NewConsent, NewSgeConsent, SgeDeclaration, SgeHolder, Store,
-    StoreError, TokenSet, now_seconds,
+    AccessService, Civility, Consent, ConsentState, NewConsent, NewSgeConsent, SgeDataType,
+    SgeDeclaration, SgeHolder, Store, StoreError, TokenSet, now_seconds,
 };
 use crate::time::{day_start, paris_today, parse_date, parse_instant};
+use crate::upstream::Ask;
+use crate::upstream::http::Tally;
+use crate::upstream::sge::SgeClient;
+use crate::upstream::sge::services::{self, PrmOrder, StopOutcome, StopResult};
 use crate::upstream::{ConsentDuration, EnedisClient};
 
 /// `consents` and its subcommands.
@@ -45,7 +53,11 @@ pub enum ConsentsCommand {
     /// Record a consent given outside the web flow, or declared to Enedis SGE
     /// (`--upstream sge`).
     Add(Box<AddArgs>),
+    /// Order access services from Enedis SGE for a stored SGE consent: a retry after
+    /// a refusal, or more data types.
+    Collect(CollectArgs),
     /// End a consent and keep it on record (state revoked): it is never used again.
+    /// An SGE consent's active access services are stopped at Enedis first.
     Revoke(RevokeArgs),
     /// Delete a Data Connect consent, its PRMs and its tokens (an SGE consent is
     /// revoked instead).
@@ -125,6 +137,52 @@ pub struct AddArgs {
     /// SGE: the holder is a company, of this name (`denominationSociale`).
     #[arg(long, value_name = "NAME")]
     pub company: Option<String>,
+    /// SGE: once the consent is stored, order these access services from SGE for
+    /// each PRM, until the consent's end (needs the `sge` section of the
+    /// configuration); repeat or separate with commas. A load curve is only
+    /// collected once `load-curve` is ordered.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "TYPES")]
+    pub collect: Vec<CollectArg>,
+}
+
+/// A data type whose collection SGE switches on (`typeDonnees`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CollectArg {
+    /// The load curve (CDC).
+    LoadCurve,
+    /// The daily index (IDX).
+    Index,
+    /// The maximum power (PMAX; C5 and P4 meters only).
+    MaxPower,
+    /// The daily energy (ENERGIE).
+    Energy,
+}
+
+impl CollectArg {
+    pub fn data_type(self) -> SgeDataType {
+        match self {
+            CollectArg::LoadCurve => SgeDataType::LoadCurve,
+            CollectArg::Index => SgeDataType::Index,
+            CollectArg::MaxPower => SgeDataType::MaxPower,
+            CollectArg::Energy => SgeDataType::Energy,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// The SGE consent's id (see `consents list`).
+    pub id: i64,
+    /// The access services to order for each PRM: load-curve, index, max-power,
+    /// energy; repeat or separate with commas.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "TYPES",
+        required = true
+    )]
+    pub collect: Vec<CollectArg>,
 }
 
 #[derive(Debug, Args)]
@@ -166,22 +224,10 @@ pub fn run_to(config: &Config, args: &ConsentsArgs, out: &mut dyn Write) -> anyh
         ConsentsCommand::List(list) => list_consents(&store, list, out),
         ConsentsCommand::Add(add) => match add.upstream {
             UpstreamArg::DataConnect => add_consent(config, &store, add, out),
-            UpstreamArg::Sge => add_sge_consent(&store, add, out),
+            UpstreamArg::Sge => add_sge_consent(config, &store, add, out),
         },
-        ConsentsCommand::Revoke(revoke) => {
-            let consent = match store.revoke_consent(revoke.id) {
-                Err(StoreError::NoSuchConsent(id)) => bail!("no consent with id {id}"),
-                Err(StoreError::Invalid(why)) => bail!("{why}"),
-                other => other?,
-            };
-            writeln!(
-                out,
-                "consent {} revoked ({}); it stays on record for the audit trail",
-                consent.id,
-                consent.upstream()
-            )?;
-            Ok(())
-        }
+        ConsentsCommand::Collect(collect) => collect_services(config, &store, collect, out),
+        ConsentsCommand::Revoke(revoke) => revoke_consent(config, &store, revoke.id, out),
         ConsentsCommand::Remove(remove) => {
             if let Some(consent) = store.consent(remove.id)?
                 && consent.is_sge()
@@ -216,12 +262,43 @@ fn list_consents(store: &Store, args: &ListArgs, out: &mut dyn Write) -> anyhow:
             })
         })
         .collect();
-    write_table(&consents, now_seconds(), out)?;
+    let services = store.active_access_services()?;
+    write_table_with_services(&consents, &services, now_seconds(), out)?;
     Ok(())
 }
 
 /// The consents as an aligned table, one per line.
 pub fn write_table(consents: &[Consent], now: i64, out: &mut dyn Write) -> std::io::Result<()> {
+    write_table_with_services(consents, &[], now, out)
+}
+
+/// A consent's active SGE access services, short: `CDC 64697749` (with the PRM
+/// when the consent covers several), `(stop failed)` after one whose stop failed.
+fn services_cell(consent: &Consent, services: &[AccessService]) -> String {
+    services
+        .iter()
+        .filter(|s| s.consent_id == consent.id && s.is_active())
+        .map(|s| {
+            let mut cell = format!("{} {}", s.data, s.service_id);
+            if consent.prms.len() > 1 {
+                cell.push_str(&format!(" ({})", s.prm));
+            }
+            if s.stop_error.is_some() {
+                cell.push_str(" (stop failed)");
+            }
+            cell
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// [`write_table`] with a column of the active SGE access services.
+pub fn write_table_with_services(
+    consents: &[Consent],
+    services: &[AccessService],
+    now: i64,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let header = [
         "ID",
         "API",
@@ -231,9 +308,10 @@ pub fn write_table(consents: &[Consent], now: i64, out: &mut dyn Write) -> std::
         "VALID FROM",
         "VALID UNTIL",
         "TOKEN",
+        "SGE SERVICES",
         "SGE HOLDER AND MANDATE",
     ];
-    let rows: Vec<[String; 9]> = consents
+    let rows: Vec<[String; 10]> = consents
         .iter()
         .map(|c| {
             let state = if c.state == ConsentState::Active && now >= c.valid_until {
@@ -250,6 +328,7 @@ pub fn write_table(consents: &[Consent], now: i64, out: &mut dyn Write) -> std::
                 fmt_instant(c.valid_from),
                 fmt_instant(c.valid_until),
                 if c.has_refresh_token { "yes" } else { "no" }.to_owned(),
+                services_cell(c, services),
                 c.sge
                     .as_ref()
                     .map(|d| format!("{}; mandate {}", d.holder, d.mandate))
@@ -311,6 +390,7 @@ fn add_consent(
         ("--first-name", args.first_name.is_some()),
         ("--civility", args.civility.is_some()),
         ("--company", args.company.is_some()),
+        ("--collect", !args.collect.is_empty()),
     ];
     if let Some((option, _)) = sge_only.iter().find(|(_, given)| *given) {
         bail!("{option} is for SGE consents: add --upstream sge");
@@ -375,7 +455,12 @@ fn add_consent(
 }
 
 /// `consents add --upstream sge`: a consent the operator declares to Enedis SGE.
-fn add_sge_consent(store: &Store, args: &AddArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+fn add_sge_consent(
+    config: &Config,
+    store: &Store,
+    args: &AddArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let data_connect_only = [
         ("--generation", args.generation.is_some()),
         ("--autorisation-id", args.autorisation_id.is_some()),
@@ -454,6 +539,16 @@ fn add_sge_consent(store: &Store, args: &AddArgs, out: &mut dyn Write) -> anyhow
             mandate: mandate.trim().to_owned(),
         },
     };
+    // Before anything is stored: SGE configured and its client ready.
+    let sge = if args.collect.is_empty() {
+        None
+    } else {
+        Some(sge_client(
+            config,
+            "--collect (ordering access services)",
+            "; add [sge] or leave out --collect: nothing was stored",
+        )?)
+    };
     let consent = store.add_sge_consent(&new)?;
     writeln!(out, "consent {} added (SGE)", consent.id)?;
     write_table(std::slice::from_ref(&consent), now, out)?;
@@ -462,6 +557,255 @@ fn add_sge_consent(store: &Store, args: &AddArgs, out: &mut dyn Write) -> anyhow
         "keep the signed mandate {:?}: it is the basis of every access to these PRMs",
         new.declaration.mandate
     )?;
+    match sge {
+        None => Ok(()),
+        Some((runtime, client)) => {
+            let types = data_types(&args.collect);
+            order(&runtime, &client, store, &consent, &types, out)
+        }
+    }
+}
+
+/// The SGE client of `[sge]`, with a runtime to run it, or why `what` cannot be
+/// done (`note` ends the message).
+fn sge_client(
+    config: &Config,
+    what: &str,
+    note: &str,
+) -> anyhow::Result<(tokio::runtime::Runtime, SgeClient)> {
+    let Some(sge) = &config.sge else {
+        bail!(
+            "{what} needs Enedis SGE, but the configuration has no [sge] section (certificate_file, key_file, login, contract_id){note}"
+        );
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let client = {
+        let _guard = runtime.enter();
+        crate::upstream::sge::connect(sge, &config.enedis, crate::metrics::Metrics::new())
+            .with_context(|| format!("{what}: cannot build the SGE client{note}"))?
+    };
+    Ok((runtime, client))
+}
+
+fn data_types(collect: &[CollectArg]) -> Vec<SgeDataType> {
+    let mut types: Vec<SgeDataType> = collect.iter().map(|c| c.data_type()).collect();
+    types.sort();
+    types.dedup();
+    types
+}
+
+fn type_names(types: &[SgeDataType]) -> String {
+    types.iter().map(|t| t.name()).collect::<Vec<_>>().join(",")
+}
+
+/// Order `types` for `consent` and print the outcome per PRM; an error (exit
+/// non-zero) when any PRM's order failed, saying the consent is stored and how
+/// to retry.
+fn order(
+    runtime: &tokio::runtime::Runtime,
+    client: &SgeClient,
+    store: &Store,
+    consent: &Consent,
+    types: &[SgeDataType],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let tally = Tally::new(Ask::agent());
+    let outcomes = runtime.block_on(services::order_for_consent(
+        store,
+        client,
+        consent,
+        types,
+        now_seconds(),
+        &tally,
+    ));
+    let retry = format!(
+        "quoalise-agent consents collect {} --collect {}",
+        consent.id,
+        type_names(types)
+    );
+    let outcomes: Vec<PrmOrder> = match outcomes {
+        Ok(o) => o,
+        Err(e) => bail!(
+            "{e}; consent {} is stored, no access service was ordered",
+            consent.id
+        ),
+    };
+    let mut failed = 0usize;
+    for o in &outcomes {
+        for t in &o.already {
+            writeln!(
+                out,
+                "{}: {} already collected for consent {}",
+                o.prm, t, consent.id
+            )?;
+        }
+        for s in &o.ordered {
+            writeln!(
+                out,
+                "{}: {} ordered from SGE: service {} (affaire {}), until {}",
+                s.prm,
+                s.data,
+                s.service_id,
+                s.affair_id.as_deref().unwrap_or("-"),
+                s.end
+            )?;
+        }
+        if let Some(e) = &o.error {
+            failed += 1;
+            match e.sgt() {
+                Some((code, label)) if e.is_technical() => writeln!(
+                    out,
+                    "{}: SGE could not take the order now (a technical failure at Enedis): {code} {label}",
+                    o.prm
+                )?,
+                Some((code, label)) => {
+                    writeln!(out, "{}: SGE refused the order: {code} {label}", o.prm)?
+                }
+                None => writeln!(out, "{}: the order failed: {e}", o.prm)?,
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} PRM orders failed; consent {} is stored; once the cause is fixed, order again with: {retry}",
+            outcomes.len(),
+            consent.id
+        );
+    }
+    Ok(())
+}
+
+/// `consents collect ID --collect TYPES`.
+fn collect_services(
+    config: &Config,
+    store: &Store,
+    args: &CollectArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let Some(consent) = store.consent(args.id)? else {
+        bail!("no consent with id {}", args.id);
+    };
+    if !consent.is_sge() {
+        bail!(
+            "consent {} is a Data Connect consent: access services are ordered for SGE consents (consents add --upstream sge)",
+            consent.id
+        );
+    }
+    let (runtime, client) = sge_client(config, "consents collect", "")?;
+    order(
+        &runtime,
+        &client,
+        store,
+        &consent,
+        &data_types(&args.collect),
+        out,
+    )
+}
+
+/// `consents revoke ID`: an SGE consent's active services are stopped first
+/// (each outcome recorded), then the consent is revoked in any case; an error
+/// (exit non-zero) when a stop failed. A consent already ended whose services
+/// are still active has its stops tried again.
+fn revoke_consent(
+    config: &Config,
+    store: &Store,
+    id: i64,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let Some(consent) = store.consent(id)? else {
+        bail!("no consent with id {id}");
+    };
+    let active: Vec<AccessService> = if consent.is_sge() {
+        store
+            .access_services_of_consent(id)?
+            .into_iter()
+            .filter(AccessService::is_active)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut unstopped = 0usize;
+    if !active.is_empty() {
+        match sge_client(config, "stopping the consent's access services", "") {
+            Err(e) => {
+                unstopped = active.len();
+                writeln!(
+                    out,
+                    "consent {id}: {} access service(s) not stopped at Enedis: {e:#}",
+                    active.len()
+                )?;
+            }
+            Ok((runtime, client)) => {
+                let tally = Tally::new(Ask::agent());
+                let outcomes: Vec<StopOutcome> = runtime.block_on(
+                    services::stop_consent_services(store, &client, id, now_seconds(), &tally),
+                )?;
+                for o in &outcomes {
+                    let s = &o.service;
+                    match &o.result {
+                        StopResult::Stopped => writeln!(
+                            out,
+                            "{}: {} service {} stopped at Enedis",
+                            s.prm, s.data, s.service_id
+                        )?,
+                        StopResult::Ended => writeln!(
+                            out,
+                            "{}: {} service {} had reached its end ({}): nothing to stop",
+                            s.prm, s.data, s.service_id, s.end
+                        )?,
+                        StopResult::NotActiveAtEnedis => writeln!(
+                            out,
+                            "{}: {} service {}: SGE knows no such active service (SGT4G3): recorded as stopped",
+                            s.prm, s.data, s.service_id
+                        )?,
+                        StopResult::Failed(why) => {
+                            unstopped += 1;
+                            writeln!(
+                                out,
+                                "{}: {} service {} NOT stopped: {why}",
+                                s.prm, s.data, s.service_id
+                            )?
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let revoked = match store.revoke_consent(id) {
+        Ok(consent) => {
+            writeln!(
+                out,
+                "consent {} revoked ({}); it stays on record for the audit trail",
+                consent.id,
+                consent.upstream()
+            )?;
+            true
+        }
+        Err(StoreError::NoSuchConsent(id)) => bail!("no consent with id {id}"),
+        Err(StoreError::Invalid(why)) if active.is_empty() => bail!("{why}"),
+        Err(StoreError::Invalid(_)) => {
+            writeln!(
+                out,
+                "consent {id} was already {}: its access services' stops were tried again",
+                consent.state
+            )?;
+            false
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if unstopped > 0 {
+        bail!(
+            "{unstopped} access service(s) of consent {id} are still active at Enedis (SGE collects and bills them); {}the agent retries the stop at each housekeeping pass while it runs with [sge], or run: quoalise-agent consents revoke {id}",
+            if revoked {
+                "the consent is revoked all the same; "
+            } else {
+                ""
+            }
+        );
+    }
     Ok(())
 }
 

@@ -51,6 +51,12 @@ use crate::xmpp::{CommandSet, InvalidPeerJid, SessionState, SetupError, XmppAgen
 /// How often consents past their validity are marked expired and the consent
 /// gauge refreshed.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
+/// Most SGE access services one housekeeping pass stops (one SGE call per PRM):
+/// the rest waits for the next pass.
+const STOPS_PER_PASS: usize = 20;
+/// Longest wait in SGE's quota of a pass's stop calls; a call that would start
+/// later fails (recorded) and is tried again at the next pass.
+const STOP_QUOTA_WAIT: Duration = Duration::from_secs(20);
 /// Heartbeat of the main loop when systemd runs no watchdog (nothing reads it
 /// then; the loop stays the same).
 const DEFAULT_BEAT: Duration = Duration::from_secs(10);
@@ -313,6 +319,8 @@ impl Agent {
         let watchdog = watchdog.map(|w| w.spawn(heartbeat.clone()));
         let mut beat = tokio::time::interval(beat_every);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        // One pass of SGE stops at a time: a slow one makes the next tick skip.
+        let stopping = Arc::new(tokio::sync::Mutex::new(()));
 
         let mut clean = true;
         loop {
@@ -324,6 +332,7 @@ impl Agent {
                 _ = beat.tick() => heartbeat.beat(),
                 _ = housekeeping.tick() => {
                     tokio::spawn(count_consents(ctx.clone()));
+                    tokio::spawn(stop_ended_access_services(ctx.clone(), stopping.clone()));
                     tokio::spawn(purge_contracts(cache.clone()));
                 }
                 r = &mut web => {
@@ -519,6 +528,66 @@ async fn count_consents(ctx: Arc<AgentContext>) {
             ctx.metrics.set_consents(&counts);
         }
         Err(e) => tracing::warn!(error = %e, "cannot count consents for the metrics"),
+    }
+}
+
+/// Stops at Enedis the access services of SGE consents no longer usable (expired,
+/// or revoked while SGE could not be reached), through the agent's SGE client:
+/// at most [`STOPS_PER_PASS`], each stop logged (`info`), each failure logged
+/// (`warn`) and recorded, then tried again at the next pass. Skipped while the
+/// previous pass runs, and without `[sge]`.
+async fn stop_ended_access_services(ctx: Arc<AgentContext>, stopping: Arc<tokio::sync::Mutex<()>>) {
+    let Some(sge) = ctx.sge.clone() else {
+        return;
+    };
+    let Ok(_pass) = stopping.try_lock() else {
+        tracing::debug!("the previous pass still stops SGE access services");
+        return;
+    };
+    let ask = upstream::Ask::agent()
+        .with_class(upstream::Class::Background)
+        .with_deadline(tokio::time::Instant::now() + STOP_QUOTA_WAIT);
+    let tally = upstream::http::Tally::new(ask);
+    let outcomes = upstream::sge::services::stop_ended_consents(
+        &ctx.store,
+        &sge,
+        now_seconds(),
+        STOPS_PER_PASS,
+        &tally,
+    )
+    .await;
+    let outcomes = match outcomes {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot stop the SGE access services of ended consents");
+            return;
+        }
+    };
+    use upstream::sge::services::StopResult;
+    for o in outcomes {
+        let s = &o.service;
+        match &o.result {
+            StopResult::Failed(why) => tracing::warn!(
+                consent = s.consent_id,
+                prm = %s.prm,
+                data = s.data.code(),
+                service = %s.service_id,
+                error = %why,
+                "SGE access service of an ended consent NOT stopped; tried again at the next pass"
+            ),
+            result => tracing::info!(
+                consent = s.consent_id,
+                prm = %s.prm,
+                data = s.data.code(),
+                service = %s.service_id,
+                how = match result {
+                    StopResult::Ended => "reached its end date",
+                    StopResult::NotActiveAtEnedis => "not active at Enedis (SGT4G3)",
+                    _ => "stopped by CommanderArretServicesAccesDonnees",
+                },
+                "SGE access service of an ended consent stopped"
+            ),
+        }
     }
 }
 

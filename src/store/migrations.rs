@@ -114,6 +114,10 @@ CREATE INDEX oauth_states_expires ON oauth_states (expires_at);
         name: "declared consents (Enedis SGE)",
         sql: super::consents::MIGRATION_SGE,
     },
+    Migration {
+        name: "access services ordered from Enedis SGE",
+        sql: super::access_services::MIGRATION,
+    },
 ];
 
 /// The schema version this build knows.

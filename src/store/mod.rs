@@ -14,6 +14,7 @@
 //! statements of every request, through [`Store::call_now`], which runs them at once
 //! on a second connection that never waits for a lock.
 
+pub mod access_services;
 pub mod audit;
 pub mod backup;
 pub mod consents;
@@ -23,6 +24,7 @@ pub mod oauth;
 pub mod readings;
 pub mod subscriptions;
 
+pub use access_services::{AccessService, NewAccessService, SgeDataType};
 pub use audit::{
     Access, AccessBasis, AccessError, AccessOutcome, AuditError, AuditFilter, AuditRecord, Subject,
 };

@@ -44,6 +44,17 @@ impl Limits {
         }
     }
 
+    /// Enedis SGE's limits for `series`: Data Connect's calls (7 days of curve,
+    /// a year of daily data), but a history of exactly 24 months of curve and 36
+    /// of daily data, without Data Connect's 15 days of grace (SGE refuses the
+    /// day before with SGT4L8).
+    pub fn sge(series: Series) -> Limits {
+        Limits {
+            history_days: 0,
+            ..Limits::of(series)
+        }
+    }
+
     /// The oldest day Enedis serves when today (Paris) is `today`.
     pub fn oldest(&self, today: Date) -> Date {
         today
@@ -52,6 +63,9 @@ impl Limits {
     }
 
     fn describe(&self) -> String {
+        if self.history_days == 0 {
+            return format!("{} months", self.history_months);
+        }
         format!(
             "{} months + {} days",
             self.history_months, self.history_days
@@ -84,12 +98,22 @@ fn series_label(series: Series) -> &'static str {
 /// today's date in Paris. For a derived series, the days to derive (its calls are
 /// those of the index it is derived from).
 pub fn plan(series: Series, from: Date, to: Date, today: Date) -> Result<Plan, UpstreamError> {
+    plan_within(Limits::of(series), series, from, to, today)
+}
+
+/// [`plan`] within other `limits` (Enedis SGE's: [`Limits::sge`]).
+pub fn plan_within(
+    limits: Limits,
+    series: Series,
+    from: Date,
+    to: Date,
+    today: Date,
+) -> Result<Plan, UpstreamError> {
     if from >= to {
         return Err(UpstreamError::BadWindow(format!(
             "the period is empty: its start {from} is not before its end {to} (the end day is excluded)"
         )));
     }
-    let limits = Limits::of(series);
     let label = series_label(series);
     let oldest = limits.oldest(today);
     let mut notes = Vec::new();

@@ -15,7 +15,10 @@
 //! - `list_usage_points` says which platform reads each PRM, `get_contract` reads
 //!   SGE's technical data, the audit trail records the declared consent as the
 //!   basis, and a revoked declaration refuses the next request, saying how the
-//!   operator declares one.
+//!   operator declares one;
+//! - a load curve collected with `consents add --collect load-curve` is stopped at
+//!   Enedis by the running agent once its consent has expired (the housekeeping
+//!   pass, which runs as the agent starts, then every minute).
 
 use crate::common;
 use crate::common::agent_harness;
@@ -319,4 +322,75 @@ async fn a_c5_meter_through_sge_dst_day_refusals_listing_contract_and_revocation
         text.contains("revoked") && text.contains("--upstream sge"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_stops_the_collection_of_a_consent_that_expired() {
+    let mut d = Deployment::start(sge_settings()).await;
+    let until = today().checked_add(1.year()).unwrap().to_string();
+    let (code, out, err) = consents(
+        &d,
+        &[
+            "add",
+            "--upstream",
+            "sge",
+            "--owner",
+            "alice@localhost",
+            "--prm",
+            C4_PRM,
+            "--mandate",
+            "MANDAT-2026-0042",
+            "--company",
+            "Énergie partagée du Val",
+            "--until",
+            &until,
+            "--collect",
+            "load-curve",
+        ],
+    );
+    assert_eq!(code, 0, "consents add failed:\n{out}\n{err}");
+    let services = d.sim.admin().sge_services().await;
+    let service = services["services"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["pointId"] == C4_PRM))
+        .unwrap_or_else(|| panic!("no service for {C4_PRM}: {services}"))
+        .clone();
+    assert_eq!(service["typeDonnees"], "CDC", "{service}");
+    assert_eq!(service["dateFin"], until.as_str(), "{service}");
+    assert_eq!(service["titulaire"], "Énergie partagée du Val", "{service}");
+    assert!(service["dateArret"].is_null(), "{service}");
+    let id = service["serviceSouscritId"].as_str().unwrap().to_owned();
+
+    // The consent expires (as the store marks it past its validity); the agent's
+    // housekeeping runs as it starts.
+    let store = Store::open(d.dir.path().join("agent.db")).unwrap();
+    let consent = store.list_consents().unwrap()[0].id;
+    store
+        .set_consent_state(consent, quoalise_agent::store::ConsentState::Expired)
+        .unwrap();
+    d.agent.restart().await;
+    assert!(
+        d.agent
+            .wait_log(
+                "SGE access service of an ended consent stopped",
+                std::time::Duration::from_secs(60)
+            )
+            .await,
+        "{}",
+        d.agent.log()
+    );
+    let log = d.agent.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("SGE access service of an ended consent stopped"))
+        .unwrap();
+    assert!(line.contains(&id) && line.contains("INFO"), "{line}");
+    let services = d.sim.admin().sge_services().await;
+    let stopped = services["services"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["serviceSouscritId"] == id.as_str()))
+        .unwrap();
+    assert!(stopped["dateArret"].is_string(), "{stopped}");
+    let recorded = store.access_service(&id).unwrap().unwrap();
+    assert!(recorded.stopped_at.is_some(), "{recorded:?}");
 }

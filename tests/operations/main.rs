@@ -15,4 +15,5 @@ mod faults_crash;
 mod faults_secrets;
 mod logging_output;
 mod logging_secrets;
+mod sge_access_services;
 mod store_health;

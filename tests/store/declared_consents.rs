@@ -104,7 +104,12 @@ const TABLES: [(&str, &str); 7] = [
 fn a_store_of_the_previous_schema_keeps_every_row_and_rule_once_migrated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.db");
-    let previous = MIGRATIONS.len() - 1;
+    // The schema before the declared consents' migration (later migrations run
+    // too when the store opens).
+    let previous = MIGRATIONS
+        .iter()
+        .position(|m| m.name == "declared consents (Enedis SGE)")
+        .unwrap();
     let now = now_seconds();
     let (from, until) = (now - 86_400, now + 300 * 86_400);
     // A store as the previous build left it, written with foreign keys on as the
@@ -175,14 +180,19 @@ fn a_store_of_the_previous_schema_keeps_every_row_and_rule_once_migrated() {
         // there with the same text, plus the declarations' own.
         let after_triggers = triggers(&conn);
         let mut expected = before_triggers.clone();
-        expected.push((
-            "sge_declarations_of_sge_consents".into(),
-            after_triggers
-                .iter()
-                .find(|(n, _)| n == "sge_declarations_of_sge_consents")
-                .map(|(_, sql)| sql.clone())
-                .expect("the declarations' trigger"),
-        ));
+        for own in [
+            "sge_declarations_of_sge_consents",
+            "sge_access_services_of_sge_consents",
+        ] {
+            expected.push((
+                own.into(),
+                after_triggers
+                    .iter()
+                    .find(|(n, _)| n == own)
+                    .map(|(_, sql)| sql.clone())
+                    .unwrap_or_else(|| panic!("the trigger {own}")),
+            ));
+        }
         expected.sort();
         assert_eq!(after_triggers, expected);
         assert!(

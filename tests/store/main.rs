@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod access_services;
 mod audit_schema;
 mod consents;
 mod declared_consents;

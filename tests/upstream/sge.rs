@@ -588,11 +588,28 @@ fn day_sums(readings: &[Reading], from: Date, days: i64) -> Vec<i64> {
         .collect()
 }
 
+/// `days` Paris days ending at least three days ago, none of them a DST day:
+/// what `SgeClient::readings` serves today (it plans with the real clock, within
+/// SGE's 24 months of curve), with whole days of 24 hours.
+fn recent_plain_days(days: i64) -> (Date, Date) {
+    let today = quoalise_agent::time::paris_today(jiff::Timestamp::now());
+    let mut to = today.checked_sub(jiff::Span::new().days(3)).unwrap();
+    loop {
+        let from = to.checked_sub(jiff::Span::new().days(days)).unwrap();
+        if day_start(to).unwrap() - day_start(from).unwrap() == days * 86_400 {
+            return (from, to);
+        }
+        to = from;
+    }
+}
+
 #[tokio::test]
 async fn curves_and_energy_from_the_simulator_are_normalised() {
-    let sim = Sim::start_sge(&["--today", TODAY]);
+    // The real clock's days: readings() plans with it (the example dates of the
+    // other tests are older than SGE's 24 months of curve).
+    let sim = Sim::start_sge(&[]);
     let sge = client(&agent_settings(&sim));
-    let (from, to) = (date(2023, 4, 3), date(2023, 4, 10));
+    let (from, to) = recent_plain_days(7);
     let ask = Ask::peer("peer@example.net", Class::Interactive);
     for (point, minutes) in [(C5, 30i64), (C4, 5)] {
         sim.admin().clear_calls().await;
@@ -634,6 +651,55 @@ async fn curves_and_energy_from_the_simulator_are_normalised() {
     }
 }
 
+/// SGE serves 24 months of curve: a period reaching further back is served from
+/// the limit, with a note saying so, and the days before it cost no call; a
+/// period wholly before it is refused without a call.
+#[tokio::test]
+async fn curves_older_than_sge_serves_are_left_out_with_a_note() {
+    let sim = Sim::start_sge(&[]);
+    let sge = client(&agent_settings(&sim));
+    let today = quoalise_agent::time::paris_today(jiff::Timestamp::now());
+    let days = |n: i64| today.checked_sub(jiff::Span::new().days(n)).unwrap();
+    let ask = Ask::agent();
+
+    let straddling = sge
+        .readings(
+            prm(C4),
+            Series::ConsumptionPower,
+            days(740),
+            days(720),
+            &ask,
+        )
+        .await
+        .unwrap();
+    assert!(straddling.from > days(740), "{:?}", straddling.from);
+    assert_eq!(straddling.to, days(720));
+    assert!(
+        straddling.notes.iter().any(|n| n.contains("24 months")),
+        "{:?}",
+        straddling.notes
+    );
+    assert!(straddling.calls <= 3, "{} calls", straddling.calls);
+    assert_eq!(
+        straddling.readings.first().map(|r| r.start),
+        Some(day_start(straddling.from).unwrap())
+    );
+
+    sim.admin().clear_calls().await;
+    let e = sge
+        .readings(
+            prm(C4),
+            Series::ConsumptionPower,
+            days(900),
+            days(890),
+            &ask,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadRequest, "{e}");
+    assert_eq!(cmd_calls(&sim).await, 0, "nothing asked of SGE");
+}
+
 #[tokio::test]
 async fn sgt_faults_surface_with_their_code_and_are_not_retried() {
     let sim = Sim::start_sge(&["--today", TODAY]);
@@ -660,14 +726,13 @@ async fn sgt_faults_surface_with_their_code_and_are_not_retried() {
     let eight = MeasuresRequest::curve(prm(C4), date(2023, 4, 1), date(2023, 4, 9));
     let e = sge.measures(&eight, &tally).await.unwrap_err();
     assert_eq!(e.sgt_code(), Some("SGT4L8"));
+    // readings() plans with the real clock: recent days, on a simulator that
+    // has the same today.
+    let sim = Sim::start_sge(&[]);
+    let sge = client(&agent_settings(&sim));
+    let (from, to) = recent_plain_days(8);
     let fetched = sge
-        .readings(
-            prm(C4),
-            Series::ConsumptionPower,
-            date(2023, 4, 1),
-            date(2023, 4, 9),
-            &Ask::agent(),
-        )
+        .readings(prm(C4), Series::ConsumptionPower, from, to, &Ask::agent())
         .await
         .unwrap();
     assert_eq!(fetched.calls, 2, "8 days are two calls of at most 7");

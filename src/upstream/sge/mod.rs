@@ -6,6 +6,7 @@
 //! | [`measures`] | `ConsultationMesuresDetaillees` v3.0: curves, daily energy, maxima, indexes → normalised [`Reading`]s |
 //! | [`technical`] | `ConsultationDonneesTechniquesContractuelles` v1.0 → [`Contract`](crate::quoalise::Contract) |
 //! | [`access`] | `CommanderServicesAccesDonnees` v1.0 and `CommanderArretServicesAccesDonnees` v1.0 |
+//! | [`services`] | those orders for the declared consents of the store: ordered, recorded, stopped when the consent ends |
 //!
 //! [`transport`] POSTs SOAP 1.1 over mutual TLS, waits in the [`QuotaLimiter`]
 //! given to it, retries a technical failure once, and turns faults into
@@ -14,6 +15,7 @@
 
 pub mod access;
 pub mod measures;
+pub mod services;
 pub mod soap;
 pub mod technical;
 pub mod transport;
@@ -25,21 +27,14 @@ pub use transport::{FaultKind, Service, SgeError, SgeFault, SgeSettings, SgeTran
 
 use std::sync::Arc;
 
-use jiff::ToSpan;
 use jiff::civil::Date;
 
 use crate::metrics::Metrics;
-use crate::quoalise::{Prm, Reading, Series, SeriesKind};
+use crate::quoalise::{Prm, Reading, Series};
 use crate::upstream::http::Tally;
 use crate::upstream::limiter::{Ask, QuotaLimiter};
 use crate::upstream::normalise::ShapeError;
 use crate::upstream::{Fetched, UpstreamError};
-
-/// Most days of curve one call may ask (SGE refuses 8 with SGT4L8).
-pub const CURVE_DAYS_PER_CALL: i64 = 7;
-/// Most days of daily data (energy, maxima, index) one call asks. SGE documents
-/// only the 36 months of history; a year a call is an inferred, prudent size.
-pub const DAILY_DAYS_PER_CALL: i64 = 366;
 
 /// The client of `[sge]`, waiting in a quota of its own (`sge.calls_per_second`,
 /// `sge.calls_per_hour`, with Data Connect's share kept for interactive
@@ -121,7 +116,8 @@ impl SgeClient {
     /// The readings of `series` for `prm` over the Paris days `[from, to[`, as the
     /// agent's [`Upstream::readings`](crate::upstream::Upstream::readings) wants
     /// them: curves by calls of at most 7 days (a week is one call), daily data by
-    /// calls of at most [`DAILY_DAYS_PER_CALL`]; an index answers every class
+    /// calls of at most a year, within the history SGE serves (24 months of curve,
+    /// 36 of daily data: older days are left out with a note); an index answers every class
     /// (`siblings`). Under the client's `cadreAcces` ([`SgeClient::with_access_frame`]).
     pub async fn readings(
         &self,
@@ -138,17 +134,20 @@ impl SgeClient {
                 "{series} is derived from the index, not read from SGE"
             )));
         };
-        let per_call = if series.kind() == SeriesKind::LoadCurve {
-            CURVE_DAYS_PER_CALL
-        } else {
-            DAILY_DAYS_PER_CALL
-        };
+        // SGE's limits are nearly Data Connect's (7 days of curve a call, curves
+        // within 24 months, daily data within 36): the same plan, clamping and
+        // notes.
+        let plan = crate::upstream::window::plan_within(
+            crate::upstream::window::Limits::sge(series),
+            series,
+            from,
+            to,
+            crate::time::paris_today(jiff::Timestamp::now()),
+        )?;
         let tally = Tally::new(ask.clone());
         let mut readings: Vec<Reading> = Vec::new();
         let mut siblings: Vec<(Series, Vec<Reading>)> = Vec::new();
-        let mut start = from;
-        while start < to {
-            let end = start.checked_add(per_call.days()).map_or(to, |d| d.min(to));
+        for &(start, end) in &plan.calls {
             let request = MeasuresRequest {
                 from: start,
                 to: end,
@@ -164,7 +163,6 @@ impl SgeClient {
                     None => siblings.push((s, r)),
                 }
             }
-            start = end;
         }
         crate::time::sort_dedup(&mut readings);
         for (_, r) in &mut siblings {
@@ -173,9 +171,9 @@ impl SgeClient {
         Ok(Fetched {
             readings,
             calls: tally.get(),
-            from,
-            to,
-            notes: Vec::new(),
+            from: plan.from,
+            to: plan.to,
+            notes: plan.notes,
             siblings,
         })
     }
