@@ -56,6 +56,11 @@ struct Inner {
     cache_misses: AtomicU64,
     xmpp_reconnects: AtomicU64,
     xmpp_session_up: AtomicBool,
+    /// Store statements that failed for a reason of the store itself, by kind
+    /// (`disk_full`, `read_only`…) and operation.
+    store_write_failures: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Whether the store's last write (or write probe) succeeded.
+    store_writable: AtomicBool,
     consents: Mutex<BTreeMap<&'static str, u64>>,
     subscriptions_pushed: AtomicU64,
     /// Per peer (a configured bare JID, or `agent`) and class: calls granted, and
@@ -180,6 +185,8 @@ impl Metrics {
                 cache_misses: AtomicU64::new(0),
                 xmpp_reconnects: AtomicU64::new(0),
                 xmpp_session_up: AtomicBool::new(false),
+                store_write_failures: Mutex::default(),
+                store_writable: AtomicBool::new(true),
                 consents: Mutex::default(),
                 subscriptions_pushed: AtomicU64::new(0),
                 peer_calls: Mutex::default(),
@@ -296,6 +303,19 @@ impl Metrics {
         self.inner.xmpp_session_up.load(Ordering::Relaxed)
     }
 
+    /// A store write failed for a reason of the store itself: `kind` says which
+    /// (`disk_full`, `read_only`, `io_error`…), `operation` what was being written.
+    pub fn store_write_failure(&self, kind: &'static str, operation: &'static str) {
+        *lock(&self.inner.store_write_failures)
+            .entry((kind, operation))
+            .or_default() += 1;
+    }
+
+    /// Whether the store accepts writes, as its last write or probe found.
+    pub fn set_store_writable(&self, writable: bool) {
+        self.inner.store_writable.store(writable, Ordering::Relaxed);
+    }
+
     /// Replaces the number of consents per state (e.g. `"active"`, `"expired"`,
     /// `"revoked"`) with `counts`, as counted in the store. A state seen before but
     /// absent from `counts` is set to 0, so a state that emptied does not keep its
@@ -406,6 +426,29 @@ impl Metrics {
             "quoalise_agent_xmpp_session_up",
             "1 while the XMPP session is up, 0 otherwise.",
             u64::from(inner.xmpp_session_up.load(Ordering::Relaxed)),
+        );
+
+        family(
+            &mut out,
+            "quoalise_agent_store_write_failures_total",
+            "Store statements that failed for a reason of the store itself, by kind \
+             (disk_full, read_only, io_error, cannot_open, corrupt, permission_denied, other) \
+             and operation (what was being written, or probe).",
+            "counter",
+        );
+        for (&(kind, operation), &n) in lock(&inner.store_write_failures).iter() {
+            sample(
+                &mut out,
+                "quoalise_agent_store_write_failures_total",
+                &[("kind", kind), ("operation", operation)],
+                n,
+            );
+        }
+        gauge(
+            &mut out,
+            "quoalise_agent_store_writable",
+            "1 while the store accepts writes (its last write or write probe succeeded), 0 otherwise.",
+            u64::from(inner.store_writable.load(Ordering::Relaxed)),
         );
 
         family(
@@ -664,6 +707,11 @@ quoalise_agent_xmpp_reconnects_total 0
 # HELP quoalise_agent_xmpp_session_up 1 while the XMPP session is up, 0 otherwise.
 # TYPE quoalise_agent_xmpp_session_up gauge
 quoalise_agent_xmpp_session_up 0
+# HELP quoalise_agent_store_write_failures_total Store statements that failed for a reason of the store itself, by kind (disk_full, read_only, io_error, cannot_open, corrupt, permission_denied, other) and operation (what was being written, or probe).
+# TYPE quoalise_agent_store_write_failures_total counter
+# HELP quoalise_agent_store_writable 1 while the store accepts writes (its last write or write probe succeeded), 0 otherwise.
+# TYPE quoalise_agent_store_writable gauge
+quoalise_agent_store_writable 1
 # HELP quoalise_agent_consents Consents in the store, by state.
 # TYPE quoalise_agent_consents gauge
 # HELP quoalise_agent_subscriptions_pushed_total Daily data messages sent to subscribers.

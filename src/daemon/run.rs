@@ -110,7 +110,7 @@ fn web_state(ctx: &Arc<AgentContext>) -> WebState {
     )
 }
 
-/// `/healthz`: the store answers, and the XMPP session is up.
+/// `/healthz`: the store answers and accepts writes, and the XMPP session is up.
 fn health(ctx: &Arc<AgentContext>) -> Health {
     let store = ctx.store.clone();
     let xmpp = ctx.xmpp.clone();
@@ -118,10 +118,13 @@ fn health(ctx: &Arc<AgentContext>) -> Health {
         ctx.metrics.clone(),
         vec![
             check_fn("store", move || {
-                store
-                    .schema_version()
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+                store.schema_version().map_err(|e| e.to_string())?;
+                // A write, at most once a second however often monitors ask.
+                store.probe_writes_at_most_every(HEALTHZ_PROBE_GAP);
+                match store.write_failure() {
+                    None => Ok(()),
+                    Some(failure) => Err(failure.to_string()),
+                }
             }),
             check_fn("xmpp", move || match xmpp.state() {
                 SessionState::Up => Ok(()),
@@ -135,6 +138,12 @@ fn health(ctx: &Arc<AgentContext>) -> Health {
         ],
     )
 }
+
+/// `/healthz` probes the store's writes at most this often.
+const HEALTHZ_PROBE_GAP: Duration = Duration::from_secs(1);
+
+/// How often the store's writes are probed when nothing asks `/healthz`.
+const STORE_PROBE_EVERY: Duration = Duration::from_secs(10);
 
 /// How often the store's WAL is checkpointed, off the request path.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -222,6 +231,7 @@ impl Agent {
         tracing::info!(path = %store.path().display(), "store open");
         sync_grants(&store, &config.peers).await?;
         let metrics = Metrics::new();
+        store.set_metrics(&metrics);
         // Without [enedis] (SGE only): no Data Connect client, cache or token; the
         // upstream refuses whatever would go to Data Connect, saying why.
         let (upstream, cache): (Arc<dyn upstream::Upstream>, _) = match &config.enedis {
@@ -312,6 +322,7 @@ impl Agent {
         let mut session =
             tokio::spawn(xmpp.run(commands(ctx.clone()), ctx.peers.clone(), shutdown.clone()));
         let watcher = tokio::spawn(watch_session(ctx.clone()));
+        let store_watcher = tokio::spawn(watch_store(ctx.store.clone()));
         let pushes = tokio::spawn(Scheduler::new(ctx.clone()).run(shutdown.clone()));
 
         let settings = ctx.settings();
@@ -382,6 +393,7 @@ impl Agent {
             }
         }
         watcher.abort();
+        store_watcher.abort();
         pushes.abort();
         if let Some(w) = watchdog {
             w.abort();
@@ -425,6 +437,32 @@ async fn on_reload(ctx: &Arc<AgentContext>, path: &Path) {
                 tracing::error!(problem = %line, "reload rejected: the old configuration stays in force");
             }
             systemd::reload_rejected(reasons);
+        }
+    }
+}
+
+/// Probes the store's writes every [`STORE_PROBE_EVERY`], so that a quiet agent
+/// notices a full disk too (and the metrics and log say so), and tells systemd
+/// (`STATUS=`) when the store starts or stops failing.
+async fn watch_store(store: Store) {
+    let mut every = tokio::time::interval(STORE_PROBE_EVERY);
+    let mut failing = false;
+    loop {
+        every.tick().await;
+        let probed = store.call(|s| Ok(s.probe_writes())).await;
+        if let Err(e) = probed {
+            tracing::warn!(error = %e, "the store probe did not run");
+        }
+        match store.write_failure() {
+            Some(failure) if !failing => {
+                failing = true;
+                systemd::status(&format!("store: {failure}"));
+            }
+            None if failing => {
+                failing = false;
+                systemd::status("serving; store writes work again");
+            }
+            _ => {}
         }
     }
 }

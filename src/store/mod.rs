@@ -18,6 +18,7 @@ pub mod access_services;
 pub mod audit;
 pub mod backup;
 pub mod consents;
+pub mod health;
 pub mod migrations;
 pub mod oauth;
 pub mod readings;
@@ -31,6 +32,7 @@ pub use consents::{
     Civility, Consent, ConsentState, ConsentUpstream, NewConsent, NewSgeConsent, PrmUpstream,
     SgeDeclaration, SgeHolder, StoredTokens, TokenSet,
 };
+pub use health::{Probe, WriteFailure};
 pub use subscriptions::{SubscribeError, Subscription};
 
 use std::path::{Path, PathBuf};
@@ -75,6 +77,11 @@ pub enum StoreError {
     Task(String),
     #[error("store: cannot {0}")]
     Write(String),
+    /// The file system refuses to open `path` for writing (read-only mount,
+    /// immutable file, permissions): the open connections may still write, but a
+    /// restart could not.
+    #[error("store: {path} cannot be opened for writing: {reason}")]
+    NotWritable { path: PathBuf, reason: String },
 }
 
 impl StoreError {
@@ -118,6 +125,8 @@ struct Inner {
     background_checkpoints: AtomicBool,
     /// Cached days read through `now`, in memory ([`readings::HotDays`]).
     hot_days: Mutex<readings::HotDays>,
+    /// Whether writes succeed ([`health`]).
+    health: health::WriteHealth,
 }
 
 impl std::fmt::Debug for Store {
@@ -156,6 +165,7 @@ impl Store {
                 now: OnceLock::new(),
                 background_checkpoints: AtomicBool::new(false),
                 hot_days: Mutex::new(readings::HotDays::default()),
+                health: health::WriteHealth::default(),
             }),
             now: false,
         })
@@ -188,12 +198,19 @@ impl Store {
                 let mut failing = false;
                 loop {
                     std::thread::sleep(every);
-                    if store.strong_count() == 0 {
+                    let Some(inner) = store.upgrade() else {
                         break;
-                    }
-                    match checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                        r.get::<_, i64>(0)
-                    }) {
+                    };
+                    let checkpoint = checkpointer
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                            r.get::<_, i64>(0)
+                        })
+                        .map_err(StoreError::sqlite("checkpoint"));
+                    // A checkpoint that cannot grow the database file is a
+                    // failed write like any other.
+                    inner.health.observe(&checkpoint);
+                    drop(inner);
+                    match checkpoint {
                         Ok(_) => failing = false,
                         Err(e) if !failing => {
                             failing = true;
@@ -225,9 +242,11 @@ impl Store {
         T: Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
+        let result = tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        self.inner.health.observe(&result);
+        result
     }
 
     /// Runs `f` at once, on the calling thread, when SQLite can do it without
@@ -254,7 +273,10 @@ impl Store {
                 Err(e) if e.is_busy() => {
                     tracing::debug!(error = %e, "store busy: statement moved to the blocking pool");
                 }
-                done => return done,
+                done => {
+                    self.inner.health.observe(&done);
+                    return done;
+                }
             }
         }
         self.call(f).await

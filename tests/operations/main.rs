@@ -1,6 +1,6 @@
 //! What an operator runs and relies on, as the real binary: `check` on config
 //! files, the systemd unit, the Debian package, log output and its secrets, the `audit` and `backup`
-//! commands, and crash and secret-leak faults.
+//! commands, crash and secret-leak faults, and `/healthz` on a store that cannot be written.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -16,3 +16,4 @@ mod faults_secrets;
 mod logging_output;
 mod logging_secrets;
 mod sge_access_services;
+mod store_health;
