@@ -114,6 +114,10 @@ CREATE INDEX oauth_states_expires ON oauth_states (expires_at);
         name: "declared consents (Enedis SGE)",
         sql: super::consents::MIGRATION_SGE,
     },
+    Migration {
+        name: "the Enedis quota's ledger",
+        sql: super::ledger::MIGRATION,
+    },
 ];
 
 /// The schema version this build knows.

@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod backup;
 pub mod consents;
+pub mod ledger;
 pub mod migrations;
 pub mod oauth;
 pub mod readings;
@@ -29,6 +30,7 @@ pub use consents::{
     Civility, Consent, ConsentState, ConsentUpstream, NewConsent, NewSgeConsent, PrmUpstream,
     SgeDeclaration, SgeHolder, StoredTokens, TokenSet,
 };
+pub use ledger::{QuotaCall, QuotaLedger};
 pub use subscriptions::{SubscribeError, Subscription};
 
 use std::path::{Path, PathBuf};

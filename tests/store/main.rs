@@ -7,4 +7,5 @@ mod common;
 mod audit_schema;
 mod consents;
 mod declared_consents;
+mod quota_ledger;
 mod subscriptions;
