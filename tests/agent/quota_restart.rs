@@ -1,0 +1,147 @@
+//! The Enedis quota survives a restart (issue 19, item 3), through the REAL
+//! agent binary, a real Prosody and the REAL `enedis-sim`: with
+//! `enedis.calls_per_hour = 5`, a peer's requests spend the five calls of the
+//! hour; the agent is restarted (SIGTERM, then the same binary on the same
+//! store); its next request is refused AT ONCE with `service-unavailable` and a
+//! `<retry-after limit="hourly-quota"/>` an hour after the first call, Enedis
+//! never sees a sixth call, and `/metrics` says the hour is spent.
+//!
+//! No assertion on wall-clock time: the instant the agent states is compared
+//! with the instants the test recorded around the first call.
+
+use crate::common;
+use crate::common::agent_harness;
+
+use agent_harness::*;
+use common::xmpp_harness::{Peer, condition, submit};
+use jiff::ToSpan;
+use jiff::civil::Date;
+use quoalise_agent::xmpp::{Command, NS_QUOALISE};
+use xmpp_parsers::stanza_error::{ErrorType, StanzaError};
+
+const DAILY: &str = "consumption/energy/active/daily";
+const PER_HOUR: u64 = 5;
+
+/// `get_history` of `prm`'s daily consumption on the one Paris day `day`.
+fn one_day(prm: &str, day: Date) -> Command {
+    Command::execute(
+        "get_history",
+        Some(submit(&[
+            ("identifier", &format!("urn:dev:prm:{prm}_{DAILY}")),
+            ("start_time", &midnight(day)),
+            ("end_time", &midnight(day.tomorrow().unwrap())),
+        ])),
+    )
+}
+
+fn days_ago(n: i64) -> Date {
+    today().checked_sub(n.days()).unwrap()
+}
+
+/// The `<retry-after xmlns="urn:quoalise:0" at=… limit=…/>` of a refusal.
+fn retry_after(e: &StanzaError) -> (jiff::Timestamp, String) {
+    let child = e
+        .other
+        .as_ref()
+        .filter(|o| o.is("retry-after", NS_QUOALISE))
+        .unwrap_or_else(|| panic!("no <retry-after/> in {e:?}"));
+    let at = child
+        .attr("at")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("<retry-after/> without an instant: {child:?}"));
+    let limit = child
+        .attr("limit")
+        .unwrap_or_else(|| panic!("<retry-after/> without limit: {child:?}"))
+        .to_owned();
+    (at, limit)
+}
+
+/// The value of the metric line that is exactly `name`.
+fn metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).filter(|v| v.starts_with(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_remembers_the_calls_of_its_hour() {
+    let mut settings = AgentSettings::with_peers(vec![peer("app", &[PRM])]);
+    settings.calls_per_hour = PER_HOUR as u32;
+    settings.quota_wait_secs = 600;
+    settings.request_timeout_secs = 120;
+    let mut d = Deployment::start(settings).await;
+    let app = Peer::login(&d.prosody, "app@localhost/a").await;
+    let admin = d.sim.admin();
+    admin.clear_calls().await;
+
+    // Spend the hour: distinct days (nothing cached), each a data call, the
+    // first also the application's token.
+    let before_first = jiff::Timestamp::now();
+    let mut after_first = None;
+    let mut n = 2;
+    while admin.total_calls().await < PER_HOUR {
+        assert!(n < 2 + PER_HOUR as i64, "more requests than calls");
+        let day = days_ago(n);
+        app.command(one_day(PRM, day))
+            .await
+            .unwrap_or_else(|e| panic!("{day}: {:?}", condition(&e)));
+        after_first.get_or_insert_with(jiff::Timestamp::now);
+        n += 1;
+    }
+    let after_first = after_first.unwrap();
+    assert_eq!(admin.total_calls().await, PER_HOUR);
+    let used = r#"quoalise_agent_quota_used_this_hour"#;
+    assert_eq!(
+        metric(&d.agent.metrics().await, used),
+        Some(PER_HOUR as f64)
+    );
+
+    d.agent.restart().await;
+    // The new process knows the hour is spent before it calls anyone.
+    let metrics = d.agent.metrics().await;
+    assert_eq!(metric(&metrics, used), Some(PER_HOUR as f64), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "quoalise_agent_quota_per_hour"),
+        Some(PER_HOUR as f64)
+    );
+
+    // The next request: refused at once (its deadline is minutes away, the
+    // slot an hour), told when to come back, Enedis not asked.
+    let refused = app
+        .command(one_day(PRM, days_ago(n)))
+        .await
+        .expect_err("the hour's five calls were spent before the restart");
+    let (cond, text) = condition(&refused);
+    assert_eq!(cond, "service-unavailable", "{text}");
+    assert_eq!(refused.type_, ErrorType::Wait, "{text}");
+    let (at, limit) = retry_after(&refused);
+    assert_eq!(limit, "hourly-quota", "{text}");
+    // An hour after the first call, which left between `before_first` and
+    // `after_first`; `at` is rounded up to the second, the ledger keeps
+    // milliseconds.
+    let hour = jiff::SignedDuration::from_secs(3_600);
+    let earliest = before_first.checked_add(hour).unwrap();
+    let latest = after_first
+        .checked_add(hour + jiff::SignedDuration::from_secs(1))
+        .unwrap();
+    assert!(
+        earliest <= at && at <= latest,
+        "retry at {at}, expected an hour after the first call: {earliest} to {latest}"
+    );
+    assert_eq!(admin.total_calls().await, PER_HOUR, "no sixth call");
+    // Still the hour's five after the refusal.
+    assert_eq!(
+        metric(&d.agent.metrics().await, used),
+        Some(PER_HOUR as f64)
+    );
+    // And the log says where the count came from.
+    assert!(
+        d.agent
+            .log()
+            .contains("the calls of the last hour recorded in the store count against this hour"),
+        "{}",
+        d.agent.log()
+    );
+    d.agent.stop().await;
+}
