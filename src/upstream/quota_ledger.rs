@@ -175,3 +175,65 @@ pub async fn keep(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::limiter::{Ask, Limit};
+
+    /// Through a real SQLite file: the calls and the pause a limiter journals go
+    /// into the ledger (the last ones at the stop), and the next limiter starts
+    /// with them: the hour's count, a peer's cap, the pause's end.
+    #[tokio::test]
+    async fn the_hour_and_a_pause_go_through_the_store_to_the_next_limiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("agent.db")).unwrap();
+        let first = Arc::new(QuotaLimiter::new(100, 10));
+        let none = restore(&first, &store, DATA_CONNECT).await.unwrap();
+        assert_eq!((none.calls, none.pause), (0, None));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(keep(
+            first.clone(),
+            store.clone(),
+            DATA_CONNECT,
+            stop.clone(),
+        ));
+        let far = Instant::now() + Duration::from_secs(10);
+        let capped = Ask::peer("a@x", Class::Interactive).with_budget(1, Some(2));
+        for ask in [
+            capped.clone(),
+            capped.clone(),
+            Ask::peer("b@x", Class::Background),
+        ] {
+            first.acquire(&ask, far).await.unwrap();
+        }
+        let paused_at = Instant::now();
+        first.pause(Some(Duration::from_secs(30)));
+        stop.cancel();
+        task.await.unwrap();
+
+        let next = QuotaLimiter::new(100, 10);
+        let restored = restore(&next, &store, DATA_CONNECT).await.unwrap();
+        assert_eq!(restored.calls, 3);
+        let pause = restored.pause.unwrap();
+        let elapsed = paused_at.elapsed();
+        assert!(
+            pause <= Duration::from_secs(30)
+                && pause + elapsed + Duration::from_millis(2) >= Duration::from_secs(30),
+            "{pause:?} left of a 30 s pause, {elapsed:?} later"
+        );
+        let state = next.state();
+        assert_eq!(state.used_this_hour, 3);
+        assert!(state.next_free_in > Duration::ZERO && state.next_free_in <= pause);
+        // The capped peer's two calls count against its cap, past the pause.
+        let refused = next
+            .acquire(&capped, Instant::now() + Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.limit, Limit::PeerBudget);
+        assert!(refused.next_slot_in > Duration::from_secs(3_500));
+        // SGE's quota is another one.
+        let sge = QuotaLimiter::new(1, 10);
+        assert_eq!(restore(&sge, &store, SGE).await.unwrap().calls, 0);
+    }
+}

@@ -64,21 +64,21 @@ fn metric(metrics: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_agent_remembers_the_calls_of_its_hour() {
-    let mut settings = AgentSettings::with_peers(vec![peer("app", &[PRM])]);
-    settings.calls_per_hour = PER_HOUR as u32;
-    settings.quota_wait_secs = 600;
-    settings.request_timeout_secs = 120;
-    let mut d = Deployment::start(settings).await;
-    let app = Peer::login(&d.prosody, "app@localhost/a").await;
-    let admin = d.sim.admin();
-    admin.clear_calls().await;
+const USED: &str = "quoalise_agent_quota_used_this_hour";
 
-    // Spend the hour: distinct days (nothing cached), each a data call, the
-    // first also the application's token.
-    let before_first = jiff::Timestamp::now();
-    let mut after_first = None;
+/// Instants around the first call of the hour, as the test saw them.
+struct FirstCall {
+    before: jiff::Timestamp,
+    after: jiff::Timestamp,
+}
+
+/// Spends the hour's calls with distinct days (nothing cached), each a data
+/// call, the first also the application's token; returns when the first call
+/// was made and the next day not asked yet.
+async fn spend_the_hour(d: &Deployment, app: &Peer) -> (FirstCall, i64) {
+    let admin = d.sim.admin();
+    let before = jiff::Timestamp::now();
+    let mut after = None;
     let mut n = 2;
     while admin.total_calls().await < PER_HOUR {
         assert!(n < 2 + PER_HOUR as i64, "more requests than calls");
@@ -86,30 +86,33 @@ async fn a_restarted_agent_remembers_the_calls_of_its_hour() {
         app.command(one_day(PRM, day))
             .await
             .unwrap_or_else(|e| panic!("{day}: {:?}", condition(&e)));
-        after_first.get_or_insert_with(jiff::Timestamp::now);
+        after.get_or_insert_with(jiff::Timestamp::now);
         n += 1;
     }
-    let after_first = after_first.unwrap();
     assert_eq!(admin.total_calls().await, PER_HOUR);
-    let used = r#"quoalise_agent_quota_used_this_hour"#;
     assert_eq!(
-        metric(&d.agent.metrics().await, used),
+        metric(&d.agent.metrics().await, USED),
         Some(PER_HOUR as f64)
     );
+    let first = FirstCall {
+        before,
+        after: after.unwrap(),
+    };
+    (first, n)
+}
 
-    d.agent.restart().await;
-    // The new process knows the hour is spent before it calls anyone.
+/// After the restart: `/metrics` says the hour is spent before anyone asks;
+/// the next request is refused at once (its deadline is minutes away, the slot
+/// an hour), told to come back an hour after `first`, and Enedis is not asked.
+async fn the_hour_is_still_spent(d: &Deployment, app: &Peer, first: &FirstCall, day: Date) {
     let metrics = d.agent.metrics().await;
-    assert_eq!(metric(&metrics, used), Some(PER_HOUR as f64), "{metrics}");
+    assert_eq!(metric(&metrics, USED), Some(PER_HOUR as f64), "{metrics}");
     assert_eq!(
         metric(&metrics, "quoalise_agent_quota_per_hour"),
         Some(PER_HOUR as f64)
     );
-
-    // The next request: refused at once (its deadline is minutes away, the
-    // slot an hour), told when to come back, Enedis not asked.
     let refused = app
-        .command(one_day(PRM, days_ago(n)))
+        .command(one_day(PRM, day))
         .await
         .expect_err("the hour's five calls were spent before the restart");
     let (cond, text) = condition(&refused);
@@ -117,31 +120,92 @@ async fn a_restarted_agent_remembers_the_calls_of_its_hour() {
     assert_eq!(refused.type_, ErrorType::Wait, "{text}");
     let (at, limit) = retry_after(&refused);
     assert_eq!(limit, "hourly-quota", "{text}");
-    // An hour after the first call, which left between `before_first` and
-    // `after_first`; `at` is rounded up to the second, the ledger keeps
-    // milliseconds.
+    // An hour after the first call, which left between `before` and `after`;
+    // `at` is rounded up to the second, the ledger keeps milliseconds.
     let hour = jiff::SignedDuration::from_secs(3_600);
-    let earliest = before_first.checked_add(hour).unwrap();
-    let latest = after_first
+    let earliest = first.before.checked_add(hour).unwrap();
+    let latest = first
+        .after
         .checked_add(hour + jiff::SignedDuration::from_secs(1))
         .unwrap();
     assert!(
         earliest <= at && at <= latest,
         "retry at {at}, expected an hour after the first call: {earliest} to {latest}"
     );
-    assert_eq!(admin.total_calls().await, PER_HOUR, "no sixth call");
-    // Still the hour's five after the refusal.
+    assert_eq!(d.sim.admin().total_calls().await, PER_HOUR, "no sixth call");
     assert_eq!(
-        metric(&d.agent.metrics().await, used),
+        metric(&d.agent.metrics().await, USED),
         Some(PER_HOUR as f64)
     );
     // And the log says where the count came from.
+    let log = d.agent.log();
     assert!(
-        d.agent
-            .log()
-            .contains("the calls of the last hour recorded in the store count against this hour"),
-        "{}",
-        d.agent.log()
+        log.contains("the calls of the last hour recorded in the store count against this hour"),
+        "{log}"
     );
+}
+
+fn settings() -> AgentSettings {
+    let mut settings = AgentSettings::with_peers(vec![peer("app", &[PRM])]);
+    settings.calls_per_hour = PER_HOUR as u32;
+    settings.quota_wait_secs = 600;
+    settings.request_timeout_secs = 120;
+    settings
+}
+
+/// A clean restart (SIGTERM, as systemd or an upgrade does): the agent writes
+/// what is left of its journal before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_remembers_the_calls_of_its_hour() {
+    let mut d = Deployment::start(settings()).await;
+    let app = Peer::login(&d.prosody, "app@localhost/a").await;
+    d.sim.admin().clear_calls().await;
+    let (first, n) = spend_the_hour(&d, &app).await;
+    d.agent.restart().await;
+    the_hour_is_still_spent(&d, &app, &first, days_ago(n)).await;
+    d.agent.stop().await;
+}
+
+/// A crash (SIGKILL): nothing is written at exit, so what counts is what the
+/// agent wrote behind its calls while it ran, a batch a second. The test waits
+/// (without a time limit of its own) until the store holds the five calls, as
+/// it does a second after them, then kills the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_agent_remembers_the_calls_it_wrote_behind() {
+    let mut d = Deployment::start(settings()).await;
+    let app = Peer::login(&d.prosody, "app@localhost/a").await;
+    d.sim.admin().clear_calls().await;
+    let (first, n) = spend_the_hour(&d, &app).await;
+    let db = d.dir.path().join("agent.db");
+    let recorded = || -> i64 {
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM quota_calls WHERE platform = 'data-connect'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    // A guard against a hang, not a measure: the writes come a second apart.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while recorded() < PER_HOUR as i64 {
+        assert!(d.agent.try_status().is_none(), "the agent died");
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the calls never reached the store's ledger"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(recorded(), PER_HOUR as i64);
+    d.agent.signal("-KILL");
+    let status = d.agent.wait_exit(std::time::Duration::from_secs(30)).await;
+    assert!(!status.success(), "killed: {status}");
+    d.agent = AgentProcess::spawn(&d.files.path(), d.dir.path(), d.files.web_port, &[]);
+    d.agent
+        .wait_healthy(std::time::Duration::from_secs(60))
+        .await;
+    the_hour_is_still_spent(&d, &app, &first, days_ago(n)).await;
     d.agent.stop().await;
 }
