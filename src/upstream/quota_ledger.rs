@@ -127,7 +127,7 @@ pub async fn keep(
             pending.drain(..drop);
         }
         if let Some(until) = journal.pause_until {
-            let until = to_wall(now, now, now_ms)
+            let until = now_ms
                 + i64::try_from(until.saturating_duration_since(now).as_millis())
                     .unwrap_or(i64::MAX / 2);
             pause = Some(pause.map_or(until, |p| p.max(until)));
