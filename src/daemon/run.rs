@@ -44,7 +44,7 @@ use crate::quoalise::Scopes;
 use crate::store::{ConsentState, Store, StoreError, now_seconds};
 use crate::systemd::{self, Heartbeat, Watchdog};
 use crate::upstream::cache::CachedUpstream;
-use crate::upstream::{self, UpstreamError};
+use crate::upstream::{self, EnedisClient, QuotaLimiter, Upstream, UpstreamError, quota_ledger};
 use crate::web::{PeerDirectory, WebSettings, WebState};
 use crate::xmpp::{CommandSet, InvalidPeerJid, SessionState, SetupError, XmppAgent};
 
@@ -207,6 +207,8 @@ pub struct Agent {
     xmpp: XmppAgent,
     listener: tokio::net::TcpListener,
     config_path: PathBuf,
+    /// Each Enedis quota and its name in the store's ledger.
+    ledgers: Vec<(Arc<QuotaLimiter>, &'static str)>,
 }
 
 impl Agent {
@@ -230,7 +232,13 @@ impl Agent {
         sync_grants(&store, &config.peers).await?;
         let metrics = Metrics::new();
         store.set_metrics(&metrics);
-        let upstream = upstream::connect(&config.enedis, store.clone(), metrics.clone())?;
+        let client = Arc::new(EnedisClient::with_metrics(
+            &config.enedis,
+            store.clone(),
+            metrics.clone(),
+        )?);
+        let mut ledgers = vec![(client.limiter().clone(), quota_ledger::DATA_CONNECT)];
+        let upstream: Arc<dyn Upstream> = client;
         // Every read goes through the cache and coalescing (crate::upstream::cache).
         let cache =
             Arc::new(CachedUpstream::new(upstream, store.clone()).with_metrics(metrics.clone()));
@@ -241,10 +249,14 @@ impl Agent {
                 let client = upstream::sge::connect(sge, &config.enedis, metrics.clone())
                     .map_err(UpstreamError::from)?;
                 tracing::info!(endpoint = %sge.endpoint, login = %sge.login, "Enedis SGE client ready");
+                ledgers.push((client.limiter().clone(), quota_ledger::SGE));
                 Some(Arc::new(client))
             }
             None => None,
         };
+        for (limiter, platform) in &ledgers {
+            restore_quota(limiter, &store, platform).await?;
+        }
         let xmpp = XmppAgent::new(&config.xmpp)?;
         let listen = config.web.listen;
         let mut ctx = AgentContext::new(config, store, upstream, metrics, xmpp.handle())?;
@@ -265,6 +277,7 @@ impl Agent {
             xmpp,
             listener,
             config_path,
+            ledgers,
         })
     }
 
@@ -289,8 +302,22 @@ impl Agent {
             xmpp,
             listener,
             config_path,
+            ledgers,
         } = self;
         let shutdown = CancellationToken::new();
+        // Stopped last, once running requests are done: their calls are written.
+        let ledger_stop = CancellationToken::new();
+        let ledger_tasks: Vec<_> = ledgers
+            .into_iter()
+            .map(|(limiter, platform)| {
+                tokio::spawn(quota_ledger::keep(
+                    limiter,
+                    ctx.store.clone(),
+                    platform,
+                    ledger_stop.clone(),
+                ))
+            })
+            .collect();
 
         let router = web_router(&ctx);
         let web_stop = shutdown.clone();
@@ -373,6 +400,14 @@ impl Agent {
         watcher.abort();
         store_watcher.abort();
         pushes.abort();
+        ledger_stop.cancel();
+        for task in ledger_tasks {
+            if tokio::time::timeout(WEB_CLOSE, task).await.is_err() {
+                tracing::warn!(
+                    "the quota ledger was not written in time: a restart within the hour may count fewer calls than were made"
+                );
+            }
+        }
         if let Some(w) = watchdog {
             w.abort();
         }
@@ -463,6 +498,23 @@ async fn watch_session(ctx: Arc<AgentContext>) {
             return;
         }
     }
+}
+
+/// Seeds `limiter` from the store's ledger of `platform`: the calls of the last
+/// hour (made before a restart, or by another instance) count against this hour.
+async fn restore_quota(
+    limiter: &QuotaLimiter,
+    store: &Store,
+    platform: &'static str,
+) -> Result<(), StoreError> {
+    let restored = quota_ledger::restore(limiter, store, platform).await?;
+    tracing::info!(
+        platform,
+        calls = restored.calls,
+        pause_secs = restored.pause.map(|p| p.as_secs_f64().ceil()),
+        "Enedis quota: the calls of the last hour recorded in the store count against this hour"
+    );
+    Ok(())
 }
 
 /// Mirrors the peers' `usage_points` into the store's grants, which the audit
