@@ -44,7 +44,7 @@ use crate::quoalise::Scopes;
 use crate::store::{ConsentState, Store, StoreError, now_seconds};
 use crate::systemd::{self, Heartbeat, Watchdog};
 use crate::upstream::cache::CachedUpstream;
-use crate::upstream::{self, UpstreamError};
+use crate::upstream::{self, EnedisClient, QuotaLimiter, Upstream, UpstreamError, quota_ledger};
 use crate::web::{PeerDirectory, WebSettings, WebState};
 use crate::xmpp::{CommandSet, InvalidPeerJid, SessionState, SetupError, XmppAgent};
 
@@ -208,6 +208,8 @@ pub struct Agent {
     xmpp: XmppAgent,
     listener: tokio::net::TcpListener,
     config_path: PathBuf,
+    /// Each Enedis quota and its name in the store's ledger.
+    ledgers: Vec<(Arc<QuotaLimiter>, &'static str)>,
 }
 
 impl Agent {
@@ -232,11 +234,19 @@ impl Agent {
         sync_grants(&store, &config.peers).await?;
         let metrics = Metrics::new();
         store.set_metrics(&metrics);
-        // Without [enedis] (SGE only): no Data Connect client, cache or token; the
-        // upstream refuses whatever would go to Data Connect, saying why.
-        let (upstream, cache): (Arc<dyn upstream::Upstream>, _) = match &config.enedis {
+        // Without [enedis] (SGE only): no Data Connect client, cache, token or
+        // quota ledger; the upstream refuses whatever would go to Data Connect,
+        // saying why.
+        let mut ledgers = Vec::new();
+        let (upstream, cache): (Arc<dyn Upstream>, _) = match &config.enedis {
             Some(enedis) => {
-                let client = upstream::connect(enedis, store.clone(), metrics.clone())?;
+                let client = Arc::new(EnedisClient::with_metrics(
+                    enedis,
+                    store.clone(),
+                    metrics.clone(),
+                )?);
+                ledgers.push((client.limiter().clone(), quota_ledger::DATA_CONNECT));
+                let client: Arc<dyn Upstream> = client;
                 // Every read goes through the cache and coalescing (crate::upstream::cache).
                 let cache = Arc::new(
                     CachedUpstream::new(client, store.clone()).with_metrics(metrics.clone()),
@@ -261,10 +271,14 @@ impl Agent {
                 )
                 .map_err(UpstreamError::from)?;
                 tracing::info!(endpoint = %sge.endpoint, login = %sge.login, "Enedis SGE client ready");
+                ledgers.push((client.limiter().clone(), quota_ledger::SGE));
                 Some(Arc::new(client))
             }
             None => None,
         };
+        for (limiter, platform) in &ledgers {
+            restore_quota(limiter, &store, platform).await?;
+        }
         let xmpp = XmppAgent::new(&config.xmpp)?;
         let listen = config.web.listen;
         let mut ctx = AgentContext::new(config, store, upstream, metrics, xmpp.handle())?;
@@ -285,6 +299,7 @@ impl Agent {
             xmpp,
             listener,
             config_path,
+            ledgers,
         })
     }
 
@@ -309,8 +324,22 @@ impl Agent {
             xmpp,
             listener,
             config_path,
+            ledgers,
         } = self;
         let shutdown = CancellationToken::new();
+        // Stopped last, once running requests are done: their calls are written.
+        let ledger_stop = CancellationToken::new();
+        let ledger_tasks: Vec<_> = ledgers
+            .into_iter()
+            .map(|(limiter, platform)| {
+                tokio::spawn(quota_ledger::keep(
+                    limiter,
+                    ctx.store.clone(),
+                    platform,
+                    ledger_stop.clone(),
+                ))
+            })
+            .collect();
 
         let router = web_router(&ctx);
         let web_stop = shutdown.clone();
@@ -395,6 +424,14 @@ impl Agent {
         watcher.abort();
         store_watcher.abort();
         pushes.abort();
+        ledger_stop.cancel();
+        for task in ledger_tasks {
+            if tokio::time::timeout(WEB_CLOSE, task).await.is_err() {
+                tracing::warn!(
+                    "the quota ledger was not written in time: a restart within the hour may count fewer calls than were made"
+                );
+            }
+        }
         if let Some(w) = watchdog {
             w.abort();
         }
@@ -485,6 +522,23 @@ async fn watch_session(ctx: Arc<AgentContext>) {
             return;
         }
     }
+}
+
+/// Seeds `limiter` from the store's ledger of `platform`: the calls of the last
+/// hour (made before a restart, or by another instance) count against this hour.
+async fn restore_quota(
+    limiter: &QuotaLimiter,
+    store: &Store,
+    platform: &'static str,
+) -> Result<(), StoreError> {
+    let restored = quota_ledger::restore(limiter, store, platform).await?;
+    tracing::info!(
+        platform,
+        calls = restored.calls,
+        pause_secs = restored.pause.map(|p| p.as_secs_f64().ceil()),
+        "Enedis quota: the calls of the last hour recorded in the store count against this hour"
+    );
+    Ok(())
 }
 
 /// Mirrors the peers' `usage_points` into the store's grants, which the audit

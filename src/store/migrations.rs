@@ -118,6 +118,10 @@ CREATE INDEX oauth_states_expires ON oauth_states (expires_at);
         name: "access services ordered from Enedis SGE",
         sql: super::access_services::MIGRATION,
     },
+    Migration {
+        name: "the Enedis quota's ledger",
+        sql: super::ledger::MIGRATION,
+    },
 ];
 
 /// The schema version this build knows.

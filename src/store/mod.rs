@@ -19,6 +19,7 @@ pub mod audit;
 pub mod backup;
 pub mod consents;
 pub mod health;
+pub mod ledger;
 pub mod migrations;
 pub mod oauth;
 pub mod readings;
@@ -33,6 +34,7 @@ pub use consents::{
     SgeDeclaration, SgeHolder, StoredTokens, TokenSet,
 };
 pub use health::{Probe, WriteFailure};
+pub use ledger::{QuotaCall, QuotaLedger};
 pub use subscriptions::{SubscribeError, Subscription};
 
 use std::path::{Path, PathBuf};

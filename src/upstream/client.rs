@@ -87,6 +87,11 @@ impl EnedisClient {
         })
     }
 
+    /// The quota scheduler of this application (for its ledger: `quota_ledger`).
+    pub fn limiter(&self) -> &Arc<QuotaLimiter> {
+        self.shared.http.limiter()
+    }
+
     /// Refresh the tokens of v3/v4 consent `consent_id` now, storing the new pair
     /// durably; returns when the new access token expires (UTC seconds). For the
     /// admin command line and housekeeping.

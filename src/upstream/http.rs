@@ -170,6 +170,11 @@ impl Http {
         })
     }
 
+    /// The quota scheduler every call waits in.
+    pub fn limiter(&self) -> &Arc<QuotaLimiter> {
+        &self.limiter
+    }
+
     /// Count every call and quota wait in `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Http {
         let limiter = Arc::clone(&self.limiter);

@@ -28,6 +28,11 @@
 //! queue ahead is too long), it refuses AT ONCE with the instant the slot is
 //! expected ([`QuotaExceeded`]), so the peer can be told when to come back.
 //!
+//! The hour survives a restart: with a journal kept ([`QuotaLimiter::keep_journal`]),
+//! every grant and pause is also written down for the store's ledger
+//! (`upstream::quota_ledger` writes it behind), and a new limiter is seeded from
+//! that ledger ([`QuotaLimiter::restore`]) before its first call.
+//!
 //! The waiting is done without a task of its own: the state is behind a std mutex,
 //! each waiter has a [`Notify`], and one waiter at a time (the "timer") sleeps until
 //! the next instant something frees, then grants the slot to whoever is next.
@@ -189,6 +194,29 @@ pub struct QuotaExceeded {
     pub limit: Limit,
 }
 
+/// A call granted, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Granted {
+    pub at: Instant,
+    /// The peer it was charged to; `None`: the agent's own call.
+    pub peer: Option<Arc<str>>,
+    pub class: Class,
+}
+
+/// What the limiter did since the journal was last taken
+/// ([`QuotaLimiter::take_journal`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Journal {
+    /// The calls granted, oldest first.
+    pub calls: Vec<Granted>,
+    /// The end of the longest pause Enedis asked for (429) meanwhile.
+    pub pause_until: Option<Instant>,
+}
+
+/// Most grants a journal holds when nobody takes it (an hour at 5 calls a
+/// second, and some): past that, the oldest are dropped.
+const MAX_JOURNAL: usize = 20_000;
+
 /// The shared scheduler.
 #[derive(Debug)]
 pub struct QuotaLimiter {
@@ -213,6 +241,8 @@ struct State {
     /// The waiter that sleeps until `wake_at` and then grants, if any is waiting.
     timer: Option<u64>,
     wake_at: Option<Instant>,
+    /// Grants and pauses not yet taken for the ledger, when one is kept.
+    journal: Option<Journal>,
 }
 
 #[derive(Debug, Default)]
@@ -279,6 +309,7 @@ impl QuotaLimiter {
                 clock: [0; 2],
                 timer: None,
                 wake_at: None,
+                journal: None,
             }),
         }
     }
@@ -370,8 +401,43 @@ impl QuotaLimiter {
         if state.pause_until.is_none_or(|current| current < until) {
             state.pause_until = Some(until);
         }
+        if let Some(journal) = &mut state.journal
+            && journal.pause_until.is_none_or(|current| current < until)
+        {
+            journal.pause_until = Some(until);
+        }
         state.pump(now);
         wait
+    }
+
+    /// From now on, write every grant and pause down for
+    /// [`QuotaLimiter::take_journal`].
+    pub fn keep_journal(&self) {
+        let mut state = self.lock();
+        if state.journal.is_none() {
+            state.journal = Some(Journal::default());
+        }
+    }
+
+    /// The grants and pauses since the last call (empty unless
+    /// [`QuotaLimiter::keep_journal`] was called).
+    pub fn take_journal(&self) -> Journal {
+        let mut state = self.lock();
+        match &mut state.journal {
+            Some(journal) => std::mem::take(journal),
+            None => Journal::default(),
+        }
+    }
+
+    /// Counts calls made before this limiter existed (by a previous run of the
+    /// agent, or another instance): each call of the last hour counts against
+    /// the hour, against its peer's own cap, and the next call keeps the pace
+    /// after the last of them; a pause Enedis asked for and not over yet holds.
+    /// Calls older than an hour are ignored; instants in the future (another
+    /// machine's clock) count as now. They are not written to the journal: they
+    /// come from the ledger.
+    pub fn restore(&self, calls: impl IntoIterator<Item = Granted>, pause_until: Option<Instant>) {
+        self.lock().restore(calls, pause_until, Instant::now());
     }
 
     /// A call went through: the backoff starts over at the next 429.
@@ -429,6 +495,40 @@ impl Drop for Waiting<'_> {
 }
 
 impl State {
+    /// [`QuotaLimiter::restore`] at `now`.
+    fn restore(
+        &mut self,
+        calls: impl IntoIterator<Item = Granted>,
+        pause_until: Option<Instant>,
+        now: Instant,
+    ) {
+        let mut restored = false;
+        for call in calls {
+            let at = call.at.min(now);
+            if now.duration_since(at) >= HOUR_WINDOW {
+                continue;
+            }
+            restored = true;
+            self.hour.push_back(at);
+            self.peers.entry(call.peer).or_default().hour.push_back(at);
+            if self.last_grant.is_none_or(|last| last < at) {
+                self.last_grant = Some(at);
+            }
+        }
+        if restored {
+            self.hour.make_contiguous().sort_unstable();
+            for peer in self.peers.values_mut() {
+                peer.hour.make_contiguous().sort_unstable();
+            }
+        }
+        if let Some(until) = pause_until.filter(|until| *until > now)
+            && self.pause_until.is_none_or(|current| current < until)
+        {
+            self.pause_until = Some(until);
+        }
+        self.pump(now);
+    }
+
     fn prune(&mut self, now: Instant) {
         let old = |t: &Instant| now.duration_since(*t) >= HOUR_WINDOW;
         while self.hour.front().is_some_and(old) {
@@ -662,6 +762,16 @@ impl State {
         let class = waiter.class as usize;
         let cost = UNIT / u64::from(waiter.weight);
         let key = waiter.peer.clone();
+        if let Some(journal) = &mut self.journal {
+            if journal.calls.len() >= MAX_JOURNAL {
+                journal.calls.remove(0);
+            }
+            journal.calls.push(Granted {
+                at: now,
+                peer: key.clone(),
+                class: waiter.class,
+            });
+        }
         if let Some(peer) = self.peers.get_mut(&key) {
             if peer.queues[class].front() == Some(&ticket) {
                 peer.queues[class].pop_front();
@@ -897,6 +1007,182 @@ mod tests {
                         }
                     }
                     grants.push((now, peer, class));
+                }
+            }
+            for (i, (at, _, class)) in grants.iter().enumerate() {
+                if i > 0 {
+                    proptest::prop_assert!(*at - grants[i - 1].0 >= spacing, "calls closer than the pace");
+                }
+                let window = grants[..=i].iter().filter(|(t, _, _)| *at - *t < HOUR_WINDOW);
+                let total = window.clone().count();
+                proptest::prop_assert!(total <= PER_HOUR, "{total} calls in an hour");
+                if *class == Class::Background {
+                    proptest::prop_assert!(total <= PER_HOUR * 75 / 100, "background past its share");
+                }
+                let capped = window
+                    .filter(|(_, p, _)| p.as_deref() == Some("p3@x"))
+                    .count();
+                proptest::prop_assert!(capped <= CAP as usize, "{capped} calls of a capped peer");
+            }
+        }
+    }
+
+    #[test]
+    fn a_restored_hour_counts_against_the_hour_the_peer_and_the_pace() {
+        let l = limiter(5, 10, 20);
+        let mut s = l.lock();
+        let now = Instant::now();
+        let first = now - Duration::from_secs(1_800);
+        // Ten calls before the restart: the first half an hour ago, the last
+        // just now; the second to fourth a capped peer's; one too old to count.
+        let mut calls: Vec<Granted> = (0..10)
+            .map(|i| Granted {
+                at: first + Duration::from_secs(200) * i,
+                peer: Some(Arc::from(if (1..4).contains(&i) {
+                    "capped@x"
+                } else {
+                    "other@x"
+                })),
+                class: Class::Interactive,
+            })
+            .collect();
+        calls.push(Granted {
+            at: now - HOUR_WINDOW - Duration::from_secs(1),
+            peer: None,
+            class: Class::Background,
+        });
+        calls.reverse();
+        s.restore(calls, None, now);
+        assert_eq!(s.hour.len(), 10);
+        // The hour is spent: the next call comes an hour after the first one.
+        let (at, limit) = s.estimate(&ask("new@x", Class::Interactive), now);
+        assert_eq!((at, limit), (first + HOUR_WINDOW, Limit::Hourly));
+        // When the hour frees a call, the capped peer's budget of 3 is still
+        // spent, until its own first call leaves the hour.
+        let capped = ask("capped@x", Class::Interactive).with_budget(1, Some(3));
+        let later = first + HOUR_WINDOW + Duration::from_secs(1);
+        s.prune(later);
+        assert_eq!(
+            s.estimate(&ask("new@x", Class::Interactive), later).0,
+            later
+        );
+        let (at, limit) = s.estimate(&capped, later);
+        assert_eq!(limit, Limit::PeerBudget);
+        assert_eq!(at, first + Duration::from_secs(200) + HOUR_WINDOW);
+        // And the pace holds after the last restored call.
+        let l = limiter(1, 10_000, 20);
+        let mut s = l.lock();
+        let last = Instant::now();
+        s.restore(
+            [Granted {
+                at: last,
+                peer: None,
+                class: Class::Interactive,
+            }],
+            None,
+            last,
+        );
+        let (at, limit) = s.estimate(&ask("a@x", Class::Interactive), last);
+        assert_eq!((at, limit), (last + s.spacing, Limit::PerSecond));
+    }
+
+    #[test]
+    fn a_restored_pause_holds_and_an_expired_one_does_not() {
+        let l = limiter(5, 10_000, 20);
+        let mut s = l.lock();
+        let now = Instant::now();
+        s.restore([], Some(now - Duration::from_secs(1)), now);
+        assert_eq!(s.estimate(&ask("a@x", Class::Interactive), now).0, now);
+        let until = now + Duration::from_secs(42);
+        s.restore([], Some(until), now);
+        let (at, limit) = s.estimate(&ask("a@x", Class::Interactive), now);
+        assert_eq!((at, limit), (until, Limit::EnedisPause));
+    }
+
+    #[tokio::test]
+    async fn the_journal_holds_every_grant_and_the_longest_pause_once() {
+        let l = limiter(100, 10_000, 20);
+        let far = Instant::now() + Duration::from_secs(10);
+        // Nothing is written down before a journal is kept.
+        l.acquire(&Ask::agent(), far).await.unwrap();
+        assert_eq!(l.take_journal(), Journal::default());
+        l.keep_journal();
+        let before = Instant::now();
+        l.acquire(&ask("a@x", Class::Interactive), far)
+            .await
+            .unwrap();
+        l.acquire(&ask("b@x", Class::Background), far)
+            .await
+            .unwrap();
+        l.pause(Some(Duration::from_secs(30)));
+        l.pause(Some(Duration::from_secs(5)));
+        let journal = l.take_journal();
+        let who: Vec<_> = journal
+            .calls
+            .iter()
+            .map(|g| (g.peer.as_deref(), g.class))
+            .collect();
+        assert_eq!(
+            who,
+            [
+                (Some("a@x"), Class::Interactive),
+                (Some("b@x"), Class::Background)
+            ]
+        );
+        assert!(journal.calls.iter().all(|g| g.at >= before));
+        let pause = journal.pause_until.unwrap();
+        assert!(
+            pause >= before + Duration::from_secs(30),
+            "the longest pause"
+        );
+        // Taken once: the next journal starts empty.
+        assert_eq!(l.take_journal(), Journal::default());
+    }
+
+    proptest::proptest! {
+        /// A restart at any step, the new limiter seeded with the old one's
+        /// journal: over both runs together, the hour never holds more than the
+        /// quota, background never passes its share, a peer's cap holds and
+        /// calls stay spaced.
+        #[test]
+        fn a_restart_keeps_the_promises_of_the_hour(
+            steps in proptest::collection::vec(step(), 1..300),
+            cut in 0usize..300,
+        ) {
+            const PER_HOUR: usize = 40;
+            const CAP: u32 = 8;
+            let start = Instant::now();
+            let mut now = start;
+            let mut grants: Vec<(Instant, Option<Arc<str>>, Class)> = Vec::new();
+            let before = limiter(5, PER_HOUR as u32, 25);
+            let after = limiter(5, PER_HOUR as u32, 25);
+            before.keep_journal();
+            let spacing = before.lock().spacing;
+            let cut = cut.min(steps.len());
+            for (i, step) in steps.iter().enumerate() {
+                if i == cut {
+                    let journal = before.take_journal();
+                    after.lock().restore(journal.calls, journal.pause_until, now);
+                }
+                let l = if i < cut { &before } else { &after };
+                let mut s = l.lock();
+                match step {
+                    Step::Ask { peer, background } => {
+                        let class = if *background { Class::Background } else { Class::Interactive };
+                        let mut ask = ask(&format!("p{peer}@x"), class);
+                        if *peer == 3 {
+                            ask = ask.with_budget(1, Some(CAP));
+                        }
+                        s.enqueue(&ask);
+                    }
+                    Step::Wait(ms) => now += Duration::from_millis(u64::from(*ms)),
+                }
+                s.prune(now);
+                while let Some(ticket) = s.pick(now) {
+                    let w = &s.waiters[&ticket];
+                    grants.push((now, w.peer.clone(), w.class));
+                    s.grant(ticket, now);
+                    s.waiters.remove(&ticket);
                 }
             }
             for (i, (at, _, class)) in grants.iter().enumerate() {

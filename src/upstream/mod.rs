@@ -39,6 +39,7 @@ pub mod error;
 pub mod http;
 pub mod limiter;
 pub mod normalise;
+pub mod quota_ledger;
 pub mod sge;
 pub mod token;
 pub mod v1;
@@ -48,7 +49,7 @@ pub use client::{EnedisClient, connect};
 pub use consent::{Callback, ConsentDuration, authorize_url, parse_prm_list};
 pub use contract::FetchedContract;
 pub use error::{EnedisFault, ErrorKind, UpstreamError};
-pub use limiter::{Ask, Class, Limit, QuotaLimiter};
+pub use limiter::{Ask, Class, Granted, Journal, Limit, QuotaLimiter};
 pub use window::{Limits, Plan};
 
 use async_trait::async_trait;

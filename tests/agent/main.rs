@@ -17,6 +17,7 @@ mod federation;
 mod index;
 mod lifecycle;
 mod quota_fairness;
+mod quota_restart;
 mod scopes;
 mod sge;
 mod subscriptions_fleet;

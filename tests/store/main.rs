@@ -8,4 +8,5 @@ mod access_services;
 mod audit_schema;
 mod consents;
 mod declared_consents;
+mod quota_ledger;
 mod subscriptions;

@@ -88,6 +88,11 @@ impl SgeClient {
         self
     }
 
+    /// SGE's quota scheduler (for its ledger: `upstream::quota_ledger`).
+    pub fn limiter(&self) -> &Arc<QuotaLimiter> {
+        self.transport.limiter()
+    }
+
     /// Count calls and quota waits in `metrics` (`/metrics`).
     pub fn with_metrics(mut self, metrics: Metrics) -> SgeClient {
         self.transport = self.transport.with_metrics(metrics);

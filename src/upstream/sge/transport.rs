@@ -445,6 +445,11 @@ impl SgeTransport {
         })
     }
 
+    /// The quota scheduler every call waits in.
+    pub fn limiter(&self) -> &Arc<QuotaLimiter> {
+        &self.limiter
+    }
+
     /// Count every call and quota wait in `metrics` (`/metrics`).
     pub fn with_metrics(mut self, metrics: Metrics) -> SgeTransport {
         self.metrics = Some(metrics);
