@@ -216,13 +216,22 @@ mod tests {
                 (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
             })
         }
-        let shipped: [(u64, usize); 5] = [
+        let shipped: [(u64, usize); 9] = [
             (0x9fb2_c6a9_c044_4e66, 1526),
             (0x26f5_9c8b_a0aa_6efc, 1386),
             (0xc4e2_4bad_fcba_4d3c, 3084),
             (0xe0b2_1494_1dff_72d0, 2292),
             (0xbea2_fdd3_1915_65fc, 4221),
+            (0x09f5_d3d6_d288_07c0, 2823),
+            (0xe809_6d0b_d7f4_e7a6, 5791),
+            (0x6d37_4040_646c_4723, 1806),
+            (0x8d9a_0810_570b_b7a5, 727),
         ];
+        assert_eq!(
+            MIGRATIONS.len(),
+            shipped.len(),
+            "a new migration: add its fingerprint"
+        );
         for (migration, expected) in MIGRATIONS.iter().zip(shipped) {
             assert_eq!(
                 (fnv1a(migration.sql), migration.sql.len()),
