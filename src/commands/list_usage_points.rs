@@ -34,6 +34,17 @@ pub struct ListUsagePoints;
 /// The result form listing `readable` to a peer with these `scopes`.
 /// `indexes`: whether the API generation serves the index series.
 pub fn usage_points_form(readable: &[Readable], scopes: Scopes, indexes: bool) -> DataForm {
+    usage_points_form_on(readable, scopes, indexes, true)
+}
+
+/// [`usage_points_form`] for an agent that reads Data Connect (`data_connect`) or
+/// not (SGE only: a PRM without a declared consent cannot be read at all).
+pub fn usage_points_form_on(
+    readable: &[Readable],
+    scopes: Scopes,
+    indexes: bool,
+    data_connect: bool,
+) -> DataForm {
     let instructions = match readable.len() {
         0 => "You may read no usage point yet: ask the agent's operator, or a consumer's \
               consent through get_authorize_uri."
@@ -98,7 +109,12 @@ pub fn usage_points_form(readable: &[Readable], scopes: Scopes, indexes: bool) -
                 .map(fmt_instant)
                 .unwrap_or_else(|| "no end".to_owned())
         ));
-        lines.push(format!("read through: {}", r.platform.name()));
+        lines.push(match r.platform {
+            Platform::DataConnect if !data_connect => "read through: nothing yet: this agent \
+                reads no Enedis Data Connect, and no consent to Enedis SGE is declared for it"
+                .to_owned(),
+            platform => format!("read through: {}", platform.name()),
+        });
         form = form
             .field(text_multi(r.prm.as_str(), &format!("PRM {}", r.prm)).lines(&lines.join("\n")));
     }
@@ -128,10 +144,11 @@ impl AdHocCommand<AgentContext> for ListUsagePoints {
                 let settings = ctx.settings();
                 let subs = subscriptions_of(ctx, &request.requester).await;
                 let list = readable(ctx, &settings, &request.requester).await?;
-                let form = usage_points_form(
+                let form = usage_points_form_on(
                     &list,
                     settings.scopes(&request.requester),
                     settings.serves_indexes(),
+                    settings.config.has_data_connect(),
                 );
                 Ok(Outcome::new().with_form(with_subscriptions(form, &subs)))
             })
@@ -233,6 +250,21 @@ mod tests {
             "access: consent 4 (declared to Enedis SGE, mandate MANDAT-2026-17)"
         );
         assert_eq!(lines[3], "read through: Enedis SGE");
+
+        // An agent that reads SGE only cannot read a granted PRM without a
+        // declared consent, and says so.
+        let form = usage_points_form_on(
+            std::slice::from_ref(&configured),
+            Scopes::default_for_peers(),
+            true,
+            false,
+        );
+        let lines = values(&form, "22516914714270");
+        assert!(
+            lines[3]
+                .starts_with("read through: nothing yet: this agent reads no Enedis Data Connect"),
+            "{lines:?}"
+        );
 
         // Narrower scopes: only their series, for a grant and a consent alike.
         let daily = Scopes::from_iter([Scope::Daily, Scope::Contract]);

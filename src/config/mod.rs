@@ -235,12 +235,10 @@ section! {
     pub struct WebConfig {
         /// Address the consent web server binds.
         pub listen: SocketAddr = or(socket_addr, DEFAULT_LISTEN),
-        /// Public URL of the web server, as consumers reach it (no trailing slash).
-        pub public_url: String = required(
-            http_base,
-            "the URL consumers reach the web server at, e.g. \
-             https://agent.example.org/dataconnect",
-        ),
+        /// Public URL of the web server, as consumers reach it (no trailing slash);
+        /// required with `[enedis]` (the Data Connect consent pages), empty for an
+        /// agent that reads SGE only.
+        pub public_url: String = or(http_base, String::new()),
     }
 }
 
@@ -448,6 +446,15 @@ impl Config {
         }
         let mut enedis: Option<EnedisConfig> = has_enedis.then(|| r.section(&mut root, "enedis"));
         let web: WebConfig = r.section(&mut root, "web");
+        let public_url_reported = r.problems.iter().any(|p| p.key == "web.public_url");
+        if has_enedis && web.public_url.is_empty() && !public_url_reported {
+            r.problem(
+                "web.public_url",
+                "missing: the URL consumers reach the web server at, e.g. \
+                 https://agent.example.org/dataconnect (the Data Connect consent pages \
+                 of [enedis] need it)",
+            );
+        }
         // Our own redirect endpoint unless another URI was registered at Enedis.
         if let Some(enedis) = &mut enedis
             && enedis.redirect_uri.is_empty()
@@ -741,6 +748,26 @@ usage_points = ["22516914714270"]
         let err = load(&path, &[("QUOALISE_AGENT__ENEDIS__CLIENT_ID", "id")]).unwrap_err();
         assert_eq!(err.problems.len(), 1, "{err}");
         assert_eq!(err.problems[0].key, "enedis.client_secret", "{err}");
+
+        // Without Data Connect there are no consent pages: no public URL needed.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let no_url: String = text
+            .lines()
+            .filter(|l| !l.starts_with("public_url"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(!no_url.contains("public_url"), "{no_url}");
+        std::fs::write(&path, &no_url).unwrap();
+        assert_eq!(load(&path, &[]).unwrap().web.public_url, "");
+        // With Data Connect it is required, and said once.
+        let with_enedis = format!(
+            "{no_url}\n[enedis]\nclient_id = \"id\"\nclient_secret_file = \"client_secret\"\n"
+        );
+        std::fs::write(&path, with_enedis).unwrap();
+        let err = load(&path, &[]).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].key, "web.public_url", "{err}");
+        assert!(err.problems[0].message.starts_with("missing: "), "{err}");
     }
 
     #[test]
