@@ -42,9 +42,9 @@ use reader::{
     weight,
 };
 use validate::{
-    api, full_jid, host_port, http_base, log_format, log_level, peer_jid, pem_file, plaintext_with,
-    prms, publish_time, redirect_uris, registered_redirect_uri, scope_names, socket_addr,
-    stanza_bytes,
+    api, credential_pem_file, full_jid, host_port, http_base, log_format, log_level, peer_jid,
+    pem_file, plaintext_with, prms, publish_time, redirect_uris, registered_redirect_uri,
+    scope_names, socket_addr, stanza_bytes,
 };
 
 /// The Enedis API generation the agent speaks to.
@@ -279,9 +279,10 @@ section! {
         /// `https://sge-ws.enedis.fr`; homologation is
         /// `https://sge-homologation-ws.enedis.fr`).
         pub endpoint: String = or(http_base, DEFAULT_SGE_ENDPOINT.to_owned()),
-        /// The client certificate Enedis registered for the agent (PEM).
+        /// The client certificate Enedis registered for the agent (PEM); a relative
+        /// name is looked up in `$CREDENTIALS_DIRECTORY` under systemd, as secrets.
         pub certificate_file: PathBuf = required(
-            pem_file,
+            credential_pem_file,
             "the PEM client certificate registered at Enedis for SGE",
         ),
         /// Its private key (PEM), as `key` or `key_file` (a systemd credential).
@@ -663,6 +664,24 @@ usage_points = ["22516914714270"]
         assert_eq!(sge.certificate_file, dir.path().join("sge.pem"));
         assert_eq!((sge.calls_per_second, sge.max_retries), (1, 1));
         assert!(!format!("{sge:?}").contains("sge-key-secret"));
+
+        // Under systemd both come as credentials: relative names are looked up in
+        // $CREDENTIALS_DIRECTORY.
+        let credentials = tempfile::tempdir().unwrap();
+        write_secret(&credentials.path().join("client_secret"), b"s\n");
+        for file in ["sge.pem", "sge.key"] {
+            std::fs::rename(dir.path().join(file), credentials.path().join(file)).unwrap();
+        }
+        let creds = credentials.path().display().to_string();
+        let sge = load(&path, &[("CREDENTIALS_DIRECTORY", creds.as_str())])
+            .unwrap()
+            .sge
+            .unwrap();
+        assert_eq!(sge.certificate_file, credentials.path().join("sge.pem"));
+        assert!(sge.key.expose().contains("sge-key-secret"));
+        for file in ["sge.pem", "sge.key"] {
+            std::fs::rename(credentials.path().join(file), dir.path().join(file)).unwrap();
+        }
 
         // An empty section names every required key, once each.
         std::fs::write(&path, format!("{MINIMAL}\n[sge]\n")).unwrap();

@@ -113,7 +113,7 @@ impl Reader {
 
     /// A relative secret file is looked up in `$CREDENTIALS_DIRECTORY` when set,
     /// otherwise next to the configuration file.
-    fn secret_path(&self, name: &str) -> PathBuf {
+    pub(super) fn secret_path(&self, name: &str) -> PathBuf {
         let path = Path::new(name);
         if path.is_absolute() {
             path.to_path_buf()

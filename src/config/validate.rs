@@ -145,6 +145,16 @@ pub(super) fn host_port(r: &mut Reader, key: &str, value: Value) -> Option<Strin
 }
 
 /// A PEM certificate file; a relative path is taken from the configuration file's directory.
+/// A PEM certificate file that systemd may hand over as a credential: a relative
+/// name is looked up in `$CREDENTIALS_DIRECTORY` when it is set, as secrets are,
+/// otherwise next to the configuration file.
+pub(super) fn credential_pem_file(r: &mut Reader, key: &str, value: Value) -> Option<PathBuf> {
+    let name = super::reader::non_empty_string(r, key, value)?;
+    let path = r.secret_path(&name);
+    let checked = check_pem_file(&path);
+    r.accept(key, checked.map(|()| path))
+}
+
 pub(super) fn pem_file(r: &mut Reader, key: &str, value: Value) -> Option<PathBuf> {
     let path = path(r, key, value)?;
     let checked = check_pem_file(&path);
