@@ -61,15 +61,6 @@ impl Platform {
             Platform::Sge => crate::xmpp::ISSUER_ENEDIS_SGE,
         }
     }
-
-    /// The platform of a consent.
-    pub fn of(consent: &Consent) -> Platform {
-        if consent.is_sge() {
-            Platform::Sge
-        } else {
-            Platform::DataConnect
-        }
-    }
 }
 
 /// The platform that serves `prm` to a peer holding `grant`: the one its consent
@@ -358,10 +349,24 @@ pub async fn readable(
     // The platform each PRM is read through, as a request would find it: the
     // grant a request would use first (the configuration, then a Data Connect
     // consent, then a declared one).
+    // One read of the PRMs declared to SGE, whatever the number of usage points
+    // (the same rule as `platform_for`'s for a grant).
+    let declared = if by_prm.values().any(|r| r.configured) {
+        ctx.store
+            .call_now(move |s| s.sge_prms_at(now))
+            .await
+            .map_err(|e| store_failure(&e))?
+    } else {
+        Default::default()
+    };
     let mut readable: Vec<Readable> = by_prm.into_values().collect();
     for r in &mut readable {
         r.platform = if r.configured {
-            platform_for(ctx, &Grant::Configured, r.prm).await?
+            if declared.contains(&r.prm) {
+                Platform::Sge
+            } else {
+                Platform::DataConnect
+            }
         } else if r.consents.iter().any(|c| !c.is_sge()) {
             Platform::DataConnect
         } else {
