@@ -19,7 +19,7 @@ use xmpp_parsers::jid::BareJid;
 use super::audit::Audit;
 use super::authorise::{Grant, Platform, authorise_prm, out_of_scope, platform_for};
 use super::context::AgentContext;
-use super::data::{DEADLINE_MARGIN, ask_for, sge_client, upstream_error_of};
+use super::data::{DEADLINE_MARGIN, ask_for, sge_client, upstream_error};
 use crate::logging::RequestLog;
 use crate::quoalise::{Contract, Prm, Scope, Unavailable};
 use crate::upstream::Class;
@@ -81,7 +81,7 @@ async fn unaudited(
     };
     let fetched = match tokio::time::timeout_at(due, read).await {
         Ok(Ok(fetched)) => fetched,
-        Ok(Err(e)) => return Err(upstream_error_of(platform, &e, PRM_FIELD)),
+        Ok(Err(e)) => return Err(upstream_error(platform, &e, PRM_FIELD)),
         Err(_) => {
             tracing::warn!(%prm, platform = platform.name(), "Enedis did not answer the contract read before the request's deadline");
             return Err(CommandError::unavailable(format!(

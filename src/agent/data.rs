@@ -134,7 +134,7 @@ async fn fetch_unaudited(
     };
     let fetched = match tokio::time::timeout_at(due, read).await {
         Ok(Ok(fetched)) => fetched,
-        Ok(Err(e)) => return Err(upstream_error_of(platform, &e, request.period_fields)),
+        Ok(Err(e)) => return Err(upstream_error(platform, &e, request.period_fields)),
         Err(_) => {
             tracing::warn!(%prm, %series, %from, %to, platform = platform.name(), "Enedis did not answer before the request's deadline");
             return Err(CommandError::unavailable(format!(
@@ -185,18 +185,9 @@ pub(super) fn ask_for(
     }
 }
 
-/// The stanza error for a Data Connect failure ([`upstream_error_of`]).
-pub fn upstream_error(e: &UpstreamError, period_fields: &str) -> CommandError {
-    upstream_error_of(Platform::DataConnect, e, period_fields)
-}
-
 /// The stanza error for an upstream failure on `platform`. `period_fields` names
 /// the form fields of the period, for window errors.
-pub fn upstream_error_of(
-    platform: Platform,
-    e: &UpstreamError,
-    period_fields: &str,
-) -> CommandError {
+pub fn upstream_error(platform: Platform, e: &UpstreamError, period_fields: &str) -> CommandError {
     let name = platform.name();
     match e.kind() {
         ErrorKind::Refused => {
@@ -333,6 +324,7 @@ mod tests {
     #[test]
     fn refusals_carry_the_enedis_code_and_message() {
         let e = upstream_error(
+            Platform::DataConnect,
             &refused(
                 Some("ADAM-ERR0123"),
                 "The requested period cannot be anterior to the meter's last activation date",
@@ -347,7 +339,7 @@ mod tests {
             )
         );
         // No code: the HTTP status stands in, never an empty attribute.
-        let e = upstream_error(&refused(None, ""), "x");
+        let e = upstream_error(Platform::DataConnect, &refused(None, ""), "x");
         match e {
             CommandError::Upstream { code, text, .. } => {
                 assert_eq!(code, "HTTP 400");
@@ -360,6 +352,7 @@ mod tests {
     #[test]
     fn unavailability_hides_the_details() {
         let e = upstream_error(
+            Platform::DataConnect,
             &UpstreamError::Unavailable {
                 reason: "cannot connect to http://10.0.0.7:8443: refused".into(),
                 fault: None,
@@ -376,6 +369,7 @@ mod tests {
     #[test]
     fn window_errors_name_the_fields() {
         let e = upstream_error(
+            Platform::DataConnect,
             &UpstreamError::BadWindow("refused: the period starts on 2030-01-01".into()),
             "start_date/end_date",
         );

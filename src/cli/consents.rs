@@ -382,6 +382,24 @@ fn normalise_jid(raw: &str) -> anyhow::Result<String> {
     Ok(jid.to_string())
 }
 
+/// The validity `[--from, --until[` (or `--from` + `--duration`) of `consents add`;
+/// `--from` defaults to `now`.
+fn validity(args: &AddArgs, now: i64) -> anyhow::Result<(i64, i64)> {
+    let valid_from = match &args.from {
+        Some(raw) => parse_moment(raw, "--from")?,
+        None => now,
+    };
+    let valid_until = match (&args.until, &args.duration) {
+        (Some(raw), _) => parse_moment(raw, "--until")?,
+        (None, Some(raw)) => {
+            let today = paris_today(jiff::Timestamp::from_second(valid_from)?);
+            ConsentDuration::parse_at(raw, today)?.end_from(valid_from)?
+        }
+        (None, None) => bail!("give --until or --duration"),
+    };
+    Ok((valid_from, valid_until))
+}
+
 /// A Paris day (its midnight) or an instant with an offset, as UTC seconds.
 fn parse_moment(raw: &str, option: &str) -> anyhow::Result<i64> {
     let raw = raw.trim();
@@ -419,18 +437,7 @@ fn add_consent(
     };
     let owner = normalise_jid(&args.owner)?;
     let now = now_seconds();
-    let valid_from = match &args.from {
-        Some(raw) => parse_moment(raw, "--from")?,
-        None => now,
-    };
-    let valid_until = match (&args.until, &args.duration) {
-        (Some(raw), _) => parse_moment(raw, "--until")?,
-        (None, Some(raw)) => {
-            let today = paris_today(jiff::Timestamp::from_second(valid_from)?);
-            ConsentDuration::parse_at(raw, today)?.end_from(valid_from)?
-        }
-        (None, None) => bail!("give --until or --duration"),
-    };
+    let (valid_from, valid_until) = validity(args, now)?;
     if args.autorisation_id.is_some() && generation != ApiGeneration::Api2026 {
         bail!("--autorisation-id is for Data Connect 2026 consents only");
     }
@@ -519,18 +526,7 @@ fn add_sge_consent(
     };
     let owner = normalise_jid(&args.owner)?;
     let now = now_seconds();
-    let valid_from = match &args.from {
-        Some(raw) => parse_moment(raw, "--from")?,
-        None => now,
-    };
-    let valid_until = match (&args.until, &args.duration) {
-        (Some(raw), _) => parse_moment(raw, "--until")?,
-        (None, Some(raw)) => {
-            let today = paris_today(jiff::Timestamp::from_second(valid_from)?);
-            ConsentDuration::parse_at(raw, today)?.end_from(valid_from)?
-        }
-        (None, None) => bail!("give --until or --duration"),
-    };
+    let (valid_from, valid_until) = validity(args, now)?;
     if valid_until <= valid_from {
         bail!(
             "the consent would end ({}) before it starts ({}): --until must come after --from",

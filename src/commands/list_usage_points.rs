@@ -33,13 +33,9 @@ pub struct ListUsagePoints;
 
 /// The result form listing `readable` to a peer with these `scopes`.
 /// `indexes`: whether the API generation serves the index series.
-pub fn usage_points_form(readable: &[Readable], scopes: Scopes, indexes: bool) -> DataForm {
-    usage_points_form_on(readable, scopes, indexes, true)
-}
-
-/// [`usage_points_form`] for an agent that reads Data Connect (`data_connect`) or
-/// not (SGE only: a PRM without a declared consent cannot be read at all).
-pub fn usage_points_form_on(
+/// `data_connect`: whether the agent reads Data Connect (without it, SGE only, a
+/// PRM without a declared consent cannot be read at all).
+pub fn usage_points_form(
     readable: &[Readable],
     scopes: Scopes,
     indexes: bool,
@@ -144,7 +140,7 @@ impl AdHocCommand<AgentContext> for ListUsagePoints {
                 let settings = ctx.settings();
                 let subs = subscriptions_of(ctx, &request.requester).await;
                 let list = readable(ctx, &settings, &request.requester).await?;
-                let form = usage_points_form_on(
+                let form = usage_points_form(
                     &list,
                     settings.scopes(&request.requester),
                     settings.serves_indexes(),
@@ -203,6 +199,7 @@ mod tests {
             &[consented.clone(), configured.clone()],
             Scopes::default_for_peers(),
             true,
+            true,
         );
         assert_eq!(
             values(&form, "usage_points"),
@@ -237,7 +234,7 @@ mod tests {
             },
             mandate: "MANDAT-2026-17".into(),
         });
-        let form = usage_points_form(&[declared], Scopes::default_for_peers(), false);
+        let form = usage_points_form(&[declared], Scopes::default_for_peers(), false, true);
         let lines = values(&form, "11453290002823");
         assert!(
             lines[0].contains("consumption/power/active/corrected")
@@ -253,7 +250,7 @@ mod tests {
 
         // An agent that reads SGE only cannot read a granted PRM without a
         // declared consent, and says so.
-        let form = usage_points_form_on(
+        let form = usage_points_form(
             std::slice::from_ref(&configured),
             Scopes::default_for_peers(),
             true,
@@ -268,7 +265,7 @@ mod tests {
 
         // Narrower scopes: only their series, for a grant and a consent alike.
         let daily = Scopes::from_iter([Scope::Daily, Scope::Contract]);
-        let form = usage_points_form(&[consented, configured], daily, true);
+        let form = usage_points_form(&[consented, configured], daily, true, true);
         assert_eq!(values(&form, "scopes"), ["daily", "contract"]);
         for prm in ["11453290002823", "22516914714270"] {
             assert_eq!(
@@ -285,6 +282,7 @@ mod tests {
             }],
             Scopes::NONE,
             true,
+            true,
         );
         assert!(values(&form, "scopes").is_empty());
         assert_eq!(values(&form, "22516914714270")[0], "series:");
@@ -292,7 +290,7 @@ mod tests {
 
     #[test]
     fn an_empty_list_says_how_to_get_one() {
-        let form = usage_points_form(&[], Scopes::default_for_peers(), true);
+        let form = usage_points_form(&[], Scopes::default_for_peers(), true, true);
         assert!(values(&form, "usage_points").is_empty());
         assert!(form.instructions.unwrap().contains("get_authorize_uri"));
     }
