@@ -570,3 +570,51 @@ async fn an_sge_only_agent_reads_declared_meters_and_says_it_reads_no_data_conne
     assert!(!out.status.success(), "{err}");
     assert!(err.contains(NO_DATA_CONNECT), "{err}");
 }
+
+/// The sizes people read a professional meter at: a year and two years of a
+/// 10-minute C1 curve (52,560 and 105,120 values, more than a stanza holds),
+/// through SGE, followed page by page by `quoalise-agent query`: every value, at
+/// one call per 7 days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_year_and_two_years_of_a_ten_minute_meter_through_sge() {
+    let mut settings = sge_settings();
+    settings.request_timeout_secs = 300;
+    settings.quota_wait_secs = 200;
+    let d = Deployment::start(settings).await;
+    let c1 = enedis_sim::sge::meters::C1_PRM;
+    declare(&d, "alice@localhost", c1);
+    let id = identifier(c1, "consumption/power/active/raw");
+    for years in [1, 2] {
+        // Two years back is exactly SGE's 24 months of curve.
+        let to = today();
+        let from = to.checked_sub((365 * years).days()).unwrap();
+        let before = sge_calls(&d).await;
+        let (code, out, err) = d
+            .query(
+                "alice",
+                &[
+                    "get-history",
+                    &id,
+                    "--start",
+                    &midnight(from),
+                    "--end",
+                    &midnight(to),
+                    "--format",
+                    "csv",
+                ],
+            )
+            .await;
+        assert_eq!(code, 0, "{years} year(s): {err}");
+        let points = (midnight_seconds(to) - midnight_seconds(from)) / 600;
+        let lines: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(lines.len() as i64, points, "{years} year(s): {err}");
+        let first = jiff::Timestamp::from_second(midnight_seconds(from)).unwrap();
+        assert!(lines[0].starts_with(&format!("{first},")), "{}", lines[0]);
+        let days = (to - from).get_days() as usize;
+        assert_eq!(
+            sge_calls(&d).await - before,
+            days.div_ceil(7),
+            "{years} year(s)"
+        );
+    }
+}
