@@ -10,6 +10,9 @@
 #   python3-venv           the venv holding slixmpp, the independent peer of interop tests
 #   chromium, chromium-driver  the end-to-end consent test in a real browser
 #   systemd                systemd-analyze verify of deploy/quoalise-agent.service
+#   postgresql             the PostgreSQL store's tests: each test binary starts its
+#                          own server as the postgres user (tests/common/postgres.rs);
+#                          the package's own cluster is not used
 #   dpkg-dev, fakeroot, man-db  the Debian package test (tests/operations/deb_package.rs):
 #                          dpkg-shlibdeps for its Depends, dpkg without root, man -l
 #
@@ -26,7 +29,7 @@
 # says 0.12. Override the directory with PROSODY13_DIR (the tests read it too).
 set -euo pipefail
 
-packages=(prosody lua-unbound lua5.4 lua-bitop lua-expat lua-filesystem lua-sec lua-socket libicu72 libxml2-utils openssl python3-venv chromium chromium-driver systemd ca-certificates curl dpkg-dev fakeroot man-db)
+packages=(prosody lua-unbound lua5.4 lua-bitop lua-expat lua-filesystem lua-sec lua-socket libicu72 libxml2-utils openssl python3-venv chromium chromium-driver systemd ca-certificates curl dpkg-dev fakeroot man-db postgresql)
 if [[ "${1:-}" == "--minimal" ]]; then
   packages=(prosody lua-unbound lua5.4 lua-bitop lua-expat lua-filesystem lua-sec lua-socket libicu72 openssl ca-certificates)
 fi

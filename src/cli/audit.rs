@@ -49,12 +49,18 @@ pub struct AuditArgs {
 
 /// Print the accesses the arguments select, oldest first.
 pub fn run(config: &Path, args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let path = super::backup::store_path(config)?;
-    if !path.is_file() {
-        bail!("there is no store at {}", path.display());
-    }
-    let store =
-        Store::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
+    let store = if super::backup::uses_postgres(config)? {
+        // The URL may be a credential: read as the agent reads it.
+        let loaded = crate::config::Config::load(config)?;
+        Store::open_config(&loaded.store)
+            .with_context(|| format!("opening the store {}", config.display()))?
+    } else {
+        let path = super::backup::store_path(config)?;
+        if !path.is_file() {
+            bail!("there is no store at {}", path.display());
+        }
+        Store::open(&path).with_context(|| format!("opening the store {}", path.display()))?
+    };
     let filter = filter(args, Timestamp::now())?;
     let records = store.audit(&filter)?;
     match args.format {

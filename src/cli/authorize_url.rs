@@ -64,8 +64,8 @@ pub fn run_to(config: &Config, args: &AuthorizeUrlArgs, out: &mut dyn Write) -> 
             )
         })?
     };
-    let store = Store::open(&config.store.path)
-        .with_context(|| format!("opening the store {}", config.store.path.display()))?;
+    let store = Store::open_config(&config.store)
+        .with_context(|| format!("opening the store {}", config.store.describe()))?;
     let input = DescriptionInput {
         name: args.name.clone(),
         logo_url: args.logo_url.clone(),

@@ -27,6 +27,13 @@ pub struct BackupArgs {
 /// Back up the store named by the configuration at `config` into `args.path`,
 /// reporting to `out`.
 pub fn run(config: &Path, args: &BackupArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    if uses_postgres(config)? {
+        anyhow::bail!(
+            "{}: the store is PostgreSQL (store.url): back it up with PostgreSQL's own tools \
+             (pg_dump, or continuous archiving); `store backup` copies SQLite files",
+            config.display()
+        );
+    }
     let source = store_path(config)?;
     let report = backup_file(&source, &args.path)
         .with_context(|| format!("backing up {}", source.display()))?;
@@ -55,7 +62,7 @@ pub fn store_path(config: &Path) -> anyhow::Result<PathBuf> {
     let value = match from_env {
         Some(v) => Some(PathBuf::from(v)),
         None => store_path_in(&text)
-            .map_err(|reason| anyhow::anyhow!("{}: store.path: {reason}", config.display()))?,
+            .map_err(|reason| anyhow::anyhow!("{}: {reason}", config.display()))?,
     };
     let Some(path) = value else {
         return Ok(PathBuf::from(DEFAULT_STORE_PATH));
@@ -72,9 +79,32 @@ pub fn store_path(config: &Path) -> anyhow::Result<PathBuf> {
         .join(path))
 }
 
+/// Whether the configuration at `config` puts the store in PostgreSQL
+/// (`store.url` or `store.url_file`, in the file or the environment).
+pub fn uses_postgres(config: &Path) -> anyhow::Result<bool> {
+    for key in ["STORE__URL", "STORE__URL_FILE"] {
+        if std::env::var_os(format!("{ENV_PREFIX}{key}")).is_some_and(|v| !v.is_empty()) {
+            return Ok(true);
+        }
+    }
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read the configuration file {}", config.display()))?;
+    Ok(store_key_in(&text, "url")
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", config.display()))?
+        .is_some()
+        || store_key_in(&text, "url_file")
+            .map_err(|reason| anyhow::anyhow!("{}: {reason}", config.display()))?
+            .is_some())
+}
+
 /// The `path` key of the `[store]` table; `None` when absent. Errors never quote
 /// the file (it may hold secrets), only positions and the key.
 fn store_path_in(text: &str) -> Result<Option<PathBuf>, String> {
+    Ok(store_key_in(text, "path")?.map(PathBuf::from))
+}
+
+/// A string key of the `[store]` table; `None` when absent or empty.
+fn store_key_in(text: &str, key: &str) -> Result<Option<String>, String> {
     use toml::de::{DeTable, DeValue};
     let (table, errors) = DeTable::parse_recoverable(text);
     if let Some(e) = errors.first() {
@@ -96,11 +126,12 @@ fn store_path_in(text: &str) -> Result<Option<PathBuf>, String> {
         Some(DeValue::Table(store)) => store,
         Some(_) => return Err("[store] must be a table".into()),
     };
-    match find(&store, "path") {
+    match find(&store, key) {
         None => Ok(None),
         Some(DeValue::String(s)) if s.is_empty() => Ok(None),
-        Some(DeValue::String(s)) => Ok(Some(PathBuf::from(s.as_ref()))),
-        Some(_) => Err("must be a string (a file path)".into()),
+        Some(DeValue::String(s)) => Ok(Some(s.to_string())),
+        Some(_) if key == "path" => Err("store.path must be a string (a file path)".into()),
+        Some(_) => Err(format!("store.{key} must be a string")),
     }
 }
 

@@ -234,8 +234,8 @@ pub fn run_to(config: &Config, args: &ConsentsArgs, out: &mut dyn Write) -> anyh
         }
         _ => {}
     }
-    let store = Store::open(&config.store.path)
-        .with_context(|| format!("opening the store {}", config.store.path.display()))?;
+    let store = Store::open_config(&config.store)
+        .with_context(|| format!("opening the store {}", config.store.describe()))?;
     match &args.command {
         ConsentsCommand::List(list) => list_consents(&store, list, out),
         ConsentsCommand::Add(add) => match add.upstream {

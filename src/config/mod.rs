@@ -245,9 +245,45 @@ section! {
 section! {
     /// `[store]`: where the agent keeps its state.
     pub struct StoreConfig {
-        /// SQLite database file.
+        /// SQLite database file (unused when `url` is set).
         pub path: PathBuf = or(path, PathBuf::from(DEFAULT_STORE_PATH)),
+        /// PostgreSQL instead of SQLite: `postgres://user:password@host:port/db?sslmode=require`,
+        /// as `url` or `url_file` (a systemd credential: it may hold a password).
+        pub url: Option<Secret> = optional_secret(),
+        /// PostgreSQL: extra PEM trust root for the server's certificate (TLS),
+        /// beside the system roots.
+        pub ca_file: Option<PathBuf> = optional(pem_file),
     }
+}
+
+impl StoreConfig {
+    /// Where the store is, for messages: the SQLite file, or the PostgreSQL server
+    /// and database (never the password).
+    pub fn describe(&self) -> String {
+        match &self.url {
+            Some(url) => postgres_description(url.expose()),
+            None => self.path.display().to_string(),
+        }
+    }
+}
+
+/// `postgres://user@host:port/database` for a PostgreSQL URL: never its password
+/// nor its other parameters.
+pub fn postgres_description(url: &str) -> String {
+    let Ok(config) = url.parse::<postgres::Config>() else {
+        return "PostgreSQL (store.url)".into();
+    };
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        config.get_user().unwrap_or(""),
+        config.get_dbname().unwrap_or("")
+    )
 }
 
 section! {
@@ -462,7 +498,13 @@ impl Config {
         {
             enedis.redirect_uri = format!("{}/redirect", web.public_url);
         }
-        let store = r.section(&mut root, "store");
+        let store: StoreConfig = r.section(&mut root, "store");
+        if let Some(url) = &store.url
+            && let Err(why) = validate::postgres_url(url.expose())
+        {
+            // The URL itself is never quoted: it may hold a password.
+            r.problem("store.url", why);
+        }
         let log = r.section(&mut root, "log");
         let subscriptions = r.section(&mut root, "subscriptions");
         let sge: Option<SgeConfig> = has_sge.then(|| r.section(&mut root, "sge"));

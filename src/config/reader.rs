@@ -35,7 +35,8 @@ pub(super) fn key_names(keys: &[&[&'static str]]) -> Vec<&'static str> {
 /// - `required(read, "what")`: a missing key is a problem naming `what`;
 /// - `optional(read)`: the field is an `Option`;
 /// - `or(read, default)`: `default` may use the fields above it;
-/// - `secret()`: a [`super::Secret`] given as `name` or `name_file`.
+/// - `secret()`: a [`super::Secret`] given as `name` or `name_file`;
+/// - `optional_secret()`: the same, as an `Option` (neither key: `None`).
 ///
 /// `read` is a `fn(&mut Reader, key, Value) -> Option<T>` (or a closure, which may use
 /// the fields above it) that records a problem and returns `None` on a bad value.
@@ -77,11 +78,17 @@ macro_rules! section {
     (@keys $field:ident secret ()) => {
         &[stringify!($field), concat!(stringify!($field), "_file")]
     };
+    (@keys $field:ident optional_secret ()) => {
+        &[stringify!($field), concat!(stringify!($field), "_file")]
+    };
     (@keys $field:ident $how:ident $args:tt) => {
         &[stringify!($field)]
     };
     (@read $r:ident $t:ident $field:ident secret ()) => {
         $r.secret($t, stringify!($field))
+    };
+    (@read $r:ident $t:ident $field:ident optional_secret ()) => {
+        $r.optional_secret($t, stringify!($field))
     };
     (@read $r:ident $t:ident $field:ident required ($read:expr, $what:expr $(,)?)) => {
         $r.required($t, stringify!($field), $what, $read).unwrap_or_default()

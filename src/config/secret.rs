@@ -70,6 +70,32 @@ fn read_secret_file(path: &Path) -> Result<String, String> {
 impl Reader {
     /// A secret given as `name = "…"` or `name_file = "…"`, exactly one of them.
     pub(super) fn secret(&mut self, table: &mut Table, name: &str) -> Secret {
+        let key = table.key(name);
+        let file_key = table.key(&format!("{name}_file"));
+        let problems = self.problems.len();
+        match self.optional_secret(table, name) {
+            Some(secret) => secret,
+            None => {
+                // Set but unusable: that problem is enough.
+                if self.problems.len() == problems {
+                    self.problem_keys(
+                        &key,
+                        &[&key, &file_key],
+                        format!(
+                            "missing: set {key} = \"…\" or {file_key} = \"<file>\" (a relative \
+                             file name is looked up in $CREDENTIALS_DIRECTORY when set, \
+                             otherwise next to the configuration file)"
+                        ),
+                    );
+                }
+                Secret::new(String::new())
+            }
+        }
+    }
+
+    /// A secret that may be left out: `None` when neither `name` nor `name_file`
+    /// is set (or when the one set is unusable, with a problem recorded).
+    pub(super) fn optional_secret(&mut self, table: &mut Table, name: &str) -> Option<Secret> {
         let file_name = format!("{name}_file");
         let key = table.key(name);
         let file_key = table.key(&file_name);
@@ -81,34 +107,26 @@ impl Reader {
                 &[&key, &file_key],
                 format!("both {key} and {file_key} are set; keep only one"),
             ),
-            (None, None) => self.problem_keys(
-                &key,
-                &[&key, &file_key],
-                format!(
-                    "missing: set {key} = \"…\" or {file_key} = \"<file>\" (a relative file \
-                     name is looked up in $CREDENTIALS_DIRECTORY when set, otherwise next to \
-                     the configuration file)"
-                ),
-            ),
+            (None, None) => return None,
             // The value itself is never quoted in a problem.
             (Some(value), None) => match value {
                 Value::String(s) if s.is_empty() => {
                     self.problem(&key, "is empty; expected the secret")
                 }
-                Value::String(s) => return Secret::new(s),
+                Value::String(s) => return Some(Secret::new(s)),
                 other => self.problem(&key, format!("expected a string, got {}", other.describe())),
             },
             (None, Some(value)) => {
                 if let Some(file) = non_empty_string(self, &file_key, value) {
                     let path = self.secret_path(&file);
                     match read_secret_file(&path) {
-                        Ok(secret) => return Secret::new(secret),
+                        Ok(secret) => return Some(Secret::new(secret)),
                         Err(message) => self.problem(&file_key, message),
                     }
                 }
             }
         }
-        Secret::new(String::new())
+        None
     }
 
     /// A relative secret file is looked up in `$CREDENTIALS_DIRECTORY` when set,

@@ -125,6 +125,8 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         "web.listen" => web.listen,
         "web.public_url" => web.public_url,
         "store.path" => store.path,
+        "store.url" => store.url,
+        "store.ca_file" => store.ca_file,
         "log.format" => log.format,
         "log.level" => log.level,
         "subscriptions.publish_time" => subscriptions.publish_time,

@@ -225,12 +225,12 @@ impl Agent {
             peers = config.peers.len(),
             "starting"
         );
-        let path = config.store.path.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(path))
+        let store_config = config.store.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open_config(&store_config))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
         store.checkpoint_in_background(CHECKPOINT_EVERY)?;
-        tracing::info!(path = %store.path().display(), "store open");
+        tracing::info!(store = %store.describe(), "store open");
         sync_grants(&store, &config.peers).await?;
         let metrics = Metrics::new();
         store.set_metrics(&metrics);

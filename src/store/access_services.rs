@@ -12,7 +12,7 @@
 use jiff::civil::Date;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, now_seconds};
+use super::{Sqlite, StoreError, now_seconds};
 use crate::quoalise::Prm;
 
 /// The table (appended to the migrations).
@@ -238,7 +238,7 @@ fn select(
     rows.into_iter().map(RawService::parse).collect()
 }
 
-impl Store {
+impl Sqlite {
     /// Record a service SGE accepted (committed before this returns); returns it.
     /// Fails for a consent that is not an SGE one, or a `serviceSouscritId`
     /// already recorded.

@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{ErrorCode, params, params_from_iter};
 
-use super::{Store, StoreError};
+use super::{Sqlite, Store, StoreError};
 use crate::config::PeerConfig;
 use crate::quoalise::{Prm, Series};
 
@@ -273,7 +273,7 @@ pub struct GrantChanges {
     pub removed: Vec<(String, Prm)>,
 }
 
-impl Store {
+impl Sqlite {
     /// Record one access; returns its id. An allowed access without a valid basis
     /// is refused by the schema: [`AuditError::NoBasis`].
     /// Written on every request, so without an fsync of its own (see
@@ -388,15 +388,6 @@ impl Store {
         Ok(changes)
     }
 
-    /// [`Store::sync_grants`] from the configuration's `[[peers]]`.
-    pub fn sync_peer_grants(&self, peers: &[PeerConfig]) -> Result<GrantChanges, StoreError> {
-        self.sync_grants(
-            peers
-                .iter()
-                .map(|p| (p.jid.as_str(), p.usage_points.as_slice())),
-        )
-    }
-
     /// Whether the configuration grants `peer` access to `prm`.
     pub fn has_grant(&self, peer: &str, prm: &Prm) -> Result<bool, StoreError> {
         self.conn()
@@ -421,6 +412,18 @@ impl Store {
                 .map_err(|e| StoreError::Invalid(format!("grant with a bad PRM: {e}")))
         })
         .collect()
+    }
+}
+
+/// What both databases do the same way, through their operations.
+impl Store {
+    /// [`Store::sync_grants`] from the configuration's `[[peers]]`.
+    pub fn sync_peer_grants(&self, peers: &[PeerConfig]) -> Result<GrantChanges, StoreError> {
+        self.sync_grants(
+            peers
+                .iter()
+                .map(|p| (p.jid.as_str(), p.usage_points.as_slice())),
+        )
     }
 
     /// The basis on which `peer` may read `prm` at `now`: its newest usable consent

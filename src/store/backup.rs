@@ -57,6 +57,11 @@ pub enum BackupError {
         "the store has schema version {found}, newer than this build knows ({known}): use the quoalise-agent that runs it"
     )]
     NewerSchema { found: i64, known: i64 },
+    #[error(
+        "the store is PostgreSQL ({0}): back it up with PostgreSQL's own tools (pg_dump, or \
+         continuous archiving); `store backup` copies SQLite files"
+    )]
+    Postgres(String),
 }
 
 /// Back up the store at `source` into the new file `dest`.
@@ -233,6 +238,9 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 impl Store {
     /// Back up this store into the new file `dest` (see [`backup_file`]).
     pub fn backup_to(&self, dest: &Path) -> Result<BackupReport, BackupError> {
-        backup_file(self.path(), dest)
+        match self.path() {
+            Some(path) => backup_file(path, dest),
+            None => Err(BackupError::Postgres(self.describe())),
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{Store, StoreError, now_seconds};
+use super::{Sqlite, StoreError, now_seconds};
 use crate::config::{ApiGeneration, Secret};
 use crate::quoalise::Prm;
 
@@ -586,7 +586,7 @@ pub fn fmt_instant(seconds: i64) -> String {
         .unwrap_or_else(|_| seconds.to_string())
 }
 
-impl Store {
+impl Sqlite {
     /// Record a consent, with its tokens for v3/v4, in one transaction; returns it.
     pub fn add_consent(
         &self,

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode};
 
-use super::{Store, StoreError, lock};
+use super::{Db, Sqlite, Store, StoreError, lock};
 use crate::metrics::Metrics;
 
 /// How long the probe waits for another writer's lock before giving up without a
@@ -171,7 +171,7 @@ pub enum Probe {
 impl Store {
     /// Counts the store's write failures in `metrics` from now on.
     pub fn set_metrics(&self, metrics: &Metrics) {
-        let health = &self.inner.health;
+        let health = &self.health;
         if health.metrics.set(metrics.clone()).is_ok() {
             metrics.set_store_writable(lock(&health.failing).is_none());
         }
@@ -179,23 +179,23 @@ impl Store {
 
     /// Why writes are failing, or `None` when the last write (or probe) succeeded.
     pub fn write_failure(&self) -> Option<WriteFailure> {
-        lock(&self.inner.health.failing).clone()
+        lock(&self.health.failing).clone()
     }
 
     /// Commits a write on a connection of its own (see the module's notes),
     /// recording the outcome: a success clears a failure, a failure is counted
     /// (operation `probe`) and remembered. Blocks for at most a few seconds.
     pub fn probe_writes(&self) -> Probe {
-        *lock(&self.inner.health.last_probe) = Some(Instant::now());
+        *lock(&self.health.last_probe) = Some(Instant::now());
         match self.probe_once() {
             Ok(()) => {
-                self.inner.health.succeeded();
+                self.health.succeeded();
                 Probe::Written
             }
             Err(e) if e.is_busy() => Probe::Busy,
             Err(e) => {
                 let kind = e.store_failure().map_or("other", |(kind, _)| kind);
-                self.inner.health.failed(kind, "probe", &e);
+                self.health.failed(kind, "probe", &e);
                 Probe::Failed
             }
         }
@@ -204,10 +204,19 @@ impl Store {
     /// [`Store::probe_writes`] unless one ran less than `gap` ago (so that a
     /// monitor polling `/healthz` does not turn into a stream of commits).
     pub fn probe_writes_at_most_every(&self, gap: Duration) -> Option<Probe> {
-        let recent = lock(&self.inner.health.last_probe).is_some_and(|at| at.elapsed() < gap);
+        let recent = lock(&self.health.last_probe).is_some_and(|at| at.elapsed() < gap);
         (!recent).then(|| self.probe_writes())
     }
 
+    fn probe_once(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Sqlite(db) => db.probe_once(),
+            Db::Postgres(db) => db.probe_once(),
+        }
+    }
+}
+
+impl Sqlite {
     fn probe_once(&self) -> Result<(), StoreError> {
         // SQLite keeps, and reuses for a new connection, the descriptors of
         // connections closed while others hold locks on the file: a connection of

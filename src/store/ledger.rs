@@ -13,7 +13,7 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use super::{Sqlite, StoreError};
 
 /// The ledger's tables.
 pub const MIGRATION: &str = r#"
@@ -67,7 +67,7 @@ fn class(background: bool) -> &'static str {
     }
 }
 
-impl Store {
+impl Sqlite {
     /// Records `calls` of `platform`'s quota, and a pause until `pause_until_ms`
     /// (kept only if it ends later than the one recorded), in one transaction
     /// committed to disk (`synchronous = FULL`) before it returns.

@@ -11,7 +11,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError};
+use super::{Sqlite, StoreError};
 
 /// How long consumed or expired states are kept, so a late replay is recognised as
 /// such; older ones are purged.
@@ -136,7 +136,7 @@ fn read_description(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConsentDescript
 
 const DESCRIPTION_COLUMNS: &str = "id, owner, name, logo_url, description, created_at";
 
-impl Store {
+impl Sqlite {
     /// Record a description for `new.owner`; an identical one of the same owner is
     /// returned instead of a copy, so a peer asking again gets the same URI.
     /// `new_id` makes the id of a new row (unguessable, URL-safe).
@@ -322,6 +322,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

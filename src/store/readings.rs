@@ -27,7 +27,7 @@ use std::sync::Arc;
 use jiff::civil::Date;
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use super::{Sqlite, StoreError};
 use crate::config::ApiGeneration;
 use crate::quoalise::{Prm, Reading, Series, Step};
 
@@ -211,7 +211,7 @@ impl HotDays {
     }
 }
 
-impl Store {
+impl Sqlite {
     /// Empties the in-memory days (housekeeping: they never outlive a minute).
     pub fn forget_hot_days(&self) {
         self.hot_days().days.clear();
@@ -308,7 +308,7 @@ fn read_days(
     Ok(days)
 }
 
-impl Store {
+impl Sqlite {
     /// Store whole days of `(generation, prm, series)`, fetched at `now`. A day is
     /// written only while a consent of that generation or a grant covers the PRM at
     /// `now`; returns how many were written.
@@ -441,6 +441,7 @@ fn write_days(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     #[test]
     fn days_round_trip_with_gaps_and_steps() {
@@ -530,7 +531,7 @@ mod tests {
 
         // That connection commits an audit row, as every request does: its own
         // commits leave its data version, and so the days in memory, alone.
-        let version = store.hot_days().version;
+        let version = store.sqlite().unwrap().hot_days().version;
         assert!(version.is_some());
         store
             .call_now(move |s| {
@@ -540,7 +541,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(read().await.get(&day).map(|d| &d[..]), Some(&readings[..]));
-        assert_eq!(store.hot_days().version, version, "served from memory");
+        assert_eq!(
+            store.sqlite().unwrap().hot_days().version,
+            version,
+            "served from memory"
+        );
 
         // Another process commits (here, deletes the row): memory is emptied, and
         // SQLite has no row.

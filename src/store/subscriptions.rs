@@ -18,7 +18,7 @@ use jiff::civil::Date;
 use rusqlite::{ErrorCode, OptionalExtension, params};
 
 use super::audit::AccessBasis;
-use super::{Store, StoreError};
+use super::{Sqlite, StoreError};
 use crate::quoalise::{Identifier, IdentifierError, Prm, PrmError, Series};
 
 /// Schema of the subscriptions (appended to the migrations, after the grants).
@@ -175,7 +175,7 @@ fn finish(raw: Raw) -> Result<Subscription, StoreError> {
     })
 }
 
-impl Store {
+impl Sqlite {
     /// Subscribe `peer` to `identifier` on `basis` at `now`; the first delivery will
     /// carry the day after `delivered_through`. Subscribing again keeps the existing
     /// subscription (and its progress) and refreshes its basis. Returns it, and

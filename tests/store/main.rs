@@ -1,12 +1,17 @@
-//! The SQLite store on its own: consents and their tokens (and the `consents`
-//! admin command on it), the audit trail's schema rules, subscriptions.
+//! The store on its own, on both databases (SQLite and PostgreSQL, [`backends`]):
+//! consents and their tokens (and the `consents` admin command on it), the audit
+//! trail's schema rules, subscriptions, the quota ledger.
 
 #[path = "../common/mod.rs"]
 mod common;
+
+#[macro_use]
+mod backends;
 
 mod access_services;
 mod audit_schema;
 mod consents;
 mod declared_consents;
+mod postgres;
 mod quota_ledger;
 mod subscriptions;
