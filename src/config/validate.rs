@@ -350,6 +350,25 @@ fn strings<T>(
     accepted
 }
 
+/// Checks `store.url` as the PostgreSQL driver will read it. The message never
+/// quotes the URL (it may hold a password).
+pub(super) fn postgres_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(
+            "expected a PostgreSQL URL: postgres://user@host:port/database (leave store.url out \
+             to use the SQLite file of store.path)"
+                .into(),
+        );
+    }
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e: postgres::Error| format!("not a usable PostgreSQL URL: {e}"))?;
+    if config.get_dbname().is_none() {
+        return Err("names no database: postgres://user@host:port/DATABASE".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,23 +406,4 @@ mod tests {
             assert_eq!(parse_hh_mm(bad), None, "{bad}");
         }
     }
-}
-
-/// Checks `store.url` as the PostgreSQL driver will read it. The message never
-/// quotes the URL (it may hold a password).
-pub(super) fn postgres_url(url: &str) -> Result<(), String> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(
-            "expected a PostgreSQL URL: postgres://user@host:port/database (leave store.url out \
-             to use the SQLite file of store.path)"
-                .into(),
-        );
-    }
-    let config: postgres::Config = url
-        .parse()
-        .map_err(|e: postgres::Error| format!("not a usable PostgreSQL URL: {e}"))?;
-    if config.get_dbname().is_none() {
-        return Err("names no database: postgres://user@host:port/DATABASE".into());
-    }
-    Ok(())
 }
