@@ -122,6 +122,10 @@ CREATE INDEX oauth_states_expires ON oauth_states (expires_at);
         name: "the Enedis quota's ledger",
         sql: super::ledger::MIGRATION,
     },
+    Migration {
+        name: "consent notifications queued by standby agents",
+        sql: super::outbox::MIGRATION,
+    },
 ];
 
 /// The schema version this build knows.
@@ -216,7 +220,7 @@ mod tests {
                 (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
             })
         }
-        let shipped: [(u64, usize); 9] = [
+        let shipped: [(u64, usize); 10] = [
             (0x9fb2_c6a9_c044_4e66, 1526),
             (0x26f5_9c8b_a0aa_6efc, 1386),
             (0xc4e2_4bad_fcba_4d3c, 3084),
@@ -226,6 +230,7 @@ mod tests {
             (0xe809_6d0b_d7f4_e7a6, 5791),
             (0x6d37_4040_646c_4723, 1806),
             (0x8d9a_0810_570b_b7a5, 727),
+            (0x877d_5cb8_da30_4133, 588),
         ];
         assert_eq!(
             MIGRATIONS.len(),

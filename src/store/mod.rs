@@ -23,6 +23,7 @@ pub mod ledger;
 pub mod migrations;
 pub mod oauth;
 mod operations;
+pub mod outbox;
 pub mod postgres;
 pub mod readings;
 pub mod subscriptions;
@@ -37,6 +38,7 @@ pub use consents::{
 };
 pub use health::{Probe, WriteFailure};
 pub use ledger::{QuotaCall, QuotaLedger};
+pub use outbox::QueuedNotification;
 pub use subscriptions::{SubscribeError, Subscription};
 
 use std::path::{Path, PathBuf};

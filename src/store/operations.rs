@@ -15,6 +15,7 @@ use super::consents::{
 };
 use super::ledger::{QuotaCall, QuotaLedger};
 use super::oauth::{ConsentDescription, Consumed, NewDescription, OAuthState};
+use super::outbox::QueuedNotification;
 use super::readings::{CacheStats, Days};
 use super::subscriptions::{SubscribeError, Subscription};
 use super::{Db, Store, StoreError};
@@ -123,6 +124,14 @@ dispatch! {
     fn record_quota(&self, platform: &str, calls: &[QuotaCall], pause_until_ms: Option<i64>) -> Result<(), StoreError>;
     fn quota_ledger(&self, platform: &str, now_ms: i64) -> Result<QuotaLedger, StoreError>;
     fn prune_quota_ledger(&self, now_ms: i64) -> Result<usize, StoreError>;
+
+    // Consent notifications queued by a standby for the leader's XMPP session.
+    /// Queues a notification for `peer` (committed); its id.
+    fn queue_notification(&self, peer: &str, usage_points: &[String], peer_state: Option<&str>, now: i64) -> Result<i64, StoreError>;
+    /// The oldest `limit` queued notifications, oldest first.
+    fn queued_notifications(&self, limit: usize) -> Result<Vec<QueuedNotification>, StoreError>;
+    /// Removes a notification once sent; false when it was not queued (any more).
+    fn remove_notification(&self, id: i64) -> Result<bool, StoreError>;
 }
 
 impl Store {

@@ -50,6 +50,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the Enedis quota's ledger",
         sql: super::ledger::MIGRATION,
     },
+    Migration {
+        name: "consent notifications queued by standby agents",
+        sql: super::outbox::MIGRATION,
+    },
 ];
 
 const BOOKKEEPING: &str = "

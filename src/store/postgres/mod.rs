@@ -23,6 +23,7 @@ mod consents;
 mod ledger;
 pub mod migrations;
 mod oauth;
+mod outbox;
 mod readings;
 mod subscriptions;
 
