@@ -440,6 +440,34 @@ impl QuotaLimiter {
         self.lock().restore(calls, pause_until, Instant::now());
     }
 
+    /// Makes the hour exactly `calls` (a ledger's hour) plus the grants still in
+    /// the journal, and holds a pause until `pause_until` as [`Self::restore`]
+    /// does. For an instance that wrote its own calls to the ledger it now reads
+    /// (a standby taking the lead): what it counted before is forgotten, so each
+    /// of its calls counts once, whether the ledger already has it or the journal
+    /// still holds it.
+    pub fn replace_hour(
+        &self,
+        calls: impl IntoIterator<Item = Granted>,
+        pause_until: Option<Instant>,
+    ) {
+        let mut state = self.lock();
+        state.hour.clear();
+        for peer in state.peers.values_mut() {
+            peer.hour.clear();
+        }
+        let unwritten: Vec<Granted> = state
+            .journal
+            .as_ref()
+            .map(|j| j.calls.clone())
+            .unwrap_or_default();
+        state.restore(
+            calls.into_iter().chain(unwritten),
+            pause_until,
+            Instant::now(),
+        );
+    }
+
     /// A call went through: the backoff starts over at the next 429.
     pub fn succeeded(&self) {
         self.lock().next_backoff = None;
@@ -1137,6 +1165,54 @@ mod tests {
         );
         // Taken once: the next journal starts empty.
         assert_eq!(l.take_journal(), Journal::default());
+    }
+
+    /// A standby taking the lead: its own calls already written to the ledger
+    /// come back with the ledger's hour, those still in the journal stay, and
+    /// none counts twice; a peer's cap counts the other instance's calls too.
+    #[tokio::test]
+    async fn replacing_the_hour_counts_each_own_call_once() {
+        let l = limiter(100, 10_000, 20);
+        let far = Instant::now() + Duration::from_secs(10);
+        l.keep_journal();
+        for peer in ["a@x", "a@x", "b@x"] {
+            l.acquire(&ask(peer, Class::Interactive), far)
+                .await
+                .unwrap();
+        }
+        // Written to the ledger by the keeper...
+        let written = l.take_journal().calls;
+        // ...then one more, still in the journal.
+        l.acquire(&ask("b@x", Class::Interactive), far)
+            .await
+            .unwrap();
+        assert_eq!(l.calls_last_hour(), 4);
+        // The ledger: this instance's three and two of the previous leader's.
+        let earlier = Instant::now() - Duration::from_secs(600);
+        let theirs = [
+            Granted {
+                at: earlier,
+                peer: Some(Arc::from("a@x")),
+                class: Class::Interactive,
+            },
+            Granted {
+                at: earlier,
+                peer: None,
+                class: Class::Background,
+            },
+        ];
+        l.replace_hour(written.into_iter().chain(theirs), None);
+        assert_eq!(
+            l.calls_last_hour(),
+            6,
+            "3 written + 2 of the other + 1 unwritten"
+        );
+        // a@x made three of them: a cap of 3 is spent.
+        let capped = ask("a@x", Class::Interactive).with_budget(1, Some(3));
+        let refused = l.acquire(&capped, far).await.unwrap_err();
+        assert_eq!(refused.limit, Limit::PeerBudget);
+        // The unwritten one is still in the journal, for the keeper.
+        assert_eq!(l.take_journal().calls.len(), 1);
     }
 
     proptest::proptest! {

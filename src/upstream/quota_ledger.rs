@@ -11,6 +11,12 @@
 //! the blocking pool. A crash (or a power cut) loses at most the calls of the
 //! last [`FLUSH_EVERY`] (five at Enedis' five a second); a clean stop
 //! (SIGTERM) writes everything first.
+//!
+//! Several instances on one PostgreSQL (`crate::daemon::leader`): every
+//! instance writes its own calls (a standby resolves consents on its pages),
+//! and the one that takes the lead counts the ledger's hour with
+//! [`take_over`], so the previous leader's calls count and its own are not
+//! counted twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,46 +73,91 @@ pub async fn restore(
     store: &Store,
     platform: &'static str,
 ) -> Result<Restored, StoreError> {
+    let (calls, pause, now, restored) = read(store, platform, &[]).await?;
+    limiter.keep_journal();
+    limiter.restore(calls, pause.map(|p| now + p));
+    Ok(restored)
+}
+
+/// [`restore`] for an instance that took the lead: its limiter has counted its
+/// own calls since it started, and [`keep`] has written them to the ledger
+/// (but `unwritten`, which [`keep`] returned when it was stopped). The hour
+/// becomes the ledger's, those and what the journal still holds
+/// ([`QuotaLimiter::replace_hour`]): the previous leader's calls count, and none
+/// of this instance's counts twice. Give `unwritten` to the next [`keep_from`].
+pub async fn take_over(
+    limiter: &QuotaLimiter,
+    store: &Store,
+    platform: &'static str,
+    unwritten: &[QuotaCall],
+) -> Result<Restored, StoreError> {
+    let (calls, pause, now, restored) = read(store, platform, unwritten).await?;
+    limiter.keep_journal();
+    limiter.replace_hour(calls, pause.map(|p| now + p));
+    Ok(restored)
+}
+
+/// `platform`'s ledger of the last hour with `extra` calls, as grants of the
+/// limiter's clock; the pause still running; the instant they are relative to.
+async fn read(
+    store: &Store,
+    platform: &'static str,
+    extra: &[QuotaCall],
+) -> Result<(Vec<Granted>, Option<Duration>, Instant, Restored), StoreError> {
     let now_ms = wall_now();
     let ledger = store
         .call(move |s| s.quota_ledger(platform, now_ms))
         .await?;
     let now = Instant::now();
-    let count = ledger.calls.len();
-    let calls = ledger.calls.into_iter().map(|call| Granted {
-        at: to_instant(call.at_ms, now, now_ms),
-        peer: call.peer.map(Arc::from),
-        class: if call.background {
-            Class::Background
-        } else {
-            Class::Interactive
-        },
-    });
+    let calls: Vec<Granted> = ledger
+        .calls
+        .iter()
+        .chain(extra)
+        .map(|call| Granted {
+            at: to_instant(call.at_ms, now, now_ms),
+            peer: call.peer.as_deref().map(Arc::from),
+            class: if call.background {
+                Class::Background
+            } else {
+                Class::Interactive
+            },
+        })
+        .collect();
     let pause = ledger
         .pause_until_ms
         .map(|until| Duration::from_millis(u64::try_from(until - now_ms).unwrap_or(0)));
-    limiter.keep_journal();
-    limiter.restore(calls, pause.map(|p| now + p));
-    Ok(Restored {
-        calls: count,
+    let restored = Restored {
+        calls: calls.len(),
         pause,
-    })
+    };
+    Ok((calls, pause, now, restored))
 }
 
 /// Writes `limiter`'s journal into `store`'s ledger for `platform` every
 /// [`FLUSH_EVERY`] and prunes the ledger, until `stop`; then writes what is
-/// left and returns. A write that fails is logged and tried again with the next.
+/// left and returns the calls it could not write (none unless the store
+/// refuses). A write that fails is logged and tried again with the next.
 pub async fn keep(
     limiter: Arc<QuotaLimiter>,
     store: Store,
     platform: &'static str,
     stop: CancellationToken,
-) {
+) -> Vec<QuotaCall> {
+    keep_from(limiter, store, platform, stop, Vec::new()).await
+}
+
+/// [`keep`], writing `pending` (what an earlier [`keep`] returned) first.
+pub async fn keep_from(
+    limiter: Arc<QuotaLimiter>,
+    store: Store,
+    platform: &'static str,
+    stop: CancellationToken,
+    mut pending: Vec<QuotaCall>,
+) -> Vec<QuotaCall> {
     limiter.keep_journal();
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune = Instant::now();
-    let mut pending: Vec<QuotaCall> = Vec::new();
     let mut pause: Option<i64> = None;
     let mut failing = false;
     loop {
@@ -171,7 +222,7 @@ pub async fn keep(
             }
         }
         if stopping {
-            return;
+            return pending;
         }
     }
 }
@@ -235,5 +286,63 @@ mod tests {
         // SGE's quota is another one.
         let sge = QuotaLimiter::new(1, 10);
         assert_eq!(restore(&sge, &store, SGE).await.unwrap().calls, 0);
+    }
+
+    /// A standby writes its own calls (a consent resolved on its pages) and
+    /// takes the lead: the hour is the ledger's (the previous leader's calls and
+    /// its own) and what its journal still holds, each call once; what it had
+    /// not written is written by the next keeper.
+    #[tokio::test]
+    async fn taking_the_lead_counts_the_previous_leader_and_each_own_call_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("agent.db")).unwrap();
+        let standby = Arc::new(QuotaLimiter::new(100, 10));
+        let stop = CancellationToken::new();
+        let keeper = tokio::spawn(keep(
+            standby.clone(),
+            store.clone(),
+            DATA_CONNECT,
+            stop.clone(),
+        ));
+        tokio::task::yield_now().await;
+        let far = Instant::now() + Duration::from_secs(10);
+        let peer = Ask::peer("a@x", Class::Interactive);
+        for _ in 0..2 {
+            standby.acquire(&peer, far).await.unwrap();
+        }
+        // The leader's three calls, written by its own keeper.
+        let now_ms = wall_now();
+        let theirs: Vec<QuotaCall> = (0..3)
+            .map(|i| QuotaCall {
+                at_ms: now_ms - 60_000 + i,
+                peer: Some("a@x".into()),
+                background: false,
+            })
+            .collect();
+        store.record_quota(DATA_CONNECT, &theirs, None).unwrap();
+        stop.cancel();
+        let unwritten = keeper.await.unwrap();
+        assert!(unwritten.is_empty());
+        // A call after the keeper stopped, before the ledger is read.
+        standby.acquire(&peer, far).await.unwrap();
+
+        let restored = take_over(&standby, &store, DATA_CONNECT, &unwritten)
+            .await
+            .unwrap();
+        assert_eq!(restored.calls, 5, "the ledger: 3 of the leader's, 2 own");
+        assert_eq!(standby.state().used_this_hour, 6, "and the unwritten one");
+        // The next keeper writes the unwritten one: six calls for the next leader.
+        let stop = CancellationToken::new();
+        let keeper = tokio::spawn(keep_from(
+            standby.clone(),
+            store.clone(),
+            DATA_CONNECT,
+            stop.clone(),
+            unwritten,
+        ));
+        stop.cancel();
+        assert!(keeper.await.unwrap().is_empty());
+        let next = QuotaLimiter::new(100, 10);
+        assert_eq!(restore(&next, &store, DATA_CONNECT).await.unwrap().calls, 6);
     }
 }
