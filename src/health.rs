@@ -3,8 +3,11 @@
 //!
 //! `/healthz` answers 200 only when every registered [`HealthCheck`] passes (the
 //! agent registers two: the store is usable, the XMPP session is up), 503
-//! otherwise. The body has one line per check, `name: ok` or
-//! `name: FAILED: reason`, so that `curl` or a monitoring probe says what is wrong.
+//! otherwise. The body has one line per check, `name: ok` (`name: ok (note)`
+//! when the check has something to add, e.g. why it does not apply) or
+//! `name: FAILED: reason`, so that `curl` or a monitoring probe says what is
+//! wrong; then one line per fact registered with [`Health::with_info`], `name:
+//! value` (the agent's role: `role: leader` or `role: standby`).
 //!
 //! `/metrics` serves [`Metrics::render`] with the 0.0.4 text content type.
 //!
@@ -28,9 +31,10 @@ use crate::metrics::{self, Metrics};
 pub trait HealthCheck: Send + Sync + 'static {
     /// Short name shown at the start of its line, e.g. `store` or `xmpp`.
     fn name(&self) -> &str;
-    /// `Ok` when healthy, otherwise why not (one line; newlines are replaced).
-    /// May block briefly; it runs on the blocking pool.
-    fn check(&self) -> Result<(), String>;
+    /// `Ok` when healthy (with a note to show after `ok`, if any), otherwise
+    /// why not (one line; newlines are replaced). May block briefly; it runs on
+    /// the blocking pool.
+    fn check(&self) -> Result<Option<String>, String>;
 }
 
 /// A [`HealthCheck`] from a name and a closure.
@@ -41,13 +45,13 @@ pub struct FnCheck<F> {
 
 impl<F> HealthCheck for FnCheck<F>
 where
-    F: Fn() -> Result<(), String> + Send + Sync + 'static,
+    F: Fn() -> Result<Option<String>, String> + Send + Sync + 'static,
 {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<Option<String>, String> {
         (self.f)()
     }
 }
@@ -58,11 +62,22 @@ pub fn check_fn<F>(name: impl Into<String>, f: F) -> Arc<dyn HealthCheck>
 where
     F: Fn() -> Result<(), String> + Send + Sync + 'static,
 {
+    check_fn_noted(name, move || f().map(|()| None))
+}
+
+/// A check whose passing may carry a note, shown as `name: ok (note)`.
+pub fn check_fn_noted<F>(name: impl Into<String>, f: F) -> Arc<dyn HealthCheck>
+where
+    F: Fn() -> Result<Option<String>, String> + Send + Sync + 'static,
+{
     Arc::new(FnCheck {
         name: name.into(),
         f,
     })
 }
+
+/// A fact `/healthz` shows after the checks, as `name: value`; never fails.
+type Info = (String, Arc<dyn Fn() -> String + Send + Sync>);
 
 /// Longest time one check may take before it counts as failed.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,6 +87,7 @@ pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Health {
     metrics: Metrics,
     checks: Arc<[Arc<dyn HealthCheck>]>,
+    info: Vec<Info>,
     timeout: Duration,
 }
 
@@ -80,8 +96,20 @@ impl Health {
         Health {
             metrics,
             checks: checks.into(),
+            info: Vec::new(),
             timeout: DEFAULT_CHECK_TIMEOUT,
         }
+    }
+
+    /// Adds a line `name: value` after the checks' (e.g. `role: standby`);
+    /// `value` is read on every request and must not block.
+    pub fn with_info(
+        mut self,
+        name: impl Into<String>,
+        value: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Health {
+        self.info.push((name.into(), Arc::new(value)));
+        self
     }
 
     /// Replaces [`DEFAULT_CHECK_TIMEOUT`].
@@ -113,13 +141,21 @@ impl Health {
         let mut report = String::new();
         for (name, result) in results {
             match result {
-                Ok(()) => report.push_str(&format!("{name}: ok\n")),
+                Ok(None) => report.push_str(&format!("{name}: ok\n")),
+                Ok(Some(note)) => {
+                    let note = note.trim().replace(['\r', '\n'], "; ");
+                    report.push_str(&format!("{name}: ok ({note})\n"));
+                }
                 Err(why) => {
                     healthy = false;
                     let why = why.trim().replace(['\r', '\n'], "; ");
                     report.push_str(&format!("{name}: FAILED: {why}\n"));
                 }
             }
+        }
+        for (name, value) in &self.info {
+            let value = value().trim().replace(['\r', '\n'], "; ");
+            report.push_str(&format!("{name}: {value}\n"));
         }
         (healthy, report)
     }
@@ -243,6 +279,46 @@ mod tests {
         broken.store(false, Ordering::Relaxed);
         let r = reqwest::get(format!("{base}/healthz")).await.unwrap();
         assert_eq!(r.status(), 200);
+    }
+
+    /// A check that does not apply passes with its note; facts follow the
+    /// checks and never fail the probe.
+    #[tokio::test]
+    async fn notes_and_facts_are_shown_after_ok_and_after_the_checks() {
+        let standby = Arc::new(AtomicBool::new(true));
+        let role = Arc::clone(&standby);
+        let flag = Arc::clone(&standby);
+        let xmpp = check_fn_noted("xmpp", move || {
+            if flag.load(Ordering::Relaxed) {
+                Ok(Some("standby: no session\nby design".to_owned()))
+            } else {
+                Err("session is down".to_owned())
+            }
+        });
+        let health =
+            Health::new(Metrics::new(), vec![store_ok(), xmpp]).with_info("role", move || {
+                if role.load(Ordering::Relaxed) {
+                    "standby"
+                } else {
+                    "leader"
+                }
+                .to_owned()
+            });
+        let base = serve(health).await;
+
+        let r = reqwest::get(format!("{base}/healthz")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.text().await.unwrap(),
+            "store: ok\nxmpp: ok (standby: no session; by design)\nrole: standby\n"
+        );
+        standby.store(false, Ordering::Relaxed);
+        let r = reqwest::get(format!("{base}/healthz")).await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(
+            r.text().await.unwrap(),
+            "store: ok\nxmpp: FAILED: session is down\nrole: leader\n"
+        );
     }
 
     #[tokio::test]

@@ -56,6 +56,8 @@ struct Inner {
     cache_misses: AtomicU64,
     xmpp_reconnects: AtomicU64,
     xmpp_session_up: AtomicBool,
+    /// Whether this instance leads (holds the XMPP session and calls Enedis).
+    leader: AtomicBool,
     /// Store statements that failed for a reason of the store itself, by kind
     /// (`disk_full`, `read_only`…) and operation.
     store_write_failures: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -185,6 +187,7 @@ impl Metrics {
                 cache_misses: AtomicU64::new(0),
                 xmpp_reconnects: AtomicU64::new(0),
                 xmpp_session_up: AtomicBool::new(false),
+                leader: AtomicBool::new(false),
                 store_write_failures: Mutex::default(),
                 store_writable: AtomicBool::new(true),
                 consents: Mutex::default(),
@@ -301,6 +304,11 @@ impl Metrics {
     /// The last value given to [`Metrics::set_xmpp_session_up`].
     pub fn xmpp_session_up(&self) -> bool {
         self.inner.xmpp_session_up.load(Ordering::Relaxed)
+    }
+
+    /// Whether this instance is the leader (always, on SQLite) or a standby.
+    pub fn set_leader(&self, leader: bool) {
+        self.inner.leader.store(leader, Ordering::Relaxed);
     }
 
     /// A store write failed for a reason of the store itself: `kind` says which
@@ -426,6 +434,12 @@ impl Metrics {
             "quoalise_agent_xmpp_session_up",
             "1 while the XMPP session is up, 0 otherwise.",
             u64::from(inner.xmpp_session_up.load(Ordering::Relaxed)),
+        );
+        gauge(
+            &mut out,
+            "quoalise_agent_leader",
+            "1 while this instance leads (holds the XMPP session, calls Enedis), 0 while it is a standby.",
+            u64::from(inner.leader.load(Ordering::Relaxed)),
         );
 
         family(
@@ -707,6 +721,9 @@ quoalise_agent_xmpp_reconnects_total 0
 # HELP quoalise_agent_xmpp_session_up 1 while the XMPP session is up, 0 otherwise.
 # TYPE quoalise_agent_xmpp_session_up gauge
 quoalise_agent_xmpp_session_up 0
+# HELP quoalise_agent_leader 1 while this instance leads (holds the XMPP session, calls Enedis), 0 while it is a standby.
+# TYPE quoalise_agent_leader gauge
+quoalise_agent_leader 0
 # HELP quoalise_agent_store_write_failures_total Store statements that failed for a reason of the store itself, by kind (disk_full, read_only, io_error, cannot_open, corrupt, permission_denied, other) and operation (what was being written, or probe).
 # TYPE quoalise_agent_store_write_failures_total counter
 # HELP quoalise_agent_store_writable 1 while the store accepts writes (its last write or write probe succeeded), 0 otherwise.
