@@ -4,6 +4,10 @@
 //! reloads the configuration ([`reload`]) and shuts everything down. Nothing
 //! below imports it; only the binary does.
 //!
+//! With PostgreSQL, the XMPP session, the pushes and what calls Enedis run only
+//! on the instance holding the leader's lock ([`leader`]); consent
+//! notifications of a standby wait in the store for it ([`outbox`]).
+//!
 //! ```text
 //! signals ─► run::Agent::serve ─┬─ xmpp::XmppAgent::run ─► router ─► commands::* ─► agent::data::fetch
 //!                               │                                                  ├ authorise
@@ -13,7 +17,9 @@
 //!                               └─ axum on web.listen ─► run::web_router (/healthz, /metrics, consent pages)
 //! ```
 
+pub mod leader;
+pub mod outbox;
 pub mod reload;
 pub mod run;
 
-pub use run::{Agent, Control, commands, web_router};
+pub use run::{Agent, Control, Ended, commands, web_router};

@@ -15,6 +15,11 @@
 //! when it cannot start (invalid configuration, store or port unusable), or if
 //! its web server or XMPP task ever ended on its own (so systemd restarts it).
 //!
+//! With a PostgreSQL store, several instances run on one database: each serves
+//! the web pages, and only the one holding the leader's lock runs the XMPP
+//! session and calls Enedis ([`super::leader`]). A leader that loses its lock
+//! exits with status 75 ([`leader::EXIT_NOT_LEADING`]) at once.
+//!
 //! To serve another command, add it in [`commands`]; to serve other web pages,
 //! merge their router in [`web_router`]. Both receive the shared
 //! [`AgentContext`].
@@ -27,9 +32,12 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use super::leader::{self, EXIT_NOT_LEADING, Lock, Role, RoleCell};
+use super::outbox::{self, RoleNotifier};
 use super::reload::{Reloaded, reload};
 use crate::agent::AgentContext;
 use crate::commands::{
@@ -37,11 +45,12 @@ use crate::commands::{
     Subscribe, Unsubscribe,
 };
 use crate::config::Config;
-use crate::health::{Health, check_fn};
+use crate::health::{Health, check_fn, check_fn_noted};
 use crate::metrics::Metrics;
 use crate::push::Scheduler;
 use crate::quoalise::Scopes;
-use crate::store::{ConsentState, Store, StoreError, now_seconds};
+use crate::store::postgres::Postgres;
+use crate::store::{ConsentState, QuotaCall, Store, StoreError, now_seconds};
 use crate::systemd::{self, Heartbeat, Watchdog};
 use crate::upstream::cache::CachedUpstream;
 use crate::upstream::{self, EnedisClient, QuotaLimiter, Upstream, UpstreamError, quota_ledger};
@@ -78,11 +87,12 @@ pub fn commands(ctx: Arc<AgentContext>) -> CommandSet<AgentContext> {
 }
 
 /// The web server's routes (`/healthz`, `/metrics`, the consent pages). Merge
-/// other routers here.
-pub fn web_router(ctx: &Arc<AgentContext>) -> Router {
+/// other routers here. `role` says whether this instance leads
+/// ([`super::leader`]).
+pub fn web_router(ctx: &Arc<AgentContext>, role: &RoleCell) -> Router {
     Router::new()
-        .merge(health(ctx).router())
-        .merge(crate::web::router(web_state(ctx)))
+        .merge(health(ctx, role).router())
+        .merge(crate::web::router(web_state(ctx, role)))
 }
 
 /// The running agent's peers, as its last reload left them.
@@ -97,23 +107,31 @@ impl PeerDirectory for AgentContext {
 }
 
 /// The web state of the running agent: its store and upstream client, its XMPP
-/// session for the notifications, its (reloadable) peers, and the settings of
-/// its configuration.
-fn web_state(ctx: &Arc<AgentContext>) -> WebState {
+/// session for the notifications (queued in the store for the leader while this
+/// instance is a standby), its (reloadable) peers, and the settings of its
+/// configuration.
+fn web_state(ctx: &Arc<AgentContext>, role: &RoleCell) -> WebState {
     let settings = WebSettings::from_config(&ctx.settings().config);
     WebState::new(
         ctx.store.clone(),
         ctx.upstream.clone(),
-        Arc::new(ctx.xmpp.clone()),
+        Arc::new(RoleNotifier {
+            xmpp: ctx.xmpp.clone(),
+            store: ctx.store.clone(),
+            role: role.clone(),
+        }),
         ctx.clone(),
         settings,
     )
 }
 
-/// `/healthz`: the store answers and accepts writes, and the XMPP session is up.
-fn health(ctx: &Arc<AgentContext>) -> Health {
+/// `/healthz`: the store answers and accepts writes, and the XMPP session is up
+/// (on the leader: a standby has none by design); then the instance's role.
+fn health(ctx: &Arc<AgentContext>, role: &RoleCell) -> Health {
     let store = ctx.store.clone();
     let xmpp = ctx.xmpp.clone();
+    let xmpp_role = role.clone();
+    let role = role.clone();
     Health::new(
         ctx.metrics.clone(),
         vec![
@@ -126,17 +144,25 @@ fn health(ctx: &Arc<AgentContext>) -> Health {
                     Some(failure) => Err(failure.to_string()),
                 }
             }),
-            check_fn("xmpp", move || match xmpp.state() {
-                SessionState::Up => Ok(()),
-                SessionState::Connecting => Err(
-                    "no session yet: still connecting (the log says why, e.g. a wrong password)"
-                        .to_owned(),
-                ),
-                SessionState::Suspended => Err("connection lost; reconnecting".to_owned()),
-                SessionState::Stopped => Err("stopped".to_owned()),
+            check_fn_noted("xmpp", move || {
+                if xmpp_role.get() == Role::Standby {
+                    return Ok(Some(
+                        "standby: the leader holds the XMPP session".to_owned(),
+                    ));
+                }
+                match xmpp.state() {
+                    SessionState::Up => Ok(None),
+                    SessionState::Connecting => Err(
+                        "no session yet: still connecting (the log says why, e.g. a wrong password)"
+                            .to_owned(),
+                    ),
+                    SessionState::Suspended => Err("connection lost; reconnecting".to_owned()),
+                    SessionState::Stopped => Err("stopped".to_owned()),
+                }
             }),
         ],
     )
+    .with_info("role", move || role.get().as_str().to_owned())
 }
 
 /// `/healthz` probes the store's writes at most this often.
@@ -210,11 +236,236 @@ pub struct Agent {
     config_path: PathBuf,
     /// Each Enedis quota and its name in the store's ledger.
     ledgers: Vec<(Arc<QuotaLimiter>, &'static str)>,
+    /// Leader or standby, as `/healthz`, `/metrics` and the notifier see it.
+    role: RoleCell,
+    /// The PostgreSQL store whose advisory lock decides who leads; `None` with
+    /// SQLite, where the agent always leads.
+    leadership: Option<Postgres>,
+}
+
+/// How [`Agent::serve`] ended, which the process's exit status says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Shut down as asked (SIGTERM, SIGINT): exit 0.
+    Stopped,
+    /// The web server, the XMPP session or the wait for the lead ended on its
+    /// own (a bug): exit 1, so that systemd restarts it.
+    Failed,
+    /// A leader lost its lock (fenced) or handed over because its store writes
+    /// failed: exit [`EXIT_NOT_LEADING`], so that systemd starts it again as a
+    /// standby.
+    NotLeading,
+}
+
+/// How long a leader's store writes may fail before it hands over to a
+/// waiting standby.
+const HANDOVER_AFTER_SECS: i64 = 30;
+/// How often a leader looks at its store's writes for that.
+const HANDOVER_CHECK: Duration = Duration::from_secs(5);
+/// Longest wait for the quota ledger's last write when a leader is fenced:
+/// the process must stop calling Enedis before a new leader starts
+/// ([`leader::TAKEOVER_GRACE`]).
+const FENCED_LEDGER_WRITE: Duration = Duration::from_secs(1);
+/// Pause before waiting for the lock again after a take-over failed.
+const RETAKE_PAUSE: Duration = Duration::from_secs(5);
+
+/// What a leader runs besides what every instance runs (web server, store
+/// probe, ledger writer): the XMPP session, the pushes, the notifications a
+/// standby queued, the housekeeping that calls Enedis, and the lock.
+struct Leading {
+    session: JoinHandle<()>,
+    pushes: JoinHandle<()>,
+    outbox: JoinHandle<()>,
+    /// Housekeeping passes that call Enedis.
+    enedis: JoinSet<()>,
+    /// The leader's lock; `None` with SQLite.
+    lock: Option<Lock>,
+    /// Whether the log said that no standby waits to take over a failing store.
+    said_no_standby: bool,
+}
+
+impl Leading {
+    fn start(
+        ctx: &Arc<AgentContext>,
+        xmpp: XmppAgent,
+        lock: Option<Lock>,
+        shutdown: &CancellationToken,
+    ) -> Leading {
+        Leading {
+            session: tokio::spawn(xmpp.run(
+                commands(ctx.clone()),
+                ctx.peers.clone(),
+                shutdown.clone(),
+            )),
+            pushes: tokio::spawn(Scheduler::new(ctx.clone()).run(shutdown.clone())),
+            outbox: tokio::spawn(outbox::drain(ctx.store.clone(), ctx.xmpp.clone())),
+            enedis: JoinSet::new(),
+            lock,
+            said_no_standby: false,
+        }
+    }
+
+    /// Stops the pushes, the queued notifications and the housekeeping.
+    fn stop_background(&mut self) {
+        self.pushes.abort();
+        self.outbox.abort();
+        self.enedis.abort_all();
+    }
+
+    /// Fencing: stops at once everything that answers peers or calls Enedis
+    /// (the session task is dropped with its stream; the process exits next).
+    fn fence(&mut self) {
+        self.session.abort();
+        self.stop_background();
+    }
+}
+
+/// What a leader must react to.
+enum LeaderEvent {
+    /// Its lock is lost: why.
+    LockLost(String),
+    /// Its XMPP session task ended on its own.
+    SessionEnded,
+}
+
+/// The next [`LeaderEvent`]; never, on a standby.
+async fn leader_event(leading: &mut Option<Leading>) -> LeaderEvent {
+    let Some(leading) = leading else {
+        return std::future::pending().await;
+    };
+    let lost = async {
+        match leading.lock.as_mut() {
+            Some(lock) => lock.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        why = lost => LeaderEvent::LockLost(why),
+        _ = &mut leading.session => LeaderEvent::SessionEnded,
+    }
+}
+
+/// `task`'s outcome; never, without one.
+async fn join_some<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The quota ledger's writers, one per quota: every instance writes its own
+/// calls (a standby resolves consents on its pages).
+struct Keepers {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<Vec<QuotaCall>>>,
+}
+
+impl Keepers {
+    /// Starts a writer per quota of `ledgers`, each writing its `pending` first.
+    fn start(
+        ledgers: &[(Arc<QuotaLimiter>, &'static str)],
+        store: &Store,
+        pending: Vec<Vec<QuotaCall>>,
+    ) -> Keepers {
+        let stop = CancellationToken::new();
+        let mut pending = pending.into_iter();
+        let tasks = ledgers
+            .iter()
+            .map(|(limiter, platform)| {
+                tokio::spawn(quota_ledger::keep_from(
+                    limiter.clone(),
+                    store.clone(),
+                    platform,
+                    stop.clone(),
+                    pending.next().unwrap_or_default(),
+                ))
+            })
+            .collect();
+        Keepers { stop, tasks }
+    }
+
+    /// Writes what is left and stops, each writer within `within`; the calls
+    /// each could not write.
+    async fn stop(self, within: Duration) -> Vec<Vec<QuotaCall>> {
+        self.stop.cancel();
+        let mut unwritten = Vec::new();
+        for mut task in self.tasks {
+            match tokio::time::timeout(within, &mut task).await {
+                Ok(Ok(calls)) => unwritten.push(calls),
+                Ok(Err(_)) => unwritten.push(Vec::new()),
+                Err(_) => {
+                    task.abort();
+                    tracing::warn!(
+                        "the quota ledger was not written in time: a restart within the hour may count fewer calls than were made"
+                    );
+                    unwritten.push(Vec::new());
+                }
+            }
+        }
+        unwritten
+    }
+}
+
+/// A standby took the lock: the quota's hour becomes the ledger's (the
+/// previous leader's calls and this instance's own, each once), and the
+/// ledger's writers start again. On failure the instance must not lead.
+async fn take_over(
+    store: &Store,
+    ledgers: &[(Arc<QuotaLimiter>, &'static str)],
+    keepers: Keepers,
+) -> (Keepers, Result<(), StoreError>) {
+    let unwritten = keepers.stop(WEB_CLOSE).await;
+    let mut result = Ok(());
+    for ((limiter, platform), unwritten) in ledgers.iter().zip(&unwritten) {
+        match quota_ledger::take_over(limiter, store, platform, unwritten).await {
+            Ok(restored) => tracing::info!(
+                platform,
+                calls = restored.calls,
+                pause_secs = restored.pause.map(|p| p.as_secs_f64().ceil()),
+                "Enedis quota: the calls of the last hour recorded in the store count against this hour"
+            ),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    (Keepers::start(ledgers, store, unwritten), result)
+}
+
+/// Why a leader whose store writes fail should hand over: they have failed for
+/// [`HANDOVER_AFTER_SECS`] and a standby waits for the lock. Without a
+/// standby it keeps the lead (said once): nobody would serve otherwise.
+async fn should_hand_over(store: &Store, leading: &mut Leading) -> Option<String> {
+    let failure = store.write_failure()?;
+    let failing_secs = jiff::Timestamp::now().as_second() - failure.since.as_second();
+    if failing_secs < HANDOVER_AFTER_SECS {
+        return None;
+    }
+    let lock = leading.lock.as_ref()?;
+    match lock.standbys_waiting().await {
+        Ok(n) if n > 0 => Some(format!(
+            "store writes failing for {failing_secs} s ({failure}); {n} standby waiting"
+        )),
+        Ok(_) => {
+            if !leading.said_no_standby {
+                leading.said_no_standby = true;
+                tracing::warn!(failing_secs, store = %failure, "leader: store writes failing, but no standby waits for the lock: keeping the lead");
+            }
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "leader: cannot count the standbys waiting for the lock");
+            None
+        }
+    }
 }
 
 impl Agent {
     /// Opens the store, builds the upstream client, validates the XMPP settings
-    /// and binds `web.listen`. `config_path` is where a reload reads from.
+    /// and binds `web.listen`. `config_path` is where a reload reads from. With
+    /// SQLite the quota's hour is restored from the ledger here; with
+    /// PostgreSQL when this instance takes the lead.
     pub async fn start(config: Config, config_path: PathBuf) -> Result<Agent, StartupError> {
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
@@ -276,9 +527,22 @@ impl Agent {
             }
             None => None,
         };
-        for (limiter, platform) in &ledgers {
-            restore_quota(limiter, &store, platform).await?;
+        // With PostgreSQL the quota is restored when this instance takes the
+        // lead (leader.rs); with SQLite it always leads, from now.
+        let leadership = store.postgres().cloned();
+        if leadership.is_none() {
+            for (limiter, platform) in &ledgers {
+                restore_quota(limiter, &store, platform).await?;
+            }
         }
+        let role = RoleCell::new(
+            if leadership.is_some() {
+                Role::Standby
+            } else {
+                Role::Leader
+            },
+            metrics.clone(),
+        );
         let xmpp = XmppAgent::new(&config.xmpp)?;
         let listen = config.web.listen;
         let mut ctx = AgentContext::new(config, store, upstream, metrics, xmpp.handle())?;
@@ -300,6 +564,8 @@ impl Agent {
             listener,
             config_path,
             ledgers,
+            role,
+            leadership,
         })
     }
 
@@ -314,10 +580,20 @@ impl Agent {
     }
 
     /// Serves until [`Control::Shutdown`] (or `control` closing), then shuts
-    /// down gracefully. Returns false when it stopped because the web server or
-    /// the XMPP session ended on their own (a bug: the process should exit
-    /// non-zero so that systemd restarts it).
-    pub async fn serve(self, mut control: mpsc::Receiver<Control>) -> bool {
+    /// down gracefully.
+    ///
+    /// Every instance serves the web pages (consent pages, `/healthz`,
+    /// `/metrics`) at once. With SQLite the agent leads from the start; with
+    /// PostgreSQL it is a standby until it holds the leader's lock
+    /// ([`leader::acquire`]), then restores the quota's hour from the ledger
+    /// and leads: the XMPP session, the pushes, the notifications standbys
+    /// queued, the housekeeping that calls Enedis. A leader that loses its lock
+    /// stops all of that at once and returns [`Ended::NotLeading`] (the
+    /// process exits); one whose store writes have failed for
+    /// [`HANDOVER_AFTER_SECS`] while a standby waits hands over as on SIGTERM:
+    /// running commands finish, the stream closes, the ledger is written, then
+    /// the lock is released.
+    pub async fn serve(self, mut control: mpsc::Receiver<Control>) -> Ended {
         let Agent {
             ctx,
             cache,
@@ -325,42 +601,43 @@ impl Agent {
             listener,
             config_path,
             ledgers,
+            role,
+            leadership,
         } = self;
         let shutdown = CancellationToken::new();
         // Stopped last, once running requests are done: their calls are written.
-        let ledger_stop = CancellationToken::new();
-        let ledger_tasks: Vec<_> = ledgers
-            .into_iter()
-            .map(|(limiter, platform)| {
-                tokio::spawn(quota_ledger::keep(
-                    limiter,
-                    ctx.store.clone(),
-                    platform,
-                    ledger_stop.clone(),
-                ))
-            })
-            .collect();
+        let mut keepers = Keepers::start(&ledgers, &ctx.store, Vec::new());
 
-        let router = web_router(&ctx);
+        let router = web_router(&ctx, &role);
         let web_stop = shutdown.clone();
         let mut web = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(web_stop.cancelled_owned())
                 .await
         });
-        let mut session =
-            tokio::spawn(xmpp.run(commands(ctx.clone()), ctx.peers.clone(), shutdown.clone()));
         let watcher = tokio::spawn(watch_session(ctx.clone()));
         let store_watcher = tokio::spawn(watch_store(ctx.store.clone()));
-        let pushes = tokio::spawn(Scheduler::new(ctx.clone()).run(shutdown.clone()));
+        let mut xmpp = Some(xmpp);
+        let mut leading = None;
+        let mut waiting = None;
+        match &leadership {
+            None => leading = xmpp.take().map(|x| Leading::start(&ctx, x, None, &shutdown)),
+            Some(pg) => waiting = Some(tokio::spawn(leader::acquire(pg.clone(), ctx.store.clone()))),
+        }
 
         let settings = ctx.settings();
-        systemd::ready(&format!(
-            "serving {} peers as {}; web on {}",
-            settings.config.peers.len(),
-            settings.config.xmpp.jid,
-            settings.config.web.listen
-        ));
+        systemd::ready(&match role.get() {
+            Role::Leader => format!(
+                "serving {} peers as {}; web on {}",
+                settings.config.peers.len(),
+                settings.config.xmpp.jid,
+                settings.config.web.listen
+            ),
+            Role::Standby => format!(
+                "standby: web on {}; waiting for the leader's lock",
+                settings.config.web.listen
+            ),
+        });
         drop(settings);
         let heartbeat = Heartbeat::new();
         let watchdog = Watchdog::from_env();
@@ -368,10 +645,12 @@ impl Agent {
         let watchdog = watchdog.map(|w| w.spawn(heartbeat.clone()));
         let mut beat = tokio::time::interval(beat_every);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        let mut store_check = tokio::time::interval(HANDOVER_CHECK);
         // One pass of SGE stops at a time: a slow one makes the next tick skip.
         let stopping = Arc::new(tokio::sync::Mutex::new(()));
 
-        let mut clean = true;
+        let mut ended = Ended::Stopped;
+        let mut fenced = false;
         loop {
             tokio::select! {
                 c = control.recv() => match c {
@@ -381,33 +660,122 @@ impl Agent {
                 _ = beat.tick() => heartbeat.beat(),
                 _ = housekeeping.tick() => {
                     tokio::spawn(count_consents(ctx.clone()));
-                    tokio::spawn(stop_ended_access_services(ctx.clone(), stopping.clone()));
-                    if let Some(cache) = &cache {
-                        tokio::spawn(purge_contracts(cache.clone()));
+                    if let Some(leading) = &mut leading {
+                        while leading.enedis.try_join_next().is_some() {}
+                        leading
+                            .enedis
+                            .spawn(stop_ended_access_services(ctx.clone(), stopping.clone()));
+                        if let Some(cache) = &cache {
+                            leading.enedis.spawn(purge_contracts(cache.clone()));
+                        }
                     }
                 }
                 r = &mut web => {
                     // axum only returns on shutdown; anything else is an I/O failure.
                     tracing::error!(result = ?r.map(|r| r.map_err(|e| e.to_string())), "the web server stopped unexpectedly");
-                    clean = false;
+                    ended = Ended::Failed;
                     break;
                 }
-                _ = &mut session => {
-                    tracing::error!("the XMPP session task ended unexpectedly");
-                    clean = false;
-                    break;
+                lock = join_some(&mut waiting) => {
+                    waiting = None;
+                    let lock = match lock {
+                        Ok(lock) => lock,
+                        Err(e) => {
+                            tracing::error!(error = %e, "the wait for the leader's lock ended unexpectedly");
+                            ended = Ended::Failed;
+                            break;
+                        }
+                    };
+                    let (restarted, restored) = take_over(&ctx.store, &ledgers, keepers).await;
+                    keepers = restarted;
+                    let (Ok(()), Some(agent)) = (&restored, xmpp.take()) else {
+                        tracing::error!(
+                            error = %restored.err().map_or_else(|| "no XMPP session to start".to_owned(), |e| e.to_string()),
+                            "leader: cannot take over; giving the lock back"
+                        );
+                        drop(lock);
+                        let (pg, store) = (leadership.clone(), ctx.store.clone());
+                        waiting = pg.map(|pg| tokio::spawn(async move {
+                            tokio::time::sleep(RETAKE_PAUSE).await;
+                            leader::acquire(pg, store).await
+                        }));
+                        continue;
+                    };
+                    role.set(Role::Leader);
+                    let settings = ctx.settings();
+                    tracing::info!(pid = lock.pid, "leader: serving XMPP and Enedis");
+                    systemd::status(&format!(
+                        "leader: serving {} peers as {}; web on {}",
+                        settings.config.peers.len(),
+                        settings.config.xmpp.jid,
+                        settings.config.web.listen
+                    ));
+                    drop(settings);
+                    leading = Some(Leading::start(&ctx, agent, Some(lock), &shutdown));
+                }
+                event = leader_event(&mut leading) => match event {
+                    LeaderEvent::LockLost(why) => {
+                        if let Some(leading) = &mut leading {
+                            leading.fence();
+                        }
+                        role.set(Role::Standby);
+                        tracing::error!(
+                            reason = %why,
+                            "leadership lost: XMPP and Enedis stopped at once; exiting (status {EXIT_NOT_LEADING}) to start again as a standby"
+                        );
+                        ended = Ended::NotLeading;
+                        fenced = true;
+                        break;
+                    }
+                    LeaderEvent::SessionEnded => {
+                        tracing::error!("the XMPP session task ended unexpectedly");
+                        ended = Ended::Failed;
+                        break;
+                    }
+                },
+                _ = store_check.tick(), if leading.as_ref().is_some_and(|l| l.lock.is_some()) => {
+                    let Some(l) = &mut leading else { continue };
+                    if let Some(why) = should_hand_over(&ctx.store, l).await {
+                        tracing::warn!(
+                            reason = %why,
+                            "leader: handing over to a standby: finishing running requests, then releasing the lock (exit status {EXIT_NOT_LEADING}, to start again as a standby)"
+                        );
+                        ended = Ended::NotLeading;
+                        break;
+                    }
                 }
             }
         }
 
+        if fenced {
+            // Nothing graceful: the stream is gone, the process exits. The
+            // calls of the last second go to the ledger if the store answers
+            // at once, before a new leader reads it.
+            let _ = keepers.stop(FENCED_LEDGER_WRITE).await;
+            return ended;
+        }
         tracing::info!("shutting down");
         systemd::stopping("shutting down: finishing running requests");
         shutdown.cancel();
+        // A standby's wait ends (and with it a lock taken, not yet served).
+        if let Some(wait) = waiting.take() {
+            wait.abort();
+            let _ = wait.await;
+        }
         // Keep beating while running requests finish, so the watchdog does not
-        // kill a clean shutdown.
+        // kill a clean shutdown. The lock goes last: the standby takes over
+        // once the stream is closed and the ledger written.
         let finish = async {
-            if !session.is_finished() {
-                let _ = (&mut session).await;
+            if let Some(leading) = &mut leading {
+                if !leading.session.is_finished() {
+                    let _ = (&mut leading.session).await;
+                }
+                leading.stop_background();
+            }
+            keepers.stop(WEB_CLOSE).await;
+            if let Some(lock) = leading.as_mut().and_then(|l| l.lock.take()) {
+                role.set(Role::Standby);
+                lock.hand_over().await;
             }
             if !web.is_finished() && tokio::time::timeout(WEB_CLOSE, &mut web).await.is_err() {
                 tracing::warn!("the web server did not close its connections in time");
@@ -423,20 +791,11 @@ impl Agent {
         }
         watcher.abort();
         store_watcher.abort();
-        pushes.abort();
-        ledger_stop.cancel();
-        for task in ledger_tasks {
-            if tokio::time::timeout(WEB_CLOSE, task).await.is_err() {
-                tracing::warn!(
-                    "the quota ledger was not written in time: a restart within the hour may count fewer calls than were made"
-                );
-            }
-        }
         if let Some(w) = watchdog {
             w.abort();
         }
         tracing::info!("stopped");
-        clean
+        ended
     }
 }
 
@@ -711,13 +1070,13 @@ pub fn main(config_path: &Path) -> ExitCode {
             }
         };
         match Agent::start(config, config_path.to_owned()).await {
-            Ok(agent) => {
-                if agent.serve(control).await {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
+            Ok(agent) => match agent.serve(control).await {
+                Ended::Stopped => ExitCode::SUCCESS,
+                Ended::Failed => ExitCode::FAILURE,
+                // At once: no runtime shutdown that would wait for tasks still
+                // running (a command's Enedis call, a store statement).
+                Ended::NotLeading => std::process::exit(i32::from(EXIT_NOT_LEADING)),
+            },
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 systemd::status(&format!("cannot start: {e}"));

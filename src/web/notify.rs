@@ -68,6 +68,10 @@ pub enum NotifyError {
     BadJid(String),
     #[error("the XMPP session is stopped")]
     Stopped,
+    /// An instance without the XMPP session (a standby) could not queue it for
+    /// the leader.
+    #[error("cannot queue the notification for the leader: {0}")]
+    Queue(String),
 }
 
 /// Something that can tell a peer (a normalised bare JID) about a consent.
