@@ -104,7 +104,10 @@ impl Postgres {
             .build(manager)
             .map_err(|e| StoreError::Open {
                 path: described.clone().into(),
-                reason: format!("cannot connect to PostgreSQL: {e}"),
+                reason: format!(
+                    "cannot connect to PostgreSQL: {}",
+                    why_not(&config, &tls).unwrap_or_else(|| e.to_string())
+                ),
             })?;
         let store = Postgres {
             inner: Arc::new(Inner {
@@ -199,6 +202,15 @@ pub fn message(error: &postgres::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Why a connection fails, with its causes (the pool keeps only the driver's
+/// one-line summary, such as "error performing TLS handshake"); `None` if a
+/// connection now succeeds.
+fn why_not(config: &tokio_postgres::Config, tls: &MakeRustlsConnect) -> Option<String> {
+    let mut config = postgres::Config::from(config.clone());
+    config.connect_timeout(CONNECTION_TIMEOUT);
+    config.connect(tls.clone()).err().map(|e| message(&e))
 }
 
 /// rustls with the system roots and `ca_file`.
