@@ -25,6 +25,7 @@ pub mod oauth;
 mod operations;
 pub mod postgres;
 pub mod readings;
+mod sql_row;
 pub mod subscriptions;
 
 pub use access_services::{AccessService, NewAccessService, SgeDataType};
