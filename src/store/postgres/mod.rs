@@ -6,9 +6,10 @@
 //! Same tables, same migrations in the same order as SQLite's (their PostgreSQL
 //! dialect is in each table's module here), and the same guarantees enforced by
 //! the database itself: triggers refuse an allowed audit row without a valid
-//! basis at its instant and any update or delete of the trail; every write is
-//! one transaction, committed (PostgreSQL syncs each commit) before the agent
-//! acknowledges it.
+//! basis at its instant and any update of the trail, or delete but by a
+//! retention job that says so (docs/operations.md); every write is one
+//! transaction, committed (PostgreSQL syncs each commit; audit rows, as SQLite's,
+//! without waiting for it: `audit.rs`) before the agent acknowledges it.
 //!
 //! The driver is `postgres`, the blocking face of `tokio-postgres`: the store's
 //! interface is synchronous (the command line calls it directly; async code
