@@ -12,6 +12,7 @@
 use jiff::civil::Date;
 use rusqlite::{OptionalExtension, params};
 
+use super::sql_row::SqlRow;
 use super::{Sqlite, StoreError, now_seconds};
 use crate::quoalise::Prm;
 
@@ -164,10 +165,12 @@ impl AccessService {
     }
 }
 
-const COLUMNS: &str = "id, consent_id, prm, data_type, service_id, affair_id, ordered_at, \
-     end_date, stopped_at, stop_error, stop_failed_at";
+/// The columns [`read`] reads, of `sge_access_services`.
+pub(crate) const COLUMNS: &str = "id, consent_id, prm, data_type, service_id, affair_id, \
+     ordered_at, end_date, stopped_at, stop_error, stop_failed_at";
 
-fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawService> {
+/// A row of [`COLUMNS`], from either database.
+pub(crate) fn read<R: SqlRow>(row: &R) -> Result<RawService, R::Error> {
     Ok(RawService {
         id: row.get(0)?,
         consent_id: row.get(1)?,
@@ -183,7 +186,8 @@ fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawService> {
     })
 }
 
-struct RawService {
+/// A row before its texts are checked ([`RawService::parse`]).
+pub(crate) struct RawService {
     id: i64,
     consent_id: i64,
     prm: String,
@@ -198,7 +202,7 @@ struct RawService {
 }
 
 impl RawService {
-    fn parse(self) -> Result<AccessService, StoreError> {
+    pub(crate) fn parse(self) -> Result<AccessService, StoreError> {
         let invalid =
             |why: String| StoreError::Invalid(format!("access service {}: {why}", self.service_id));
         Ok(AccessService {
@@ -222,6 +226,18 @@ impl RawService {
     }
 }
 
+/// The `serviceSouscritId` of `new`, trimmed, once it is 1 to 15 characters.
+pub(crate) fn checked_service_id(new: &NewAccessService) -> Result<&str, StoreError> {
+    let id = new.service_id.trim();
+    if id.is_empty() || id.chars().count() > 15 {
+        return Err(StoreError::Invalid(format!(
+            "serviceSouscritId {:?} is not 1 to 15 characters",
+            new.service_id
+        )));
+    }
+    Ok(id)
+}
+
 fn select(
     conn: &rusqlite::Connection,
     sql: &str,
@@ -231,7 +247,7 @@ fn select(
         .prepare_cached(sql)
         .map_err(StoreError::sqlite("query access services"))?;
     let rows = stmt
-        .query_map(params, read)
+        .query_map(params, |row| read(row))
         .map_err(StoreError::sqlite("query access services"))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(StoreError::sqlite("read access services"))?;
@@ -246,13 +262,7 @@ impl Sqlite {
         &self,
         new: &NewAccessService,
     ) -> Result<AccessService, StoreError> {
-        let id = new.service_id.trim();
-        if id.is_empty() || id.chars().count() > 15 {
-            return Err(StoreError::Invalid(format!(
-                "serviceSouscritId {:?} is not 1 to 15 characters",
-                new.service_id
-            )));
-        }
+        let id = checked_service_id(new)?;
         let conn = self.conn();
         let row = conn
             .query_row(
@@ -270,7 +280,7 @@ impl Sqlite {
                     now_seconds(),
                     new.end.to_string()
                 ],
-                read,
+                |row| read(row),
             )
             .map_err(StoreError::sqlite("record an access service"))?;
         row.parse()

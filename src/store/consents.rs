@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::sql_row::SqlRow;
 use super::{Sqlite, StoreError, now_seconds};
 use crate::config::{ApiGeneration, Secret};
 use crate::quoalise::Prm;
@@ -160,7 +161,7 @@ impl ConsentState {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
             "active" => Ok(ConsentState::Active),
             "revoked" => Ok(ConsentState::Revoked),
@@ -404,20 +405,20 @@ pub struct StoredTokens {
 }
 
 /// The columns [`read_row`] reads, of [`CONSENTS`].
-const CONSENT_COLUMNS: &str = "c.id, c.generation, c.owner, c.autorisation_id, c.valid_from, \
-     c.valid_until, c.state, c.created_at, c.updated_at, \
+pub(crate) const CONSENT_COLUMNS: &str = "c.id, c.generation, c.owner, c.autorisation_id, \
+     c.valid_from, c.valid_until, c.state, c.created_at, c.updated_at, \
      EXISTS (SELECT 1 FROM consent_tokens t WHERE t.consent_id = c.id), \
      d.civility, d.last_name, d.first_name, d.company, d.mandate";
 
 /// SQL conditions on `consents c`: Data Connect consents only, SGE consents only.
-const DATA_CONNECT_ONLY: &str = "c.generation <> 'sge'";
-const SGE_ONLY: &str = "c.generation = 'sge'";
+pub(crate) const DATA_CONNECT_ONLY: &str = "c.generation <> 'sge'";
+pub(crate) const SGE_ONLY: &str = "c.generation = 'sge'";
 
 /// The consents with their SGE declarations, if any.
-const CONSENTS: &str = "consents c LEFT JOIN sge_declarations d ON d.consent_id = c.id";
+pub(crate) const CONSENTS: &str = "consents c LEFT JOIN sge_declarations d ON d.consent_id = c.id";
 
-/// A consent row before its PRMs are attached.
-struct Row {
+/// A consent row before its PRMs are attached ([`Row::finish`]).
+pub(crate) struct Row {
     consent: Consent,
     generation: String,
     state: String,
@@ -462,7 +463,8 @@ impl StoredDeclaration {
     }
 }
 
-fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+/// A consent row of [`CONSENT_COLUMNS`], from either database.
+pub(crate) fn read_row<R: SqlRow>(row: &R) -> Result<Row, R::Error> {
     Ok(Row {
         consent: Consent {
             id: row.get(0)?,
@@ -488,6 +490,97 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
             mandate: row.get(14)?,
         },
     })
+}
+
+impl Row {
+    /// The consent, with its PRMs (as stored, in order), once every stored text
+    /// (generation, state, declaration, PRMs) is checked.
+    pub(crate) fn finish(self, prms: Vec<String>) -> Result<Consent, StoreError> {
+        let mut consent = self.consent;
+        consent.sge = self.declaration.parse(consent.id, &self.generation)?;
+        if consent.sge.is_none() {
+            consent.generation = parse_generation(&self.generation)?;
+        }
+        consent.state = ConsentState::parse(&self.state)?;
+        consent.prms = prms
+            .into_iter()
+            .map(|prm| {
+                prm.parse::<Prm>().map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "consent {}: stored PRM {prm:?} is invalid: {e}",
+                        consent.id
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(consent)
+    }
+}
+
+/// What [`Store::add_consent`] refuses before writing anything.
+pub(crate) fn check_new_consent(
+    new: &NewConsent,
+    tokens: Option<&TokenSet>,
+) -> Result<(), StoreError> {
+    validate(new)?;
+    if tokens.is_some() && !new.generation.per_consent_tokens() {
+        return Err(StoreError::Invalid(format!(
+            "API generation {} uses one application token: a consent holds no token",
+            new.generation.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// What [`Store::add_sge_consent`] refuses before writing anything, recorded at
+/// `now`.
+pub(crate) fn check_new_sge_consent(new: &NewSgeConsent, now: i64) -> Result<(), StoreError> {
+    validate_common(&new.owner, &new.prms, new.valid_from, new.valid_until)?;
+    validate_declaration(&new.declaration)?;
+    let limit = sge_limit(now)?;
+    if new.valid_until > limit {
+        return Err(StoreError::Invalid(format!(
+            "an SGE access declaration ends at most 3 years ahead (by {}): this one ends at {}",
+            fmt_instant(limit),
+            fmt_instant(new.valid_until)
+        )));
+    }
+    Ok(())
+}
+
+/// The columns of `sge_declarations` for a declaration, trimmed: civility,
+/// last name, first name, company.
+pub(crate) fn declaration_columns(
+    declaration: &SgeDeclaration,
+) -> (
+    Option<&'static str>,
+    Option<&str>,
+    Option<&str>,
+    Option<&str>,
+) {
+    match &declaration.holder {
+        SgeHolder::Person {
+            civility,
+            last_name,
+            first_name,
+        } => (
+            civility.map(Civility::as_str),
+            Some(last_name.trim()),
+            first_name.as_deref().map(str::trim),
+            None,
+        ),
+        SgeHolder::Company { name } => (None, None, None, Some(name.trim())),
+    }
+}
+
+/// A refresh token is stored only if there is one.
+pub(crate) fn check_refresh_token(tokens: &TokenSet) -> Result<(), StoreError> {
+    if tokens.refresh_token.expose().is_empty() {
+        return Err(StoreError::Invalid(
+            "an empty refresh token cannot be stored".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn validate(new: &NewConsent) -> Result<(), StoreError> {
@@ -593,13 +686,7 @@ impl Sqlite {
         new: &NewConsent,
         tokens: Option<&TokenSet>,
     ) -> Result<Consent, StoreError> {
-        validate(new)?;
-        if tokens.is_some() && !new.generation.per_consent_tokens() {
-            return Err(StoreError::Invalid(format!(
-                "API generation {} uses one application token: a consent holds no token",
-                new.generation.as_str()
-            )));
-        }
+        check_new_consent(new, tokens)?;
         let now = now_seconds();
         let mut conn = self.conn();
         let tx = conn
@@ -638,30 +725,9 @@ impl Sqlite {
     /// Record an SGE consent with its declaration, in one transaction committed
     /// (and synced) before this returns; returns it.
     pub fn add_sge_consent(&self, new: &NewSgeConsent) -> Result<Consent, StoreError> {
-        validate_common(&new.owner, &new.prms, new.valid_from, new.valid_until)?;
-        validate_declaration(&new.declaration)?;
         let now = now_seconds();
-        let limit = sge_limit(now)?;
-        if new.valid_until > limit {
-            return Err(StoreError::Invalid(format!(
-                "an SGE access declaration ends at most 3 years ahead (by {}): this one ends at {}",
-                fmt_instant(limit),
-                fmt_instant(new.valid_until)
-            )));
-        }
-        let (civility, last_name, first_name, company) = match &new.declaration.holder {
-            SgeHolder::Person {
-                civility,
-                last_name,
-                first_name,
-            } => (
-                civility.map(Civility::as_str),
-                Some(last_name.trim()),
-                first_name.as_deref().map(str::trim),
-                None,
-            ),
-            SgeHolder::Company { name } => (None, None, None, Some(name.trim())),
-        };
+        check_new_sge_consent(new, now)?;
+        let (civility, last_name, first_name, company) = declaration_columns(&new.declaration);
         let mut conn = self.conn();
         let tx = conn
             .transaction()
@@ -1009,11 +1075,7 @@ fn write_tokens(
     tokens: &TokenSet,
     now: i64,
 ) -> Result<(), StoreError> {
-    if tokens.refresh_token.expose().is_empty() {
-        return Err(StoreError::Invalid(
-            "an empty refresh token cannot be stored".into(),
-        ));
-    }
+    check_refresh_token(tokens)?;
     tx.execute(
         "INSERT INTO consent_tokens (consent_id, refresh_token, access_token, access_expires_at, \
          updated_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (consent_id) DO UPDATE SET \
@@ -1054,7 +1116,7 @@ fn query(
         let mut stmt = conn
             .prepare_cached(sql)
             .map_err(StoreError::sqlite("query consents"))?;
-        stmt.query_map(params, read_row)
+        stmt.query_map(params, |row| read_row(row))
             .map_err(StoreError::sqlite("query consents"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(StoreError::sqlite("read consents"))?
@@ -1064,26 +1126,12 @@ fn query(
         .map_err(StoreError::sqlite("query a consent's PRMs"))?;
     rows.into_iter()
         .map(|row| {
-            let mut consent = row.consent;
-            consent.sge = row.declaration.parse(consent.id, &row.generation)?;
-            if consent.sge.is_none() {
-                consent.generation = parse_generation(&row.generation)?;
-            }
-            consent.state = ConsentState::parse(&row.state)?;
-            consent.prms = prms_stmt
-                .query_map(params![consent.id], |r| r.get::<_, String>(0))
+            let prms = prms_stmt
+                .query_map(params![row.consent.id], |r| r.get::<_, String>(0))
                 .map_err(StoreError::sqlite("read a consent's PRMs"))?
-                .map(|prm| {
-                    let prm = prm.map_err(StoreError::sqlite("read a consent's PRMs"))?;
-                    prm.parse::<Prm>().map_err(|e| {
-                        StoreError::Invalid(format!(
-                            "consent {}: stored PRM {prm:?} is invalid: {e}",
-                            consent.id
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(consent)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::sqlite("read a consent's PRMs"))?;
+            row.finish(prms)
         })
         .collect()
 }

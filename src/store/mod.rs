@@ -26,6 +26,7 @@ mod operations;
 pub mod outbox;
 pub mod postgres;
 pub mod readings;
+mod sql_row;
 pub mod subscriptions;
 
 pub use access_services::{AccessService, NewAccessService, SgeDataType};

@@ -30,6 +30,8 @@ pub struct PgServer {
     pub port: u16,
     /// Stop and remove on drop (not for the shared server).
     owned: bool,
+    /// TLS only ([`PgServer::start_tls`]).
+    tls: bool,
 }
 
 /// The server of this test process.
@@ -71,7 +73,87 @@ impl PgServer {
         PgServer::launch()
     }
 
+    /// A server of the test's own that accepts TCP connections over TLS only
+    /// (`hostssl` in pg_hba.conf), with a certificate for `localhost` and
+    /// 127.0.0.1 issued by a CA of its own ([`PgServer::ca_file`]).
+    pub fn start_tls() -> PgServer {
+        let mut server = PgServer::init();
+        let certs = server.dir.join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        super::prosody::make_ca(&certs);
+        openssl(
+            &certs,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        std::fs::write(
+            certs.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            &certs,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                "1",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+        );
+        let data = server.dir.join("data");
+        std::fs::copy(certs.join("server.pem"), data.join("server.crt")).unwrap();
+        std::fs::copy(certs.join("server.key"), data.join("server.key")).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        for file in ["server.crt", "server.key", "pg_hba.conf"] {
+            run("chown", &["postgres:postgres", path_str(&data.join(file))]);
+            run("chmod", &["600", path_str(&data.join(file))]);
+        }
+        server.tls = true;
+        server.start_on_a_free_port();
+        server
+    }
+
+    /// The CA of a [`PgServer::start_tls`] server, in PEM.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("certs/ca.pem")
+    }
+
     fn launch() -> PgServer {
+        let mut server = PgServer::init();
+        server.start_on_a_free_port();
+        server
+    }
+
+    /// A new data directory, the server not started.
+    fn init() -> PgServer {
         let uid = Command::new("id")
             .arg("-u")
             .output()
@@ -105,19 +187,24 @@ impl PgServer {
                 "--no-instructions",
             ],
         );
-        let mut server = PgServer {
+        PgServer {
             dir,
             bin,
             port: 0,
             owned: true,
-        };
+            tls: false,
+        }
+    }
+
+    fn start_on_a_free_port(&mut self) {
         // A port taken between free_port and the bind: try another.
         for _ in 0..5 {
-            server.port = free_port();
-            if server.try_start() {
-                return server;
+            self.port = free_port();
+            if self.try_start() {
+                return;
             }
         }
+        let server = self;
         panic!(
             "PostgreSQL did not start; its log:\n{}",
             std::fs::read_to_string(server.log_path()).unwrap_or_default()
@@ -129,12 +216,15 @@ impl PgServer {
     }
 
     fn try_start(&self) -> bool {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off \
              -c max_connections=300 -c shared_buffers=32MB",
             self.port,
             path_str(&self.dir)
         );
+        if self.tls {
+            options.push_str(" -c ssl=on");
+        }
         let status = Command::new("runuser")
             .args(["-u", "postgres", "--"])
             .arg(self.bin.join("pg_ctl"))
@@ -184,11 +274,18 @@ impl PgServer {
         self.url(&name)
     }
 
-    /// A client on `database`, as the superuser.
+    /// A client on `database`, as the superuser, through the server's Unix
+    /// socket (so also on a TLS-only server).
     pub fn client(&self, database: &str) -> postgres::Client {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut config = postgres::Config::new();
+        config
+            .host_path(&self.dir)
+            .port(self.port)
+            .user("postgres")
+            .dbname(database);
         loop {
-            match postgres::Client::connect(&self.url(database), postgres::NoTls) {
+            match config.connect(postgres::NoTls) {
                 Ok(client) => return client,
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;
@@ -260,6 +357,19 @@ fn as_postgres(program: &Path, args: &[&str]) {
         out.status.success(),
         "{} {args:?}: {}",
         program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

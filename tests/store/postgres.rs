@@ -87,3 +87,32 @@ on_both! {
         assert_eq!(t.reopen().schema_version().unwrap(), latest_version());
     }
 }
+
+/// A server that accepts TLS only: the store connects with `sslmode=require`
+/// and `store.ca_file`; without the CA the certificate is refused, saying so;
+/// without TLS the server refuses.
+#[test]
+fn tls_to_the_database_checks_the_servers_certificate() {
+    let server = postgres::PgServer::start_tls();
+    let url = server.fresh_database();
+    let ca = server.ca_file();
+
+    let store = Store::connect(&Secret::new(format!("{url}?sslmode=require")), Some(&ca)).unwrap();
+    assert_eq!(store.schema_version().unwrap(), latest_version());
+
+    let unknown = Store::connect(&Secret::new(format!("{url}?sslmode=require")), None).unwrap_err();
+    let text = unknown.to_string();
+    assert!(text.contains("TLS"), "{text}");
+    assert!(
+        text.to_lowercase().contains("certificate") || text.contains("Unknown"),
+        "{text}"
+    );
+
+    let plain =
+        Store::connect(&Secret::new(format!("{url}?sslmode=disable")), Some(&ca)).unwrap_err();
+    let text = plain.to_string();
+    assert!(
+        text.contains("pg_hba.conf") || text.contains("SSL"),
+        "{text}"
+    );
+}

@@ -6,9 +6,10 @@
 //! Same tables, same migrations in the same order as SQLite's (their PostgreSQL
 //! dialect is in each table's module here), and the same guarantees enforced by
 //! the database itself: triggers refuse an allowed audit row without a valid
-//! basis at its instant and any update or delete of the trail; every write is
-//! one transaction, committed (PostgreSQL syncs each commit) before the agent
-//! acknowledges it.
+//! basis at its instant and any update of the trail, or delete but by a
+//! retention job that says so (docs/operations.md); every write is one
+//! transaction, committed (PostgreSQL syncs each commit; audit rows, as SQLite's,
+//! without waiting for it: `audit.rs`) before the agent acknowledges it.
 //!
 //! The driver is `postgres`, the blocking face of `tokio-postgres`: the store's
 //! interface is synchronous (the command line calls it directly; async code
@@ -105,7 +106,10 @@ impl Postgres {
             .build(manager)
             .map_err(|e| StoreError::Open {
                 path: described.clone().into(),
-                reason: format!("cannot connect to PostgreSQL: {e}"),
+                reason: format!(
+                    "cannot connect to PostgreSQL: {}",
+                    why_not(&config, &tls).unwrap_or_else(|| e.to_string())
+                ),
             })?;
         let store = Postgres {
             inner: Arc::new(Inner {
@@ -200,6 +204,15 @@ pub fn message(error: &postgres::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Why a connection fails, with its causes (the pool keeps only the driver's
+/// one-line summary, such as "error performing TLS handshake"); `None` if a
+/// connection now succeeds.
+fn why_not(config: &tokio_postgres::Config, tls: &MakeRustlsConnect) -> Option<String> {
+    let mut config = postgres::Config::from(config.clone());
+    config.connect_timeout(CONNECTION_TIMEOUT);
+    config.connect(tls.clone()).err().map(|e| message(&e))
 }
 
 /// rustls with the system roots and `ca_file`.
