@@ -168,7 +168,10 @@ impl Lock {
         match tokio::time::timeout(HEARTBEAT_TIMEOUT, count).await {
             Ok(Ok(row)) => row.try_get(0).map_err(|e| message(&e)),
             Ok(Err(e)) => Err(message(&e)),
-            Err(_) => Err(format!("no answer within {} s", HEARTBEAT_TIMEOUT.as_secs())),
+            Err(_) => Err(format!(
+                "no answer within {} s",
+                HEARTBEAT_TIMEOUT.as_secs()
+            )),
         }
     }
 
@@ -241,7 +244,11 @@ async fn drive<S, T>(
                 let _ = notifications.send(n.payload().to_owned());
             }
             Some(Ok(AsyncMessage::Notice(notice))) => {
-                tracing::debug!(severity = notice.severity(), message = notice.message(), "lock connection: notice from PostgreSQL");
+                tracing::debug!(
+                    severity = notice.severity(),
+                    message = notice.message(),
+                    "lock connection: notice from PostgreSQL"
+                );
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => break format!("the lock connection ended: {}", message(&e)),
@@ -258,16 +265,15 @@ async fn heartbeat(client: Client, lost: Lost) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let why = match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.simple_query("SELECT 1"))
-            .await
-        {
-            Ok(Ok(_)) => continue,
-            Ok(Err(e)) => format!("the lock connection failed: {}", message(&e)),
-            Err(_) => format!(
-                "the lock connection did not answer within {} s",
-                HEARTBEAT_TIMEOUT.as_secs()
-            ),
-        };
+        let why =
+            match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.simple_query("SELECT 1")).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => format!("the lock connection failed: {}", message(&e)),
+                Err(_) => format!(
+                    "the lock connection did not answer within {} s",
+                    HEARTBEAT_TIMEOUT.as_secs()
+                ),
+            };
         set_lost(&lost, why);
         return;
     }
@@ -339,10 +345,7 @@ pub async fn acquire(pg: Postgres, store: Store) -> Lock {
 
 /// One connection's wait for the lock: the lock, or why the connection failed.
 async fn wait_for_lock(pg: &Postgres) -> Result<Lock, String> {
-    let (client, connection) = pg
-        .dedicated_connection()
-        .await
-        .map_err(|e| e.to_string())?;
+    let (client, connection) = pg.dedicated_connection().await.map_err(|e| e.to_string())?;
     let client: Client = Arc::new(client);
     let (lost_tx, mut lost_rx) = watch::channel(None::<String>);
     let lost_tx: Lost = Arc::new(lost_tx);
@@ -390,7 +393,11 @@ async fn wait_for_lock(pg: &Postgres) -> Result<Lock, String> {
         .simple_query(&format!("SELECT pg_notify('{CHANNEL}', '{TAKEN}')"))
         .await
         .map_err(on_connection)?;
-    tracing::info!(pid, previous_handed_over = handed_over, "leader: lock taken");
+    tracing::info!(
+        pid,
+        previous_handed_over = handed_over,
+        "leader: lock taken"
+    );
     let heartbeat = tokio::spawn(heartbeat(client.clone(), lost_tx));
     Ok(Lock {
         client: Some(client),

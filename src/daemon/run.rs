@@ -621,8 +621,14 @@ impl Agent {
         let mut leading = None;
         let mut waiting = None;
         match &leadership {
-            None => leading = xmpp.take().map(|x| Leading::start(&ctx, x, None, &shutdown)),
-            Some(pg) => waiting = Some(tokio::spawn(leader::acquire(pg.clone(), ctx.store.clone()))),
+            None => {
+                leading = xmpp
+                    .take()
+                    .map(|x| Leading::start(&ctx, x, None, &shutdown))
+            }
+            Some(pg) => {
+                waiting = Some(tokio::spawn(leader::acquire(pg.clone(), ctx.store.clone())))
+            }
         }
 
         let settings = ctx.settings();

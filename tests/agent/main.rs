@@ -12,6 +12,7 @@ mod answer_size;
 mod audit;
 mod contract;
 mod data;
+mod failover;
 mod faults_upstream;
 mod federation;
 mod index;

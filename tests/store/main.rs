@@ -12,6 +12,7 @@ mod access_services;
 mod audit_schema;
 mod consents;
 mod declared_consents;
+mod leader_lock;
 mod outbox;
 mod postgres;
 mod quota_ledger;

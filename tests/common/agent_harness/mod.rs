@@ -146,6 +146,8 @@ pub struct AgentSettings {
     /// Whether the configuration has `[enedis]` (Data Connect, the default);
     /// false with `sge` writes an SGE-only agent.
     pub data_connect: bool,
+    /// `store.url`: a PostgreSQL database instead of the SQLite file.
+    pub store_url: Option<String>,
 }
 
 impl Default for AgentSettings {
@@ -166,6 +168,7 @@ impl Default for AgentSettings {
             api: "2026",
             sge: false,
             data_connect: true,
+            store_url: None,
         }
     }
 }
@@ -239,6 +242,9 @@ impl ConfigFiles {
         }
         if !settings.data_connect {
             config = config.without("enedis");
+        }
+        if let Some(url) = &settings.store_url {
+            config = config.set("store.url", url.as_str());
         }
         for p in &settings.peers {
             let points: Vec<&str> = p.usage_points.iter().map(String::as_str).collect();

@@ -1,0 +1,571 @@
+//! Active/standby agents on one PostgreSQL (issue 19): two REAL agent
+//! binaries on one database and one configuration (only `web.listen`, and the
+//! public URL with it, differ), one real Prosody, the real `enedis-sim`.
+//!
+//! - The first to start leads: it holds the XMPP session and answers peers;
+//!   the other is a standby, healthy, that says so on `/healthz` and in
+//!   `/metrics`, and opens no XMPP session.
+//! - kill -9 of the leader: the standby takes over and answers the peer.
+//! - `pg_terminate_backend` of the leader's lock connection (found in
+//!   `pg_stat_activity` by its application name): the old leader exits with
+//!   status 75, and its XMPP session has ended in Prosody's log before the new
+//!   leader's session is authenticated.
+//! - SIGTERM on the leader: it exits cleanly, its stream closes before its lock
+//!   is released, and the standby, told of the clean handover, serves at once.
+//! - The quota: the hour the old leader spent counts for the new one.
+//! - A consumer's consent completed on the standby's pages: the peer gets its
+//!   XMPP notification from the leader.
+
+use std::time::{Duration, Instant};
+
+use crate::common;
+use crate::common::agent_harness;
+
+use agent_harness::*;
+use common::postgres;
+use common::prosody::{Prosody, ProsodyOptions};
+use common::sim::Sim;
+use common::xmpp_harness::{AGENT, PASSWORD, Peer, condition, field_values, submit};
+use jiff::ToSpan;
+use jiff::civil::Date;
+use minidom::Element;
+use quoalise_agent::web::NS_AUTHORIZE;
+use quoalise_agent::xmpp::Command;
+use tokio_xmpp::Stanza;
+
+const DAILY: &str = "consumption/energy/active/daily";
+const LOCK_CONNECTION: &str = "quoalise-agent leader lock";
+
+/// One instance: its process, its files.
+struct Instance {
+    process: AgentProcess,
+    files: ConfigFiles,
+    _dir: tempfile::TempDir,
+}
+
+/// Two instances on one database; Prosody and the simulator.
+struct Pair {
+    // Drop order: the agents first (they say goodbye to Prosody).
+    first: Instance,
+    second: Instance,
+    sim: Sim,
+    prosody: Prosody,
+    url: String,
+}
+
+/// Writes the configuration of one instance and starts it.
+fn launch(prosody: &Prosody, sim: &Sim, settings: &AgentSettings) -> Instance {
+    let dir = tempfile::Builder::new()
+        .prefix("agent-failover-")
+        .tempdir()
+        .unwrap();
+    let files = ConfigFiles {
+        dir: dir.path().to_owned(),
+        xmpp_server: prosody.server(),
+        ca_file: prosody.ca_file(),
+        sim_base: sim.base_url().to_owned(),
+        web_port: free_port(),
+        sge: None,
+    };
+    files.write(settings);
+    let process = AgentProcess::spawn(&files.path(), dir.path(), files.web_port, &[]);
+    Instance {
+        process,
+        files,
+        _dir: dir,
+    }
+}
+
+impl Instance {
+    /// Starts this instance again on its files (as systemd would).
+    fn respawn(&mut self) {
+        self.process = AgentProcess::spawn(
+            &self.files.path(),
+            &self.files.dir,
+            self.files.web_port,
+            &[],
+        );
+    }
+}
+
+/// Waits until `agent`'s `/healthz` answers 200 with `role: <role>`.
+async fn wait_role(agent: &mut AgentProcess, role: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some((200, body)) = agent.healthz().await
+            && body.contains(&format!("\nrole: {role}\n"))
+        {
+            return body;
+        }
+        if let Some(status) = agent.try_status() {
+            panic!(
+                "the agent exited ({status}) before being {role}:\n{}",
+                agent.log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {role} within {within:?}: {:?}\n{}",
+            agent.healthz().await,
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Pair {
+    /// Prosody, the simulator, a fresh database; the first instance, once it
+    /// leads; the second, once it stands by.
+    async fn start(mut settings: AgentSettings) -> Pair {
+        let prosody = Prosody::start_with(ProsodyOptions::default()).await;
+        settings.xmpp_domain = prosody.domain().to_owned();
+        prosody.register(AGENT, PASSWORD).await;
+        for p in &settings.peers {
+            prosody.register(&p.user, PASSWORD).await;
+        }
+        let sim = Sim::start(&["--quota-per-second", "0"]);
+        let url = postgres::shared().fresh_database();
+        settings.store_url = Some(url.clone());
+        let mut first = launch(&prosody, &sim, &settings);
+        wait_role(&mut first.process, "leader", Duration::from_secs(60)).await;
+        let mut second = launch(&prosody, &sim, &settings);
+        wait_role(&mut second.process, "standby", Duration::from_secs(60)).await;
+        assert!(
+            second
+                .process
+                .wait_log(
+                    "standby: waiting for the leader's lock",
+                    Duration::from_secs(10)
+                )
+                .await,
+            "{}",
+            second.process.log()
+        );
+        Pair {
+            first,
+            second,
+            sim,
+            prosody,
+            url,
+        }
+    }
+
+    /// A superuser client on the agents' database.
+    fn db(&self) -> ::postgres::Client {
+        postgres::shared().client_of(&self.url)
+    }
+
+    /// The server process of the session holding the leader's lock.
+    fn leader_lock_pid(&self) -> i32 {
+        let rows = self
+            .db()
+            .query(
+                "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+                 WHERE a.application_name = $1 AND l.locktype = 'advisory' \
+                 AND l.objid = 2 AND l.objsubid = 2 AND l.granted",
+                &[&LOCK_CONNECTION],
+            )
+            .unwrap();
+        assert_eq!(rows.len(), 1, "one session holds the leader's lock");
+        rows[0].get(0)
+    }
+
+    /// Sessions waiting for the leader's lock.
+    fn waiting_for_the_lock(&self) -> i64 {
+        self.db()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+                 WHERE a.application_name = $1 AND l.locktype = 'advisory' \
+                 AND l.objid = 2 AND l.objsubid = 2 AND NOT l.granted",
+                &[&LOCK_CONNECTION],
+            )
+            .unwrap()
+            .get(0)
+    }
+}
+
+/// `get_history` of `prm`'s daily consumption on the one Paris day `day`.
+fn one_day(prm: &str, day: Date) -> Command {
+    Command::execute(
+        "get_history",
+        Some(submit(&[
+            ("identifier", &format!("urn:dev:prm:{prm}_{DAILY}")),
+            ("start_time", &midnight(day)),
+            ("end_time", &midnight(day.tomorrow().unwrap())),
+        ])),
+    )
+}
+
+fn days_ago(n: i64) -> Date {
+    today().checked_sub(n.days()).unwrap()
+}
+
+/// The peer's request for day `n` days ago is answered.
+async fn answered(app: &Peer, n: i64) {
+    let day = days_ago(n);
+    app.command(one_day(PRM, day))
+        .await
+        .unwrap_or_else(|e| panic!("{day}: {:?}", condition(&e)));
+}
+
+/// The value of the metric line that is exactly `name`.
+fn metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).filter(|v| v.starts_with(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Prosody's c2s sessions of the agent's account, in the order they were
+/// authenticated: (session id, line of its authentication, line of its end).
+fn agent_sessions(prosody: &Prosody) -> Vec<(String, usize, Option<usize>)> {
+    let log = prosody.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let id_of = |line: &str| {
+        line.split_whitespace()
+            .find(|w| w.starts_with("c2s"))
+            .map(str::to_owned)
+    };
+    let mut sessions = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains(&format!("Authenticated as {AGENT}@"))
+            && let Some(id) = id_of(line)
+        {
+            let end = lines
+                .iter()
+                .enumerate()
+                .skip(i + 1)
+                .find(|(_, l)| {
+                    id_of(l).as_deref() == Some(id.as_str()) && l.contains("Client disconnected")
+                })
+                .map(|(j, _)| j);
+            sessions.push((id, i, end));
+        }
+    }
+    sessions
+}
+
+/// Prosody saw the agent's first session end before the second one was
+/// authenticated: never two agents on the stream.
+#[track_caller]
+fn sessions_did_not_overlap(prosody: &Prosody) {
+    let sessions = agent_sessions(prosody);
+    assert!(
+        sessions.len() >= 2,
+        "two sessions of the agent expected: {sessions:?}\n{}",
+        prosody.log()
+    );
+    let (old, new) = (&sessions[0], &sessions[1]);
+    let ended = old.2.unwrap_or_else(|| {
+        panic!(
+            "the old session never ended: {sessions:?}\n{}",
+            prosody.log()
+        )
+    });
+    assert!(
+        ended < new.1,
+        "the old leader's session ended (line {ended}) after the new one was authenticated (line {}):\n{}",
+        new.1,
+        prosody.log()
+    );
+}
+
+/// The standby is healthy and says it is one; it opens no XMPP session; kill -9
+/// of the leader makes it the leader, and it answers the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_when_the_leader_is_killed() {
+    let mut pair = Pair::start(AgentSettings::with_peers(vec![peer("app", &[PRM])])).await;
+    let (_, leader) = pair.first.process.healthz().await.unwrap();
+    assert!(leader.contains("\nxmpp: ok\n"), "{leader}");
+    let (_, standby) = pair.second.process.healthz().await.unwrap();
+    assert!(standby.starts_with("store: ok\n"), "{standby}");
+    assert!(
+        standby.contains("\nxmpp: ok (standby: the leader holds the XMPP session)\n"),
+        "{standby}"
+    );
+    let leader_metric = "quoalise_agent_leader";
+    assert_eq!(
+        metric(&pair.first.process.metrics().await, leader_metric),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&pair.second.process.metrics().await, leader_metric),
+        Some(0.0)
+    );
+    assert_eq!(
+        pair.waiting_for_the_lock(),
+        1,
+        "the standby waits in PostgreSQL"
+    );
+
+    let app = Peer::login(&pair.prosody, "app@localhost/a").await;
+    answered(&app, 2).await;
+    assert_eq!(pair.second.process.count("XMPP: connecting"), 0);
+    assert_eq!(agent_sessions(&pair.prosody).len(), 1);
+
+    pair.first.process.signal("-KILL");
+    let status = pair.first.process.wait_exit(Duration::from_secs(30)).await;
+    assert!(!status.success(), "killed: {status}");
+    let body = wait_role(&mut pair.second.process, "leader", Duration::from_secs(60)).await;
+    // Leader, but healthy only once its session is up.
+    let _ = body;
+    pair.second
+        .process
+        .wait_healthy(Duration::from_secs(30))
+        .await;
+    let log = pair.second.process.log();
+    assert!(log.contains("leader: lock taken"), "{log}");
+    // kill -9 says nothing: the new leader waited before serving.
+    assert!(log.contains("waiting the grace period"), "{log}");
+    answered(&app, 3).await;
+    assert_eq!(
+        metric(&pair.second.process.metrics().await, leader_metric),
+        Some(1.0)
+    );
+    sessions_did_not_overlap(&pair.prosody);
+    pair.second.process.stop().await;
+}
+
+/// The leader's lock connection killed in PostgreSQL: the leader exits with
+/// status 75, its session ends before the new leader's starts, and the new
+/// leader answers. The killed one, started again as systemd would, stands by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lock_connection_dies_stops_before_the_standby_serves() {
+    let mut pair = Pair::start(AgentSettings::with_peers(vec![peer("app", &[PRM])])).await;
+    let app = Peer::login(&pair.prosody, "app@localhost/a").await;
+    answered(&app, 2).await;
+    let sessions: i64 = pair
+        .db()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&LOCK_CONNECTION],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(sessions, 2, "the leader's lock and the standby's wait");
+
+    let pid = pair.leader_lock_pid();
+    let killed: bool = pair
+        .db()
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    let status = pair.first.process.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(75), "{}", pair.first.process.log());
+    let old = pair.first.process.log();
+    assert!(old.contains("leadership lost"), "{old}");
+
+    wait_role(&mut pair.second.process, "leader", Duration::from_secs(60)).await;
+    pair.second
+        .process
+        .wait_healthy(Duration::from_secs(30))
+        .await;
+    answered(&app, 3).await;
+    sessions_did_not_overlap(&pair.prosody);
+
+    // Started again (systemd's Restart=on-failure): a standby now.
+    pair.first.respawn();
+    wait_role(&mut pair.first.process, "standby", Duration::from_secs(60)).await;
+    assert_ne!(pair.leader_lock_pid(), pid);
+    pair.first.process.stop().await;
+    pair.second.process.stop().await;
+}
+
+/// SIGTERM on the leader: a clean exit; its stream is closed before the lock is
+/// released; the standby learns it was a clean handover and serves without the
+/// grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_the_leader_hands_over_cleanly() {
+    let mut pair = Pair::start(AgentSettings::with_peers(vec![peer("app", &[PRM])])).await;
+    let app = Peer::login(&pair.prosody, "app@localhost/a").await;
+    answered(&app, 2).await;
+
+    pair.first.process.stop().await;
+    let old = pair.first.process.log();
+    let stopped = old.find("XMPP: stopped").unwrap_or_else(|| panic!("{old}"));
+    let released = old
+        .find("leader: lock released")
+        .unwrap_or_else(|| panic!("{old}"));
+    assert!(stopped < released, "the stream closes first:\n{old}");
+
+    wait_role(&mut pair.second.process, "leader", Duration::from_secs(30)).await;
+    pair.second
+        .process
+        .wait_healthy(Duration::from_secs(30))
+        .await;
+    let log = pair.second.process.log();
+    assert!(log.contains("previous_handed_over=true"), "{log}");
+    assert!(!log.contains("waiting the grace period"), "{log}");
+    answered(&app, 3).await;
+    sessions_did_not_overlap(&pair.prosody);
+    pair.second.process.stop().await;
+}
+
+/// The leader spends the hour's five calls and is killed once its ledger holds
+/// them: the new leader refuses the next request at once, and Enedis sees no
+/// sixth call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_leader_counts_the_calls_the_old_one_made_this_hour() {
+    const PER_HOUR: u64 = 5;
+    let mut settings = AgentSettings::with_peers(vec![peer("app", &[PRM])]);
+    settings.calls_per_hour = PER_HOUR as u32;
+    settings.quota_wait_secs = 600;
+    settings.request_timeout_secs = 120;
+    let mut pair = Pair::start(settings).await;
+    let app = Peer::login(&pair.prosody, "app@localhost/a").await;
+    let admin = pair.sim.admin();
+    admin.clear_calls().await;
+    let mut n = 2;
+    while admin.total_calls().await < PER_HOUR {
+        assert!(n < 2 + PER_HOUR as i64, "more requests than calls");
+        answered(&app, n).await;
+        n += 1;
+    }
+    let recorded = |pair: &Pair| -> i64 {
+        pair.db()
+            .query_one(
+                "SELECT count(*) FROM quota_calls WHERE platform = 'data-connect'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    // A guard against a hang: the ledger is written a second behind.
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while recorded(&pair) < PER_HOUR as i64 {
+        assert!(
+            Instant::now() < give_up,
+            "the calls never reached the ledger"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pair.first.process.signal("-KILL");
+    pair.first.process.wait_exit(Duration::from_secs(30)).await;
+    wait_role(&mut pair.second.process, "leader", Duration::from_secs(60)).await;
+    pair.second
+        .process
+        .wait_healthy(Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        metric(
+            &pair.second.process.metrics().await,
+            "quoalise_agent_quota_used_this_hour"
+        ),
+        Some(PER_HOUR as f64)
+    );
+    let refused = app
+        .command(one_day(PRM, days_ago(n)))
+        .await
+        .expect_err("the hour was spent by the previous leader");
+    let (cond, text) = condition(&refused);
+    assert_eq!(cond, "service-unavailable", "{text}");
+    assert!(
+        refused
+            .other
+            .as_ref()
+            .and_then(|o| o.attr("limit"))
+            .is_some_and(|l| l == "hourly-quota"),
+        "{refused:?}"
+    );
+    assert_eq!(admin.total_calls().await, PER_HOUR, "no sixth call");
+    pair.second.process.stop().await;
+}
+
+/// A consumer completes a consent on the standby's pages (as a load balancer
+/// in front of both may send them): the consent is stored, and the peer gets
+/// its notification over XMPP, from the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_completed_on_the_standby_is_notified_by_the_leader() {
+    let mut pair = Pair::start(AgentSettings::with_peers(vec![peer("app", &[])])).await;
+    let mut app = Peer::login(&pair.prosody, "app@localhost/a").await;
+    let answer = app
+        .command(Command::execute(
+            "get_authorize_uri",
+            Some(submit(&[
+                ("name", "Elec Expert"),
+                ("description", "Reads your meter."),
+            ])),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{:?}", condition(&e)));
+    let uri = field_values(&answer.form.expect("a result form"), "authorize_uri")
+        .pop()
+        .expect("authorize_uri");
+    let on_standby = |url: &str| {
+        let mut url = url::Url::parse(url).unwrap();
+        url.set_port(Some(pair.second.process.web_port)).unwrap();
+        url
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut page = on_standby(&uri);
+    page.query_pairs_mut().append_pair("state", "standby-7");
+    let html = http.get(page).send().await.unwrap().text().await.unwrap();
+    let marker = r#"id="enedis" href=""#;
+    let start = html.find(marker).unwrap_or_else(|| panic!("{html}")) + marker.len();
+    let end = start + html[start..].find('"').unwrap();
+    let mut enedis = url::Url::parse(&html[start..end].replace("&amp;", "&")).unwrap();
+    enedis
+        .query_pairs_mut()
+        .append_pair("sim_auto", "accept")
+        .append_pair("sim_prm", PRM);
+    let response = http.get(enedis).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 302);
+    let back = response.headers()["location"].to_str().unwrap().to_owned();
+    let response = http.get(on_standby(&back)).send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+    let standby = pair.second.process.log();
+    assert!(
+        standby.contains("queued for the leader's XMPP session"),
+        "{standby}"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let message = loop {
+        let stanza = tokio::time::timeout_at(deadline, app.inbound.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no consent notice:\n{}", pair.first.process.log()))
+            .expect("the peer's session");
+        if let Stanza::Message(message) = stanza
+            && message.payloads.iter().any(|p| p.is("x", NS_AUTHORIZE))
+        {
+            break message;
+        }
+    };
+    let x = message
+        .payloads
+        .iter()
+        .find(|p| p.is("x", NS_AUTHORIZE))
+        .unwrap();
+    let texts = |name: &str| -> Vec<String> {
+        x.children()
+            .filter(|c| c.is(name, NS_AUTHORIZE))
+            .map(Element::text)
+            .collect()
+    };
+    assert_eq!(texts("usage-point"), [PRM]);
+    assert_eq!(texts("state"), ["standby-7"]);
+    assert!(
+        pair.first
+            .process
+            .log()
+            .contains("consent notification queued by a standby sent")
+    );
+    // Sent once: the queue is empty.
+    let queued: i64 = pair
+        .db()
+        .query_one("SELECT count(*) FROM notifications", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 0);
+    pair.second.process.stop().await;
+    pair.first.process.stop().await;
+}
