@@ -124,7 +124,9 @@ impl Pair {
             prosody.register(&p.user, PASSWORD).await;
         }
         let sim = Sim::start(&["--quota-per-second", "0"]);
-        let url = postgres::shared().fresh_database();
+        let url = tokio::task::spawn_blocking(|| postgres::shared().fresh_database())
+            .await
+            .unwrap();
         settings.store_url = Some(url.clone());
         let mut first = launch(&prosody, &sim, &settings);
         wait_role(&mut first.process, "leader", Duration::from_secs(60)).await;
@@ -150,37 +152,49 @@ impl Pair {
         }
     }
 
-    /// A superuser client on the agents' database.
-    fn db(&self) -> ::postgres::Client {
-        postgres::shared().client_of(&self.url)
+    /// Runs `f` with a superuser client on the agents' database (the blocking
+    /// driver, on the blocking pool).
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut ::postgres::Client) -> T + Send + 'static,
+    ) -> T {
+        let url = self.url.clone();
+        tokio::task::spawn_blocking(move || f(&mut postgres::shared().client_of(&url)))
+            .await
+            .unwrap()
+    }
+
+    /// The `count(*)` of `sql`.
+    async fn count(&self, sql: &'static str) -> i64 {
+        self.db(move |db| db.query_one(sql, &[]).unwrap().get(0))
+            .await
     }
 
     /// The server process of the session holding the leader's lock.
-    fn leader_lock_pid(&self) -> i32 {
+    async fn leader_lock_pid(&self) -> i32 {
         let rows = self
-            .db()
-            .query(
-                "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
-                 WHERE a.application_name = $1 AND l.locktype = 'advisory' \
-                 AND l.objid = 2 AND l.objsubid = 2 AND l.granted",
-                &[&LOCK_CONNECTION],
-            )
-            .unwrap();
+            .db(|db| {
+                db.query(
+                    "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+                     WHERE a.application_name = $1 AND l.locktype = 'advisory' \
+                     AND l.objid = 2 AND l.objsubid = 2 AND l.granted",
+                    &[&LOCK_CONNECTION],
+                )
+                .unwrap()
+            })
+            .await;
         assert_eq!(rows.len(), 1, "one session holds the leader's lock");
         rows[0].get(0)
     }
 
     /// Sessions waiting for the leader's lock.
-    fn waiting_for_the_lock(&self) -> i64 {
-        self.db()
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
-                 WHERE a.application_name = $1 AND l.locktype = 'advisory' \
-                 AND l.objid = 2 AND l.objsubid = 2 AND NOT l.granted",
-                &[&LOCK_CONNECTION],
-            )
-            .unwrap()
-            .get(0)
+    async fn waiting_for_the_lock(&self) -> i64 {
+        self.count(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+             WHERE a.application_name = 'quoalise-agent leader lock' \
+             AND l.locktype = 'advisory' AND l.objid = 2 AND l.objsubid = 2 AND NOT l.granted",
+        )
+        .await
     }
 }
 
@@ -293,7 +307,7 @@ async fn the_standby_takes_over_when_the_leader_is_killed() {
         Some(0.0)
     );
     assert_eq!(
-        pair.waiting_for_the_lock(),
+        pair.waiting_for_the_lock().await,
         1,
         "the standby waits in PostgreSQL"
     );
@@ -334,22 +348,22 @@ async fn a_leader_whose_lock_connection_dies_stops_before_the_standby_serves() {
     let mut pair = Pair::start(AgentSettings::with_peers(vec![peer("app", &[PRM])])).await;
     let app = Peer::login(&pair.prosody, "app@localhost/a").await;
     answered(&app, 2).await;
-    let sessions: i64 = pair
-        .db()
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-            &[&LOCK_CONNECTION],
+    let sessions = pair
+        .count(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = 'quoalise-agent leader lock'",
         )
-        .unwrap()
-        .get(0);
+        .await;
     assert_eq!(sessions, 2, "the leader's lock and the standby's wait");
 
-    let pid = pair.leader_lock_pid();
+    let pid = pair.leader_lock_pid().await;
     let killed: bool = pair
-        .db()
-        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
-        .unwrap()
-        .get(0);
+        .db(move |db| {
+            db.query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                .unwrap()
+                .get(0)
+        })
+        .await;
     assert!(killed);
     let status = pair.first.process.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(75), "{}", pair.first.process.log());
@@ -367,7 +381,7 @@ async fn a_leader_whose_lock_connection_dies_stops_before_the_standby_serves() {
     // Started again (systemd's Restart=on-failure): a standby now.
     pair.first.respawn();
     wait_role(&mut pair.first.process, "standby", Duration::from_secs(60)).await;
-    assert_ne!(pair.leader_lock_pid(), pid);
+    assert_ne!(pair.leader_lock_pid().await, pid);
     pair.first.process.stop().await;
     pair.second.process.stop().await;
 }
@@ -422,18 +436,13 @@ async fn the_new_leader_counts_the_calls_the_old_one_made_this_hour() {
         answered(&app, n).await;
         n += 1;
     }
-    let recorded = |pair: &Pair| -> i64 {
-        pair.db()
-            .query_one(
-                "SELECT count(*) FROM quota_calls WHERE platform = 'data-connect'",
-                &[],
-            )
-            .unwrap()
-            .get(0)
-    };
     // A guard against a hang: the ledger is written a second behind.
     let give_up = Instant::now() + Duration::from_secs(60);
-    while recorded(&pair) < PER_HOUR as i64 {
+    while pair
+        .count("SELECT count(*) FROM quota_calls WHERE platform = 'data-connect'")
+        .await
+        < PER_HOUR as i64
+    {
         assert!(
             Instant::now() < give_up,
             "the calls never reached the ledger"
@@ -560,12 +569,7 @@ async fn a_consent_completed_on_the_standby_is_notified_by_the_leader() {
             .contains("consent notification queued by a standby sent")
     );
     // Sent once: the queue is empty.
-    let queued: i64 = pair
-        .db()
-        .query_one("SELECT count(*) FROM notifications", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(queued, 0);
+    assert_eq!(pair.count("SELECT count(*) FROM notifications").await, 0);
     pair.second.process.stop().await;
     pair.first.process.stop().await;
 }
