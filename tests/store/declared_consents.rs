@@ -5,8 +5,6 @@
 //! each database; the audit trail's guarantee holding for them exactly as for
 //! Data Connect consents, on SQLite.
 
-use std::path::Path;
-
 use quoalise_agent::config::ApiGeneration;
 use quoalise_agent::quoalise::Prm;
 use quoalise_agent::store::migrations::{MIGRATIONS, latest_version};
@@ -517,7 +515,6 @@ on_both! {
             .unwrap();
     }
 }
-
 
 fn is_abort(result: rusqlite::Result<usize>, needle: &str) {
     match result {
