@@ -129,8 +129,11 @@ fn health(ctx: &Arc<AgentContext>) -> Health {
                 if let Some(failure) = store.write_failure() {
                     return Err(failure.to_string());
                 }
-                store.schema_version().map_err(|e| e.to_string())?;
-                Ok(())
+                match store.schema_version() {
+                    Ok(_) => Ok(()),
+                    // The line already says "store: FAILED: ".
+                    Err(e) => Err(e.to_string().trim_start_matches("store: ").to_owned()),
+                }
             }),
             check_fn("xmpp", move || match xmpp.state() {
                 SessionState::Up => Ok(()),

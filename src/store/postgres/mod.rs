@@ -45,10 +45,11 @@ const POOL_SIZE: u32 = 8;
 /// connection is busy) before failing with a store error.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long the write probe waits for a connection: `/healthz` runs it, and
-/// must say that the server is unreachable well within its checks' deadline
-/// ([`crate::health::DEFAULT_CHECK_TIMEOUT`]), not time out itself.
-const PROBE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the statements of `/healthz` (the write probe, the schema version)
+/// wait for a connection: it must say that the server is unreachable well
+/// within its checks' deadline ([`crate::health::DEFAULT_CHECK_TIMEOUT`]), not
+/// time out itself.
+const HEALTH_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The advisory lock class of the agent: `pg_advisory_lock(LOCK_CLASS, …)`.
 /// ASCII "QUOA".
@@ -171,18 +172,19 @@ impl Postgres {
             .map_err(|e| StoreError::Unreachable(format!("{}: {e}", self.inner.described)))
     }
 
-    /// The schema version (the last migration applied).
+    /// The schema version (the last migration applied). Waits at most
+    /// [`HEALTH_CONNECTION_TIMEOUT`] for a connection: `/healthz` asks it.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        migrations::current_version(&mut *self.conn()?)
+        migrations::current_version(&mut *self.conn_within(HEALTH_CONNECTION_TIMEOUT)?)
     }
 
     /// Commits a write, for [`super::health`]: the server accepts writes. Waits
-    /// at most [`PROBE_CONNECTION_TIMEOUT`] for a connection. A connection lost
+    /// at most [`HEALTH_CONNECTION_TIMEOUT`] for a connection. A connection lost
     /// on the way (the server stopped between the pool's check and the write)
     /// is reported as the server being unreachable, as a refused one is.
     pub(crate) fn probe_once(&self) -> Result<(), StoreError> {
         let op = "probe writes";
-        let mut conn = self.conn_within(PROBE_CONNECTION_TIMEOUT)?;
+        let mut conn = self.conn_within(HEALTH_CONNECTION_TIMEOUT)?;
         let written = conn.transaction().and_then(|mut tx| {
             tx.execute(
                 "UPDATE store_probe SET probed_at = $1",
