@@ -146,6 +146,9 @@ pub struct AgentSettings {
     /// Whether the configuration has `[enedis]` (Data Connect, the default);
     /// false with `sge` writes an SGE-only agent.
     pub data_connect: bool,
+    /// `store.url`: the store in this PostgreSQL database rather than the
+    /// SQLite file `agent.db` of the agent's directory.
+    pub store_url: Option<String>,
 }
 
 impl Default for AgentSettings {
@@ -166,6 +169,7 @@ impl Default for AgentSettings {
             api: "2026",
             sge: false,
             data_connect: true,
+            store_url: None,
         }
     }
 }
@@ -239,6 +243,9 @@ impl ConfigFiles {
         }
         if !settings.data_connect {
             config = config.without("enedis");
+        }
+        if let Some(url) = &settings.store_url {
+            config = config.postgres_store(url);
         }
         for p in &settings.peers {
             let points: Vec<&str> = p.usage_points.iter().map(String::as_str).collect();
