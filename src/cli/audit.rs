@@ -1,8 +1,10 @@
 //! `quoalise-agent audit`: read the audit trail (every data access, allowed or
 //! refused) as CSV or JSON, filtered by peer, PRM and time.
 //!
-//! Like `backup`, it reads only `store.path` from the configuration, never a secret,
-//! and it never creates a store: auditing a path with no store is an error.
+//! On SQLite, like `backup`, it reads only `store.path` from the configuration,
+//! never a secret, and it never creates a store: auditing a path with no store is
+//! an error. On PostgreSQL (`store.url`, itself a secret) it reads the
+//! configuration as the agent does.
 
 use std::io::Write;
 use std::path::Path;

@@ -53,11 +53,12 @@ pub enum Command {
     /// Ask an agent for data as a peer (no agent configuration needed): prints
     /// the records, or the agent's error with a non-zero exit status.
     Query(query::QueryArgs),
-    /// Read the audit trail: every data access, allowed or refused (reads only
-    /// store.path from the configuration, no secret).
+    /// Read the audit trail: every data access, allowed or refused (on SQLite it
+    /// reads only store.path from the configuration, no secret).
     Audit(audit::AuditArgs),
-    /// Online backup of the store into a new file, safe while the agent runs; the
-    /// copy is integrity-checked (reads only store.path from the configuration).
+    /// Online backup of the SQLite store into a new file, safe while the agent
+    /// runs; the copy is integrity-checked (reads only store.path from the
+    /// configuration). A PostgreSQL store is backed up with PostgreSQL's tools.
     Backup(backup::BackupArgs),
     /// Print the consent page address of a peer's application (what
     /// get_authorize_uri answers), storing its description.

@@ -683,6 +683,52 @@ usage_points = ["22516914714270"]
     }
 
     #[test]
+    fn the_store_is_sqlite_unless_a_postgresql_url_is_given() {
+        let (dir, path) = setup(MINIMAL, b"s\n");
+        let c = load(&path, &[]).unwrap();
+        assert!(c.store.url.is_none());
+        assert!(c.store.describe().ends_with("agent.db"));
+
+        // As a credential file, described without its password.
+        write_secret(
+            &dir.path().join("store_url"),
+            b"postgres://agent:pg-secret@db.example.org:5433/quoalise?sslmode=require\n",
+        );
+        let text = format!("{MINIMAL}\n[store]\nurl_file = \"store_url\"\n");
+        std::fs::write(&path, text).unwrap();
+        let c = load(&path, &[]).unwrap();
+        assert_eq!(
+            c.store.describe(),
+            "postgres://agent@db.example.org:5433/quoalise"
+        );
+        assert!(!format!("{c:?}").contains("pg-secret"));
+
+        // Not a PostgreSQL URL, or one without a database: said, never quoted.
+        for (url, expected) in [
+            (
+                "mysql://agent:pg-secret@db/quoalise",
+                "expected a PostgreSQL URL",
+            ),
+            (
+                "postgres://agent:pg-secret@db.example.org",
+                "names no database",
+            ),
+        ] {
+            let text = format!("{MINIMAL}\n[store]\nurl = \"{url}\"\n");
+            std::fs::write(&path, text).unwrap();
+            let err = load(&path, &[]).unwrap_err().to_string();
+            assert!(err.contains("store.url") && err.contains(expected), "{err}");
+            assert!(!err.contains("pg-secret"), "{err}");
+        }
+        // Both forms at once.
+        let text =
+            format!("{MINIMAL}\n[store]\nurl = \"postgres://a@b/c\"\nurl_file = \"store_url\"\n");
+        std::fs::write(&path, text).unwrap();
+        let err = load(&path, &[]).unwrap_err().to_string();
+        assert!(err.contains("both store.url and store.url_file"), "{err}");
+    }
+
+    #[test]
     fn the_sge_section_is_optional_and_complete_when_given() {
         let (dir, path) = setup(MINIMAL, b"s\n");
         assert!(load(&path, &[]).unwrap().sge.is_none());

@@ -135,13 +135,22 @@ fn health(ctx: &Arc<AgentContext>, role: &RoleCell) -> Health {
     Health::new(
         ctx.metrics.clone(),
         vec![
+            // On tokio's blocking pool, with a deadline (crate::health): on
+            // PostgreSQL both statements are round trips to the server.
             check_fn("store", move || {
-                store.schema_version().map_err(|e| e.to_string())?;
-                // A write, at most once a second however often monitors ask.
+                // A write first, at most once a second however often monitors
+                // ask: it finds a store that cannot be written, or a PostgreSQL
+                // server out of reach (within the probe's own wait, shorter than
+                // the check's deadline), and records why; until a write
+                // succeeds, the answer is that reason, without another wait.
                 store.probe_writes_at_most_every(HEALTHZ_PROBE_GAP);
-                match store.write_failure() {
-                    None => Ok(()),
-                    Some(failure) => Err(failure.to_string()),
+                if let Some(failure) = store.write_failure() {
+                    return Err(failure.to_string());
+                }
+                match store.schema_version() {
+                    Ok(_) => Ok(()),
+                    // The line already says "store: FAILED: ".
+                    Err(e) => Err(e.to_string().trim_start_matches("store: ").to_owned()),
                 }
             }),
             check_fn_noted("xmpp", move || {

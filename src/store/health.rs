@@ -30,6 +30,16 @@
 //! Then the probe commits `PRAGMA user_version` set to its own value inside `BEGIN
 //! IMMEDIATE`: a real write of the header page (one WAL frame), with no table of
 //! its own and no change to the data.
+//!
+//! On PostgreSQL the probe commits an update of the one row of `store_probe`
+//! (the server syncs the commit), waiting a couple of seconds at most for a
+//! connection: a server stopped or out of reach is the failure `unreachable`,
+//! reported as "PostgreSQL unreachable: host:port/database: …" (the URL's
+//! password is never part of it), and the server's own refusals (disk full, a
+//! read-only standby, corruption) are classified by SQLSTATE
+//! ([`StoreError::store_failure`]). The pool finds and drops connections the
+//! server closed, so once it is back the next probe succeeds and clears the
+//! failure, without a restart.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -50,7 +60,7 @@ pub struct WriteFailure {
     pub since: jiff::Timestamp,
     /// The last failure's kind (`disk_full`, `read_only`…).
     pub kind: &'static str,
-    /// The last failure: the operation and SQLite's reason.
+    /// The last failure: the operation and the database's reason.
     pub reason: String,
 }
 
@@ -129,11 +139,25 @@ impl StoreError {
     /// The kind of failure and the operation when this error says the store itself
     /// cannot be written (or read back): full, read-only, I/O error, corrupt.
     /// `None` for everything else (a constraint, a busy lock, bad input).
+    ///
+    /// On PostgreSQL: the server out of reach (no connection within the pool's
+    /// wait, a connection lost, the server shutting down or starting) is
+    /// `unreachable`; the server's own verdicts by SQLSTATE are `disk_full`
+    /// (53100), `insufficient_resources` (the rest of class 53: memory,
+    /// connections), `read_only` (25006: a standby, or
+    /// `default_transaction_read_only`) and `corrupt` (XX001, XX002).
     pub fn store_failure(&self) -> Option<(&'static str, &'static str)> {
         let (source, op) = match self {
             StoreError::Sqlite { op, source } => (source, *op),
             StoreError::Migration { source, .. } => (source, "migrate"),
             StoreError::NotWritable { .. } => return Some(("read_only", "probe")),
+            StoreError::Unreachable(_) => return Some(("unreachable", "connect")),
+            StoreError::Postgres { op, source } => {
+                return postgres_failure_kind(source).map(|kind| (kind, *op));
+            }
+            StoreError::PostgresMigration { source, .. } => {
+                return postgres_failure_kind(source).map(|kind| (kind, "migrate"));
+            }
             _ => return None,
         };
         let rusqlite::Error::SqliteFailure(e, _) = source else {
@@ -154,6 +178,43 @@ fn failure_kind(code: ErrorCode) -> Option<&'static str> {
         ErrorCode::PermissionDenied => "permission_denied",
         _ => return None,
     })
+}
+
+/// The label of a PostgreSQL error that says the store is unusable (see
+/// [`StoreError::store_failure`]).
+fn postgres_failure_kind(error: &postgres::Error) -> Option<&'static str> {
+    if is_connection_lost(error) {
+        return Some("unreachable");
+    }
+    let code = error.as_db_error()?.code().code();
+    Some(match code {
+        "53100" => "disk_full",
+        _ if code.starts_with("53") => "insufficient_resources",
+        "25006" => "read_only",
+        "XX001" | "XX002" => "corrupt",
+        _ => return None,
+    })
+}
+
+/// Whether a PostgreSQL error says the server is out of reach rather than
+/// refusing a statement: the connection closed or failed (I/O), or the server
+/// shutting down (57P01 admin, 57P02 crash) or not accepting connections yet
+/// (57P03).
+pub(crate) fn is_connection_lost(error: &postgres::Error) -> bool {
+    if let Some(db) = error.as_db_error() {
+        return matches!(db.code().code(), "57P01" | "57P02" | "57P03");
+    }
+    if error.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The probe's outcome.

@@ -618,11 +618,6 @@ fn set_synchronous(conn: &Connection, pragma: &'static str) -> Result<(), StoreE
         .map_err(StoreError::sqlite("set synchronous"))
 }
 
-/// PENDING (PostgreSQL port in progress): an operation not yet written for it.
-pub(crate) fn pending(operation: &str) -> StoreError {
-    StoreError::Invalid(format!("{operation} is not available on PostgreSQL yet"))
-}
-
 /// Current UTC time in seconds, the unit of every stored instant.
 pub fn now_seconds() -> i64 {
     jiff::Timestamp::now().as_second()

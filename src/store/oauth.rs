@@ -319,168 +319,23 @@ impl Sqlite {
     }
 }
 
+// The store's behaviour is tested on both databases in tests/store/oauth.rs.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("agent.db")).unwrap();
-        (dir, store)
-    }
-
-    fn description(owner: &str, text: &str) -> NewDescription {
-        NewDescription {
-            owner: owner.into(),
-            name: "Mon appli".into(),
-            logo_url: None,
-            description: text.into(),
-        }
-    }
-
-    fn state(value: &str, now: i64) -> OAuthState {
-        OAuthState {
-            state: value.into(),
-            description_id: "d1".into(),
-            owner: "app@example.org".into(),
-            duration: "P1Y".into(),
-            peer_state: Some("peer-42".into()),
-            redirect_uri: Some("https://app.example.org/linky/".into()),
-            created_at: now,
-            expires_at: now + 1800,
-        }
-    }
-
-    #[test]
-    fn identical_descriptions_of_one_owner_share_their_id() {
-        let (_dir, store) = store();
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            format!("id{n}")
-        };
-        let a = store
-            .save_description(&description("app@example.org", "<p>x</p>"), &mut next, 10)
-            .unwrap();
-        let again = store
-            .save_description(&description("app@example.org", "<p>x</p>"), &mut next, 20)
-            .unwrap();
-        assert_eq!(a, again);
-        let other_owner = store
-            .save_description(&description("b@example.org", "<p>x</p>"), &mut next, 30)
-            .unwrap();
-        assert_ne!(other_owner.id, a.id);
-        let mut with_logo = description("app@example.org", "<p>x</p>");
-        with_logo.logo_url = Some("https://app.example.org/logo.png".into());
-        let with_logo = store.save_description(&with_logo, &mut next, 40).unwrap();
-        assert_ne!(with_logo.id, a.id);
-        assert_eq!(store.description(&a.id).unwrap(), Some(a.clone()));
-        assert_eq!(store.description("nope").unwrap(), None);
-        assert_eq!(store.descriptions_of("app@example.org").unwrap().len(), 2);
-    }
-
-    #[test]
-    fn a_state_is_consumed_once_and_then_recognised_as_used() {
-        let (_dir, store) = store();
-        store
-            .create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES)
-            .unwrap();
-        assert_eq!(store.live_oauth_states(1_000).unwrap(), 1);
-        match store.consume_oauth_state("s1", 1_010).unwrap() {
-            Consumed::Fresh(s) => assert_eq!(s, state("s1", 1_000)),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            store.consume_oauth_state("s1", 1_020).unwrap(),
-            Consumed::AlreadyUsed { consumed_at: 1_010 }
-        );
-        assert_eq!(
-            store.consume_oauth_state("s2", 1_020).unwrap(),
-            Consumed::Unknown
-        );
-        assert_eq!(store.live_oauth_states(1_020).unwrap(), 0);
-    }
-
-    #[test]
-    fn an_expired_state_is_not_honoured() {
-        let (_dir, store) = store();
-        store
-            .create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES)
-            .unwrap();
-        assert_eq!(
-            store.consume_oauth_state("s1", 2_800).unwrap(),
-            Consumed::Expired { expires_at: 2_800 }
-        );
-        // Still not usable afterwards.
-        assert_eq!(
-            store.consume_oauth_state("s1", 2_801).unwrap(),
-            Consumed::Expired { expires_at: 2_800 }
-        );
-    }
-
-    #[test]
-    fn dead_states_are_purged_after_a_day() {
-        let (_dir, store) = store();
-        store
-            .create_oauth_state(&state("old", 1_000), MAX_LIVE_STATES)
-            .unwrap();
-        store
-            .create_oauth_state(&state("used", 1_000), MAX_LIVE_STATES)
-            .unwrap();
-        store.consume_oauth_state("used", 1_100).unwrap();
-        let later = 1_000 + 1800 + STATE_RETENTION_SECS + 1;
-        store
-            .create_oauth_state(&state("new", later), MAX_LIVE_STATES)
-            .unwrap();
-        assert_eq!(
-            store.consume_oauth_state("old", later).unwrap(),
-            Consumed::Unknown
-        );
-        assert_eq!(
-            store.consume_oauth_state("used", later).unwrap(),
-            Consumed::Unknown
-        );
-    }
-
-    #[test]
-    fn racing_consumers_get_one_fresh_state() {
-        let (_dir, store) = store();
-        store
-            .create_oauth_state(&state("s1", 1_000), MAX_LIVE_STATES)
-            .unwrap();
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                let store = store.clone();
-                std::thread::spawn(move || store.consume_oauth_state("s1", 1_001).unwrap())
-            })
-            .collect();
-        let fresh = handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .filter(|c| matches!(c, Consumed::Fresh(_)))
-            .count();
-        assert_eq!(fresh, 1);
-    }
-
-    #[test]
-    fn live_states_are_capped() {
-        let (_dir, store) = store();
-        assert!(store.create_oauth_state(&state("a", 1_000), 2).unwrap());
-        assert!(store.create_oauth_state(&state("b", 1_000), 2).unwrap());
-        assert!(!store.create_oauth_state(&state("c", 1_000), 2).unwrap());
-        assert_eq!(
-            store.consume_oauth_state("c", 1_001).unwrap(),
-            Consumed::Unknown
-        );
-        // A consumed one frees its place.
-        store.consume_oauth_state("a", 1_001).unwrap();
-        assert!(store.create_oauth_state(&state("c", 1_001), 2).unwrap());
-    }
 
     #[test]
     fn states_are_never_debug_printed_whole() {
-        let s = state("abcdefghijklmnopqrstuvwxyz", 0);
+        let s = OAuthState {
+            state: "abcdefghijklmnopqrstuvwxyz".into(),
+            description_id: "d1".into(),
+            owner: "app@example.org".into(),
+            duration: "P1Y".into(),
+            peer_state: None,
+            redirect_uri: None,
+            created_at: 0,
+            expires_at: 1800,
+        };
         let printed = format!("{s:?}");
         assert!(!printed.contains("abcdefghijklmnop"), "{printed}");
         assert!(printed.contains("abcdef…"), "{printed}");

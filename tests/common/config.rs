@@ -289,6 +289,12 @@ impl AgentConfig {
             .set("web.public_url", format!("http://127.0.0.1:{port}"))
     }
 
+    /// The store in PostgreSQL at `url` (`store.url`) instead of the SQLite
+    /// file of `store.path`.
+    pub fn postgres_store(self, url: &str) -> AgentConfig {
+        self.unset("store.path").set("store.url", url)
+    }
+
     /// A `[[peers]]` entry: a bare JID and the PRMs it may read (the key is left
     /// out when there are none).
     pub fn peer(mut self, jid: &str, usage_points: &[&str]) -> AgentConfig {

@@ -11,10 +11,18 @@
 //!   kernel checks at open), but a restart could not: the probe, on a connection
 //!   of its own, reports it; `chattr -i` and health is back.
 //!
-//! Mounting a tmpfs and `chattr` need root (CI runs as root); elsewhere the test
-//! says so and does nothing.
+//! - PostgreSQL (`store.url`) stopped under the running agent: `/healthz`
+//!   answers 503 within seconds, saying "PostgreSQL unreachable" with the
+//!   server's address and never the URL's password, each answer within the
+//!   probe's wait (not the check's deadline), and `/metrics` counts the
+//!   `unreachable` failures; the server started again, `/healthz` is 200 and
+//!   the peer is served, without a restart of the agent.
+//!
+//! Mounting a tmpfs, `chattr` and running PostgreSQL as its own user need root
+//! (CI runs as root); elsewhere the tests say so and do nothing.
 
 use crate::common::agent_harness;
+use crate::common::postgres::PgServer;
 use crate::common::xmpp_harness::{Peer, submit};
 
 use std::path::{Path, PathBuf};
@@ -329,4 +337,126 @@ async fn a_store_that_cannot_be_written_is_unhealthy_until_it_can() {
     .await;
     assert!(d.agent.try_status().is_none());
     alice.command(history()).await.expect("still served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_on_postgresql_is_unhealthy_while_its_server_is_down() {
+    if !is_root() {
+        eprintln!("skipped: the test's PostgreSQL runs as the postgres user (runuser needs root)");
+        return;
+    }
+    const PASSWORD: &str = "hunter2-store-secret";
+    // The test server trusts local connections: the password is only there to
+    // be kept out of every message. (The harness's client is blocking.)
+    let (server, url) = tokio::task::block_in_place(|| {
+        let server = PgServer::start();
+        let url =
+            server
+                .fresh_database()
+                .replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
+        (server, url)
+    });
+    let described = format!("postgres://postgres@127.0.0.1:{}/", server.port);
+    let mut d = Deployment::launch(
+        AgentSettings {
+            store_url: Some(url),
+            ..AgentSettings::with_peers(vec![peer("alice", &[PRM])])
+        },
+        &[],
+        &[],
+    )
+    .await;
+    d.agent.wait_healthy(Duration::from_secs(60)).await;
+    let alice = Peer::login(&d.prosody, "alice@localhost/a").await;
+    alice
+        .command(history())
+        .await
+        .expect("served from PostgreSQL");
+    let metrics = d.agent.metrics().await;
+    assert!(
+        metrics.contains("\nquoalise_agent_store_writable 1\n"),
+        "{metrics}"
+    );
+    assert_eq!(failures(&metrics, "unreachable"), vec![]);
+
+    // The server stops (as a crash would).
+    tokio::task::block_in_place(|| server.stop("immediate"));
+    let stopped = Instant::now();
+    let reason = format!("PostgreSQL unreachable: {described}");
+    let failing = "store: FAILED: writes failing since ";
+    // The first answer is the schema version's (when the probe ran less than
+    // a second ago) or the probe's; then the probe's, remembered.
+    let body = wait_health(&mut d.agent, "503 for a stopped server", |status, body| {
+        status == 503
+            && (body.contains(&format!("store: FAILED: {reason}"))
+                || body.contains(failing) && body.contains(&reason))
+    })
+    .await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "noticed after {:?}",
+        stopped.elapsed()
+    );
+    assert!(!body.contains(PASSWORD), "the password leaked: {body}");
+    let body = wait_health(&mut d.agent, "the probe's failure", |status, body| {
+        status == 503 && body.contains(failing)
+    })
+    .await;
+    assert!(body.contains(&format!("Z: {reason}")), "{body}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "recorded after {:?}",
+        stopped.elapsed()
+    );
+    // Each answer within the probe's wait for a connection (2 s), not the
+    // check's deadline (5 s), whether the probe runs or not.
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let (status, body) = d.agent.healthz().await.expect("/healthz answers");
+        assert!(
+            asked.elapsed() < Duration::from_millis(4_000),
+            "answered in {:?}: {body}",
+            asked.elapsed()
+        );
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("PostgreSQL unreachable"), "{body}");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let metrics = d.agent.metrics().await;
+    assert!(
+        failures(&metrics, "unreachable")
+            .iter()
+            .any(|(op, n)| op == "probe" && *n >= 1),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nquoalise_agent_store_writable 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        d.agent.try_status().is_none(),
+        "the agent exited:\n{}",
+        d.agent.log()
+    );
+
+    // The server is back: healthy again without a restart, and the peer served.
+    tokio::task::block_in_place(|| server.restart());
+    let body = wait_health(&mut d.agent, "200 once the server is back", |status, _| {
+        status == 200
+    })
+    .await;
+    assert!(body.starts_with("store: ok\n"), "{body}");
+    alice
+        .command(history())
+        .await
+        .expect("served once the server is back");
+    assert!(
+        d.agent
+            .metrics()
+            .await
+            .contains("\nquoalise_agent_store_writable 1\n")
+    );
+    let log = d.agent.log();
+    assert!(!log.contains(PASSWORD), "the password is in the log");
+    assert!(log.contains("PostgreSQL unreachable"), "the log says why");
 }

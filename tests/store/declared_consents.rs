@@ -5,15 +5,13 @@
 //! each database; the audit trail's guarantee holding for them exactly as for
 //! Data Connect consents, on SQLite.
 
-use std::path::Path;
-
 use quoalise_agent::config::ApiGeneration;
 use quoalise_agent::quoalise::Prm;
 use quoalise_agent::store::migrations::{MIGRATIONS, latest_version};
 use quoalise_agent::store::{
-    Access, AccessBasis, AccessOutcome, AuditError, Civility, ConsentState, ConsentUpstream,
-    NewConsent, NewSgeConsent, PrmUpstream, SgeDeclaration, SgeHolder, Store, StoreError,
-    now_seconds,
+    Access, AccessBasis, AccessOutcome, AuditError, AuditFilter, Civility, ConsentState,
+    ConsentUpstream, NewConsent, NewSgeConsent, PrmUpstream, SgeDeclaration, SgeHolder, Store,
+    StoreError, now_seconds,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, params};
@@ -518,16 +516,6 @@ on_both! {
     }
 }
 
-/// A direct INSERT of an `allowed` audit row on a connection of its own.
-fn raw_allowed(path: &Path, at: i64, peer: &str, p: &str, consent: i64) -> rusqlite::Result<usize> {
-    let conn = Connection::open(path)?;
-    conn.execute(
-        "INSERT INTO audit (at, peer, command, prm, series, consent_id, outcome) \
-         VALUES (?1, ?2, 'get_history', ?3, 'consumption/power/active/raw', ?4, 'allowed')",
-        params![at, peer, p, consent],
-    )
-}
-
 fn is_abort(result: rusqlite::Result<usize>, needle: &str) {
     match result {
         Err(rusqlite::Error::SqliteFailure(e, Some(message))) => {
@@ -542,78 +530,72 @@ fn is_abort(result: rusqlite::Result<usize>, needle: &str) {
     }
 }
 
-#[test]
-fn the_audit_trail_needs_a_valid_sge_consent_as_it_needs_any_consent() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("agent.db");
-    let store = Store::open(&path).unwrap();
-    let now = now_seconds();
-    let (from, until) = (now - 10 * 86_400, now + 100 * 86_400);
-    let revoked = store
-        .add_sge_consent(&sge(PEER, &[P1], from, until, person()))
-        .unwrap()
-        .id;
-    let valid = store
-        .add_sge_consent(&sge(PEER, &[P2], from, until, company()))
-        .unwrap()
-        .id;
-    let ending = store
-        .add_sge_consent(&sge(PEER, &[P3], from, now + 5, person()))
-        .unwrap()
-        .id;
-    let basis = "needs a consent of that peer valid at that time";
-
-    // Valid: an allowed row goes through, on each.
-    assert_eq!(raw_allowed(&path, now, PEER, P1, revoked).unwrap(), 1);
-    assert_eq!(raw_allowed(&path, now, PEER, P2, valid).unwrap(), 1);
-    assert_eq!(raw_allowed(&path, now, PEER, P3, ending).unwrap(), 1);
-    // Outside its validity, for another peer, for a PRM it does not cover.
-    is_abort(raw_allowed(&path, from - 1, PEER, P2, valid), basis);
-    is_abort(raw_allowed(&path, until, PEER, P2, valid), basis);
-    is_abort(raw_allowed(&path, now, OTHER, P2, valid), basis);
-    is_abort(raw_allowed(&path, now, PEER, P1, valid), basis);
-    // Revoked by the operator: no allowed row any more, even inside its validity.
-    store.revoke_consent(revoked).unwrap();
-    is_abort(raw_allowed(&path, now, PEER, P1, revoked), basis);
-    // Expired by housekeeping: none either, even at an instant it covered.
-    store.expire_consents(now + 5).unwrap();
-    assert_eq!(
-        store.consent(ending).unwrap().unwrap().state,
-        ConsentState::Expired
-    );
-    is_abort(raw_allowed(&path, now, PEER, P3, ending), basis);
-    // The store's API says so too.
-    let access = Access {
-        at: now,
-        peer: PEER.into(),
+/// An allowed audit row on consent `consent`, through the store's API (a plain
+/// insert: the database decides).
+fn allowed(store: &Store, at: i64, peer: &str, p: &str, consent: i64) -> Result<i64, AuditError> {
+    store.record_access(&Access {
+        at,
+        peer: peer.into(),
         command: "get_history".into(),
-        prm: Some(prm(P1)),
+        prm: Some(prm(p)),
         series: None,
         range: None,
-        basis: Some(AccessBasis::Consent(revoked)),
+        basis: Some(AccessBasis::Consent(consent)),
         outcome: AccessOutcome::Allowed { error: None },
         upstream_calls: 1,
         duration_ms: None,
-    };
-    assert!(matches!(
-        store.record_access(&access),
-        Err(AuditError::NoBasis(_))
-    ));
-    let ok = Access {
-        prm: Some(prm(P2)),
-        basis: Some(AccessBasis::Consent(valid)),
-        ..access
-    };
-    assert!(store.record_access(&ok).unwrap() > 0);
-    let conn = Connection::open(&path).unwrap();
-    let allowed: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM audit WHERE outcome = 'allowed'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(allowed, 4);
+    })
+}
+
+fn refused(result: Result<i64, AuditError>) {
+    assert!(
+        matches!(result, Err(AuditError::NoBasis(_))),
+        "expected the database to refuse it: {result:?}"
+    );
+}
+
+on_both! {
+    fn the_audit_trail_needs_a_valid_sge_consent_as_it_needs_any_consent(t: &TestStore) {
+        let store = &t.store;
+        let now = now_seconds();
+        let (from, until) = (now - 10 * 86_400, now + 100 * 86_400);
+        let revoked = store
+            .add_sge_consent(&sge(PEER, &[P1], from, until, person()))
+            .unwrap()
+            .id;
+        let valid = store
+            .add_sge_consent(&sge(PEER, &[P2], from, until, company()))
+            .unwrap()
+            .id;
+        let ending = store
+            .add_sge_consent(&sge(PEER, &[P3], from, now + 5, person()))
+            .unwrap()
+            .id;
+
+        // Valid: an allowed row goes through, on each.
+        allowed(store, now, PEER, P1, revoked).unwrap();
+        allowed(store, now, PEER, P2, valid).unwrap();
+        allowed(store, now, PEER, P3, ending).unwrap();
+        // Outside its validity, for another peer, for a PRM it does not cover.
+        refused(allowed(store, from - 1, PEER, P2, valid));
+        refused(allowed(store, until, PEER, P2, valid));
+        refused(allowed(store, now, OTHER, P2, valid));
+        refused(allowed(store, now, PEER, P1, valid));
+        // Revoked by the operator: no allowed row any more, even inside its validity.
+        store.revoke_consent(revoked).unwrap();
+        refused(allowed(store, now, PEER, P1, revoked));
+        // Expired by housekeeping: none either, even at an instant it covered.
+        store.expire_consents(now + 5).unwrap();
+        assert_eq!(
+            store.consent(ending).unwrap().unwrap().state,
+            ConsentState::Expired
+        );
+        refused(allowed(store, now, PEER, P3, ending));
+        // Another handle (a restarted agent, the other instance) sees the same rows.
+        allowed(&t.reopen(), now, PEER, P2, valid).unwrap();
+        let rows = store.audit(&AuditFilter::default()).unwrap();
+        assert_eq!(rows.iter().filter(|r| r.outcome == "allowed").count(), 4);
+    }
 }
 
 #[test]

@@ -1,11 +1,14 @@
 //! What only the PostgreSQL store has: its connection, TLS, schema bookkeeping,
-//! migrations run once by instances starting together.
+//! migrations run once by instances starting together, and its health: a
+//! server out of reach, a database that refuses writes.
 
 use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use quoalise_agent::config::Secret;
+use quoalise_agent::metrics::Metrics;
 use quoalise_agent::store::migrations::latest_version;
-use quoalise_agent::store::{Store, StoreError};
+use quoalise_agent::store::{Probe, Store, StoreError};
 
 use crate::common::postgres;
 
@@ -115,4 +118,107 @@ fn tls_to_the_database_checks_the_servers_certificate() {
         text.contains("pg_hba.conf") || text.contains("SSL"),
         "{text}"
     );
+}
+
+/// A server stopped under the store: the probe fails within seconds, saying
+/// the server is unreachable (without the password), counted as such, and so
+/// does any operation; the server back, the next probe clears the failure and
+/// the pool serves again, without reopening the store.
+#[test]
+fn a_stopped_server_is_an_unreachable_store_until_it_is_back() {
+    let server = postgres::PgServer::start();
+    let url = server
+        .fresh_database()
+        .replacen("postgres@", "postgres:hunter2-secret@", 1);
+    let store = Store::connect(&Secret::new(url), None).unwrap();
+    let metrics = Metrics::new();
+    store.set_metrics(&metrics);
+    assert_eq!(store.probe_writes(), Probe::Written);
+
+    server.stop("immediate");
+    let started = Instant::now();
+    assert_eq!(store.probe_writes(), Probe::Failed);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the probe took {:?}",
+        started.elapsed()
+    );
+    let failure = store.write_failure().expect("remembered");
+    assert_eq!(failure.kind, "unreachable");
+    let expected = format!(
+        "PostgreSQL unreachable: postgres://postgres@127.0.0.1:{}/",
+        server.port
+    );
+    assert!(failure.reason.starts_with(&expected), "{failure}");
+    assert!(!failure.to_string().contains("hunter2"), "{failure}");
+    // An operation fails the same way, and is counted.
+    let err = block_on(store.call(|s| s.live_oauth_states(0))).unwrap_err();
+    assert_eq!(
+        err.store_failure(),
+        Some(("unreachable", "connect")),
+        "{err}"
+    );
+    let text = metrics.render();
+    for operation in ["probe", "connect"] {
+        assert!(
+            text.contains(&format!(
+                "\nquoalise_agent_store_write_failures_total{{kind=\"unreachable\",operation=\"{operation}\"}} 1\n"
+            )),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("\nquoalise_agent_store_writable 0\n"),
+        "{text}"
+    );
+
+    server.restart();
+    assert_eq!(store.probe_writes(), Probe::Written);
+    assert_eq!(store.write_failure(), None);
+    assert_eq!(store.live_oauth_states(0).unwrap(), 0);
+    assert!(
+        metrics
+            .render()
+            .contains("\nquoalise_agent_store_writable 1\n")
+    );
+}
+
+/// A database that refuses writes (a standby, `default_transaction_read_only`)
+/// is a `read_only` store, by SQLSTATE 25006; writable again, the probe says so.
+#[test]
+fn a_read_only_database_is_a_read_only_store() {
+    let url = postgres::shared().fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let store = Store::connect(&Secret::new(url.clone()), None).unwrap();
+    let mut admin = postgres::shared().client("postgres");
+    // New sessions of the database are read-only; the pool's current ones end.
+    let set = |admin: &mut ::postgres::Client, setting: &str| {
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {database} {setting}; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+            ))
+            .unwrap();
+    };
+    set(&mut admin, "SET default_transaction_read_only = on");
+    assert_eq!(store.probe_writes(), Probe::Failed);
+    let failure = store.write_failure().expect("remembered");
+    assert_eq!(failure.kind, "read_only", "{failure}");
+    assert!(failure.reason.contains("(25006)"), "{failure}");
+    // A read still works.
+    assert_eq!(store.live_oauth_states(0).unwrap(), 0);
+
+    set(&mut admin, "RESET default_transaction_read_only");
+    assert_eq!(store.probe_writes(), Probe::Written);
+    assert_eq!(store.write_failure(), None);
+}
+
+/// Runs a future to its end on a runtime of its own.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }

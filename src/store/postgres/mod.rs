@@ -47,6 +47,12 @@ const POOL_SIZE: u32 = 8;
 /// connection is busy) before failing with a store error.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the statements of `/healthz` (the write probe, the schema version)
+/// wait for a connection: it must say that the server is unreachable well
+/// within its checks' deadline ([`crate::health::DEFAULT_CHECK_TIMEOUT`]), not
+/// time out itself.
+const HEALTH_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The advisory lock class of the agent: `pg_advisory_lock(LOCK_CLASS, …)`.
 /// ASCII "QUOA".
 pub const LOCK_CLASS: i32 = 0x5155_4f41;
@@ -130,9 +136,14 @@ impl Postgres {
 
     /// A connection of the pool, for one statement or one transaction.
     pub(crate) fn conn(&self) -> Result<Conn, StoreError> {
+        self.conn_within(CONNECTION_TIMEOUT)
+    }
+
+    /// A connection of the pool, waiting at most `wait` for one.
+    fn conn_within(&self, wait: Duration) -> Result<Conn, StoreError> {
         self.inner
             .pool
-            .get()
+            .get_timeout(wait)
             .map_err(|e| StoreError::Unreachable(format!("{}: {e}", self.inner.described)))
     }
 
@@ -166,22 +177,33 @@ impl Postgres {
             .map_err(|e| StoreError::Unreachable(format!("{}: {e}", self.inner.described)))
     }
 
-    /// The schema version (the last migration applied).
+    /// The schema version (the last migration applied). Waits at most
+    /// [`HEALTH_CONNECTION_TIMEOUT`] for a connection: `/healthz` asks it.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        migrations::current_version(&mut *self.conn()?)
+        migrations::current_version(&mut *self.conn_within(HEALTH_CONNECTION_TIMEOUT)?)
     }
 
-    /// Commits a write, for [`super::health`]: the server accepts writes.
+    /// Commits a write, for [`super::health`]: the server accepts writes. Waits
+    /// at most [`HEALTH_CONNECTION_TIMEOUT`] for a connection. A connection lost
+    /// on the way (the server stopped between the pool's check and the write)
+    /// is reported as the server being unreachable, as a refused one is.
     pub(crate) fn probe_once(&self) -> Result<(), StoreError> {
         let op = "probe writes";
-        let mut conn = self.conn()?;
-        let mut tx = conn.transaction().map_err(StoreError::postgres(op))?;
-        tx.execute(
-            "UPDATE store_probe SET probed_at = $1",
-            &[&super::now_seconds()],
-        )
-        .map_err(StoreError::postgres(op))?;
-        tx.commit().map_err(StoreError::postgres(op))
+        let mut conn = self.conn_within(HEALTH_CONNECTION_TIMEOUT)?;
+        let written = conn.transaction().and_then(|mut tx| {
+            tx.execute(
+                "UPDATE store_probe SET probed_at = $1",
+                &[&super::now_seconds()],
+            )?;
+            tx.commit()
+        });
+        written.map_err(|e| {
+            if super::health::is_connection_lost(&e) {
+                StoreError::Unreachable(format!("{}: {op}: {}", self.inner.described, message(&e)))
+            } else {
+                StoreError::postgres(op)(e)
+            }
+        })
     }
 }
 
@@ -189,8 +211,12 @@ impl Postgres {
 /// only "db error"). Never holds a parameter's value.
 pub fn message(error: &postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
-        let mut text = format!("{} ({})", db.message(), db.code().code());
-        if let Some(detail) = db.detail() {
+        let code = db.code().code();
+        let mut text = format!("{} ({code})", db.message());
+        // The detail of a constraint's violation (class 23) quotes the row or
+        // the key ("Failing row contains (…)", "Key (state)=(…)"): a token, an
+        // OAuth state. The message names the constraint; that is enough.
+        if let Some(detail) = db.detail().filter(|_| !code.starts_with("23")) {
             text.push_str(": ");
             text.push_str(detail);
         }

@@ -146,7 +146,8 @@ pub struct AgentSettings {
     /// Whether the configuration has `[enedis]` (Data Connect, the default);
     /// false with `sge` writes an SGE-only agent.
     pub data_connect: bool,
-    /// `store.url`: a PostgreSQL database instead of the SQLite file.
+    /// `store.url`: the store in this PostgreSQL database rather than the
+    /// SQLite file `agent.db` of the agent's directory.
     pub store_url: Option<String>,
 }
 
@@ -244,7 +245,7 @@ impl ConfigFiles {
             config = config.without("enedis");
         }
         if let Some(url) = &settings.store_url {
-            config = config.set("store.url", url.as_str());
+            config = config.postgres_store(url);
         }
         for p in &settings.peers {
             let points: Vec<&str> = p.usage_points.iter().map(String::as_str).collect();
