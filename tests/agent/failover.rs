@@ -116,7 +116,14 @@ async fn wait_role(agent: &mut AgentProcess, role: &str, within: Duration) -> St
 impl Pair {
     /// Prosody, the simulator, a fresh database; the first instance, once it
     /// leads; the second, once it stands by.
-    async fn start(mut settings: AgentSettings) -> Pair {
+    async fn start(settings: AgentSettings) -> Pair {
+        Pair::start_as(settings, false).await
+    }
+
+    /// [`Pair::start`]; with `roles`, each instance connects as a PostgreSQL
+    /// role of its own (`<database>_first`, `<database>_second`, superusers),
+    /// so that a test can break one instance's store and not the other's.
+    async fn start_as(mut settings: AgentSettings, roles: bool) -> Pair {
         let prosody = Prosody::start_with(ProsodyOptions::default()).await;
         settings.xmpp_domain = prosody.domain().to_owned();
         prosody.register(AGENT, PASSWORD).await;
@@ -127,9 +134,31 @@ impl Pair {
         let url = tokio::task::spawn_blocking(|| postgres::shared().fresh_database())
             .await
             .unwrap();
-        settings.store_url = Some(url.clone());
+        let as_role = |which: &str| {
+            if !roles {
+                return url.clone();
+            }
+            let database = url.rsplit('/').next().unwrap();
+            url.replacen("postgres@", &format!("{database}_{which}@"), 1)
+        };
+        if roles {
+            let database = url.rsplit('/').next().unwrap().to_owned();
+            tokio::task::spawn_blocking(move || {
+                postgres::shared().execute(
+                    "postgres",
+                    &format!(
+                        "CREATE ROLE {database}_first LOGIN SUPERUSER; \
+                         CREATE ROLE {database}_second LOGIN SUPERUSER"
+                    ),
+                )
+            })
+            .await
+            .unwrap();
+        }
+        settings.store_url = Some(as_role("first"));
         let mut first = launch(&prosody, &sim, &settings);
         wait_role(&mut first.process, "leader", Duration::from_secs(60)).await;
+        settings.store_url = Some(as_role("second"));
         let mut second = launch(&prosody, &sim, &settings);
         wait_role(&mut second.process, "standby", Duration::from_secs(60)).await;
         assert!(
@@ -176,7 +205,8 @@ impl Pair {
             .db(|db| {
                 db.query(
                     "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
-                     WHERE a.application_name = $1 AND l.locktype = 'advisory' \
+                     WHERE a.application_name = $1 AND a.datname = current_database() \
+                     AND l.locktype = 'advisory' \
                      AND l.objid = 2 AND l.objsubid = 2 AND l.granted",
                     &[&LOCK_CONNECTION],
                 )
@@ -192,6 +222,7 @@ impl Pair {
         self.count(
             "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
              WHERE a.application_name = 'quoalise-agent leader lock' \
+             AND a.datname = current_database() \
              AND l.locktype = 'advisory' AND l.objid = 2 AND l.objsubid = 2 AND NOT l.granted",
         )
         .await
@@ -351,7 +382,8 @@ async fn a_leader_whose_lock_connection_dies_stops_before_the_standby_serves() {
     let sessions = pair
         .count(
             "SELECT count(*) FROM pg_stat_activity \
-             WHERE application_name = 'quoalise-agent leader lock'",
+             WHERE application_name = 'quoalise-agent leader lock' \
+             AND datname = current_database()",
         )
         .await;
     assert_eq!(sessions, 2, "the leader's lock and the standby's wait");
@@ -368,7 +400,14 @@ async fn a_leader_whose_lock_connection_dies_stops_before_the_standby_serves() {
     let status = pair.first.process.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(75), "{}", pair.first.process.log());
     let old = pair.first.process.log();
-    assert!(old.contains("leadership lost"), "{old}");
+    let lost = old
+        .lines()
+        .find(|l| l.contains("leadership lost"))
+        .unwrap_or_else(|| panic!("{old}"));
+    assert!(
+        lost.contains("terminating connection due to administrator command"),
+        "{lost}"
+    );
 
     wait_role(&mut pair.second.process, "leader", Duration::from_secs(60)).await;
     pair.second
@@ -487,6 +526,12 @@ async fn the_new_leader_counts_the_calls_the_old_one_made_this_hour() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consent_completed_on_the_standby_is_notified_by_the_leader() {
     let mut pair = Pair::start(AgentSettings::with_peers(vec![peer("app", &[])])).await;
+    // The simulated Enedis sends consumers back to the standby's pages.
+    let standby_web = format!("http://127.0.0.1:{}", pair.second.process.web_port);
+    pair.sim
+        .admin()
+        .config(serde_json::json!({ "redirect_uri": format!("{standby_web}/redirect") }))
+        .await;
     let mut app = Peer::login(&pair.prosody, "app@localhost/a").await;
     let answer = app
         .command(Command::execute(
@@ -522,10 +567,19 @@ async fn a_consent_completed_on_the_standby_is_notified_by_the_leader() {
         .query_pairs_mut()
         .append_pair("sim_auto", "accept")
         .append_pair("sim_prm", PRM);
-    let response = http.get(enedis).send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 302);
+    let response = http.get(enedis.clone()).send().await.unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        302,
+        "{enedis}: {}",
+        response.text().await.unwrap()
+    );
     let back = response.headers()["location"].to_str().unwrap().to_owned();
-    let response = http.get(on_standby(&back)).send().await.unwrap();
+    assert!(
+        back.starts_with(&format!("{standby_web}/redirect?")),
+        "{back}"
+    );
+    let response = http.get(&back).send().await.unwrap();
     assert!(
         response.status().is_success(),
         "{}",
@@ -572,4 +626,68 @@ async fn a_consent_completed_on_the_standby_is_notified_by_the_leader() {
     assert_eq!(pair.count("SELECT count(*) FROM notifications").await, 0);
     pair.second.process.stop().await;
     pair.first.process.stop().await;
+}
+
+/// The leader's store writes fail (its role's sessions turned read-only, the
+/// standby's not) for 30 s while the standby waits: the leader hands over as on
+/// SIGTERM (exit 75, its stream closed before its lock is released), and the
+/// standby, told so, serves at once and answers the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_store_writes_fail_hands_over_to_the_standby() {
+    let mut pair = Pair::start_as(AgentSettings::with_peers(vec![peer("app", &[PRM])]), true).await;
+    let app = Peer::login(&pair.prosody, "app@localhost/a").await;
+    answered(&app, 2).await;
+    // New sessions of the leader's role are read-only; its pool's sessions are
+    // ended, so it opens new ones. Its lock connection stays.
+    let role = format!("{}_first", pair.url.rsplit('/').next().unwrap());
+    let broken = Instant::now();
+    pair.db(move |db| {
+        db.batch_execute(&format!(
+            "ALTER ROLE {role} SET default_transaction_read_only = on"
+        ))
+        .unwrap();
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE usename = $1 AND application_name <> 'quoalise-agent leader lock'",
+            &[&role],
+        )
+        .unwrap();
+    })
+    .await;
+    // /healthz says so meanwhile.
+    let give_up = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = pair.first.process.healthz().await;
+        if let Some((503, body)) = &answer
+            && body.contains("store: FAILED")
+        {
+            break;
+        }
+        assert!(Instant::now() < give_up, "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = pair.first.process.wait_exit(Duration::from_secs(90)).await;
+    assert_eq!(status.code(), Some(75), "{}", pair.first.process.log());
+    assert!(
+        broken.elapsed() >= Duration::from_secs(30),
+        "not before 30 s"
+    );
+    let old = pair.first.process.log();
+    assert!(old.contains("leader: handing over to a standby"), "{old}");
+    let stopped = old.find("XMPP: stopped").unwrap_or_else(|| panic!("{old}"));
+    let released = old
+        .find("leader: lock released")
+        .unwrap_or_else(|| panic!("{old}"));
+    assert!(stopped < released, "the stream closes first:\n{old}");
+
+    wait_role(&mut pair.second.process, "leader", Duration::from_secs(30)).await;
+    pair.second
+        .process
+        .wait_healthy(Duration::from_secs(30))
+        .await;
+    let log = pair.second.process.log();
+    assert!(log.contains("previous_handed_over=true"), "{log}");
+    answered(&app, 3).await;
+    sessions_did_not_overlap(&pair.prosody);
+    pair.second.process.stop().await;
 }
