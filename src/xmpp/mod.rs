@@ -39,7 +39,7 @@ pub use router::{
     AdHocCommand, BoxFuture, CommandFuture, CommandSet, Continuation, Outcome, Request,
     RouterSettings,
 };
-pub use session::{XmppAgent, run_xmpp};
+pub use session::{SessionControl, SessionEnd, XmppAgent, run_xmpp};
 
 #[cfg(test)]
 pub(crate) mod test_util {

@@ -1123,6 +1123,18 @@ impl<C: Send + Sync + 'static> Router<C> {
         Ok(())
     }
 
+    /// Fencing: no new command, and every running one abandoned at once (its
+    /// future dropped at its next wake-up; it queues a refusal).
+    pub(crate) fn abandon(&self) {
+        self.stop_accepting();
+        self.abort.cancel();
+    }
+
+    /// Returns once no command runs (after [`Self::stop_accepting`]).
+    pub(crate) async fn idle(&self) {
+        self.tracker.wait().await;
+    }
+
     /// Stops taking new commands; running ones carry on.
     pub(crate) fn stop_accepting(&self) {
         self.accepting.store(false, Ordering::SeqCst);

@@ -142,14 +142,42 @@ impl XmppAgent {
         peers: AllowList,
         shutdown: CancellationToken,
     ) {
+        let control = SessionControl {
+            shutdown,
+            ..SessionControl::default()
+        };
+        let _ = self.run_until(commands, peers, control).await;
+    }
+
+    /// [`XmppAgent::run`], stopped as `control` says; a session stopped by
+    /// [`SessionControl::pause`] or [`SessionControl::fence`] gives the agent
+    /// back, to run again later with the same handle (a standby agent that
+    /// takes the lead again). Stanzas queued through the handle while no
+    /// session ran are dropped when it starts: they were answers of a stopped
+    /// session.
+    pub async fn run_until<C: Send + Sync + 'static>(
+        self,
+        commands: CommandSet<C>,
+        peers: AllowList,
+        control: SessionControl,
+    ) -> SessionEnd {
         let XmppAgent {
             connector,
             handle,
-            out_rx,
+            mut out_rx,
             inbound,
             session,
             router,
         } = self;
+        let mut stale = 0usize;
+        while out_rx.try_recv().is_ok() {
+            stale += 1;
+        }
+        if stale > 0 {
+            tracing::debug!(stale, "XMPP: stanzas queued while no session ran dropped");
+        }
+        handle.set_state(SessionState::Connecting);
+        let router_settings = router.clone();
         let router = Router::new(commands, peers, router, handle.clone());
         let diagnostics = Arc::new(Mutex::new(Diagnostics::default()));
         tracing::info!(jid = %connector.jid(), server = %connector.target(), "XMPP: connecting");
@@ -169,10 +197,36 @@ impl XmppAgent {
             established: None,
             failed_resumptions: 0,
         }
-        .run(shutdown)
+        .run(control, router_settings)
         .await
     }
 }
+
+/// How the owner of a session ([`XmppAgent::run_until`]) stops it.
+#[derive(Debug, Clone, Default)]
+pub struct SessionControl {
+    /// Stop for good, gracefully: new commands refused, running ones finished
+    /// (bounded), unavailable presence sent, stream closed.
+    pub shutdown: CancellationToken,
+    /// The same graceful stop, the agent given back to run again.
+    pub pause: CancellationToken,
+    /// Stop at once, the agent given back: running commands abandoned without
+    /// an answer, the stream closed without waiting for anything queued.
+    pub fence: CancellationToken,
+}
+
+/// How [`XmppAgent::run_until`] ended.
+pub enum SessionEnd {
+    /// Shut down for good ([`SessionControl::shutdown`]).
+    Shutdown,
+    /// Paused or fenced: the agent, ready to run again.
+    Stopped(Box<XmppAgent>),
+    /// The stanza stream ended on its own (a bug; logged).
+    Failed,
+}
+
+/// Longest wait, when fenced, for the abandoned commands to end.
+const FENCE_WAIT: Duration = Duration::from_secs(1);
 
 /// Connects, serves and shuts down as [`XmppAgent::run`] describes. Errors only
 /// on an unusable configuration (the caller exits non-zero).
@@ -342,8 +396,10 @@ impl<C: Send + Sync + 'static> Driver<C> {
         }
     }
 
-    async fn run(mut self, shutdown: CancellationToken) {
+    async fn run(mut self, control: SessionControl, router: RouterSettings) -> SessionEnd {
         let mut ever_up = false;
+        let mut failed = false;
+        let mut fenced = false;
         let mut deadline_reported = false;
         let first_deadline = tokio::time::sleep(self.session.first_session_deadline);
         tokio::pin!(first_deadline);
@@ -359,6 +415,7 @@ impl<C: Send + Sync + 'static> Driver<C> {
                 event = self.stream.next() => {
                     let Some(event) = event else {
                         tracing::error!("XMPP: the stanza stream ended unexpectedly");
+                        failed = true;
                         break;
                     };
                     match event {
@@ -407,7 +464,14 @@ impl<C: Send + Sync + 'static> Driver<C> {
                     deadline_reported = true;
                     self.report_first_session_missing();
                 }
-                _ = shutdown.cancelled(), if !draining => {
+                _ = control.fence.cancelled() => {
+                    fenced = true;
+                    break;
+                }
+                _ = async { tokio::select! {
+                    _ = control.shutdown.cancelled() => {}
+                    _ = control.pause.cancelled() => {}
+                } }, if !draining => {
                     draining = true;
                     tracing::info!("XMPP: shutting down: refusing new commands, finishing running ones");
                     self.router.stop_accepting();
@@ -423,7 +487,60 @@ impl<C: Send + Sync + 'static> Driver<C> {
                 _ = &mut drained_rx, if draining => break,
             }
         }
-        self.goodbye().await;
+        if fenced {
+            return SessionEnd::Stopped(Box::new(self.fence(router).await));
+        }
+        let keep = !failed && !control.shutdown.is_cancelled();
+        match self.goodbye(keep, router).await {
+            Some(agent) => SessionEnd::Stopped(Box::new(agent)),
+            None if failed => SessionEnd::Failed,
+            None => SessionEnd::Shutdown,
+        }
+    }
+
+    /// Fencing: every running command abandoned (its future dropped, with the
+    /// Enedis call it was making), the stream dropped (tokio-xmpp's worker
+    /// closes it), nothing queued sent. The pieces, to run again.
+    async fn fence(self, router: RouterSettings) -> XmppAgent {
+        let Driver {
+            stream,
+            handle,
+            mut out_rx,
+            inbound,
+            router: commands,
+            session,
+            connector,
+            ..
+        } = self;
+        commands.abandon();
+        handle.set_state(SessionState::Stopped);
+        handle.abandon_pending();
+        drop(stream);
+        // The abandoned commands queue their refusals: none goes out.
+        let idle = commands.idle();
+        tokio::pin!(idle);
+        let deadline = tokio::time::sleep(FENCE_WAIT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = &mut idle => break,
+                () = &mut deadline => {
+                    tracing::warn!("XMPP: fenced commands still running; their answers are dropped");
+                    break;
+                }
+                Some(_) = out_rx.recv() => {}
+            }
+        }
+        while out_rx.try_recv().is_ok() {}
+        tracing::info!("XMPP: session dropped at once (fenced)");
+        XmppAgent {
+            connector,
+            handle,
+            out_rx,
+            inbound,
+            session,
+            router,
+        }
     }
 
     /// Hands a queued stanza to the stream. A spliced payload is made available
@@ -556,9 +673,13 @@ impl<C: Send + Sync + 'static> Driver<C> {
         }
     }
 
-    /// Flushes answers still queued, says goodbye and closes the stream.
-    async fn goodbye(mut self) {
-        self.out_rx.close();
+    /// Flushes answers still queued, says goodbye and closes the stream; with
+    /// `keep`, the pieces to run again (the queue left open), otherwise the
+    /// queue is closed for good.
+    async fn goodbye(mut self, keep: bool, router: RouterSettings) -> Option<XmppAgent> {
+        if !keep {
+            self.out_rx.close();
+        }
         while let Ok(out) = self.out_rx.try_recv() {
             self.transmit(out).await;
         }
@@ -570,12 +691,29 @@ impl<C: Send + Sync + 'static> Driver<C> {
         self.handle.set_state(SessionState::Stopped);
         // Wake every iq waiter: no answer will come.
         self.handle.abandon_pending();
-        if tokio::time::timeout(CLOSE_TIMEOUT, self.stream.close())
+        let Driver {
+            stream,
+            handle,
+            out_rx,
+            inbound,
+            session,
+            connector,
+            ..
+        } = self;
+        if tokio::time::timeout(CLOSE_TIMEOUT, stream.close())
             .await
             .is_err()
         {
             tracing::warn!("XMPP: the stream did not close cleanly within {CLOSE_TIMEOUT:?}");
         }
         tracing::info!("XMPP: stopped");
+        keep.then_some(XmppAgent {
+            connector,
+            handle,
+            out_rx,
+            inbound,
+            session,
+            router,
+        })
     }
 }
