@@ -14,8 +14,10 @@
 //! session when the connection ends (the server closed it) or when the
 //! heartbeat (`SELECT 1` every [`HEARTBEAT_EVERY`], answered within
 //! [`HEARTBEAT_TIMEOUT`]) fails, so at most [`FENCE_WITHIN`] after the server
-//! ended the session; it then stops serving XMPP and Enedis at once and the
-//! process exits ([`EXIT_NOT_LEADING`]). The server may end the session
+//! ended the session; it then stops serving XMPP and Enedis at once (every
+//! running command abandoned, the stream dropped, pushes and housekeeping
+//! aborted: `daemon::run`) and waits for the lock again, a standby. The
+//! server may end the session
 //! without the leader knowing at once (a network partition, a PostgreSQL
 //! failover): so a standby that takes the lock waits [`TAKEOVER_GRACE`]
 //! (longer than [`FENCE_WITHIN`]) before it serves, unless the previous leader
@@ -65,7 +67,8 @@ pub const CHANNEL: &str = "quoalise_agent_leader";
 pub const HANDED_OVER: &str = "handed over";
 /// Sent by a leader as soon as it holds the lock.
 pub const TAKEN: &str = "taken";
-/// Exit status of a leader that lost its lock or handed over (EX_TEMPFAIL):
+/// Exit status (EX_TEMPFAIL) of a leader that stopped leading but could not
+/// stand by in the same process (its XMPP session did not stop as asked):
 /// systemd (`Restart=on-failure`) starts it again, as a standby.
 pub const EXIT_NOT_LEADING: u8 = 75;
 

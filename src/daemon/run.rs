@@ -18,7 +18,8 @@
 //! With a PostgreSQL store, several instances run on one database: each serves
 //! the web pages, and only the one holding the leader's lock runs the XMPP
 //! session and calls Enedis ([`super::leader`]). A leader that loses its lock
-//! exits with status 75 ([`leader::EXIT_NOT_LEADING`]) at once.
+//! stops both at once and stands by again; should its session not stop as
+//! asked, the process exits with status 75 ([`leader::EXIT_NOT_LEADING`]).
 //!
 //! To serve another command, add it in [`commands`]; to serve other web pages,
 //! merge their router in [`web_router`]. Both receive the shared
@@ -55,7 +56,9 @@ use crate::systemd::{self, Heartbeat, Watchdog};
 use crate::upstream::cache::CachedUpstream;
 use crate::upstream::{self, EnedisClient, QuotaLimiter, Upstream, UpstreamError, quota_ledger};
 use crate::web::{PeerDirectory, WebSettings, WebState};
-use crate::xmpp::{CommandSet, InvalidPeerJid, SessionState, SetupError, XmppAgent};
+use crate::xmpp::{
+    CommandSet, InvalidPeerJid, SessionControl, SessionEnd, SessionState, SetupError, XmppAgent,
+};
 
 /// How often consents past their validity are marked expired and the consent
 /// gauge refreshed.
@@ -260,9 +263,9 @@ pub enum Ended {
     /// The web server, the XMPP session or the wait for the lead ended on its
     /// own (a bug): exit 1, so that systemd restarts it.
     Failed,
-    /// A leader lost its lock (fenced) or handed over because its store writes
-    /// failed: exit [`EXIT_NOT_LEADING`], so that systemd starts it again as a
-    /// standby.
+    /// A leader stopped leading (fenced, or a handover) but its XMPP session
+    /// did not give its agent back, so it could not lead again: exit
+    /// [`EXIT_NOT_LEADING`], so that systemd starts it again as a standby.
     NotLeading,
 }
 
@@ -271,18 +274,20 @@ pub enum Ended {
 const HANDOVER_AFTER_SECS: i64 = 30;
 /// How often a leader looks at its store's writes for that.
 const HANDOVER_CHECK: Duration = Duration::from_secs(5);
-/// Longest wait for the quota ledger's last write when a leader is fenced:
-/// the process must stop calling Enedis before a new leader starts
-/// ([`leader::TAKEOVER_GRACE`]).
+/// Longest wait for the quota ledger's last write when the process exits
+/// without a graceful shutdown ([`Ended::NotLeading`]).
 const FENCED_LEDGER_WRITE: Duration = Duration::from_secs(1);
-/// Pause before waiting for the lock again after a take-over failed.
+/// Pause before waiting for the lock again after a take-over failed or the
+/// lead was lost.
 const RETAKE_PAUSE: Duration = Duration::from_secs(5);
 
 /// What a leader runs besides what every instance runs (web server, store
 /// probe, ledger writer): the XMPP session, the pushes, the notifications a
 /// standby queued, the housekeeping that calls Enedis, and the lock.
 struct Leading {
-    session: JoinHandle<()>,
+    session: JoinHandle<SessionEnd>,
+    /// Stops this session: `pause` gracefully (a handover), `fence` at once.
+    control: SessionControl,
     pushes: JoinHandle<()>,
     outbox: JoinHandle<()>,
     /// Housekeeping passes that call Enedis.
@@ -300,12 +305,17 @@ impl Leading {
         lock: Option<Lock>,
         shutdown: &CancellationToken,
     ) -> Leading {
+        let control = SessionControl {
+            shutdown: shutdown.clone(),
+            ..SessionControl::default()
+        };
         Leading {
-            session: tokio::spawn(xmpp.run(
+            session: tokio::spawn(xmpp.run_until(
                 commands(ctx.clone()),
                 ctx.peers.clone(),
-                shutdown.clone(),
+                control.clone(),
             )),
+            control,
             pushes: tokio::spawn(Scheduler::new(ctx.clone()).run(shutdown.clone())),
             outbox: tokio::spawn(outbox::drain(ctx.store.clone(), ctx.xmpp.clone())),
             enedis: JoinSet::new(),
@@ -321,12 +331,38 @@ impl Leading {
         self.enedis.abort_all();
     }
 
-    /// Fencing: stops at once everything that answers peers or calls Enedis
-    /// (the session task is dropped with its stream; the process exits next).
-    fn fence(&mut self) {
-        self.session.abort();
-        self.stop_background();
+    /// Stops leading: with `fence`, at once (the lock is lost: every command
+    /// abandoned, the stream dropped, pushes and housekeeping aborted, before
+    /// this returns its task); otherwise gracefully (a handover: running
+    /// commands finish and the stream closes first). The task gives back the
+    /// XMPP agent, to lead again, and the lock, to release.
+    fn demote(mut self, fence: bool) -> JoinHandle<Demoted> {
+        if fence {
+            self.control.fence.cancel();
+            self.stop_background();
+        } else {
+            self.control.pause.cancel();
+        }
+        tokio::spawn(async move {
+            let end = (&mut self.session).await;
+            self.stop_background();
+            Demoted {
+                xmpp: match end {
+                    Ok(SessionEnd::Stopped(agent)) => Some(*agent),
+                    _ => None,
+                },
+                lock: self.lock.take(),
+            }
+        })
     }
+}
+
+/// What a leader that stopped leading gives back.
+struct Demoted {
+    /// `None` when its session ended otherwise (then it cannot lead again).
+    xmpp: Option<XmppAgent>,
+    /// The lock, when it was not lost (a handover releases it).
+    lock: Option<Lock>,
 }
 
 /// What a leader must react to.
@@ -597,11 +633,10 @@ impl Agent {
     /// ([`leader::acquire`]), then restores the quota's hour from the ledger
     /// and leads: the XMPP session, the pushes, the notifications standbys
     /// queued, the housekeeping that calls Enedis. A leader that loses its lock
-    /// stops all of that at once and returns [`Ended::NotLeading`] (the
-    /// process exits); one whose store writes have failed for
-    /// [`HANDOVER_AFTER_SECS`] while a standby waits hands over as on SIGTERM:
-    /// running commands finish, the stream closes, the ledger is written, then
-    /// the lock is released.
+    /// stops all of that at once (fencing) and stands by again; one whose store
+    /// writes have failed for [`HANDOVER_AFTER_SECS`] while a standby waits
+    /// hands over as on SIGTERM (running commands finish, the stream closes,
+    /// the ledger is written, then the lock is released) and stands by.
     pub async fn serve(self, mut control: mpsc::Receiver<Control>) -> Ended {
         let Agent {
             ctx,
@@ -626,18 +661,29 @@ impl Agent {
         });
         let watcher = tokio::spawn(watch_session(ctx.clone()));
         let store_watcher = tokio::spawn(watch_store(ctx.store.clone()));
+        // Exactly one of these holds at a time (with PostgreSQL): leading,
+        // stepping down (`demoting`), or waiting for the lock.
         let mut xmpp = Some(xmpp);
         let mut leading = None;
+        let mut demoting: Option<JoinHandle<Demoted>> = None;
         let mut waiting = None;
+        let wait_for_lock = |pause: Duration| {
+            let pg = leadership.clone();
+            let store = ctx.store.clone();
+            pg.map(|pg| {
+                tokio::spawn(async move {
+                    tokio::time::sleep(pause).await;
+                    leader::acquire(pg, store).await
+                })
+            })
+        };
         match &leadership {
             None => {
                 leading = xmpp
                     .take()
                     .map(|x| Leading::start(&ctx, x, None, &shutdown))
             }
-            Some(pg) => {
-                waiting = Some(tokio::spawn(leader::acquire(pg.clone(), ctx.store.clone())))
-            }
+            Some(_) => waiting = wait_for_lock(Duration::ZERO),
         }
 
         let settings = ctx.settings();
@@ -665,7 +711,6 @@ impl Agent {
         let stopping = Arc::new(tokio::sync::Mutex::new(()));
 
         let mut ended = Ended::Stopped;
-        let mut fenced = false;
         loop {
             tokio::select! {
                 c = control.recv() => match c {
@@ -709,11 +754,7 @@ impl Agent {
                             "leader: cannot take over; giving the lock back"
                         );
                         drop(lock);
-                        let (pg, store) = (leadership.clone(), ctx.store.clone());
-                        waiting = pg.map(|pg| tokio::spawn(async move {
-                            tokio::time::sleep(RETAKE_PAUSE).await;
-                            leader::acquire(pg, store).await
-                        }));
+                        waiting = wait_for_lock(RETAKE_PAUSE);
                         continue;
                     };
                     role.set(Role::Leader);
@@ -730,17 +771,15 @@ impl Agent {
                 }
                 event = leader_event(&mut leading) => match event {
                     LeaderEvent::LockLost(why) => {
-                        if let Some(leading) = &mut leading {
-                            leading.fence();
-                        }
+                        // Fencing, before anything else.
+                        let Some(fenced) = leading.take() else { continue };
+                        demoting = Some(fenced.demote(true));
                         role.set(Role::Standby);
                         tracing::error!(
                             reason = %why,
-                            "leadership lost: XMPP and Enedis stopped at once; exiting (status {EXIT_NOT_LEADING}) to start again as a standby"
+                            "leadership lost: XMPP and Enedis stopped at once; standing by"
                         );
-                        ended = Ended::NotLeading;
-                        fenced = true;
-                        break;
+                        systemd::status("standby: leadership lost; waiting for the leader's lock");
                     }
                     LeaderEvent::SessionEnded => {
                         tracing::error!("the XMPP session task ended unexpectedly");
@@ -748,24 +787,45 @@ impl Agent {
                         break;
                     }
                 },
+                demoted = join_some(&mut demoting) => {
+                    demoting = None;
+                    let Ok(Demoted { xmpp: Some(agent), lock }) = demoted else {
+                        tracing::error!(
+                            "leader: the XMPP session did not stop as asked; exiting (status {EXIT_NOT_LEADING}) to start again as a standby"
+                        );
+                        ended = Ended::NotLeading;
+                        break;
+                    };
+                    xmpp = Some(agent);
+                    if let Some(lock) = lock {
+                        // A handover: the stream is closed; the calls made
+                        // are written before the lock goes.
+                        let unwritten = keepers.stop(WEB_CLOSE).await;
+                        keepers = Keepers::start(&ledgers, &ctx.store, unwritten);
+                        role.set(Role::Standby);
+                        lock.hand_over().await;
+                        systemd::status("standby: handed over; waiting for the leader's lock");
+                    }
+                    waiting = wait_for_lock(RETAKE_PAUSE);
+                }
                 _ = store_check.tick(), if leading.as_ref().is_some_and(|l| l.lock.is_some()) => {
                     let Some(l) = &mut leading else { continue };
                     if let Some(why) = should_hand_over(&ctx.store, l).await {
                         tracing::warn!(
                             reason = %why,
-                            "leader: handing over to a standby: finishing running requests, then releasing the lock (exit status {EXIT_NOT_LEADING}, to start again as a standby)"
+                            "leader: handing over to a standby: finishing running requests, closing the XMPP session, then releasing the lock"
                         );
-                        ended = Ended::NotLeading;
-                        break;
+                        if let Some(l) = leading.take() {
+                            demoting = Some(l.demote(false));
+                        }
                     }
                 }
             }
         }
 
-        if fenced {
-            // Nothing graceful: the stream is gone, the process exits. The
-            // calls of the last second go to the ledger if the store answers
-            // at once, before a new leader reads it.
+        if ended == Ended::NotLeading {
+            // Nothing graceful: the process exits now. The calls of the last
+            // second go to the ledger if the store answers at once.
             let _ = keepers.stop(FENCED_LEDGER_WRITE).await;
             return ended;
         }
@@ -781,14 +841,21 @@ impl Agent {
         // kill a clean shutdown. The lock goes last: the standby takes over
         // once the stream is closed and the ledger written.
         let finish = async {
-            if let Some(leading) = &mut leading {
+            let mut lock = None;
+            if let Some(mut leading) = leading.take() {
                 if !leading.session.is_finished() {
                     let _ = (&mut leading.session).await;
                 }
                 leading.stop_background();
+                lock = leading.lock.take();
+            }
+            if let Some(demoted) = demoting.take()
+                && let Ok(demoted) = demoted.await
+            {
+                lock = demoted.lock;
             }
             keepers.stop(WEB_CLOSE).await;
-            if let Some(lock) = leading.as_mut().and_then(|l| l.lock.take()) {
+            if let Some(lock) = lock {
                 role.set(Role::Standby);
                 lock.hand_over().await;
             }

@@ -7,14 +7,17 @@
 //!   `/metrics`, and opens no XMPP session.
 //! - kill -9 of the leader: the standby takes over and answers the peer.
 //! - `pg_terminate_backend` of the leader's lock connection (found in
-//!   `pg_stat_activity` by its application name): the old leader exits with
-//!   status 75, and its XMPP session has ended in Prosody's log before the new
-//!   leader's session is authenticated.
+//!   `pg_stat_activity` by its application name): the old leader drops its
+//!   session at once and stands by, in the same process; its XMPP session has
+//!   ended in Prosody's log before the new leader's is authenticated; it leads
+//!   again when the new leader dies.
 //! - SIGTERM on the leader: it exits cleanly, its stream closes before its lock
 //!   is released, and the standby, told of the clean handover, serves at once.
 //! - The quota: the hour the old leader spent counts for the new one.
 //! - A consumer's consent completed on the standby's pages: the peer gets its
 //!   XMPP notification from the leader.
+//! - The leader's store writes fail for 30 s: it hands over to the standby and
+//!   does not ask for the lock again until its writes work.
 
 use std::time::{Duration, Instant};
 
@@ -39,7 +42,7 @@ const LOCK_CONNECTION: &str = "quoalise-agent leader lock";
 /// One instance: its process, its files.
 struct Instance {
     process: AgentProcess,
-    files: ConfigFiles,
+    _files: ConfigFiles,
     _dir: tempfile::TempDir,
 }
 
@@ -71,20 +74,8 @@ fn launch(prosody: &Prosody, sim: &Sim, settings: &AgentSettings) -> Instance {
     let process = AgentProcess::spawn(&files.path(), dir.path(), files.web_port, &[]);
     Instance {
         process,
-        files,
+        _files: files,
         _dir: dir,
-    }
-}
-
-impl Instance {
-    /// Starts this instance again on its files (as systemd would).
-    fn respawn(&mut self) {
-        self.process = AgentProcess::spawn(
-            &self.files.path(),
-            &self.files.dir,
-            self.files.web_port,
-            &[],
-        );
     }
 }
 
@@ -290,29 +281,28 @@ fn agent_sessions(prosody: &Prosody) -> Vec<(String, usize, Option<usize>)> {
     sessions
 }
 
-/// Prosody saw the agent's first session end before the second one was
-/// authenticated: never two agents on the stream.
+/// Prosody saw each session of the agent end before the next one was
+/// authenticated (at least `n` sessions): never two agents on the stream.
 #[track_caller]
-fn sessions_did_not_overlap(prosody: &Prosody) {
+fn sessions_did_not_overlap(prosody: &Prosody, n: usize) {
     let sessions = agent_sessions(prosody);
     assert!(
-        sessions.len() >= 2,
-        "two sessions of the agent expected: {sessions:?}\n{}",
+        sessions.len() >= n,
+        "{n} sessions of the agent expected: {sessions:?}\n{}",
         prosody.log()
     );
-    let (old, new) = (&sessions[0], &sessions[1]);
-    let ended = old.2.unwrap_or_else(|| {
-        panic!(
-            "the old session never ended: {sessions:?}\n{}",
+    for pair in sessions.windows(2) {
+        let (old, new) = (&pair[0], &pair[1]);
+        let ended = old
+            .2
+            .unwrap_or_else(|| panic!("a session never ended: {sessions:?}\n{}", prosody.log()));
+        assert!(
+            ended < new.1,
+            "a leader's session ended (line {ended}) after the next one was authenticated (line {}):\n{}",
+            new.1,
             prosody.log()
-        )
-    });
-    assert!(
-        ended < new.1,
-        "the old leader's session ended (line {ended}) after the new one was authenticated (line {}):\n{}",
-        new.1,
-        prosody.log()
-    );
+        );
+    }
 }
 
 /// The standby is healthy and says it is one; it opens no XMPP session; kill -9
@@ -367,13 +357,14 @@ async fn the_standby_takes_over_when_the_leader_is_killed() {
         metric(&pair.second.process.metrics().await, leader_metric),
         Some(1.0)
     );
-    sessions_did_not_overlap(&pair.prosody);
+    sessions_did_not_overlap(&pair.prosody, 2);
     pair.second.process.stop().await;
 }
 
-/// The leader's lock connection killed in PostgreSQL: the leader exits with
-/// status 75, its session ends before the new leader's starts, and the new
-/// leader answers. The killed one, started again as systemd would, stands by.
+/// The leader's lock connection killed in PostgreSQL: the leader stops at once
+/// and stands by, its session ends before the new leader's starts, and the
+/// new leader answers. Then the new leader is killed: the first one, in the
+/// same process, leads again and answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_lock_connection_dies_stops_before_the_standby_serves() {
     let mut pair = Pair::start(AgentSettings::with_peers(vec![peer("app", &[PRM])])).await;
@@ -397,8 +388,17 @@ async fn a_leader_whose_lock_connection_dies_stops_before_the_standby_serves() {
         })
         .await;
     assert!(killed);
-    let status = pair.first.process.wait_exit(Duration::from_secs(30)).await;
-    assert_eq!(status.code(), Some(75), "{}", pair.first.process.log());
+    assert!(
+        pair.first
+            .process
+            .wait_log(
+                "XMPP: session dropped at once (fenced)",
+                Duration::from_secs(5)
+            )
+            .await,
+        "{}",
+        pair.first.process.log()
+    );
     let old = pair.first.process.log();
     let lost = old
         .lines()
@@ -415,14 +415,31 @@ async fn a_leader_whose_lock_connection_dies_stops_before_the_standby_serves() {
         .wait_healthy(Duration::from_secs(30))
         .await;
     answered(&app, 3).await;
-    sessions_did_not_overlap(&pair.prosody);
-
-    // Started again (systemd's Restart=on-failure): a standby now.
-    pair.first.respawn();
-    wait_role(&mut pair.first.process, "standby", Duration::from_secs(60)).await;
+    sessions_did_not_overlap(&pair.prosody, 2);
+    // The fenced one stands by, in the same process, waiting for the lock.
+    wait_role(&mut pair.first.process, "standby", Duration::from_secs(10)).await;
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while pair.waiting_for_the_lock().await != 1 {
+        assert!(Instant::now() < give_up, "{}", pair.first.process.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_ne!(pair.leader_lock_pid().await, pid);
+
+    // And leads again when the other dies.
+    pair.second.process.signal("-KILL");
+    pair.second.process.wait_exit(Duration::from_secs(30)).await;
+    wait_role(&mut pair.first.process, "leader", Duration::from_secs(60)).await;
+    pair.first
+        .process
+        .wait_healthy(Duration::from_secs(30))
+        .await;
+    answered(&app, 4).await;
+    sessions_did_not_overlap(&pair.prosody, 3);
+    assert!(
+        pair.first.process.try_status().is_none(),
+        "one process all along"
+    );
     pair.first.process.stop().await;
-    pair.second.process.stop().await;
 }
 
 /// SIGTERM on the leader: a clean exit; its stream is closed before the lock is
@@ -451,7 +468,7 @@ async fn sigterm_on_the_leader_hands_over_cleanly() {
     assert!(log.contains("previous_handed_over=true"), "{log}");
     assert!(!log.contains("waiting the grace period"), "{log}");
     answered(&app, 3).await;
-    sessions_did_not_overlap(&pair.prosody);
+    sessions_did_not_overlap(&pair.prosody, 2);
     pair.second.process.stop().await;
 }
 
@@ -630,8 +647,10 @@ async fn a_consent_completed_on_the_standby_is_notified_by_the_leader() {
 
 /// The leader's store writes fail (its role's sessions turned read-only, the
 /// standby's not) for 30 s while the standby waits: the leader hands over as on
-/// SIGTERM (exit 75, its stream closed before its lock is released), and the
-/// standby, told so, serves at once and answers the peer.
+/// SIGTERM (its stream closed before its lock is released) and stands by
+/// without asking for the lock while its writes fail; the standby, told of
+/// the handover, serves at once and answers the peer. Once the old leader's
+/// writes work again, it waits for the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_store_writes_fail_hands_over_to_the_standby() {
     let mut pair = Pair::start_as(AgentSettings::with_peers(vec![peer("app", &[PRM])]), true).await;
@@ -640,20 +659,13 @@ async fn a_leader_whose_store_writes_fail_hands_over_to_the_standby() {
     // New sessions of the leader's role are read-only; its pool's sessions are
     // ended, so it opens new ones. Its lock connection stays.
     let role = format!("{}_first", pair.url.rsplit('/').next().unwrap());
+    let terminate_pool = format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE usename = '{role}' AND application_name <> 'quoalise-agent leader lock'"
+    );
     let broken = Instant::now();
-    pair.db(move |db| {
-        db.batch_execute(&format!(
-            "ALTER ROLE {role} SET default_transaction_read_only = on"
-        ))
-        .unwrap();
-        db.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE usename = $1 AND application_name <> 'quoalise-agent leader lock'",
-            &[&role],
-        )
-        .unwrap();
-    })
-    .await;
+    let sql = format!("ALTER ROLE {role} SET default_transaction_read_only = on; {terminate_pool}");
+    pair.db(move |db| db.batch_execute(&sql).unwrap()).await;
     // /healthz says so meanwhile.
     let give_up = Instant::now() + Duration::from_secs(30);
     loop {
@@ -666,8 +678,14 @@ async fn a_leader_whose_store_writes_fail_hands_over_to_the_standby() {
         assert!(Instant::now() < give_up, "{answer:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let status = pair.first.process.wait_exit(Duration::from_secs(90)).await;
-    assert_eq!(status.code(), Some(75), "{}", pair.first.process.log());
+    assert!(
+        pair.first
+            .process
+            .wait_log("leader: lock released", Duration::from_secs(90))
+            .await,
+        "{}",
+        pair.first.process.log()
+    );
     assert!(
         broken.elapsed() >= Duration::from_secs(30),
         "not before 30 s"
@@ -688,6 +706,33 @@ async fn a_leader_whose_store_writes_fail_hands_over_to_the_standby() {
     let log = pair.second.process.log();
     assert!(log.contains("previous_handed_over=true"), "{log}");
     answered(&app, 3).await;
-    sessions_did_not_overlap(&pair.prosody);
+    sessions_did_not_overlap(&pair.prosody, 2);
+
+    // The old leader stands by, and does not ask while its writes fail.
+    assert!(
+        pair.first
+            .process
+            .wait_log(
+                "standby: not asking for the leader's lock while the store's writes fail",
+                Duration::from_secs(20)
+            )
+            .await,
+        "{}",
+        pair.first.process.log()
+    );
+    assert_eq!(pair.waiting_for_the_lock().await, 0);
+    // Its writes work again: it waits for the lock.
+    let sql = format!("ALTER ROLE {role} RESET default_transaction_read_only; {terminate_pool}");
+    pair.db(move |db| db.batch_execute(&sql).unwrap()).await;
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while pair.waiting_for_the_lock().await != 1 {
+        assert!(Instant::now() < give_up, "{}", pair.first.process.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        pair.first.process.try_status().is_none(),
+        "one process all along"
+    );
     pair.second.process.stop().await;
+    pair.first.process.stop().await;
 }

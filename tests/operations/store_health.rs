@@ -440,10 +440,14 @@ async fn an_agent_on_postgresql_is_unhealthy_while_its_server_is_down() {
     );
 
     // The server is back: healthy again without a restart, and the peer served.
+    // The server's restart ended the leader's lock session: the agent stood
+    // by (its XMPP session dropped) and leads again once it has the lock.
     tokio::task::block_in_place(|| server.restart());
-    let body = wait_health(&mut d.agent, "200 once the server is back", |status, _| {
-        status == 200
-    })
+    let body = wait_health(
+        &mut d.agent,
+        "200 once the server is back",
+        |status, body| status == 200 && body.contains("\nrole: leader\n"),
+    )
     .await;
     assert!(body.starts_with("store: ok\n"), "{body}");
     alice

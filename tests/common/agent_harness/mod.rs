@@ -440,11 +440,15 @@ impl AgentProcess {
             .unwrap_or_default()
     }
 
-    /// Waits for `/healthz` to answer 200 (store usable, XMPP session up).
+    /// Waits for `/healthz` to answer 200 (store usable, XMPP session up) as
+    /// the leader: a standby (PostgreSQL store) answers 200 too, with no
+    /// session, until it takes the lead.
     pub async fn wait_healthy(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some((200, _)) = self.healthz().await {
+            if let Some((200, body)) = self.healthz().await
+                && !body.contains("\nrole: standby\n")
+            {
                 return;
             }
             if let Some(status) = self.try_status() {
