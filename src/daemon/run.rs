@@ -346,12 +346,16 @@ impl Leading {
         tokio::spawn(async move {
             let end = (&mut self.session).await;
             self.stop_background();
+            let lock = self.lock.take();
             Demoted {
                 xmpp: match end {
                     Ok(SessionEnd::Stopped(agent)) => Some(*agent),
                     _ => None,
                 },
-                lock: self.lock.take(),
+                // A lost lock is closed here, once nothing serves any more
+                // (if the server still held it, a standby gets it now and
+                // waits the grace period: no handover is announced).
+                lock: if fence { None } else { lock },
             }
         })
     }
