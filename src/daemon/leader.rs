@@ -17,9 +17,9 @@
 //! ended the session; it then stops serving XMPP and Enedis at once (every
 //! running command abandoned, the stream dropped, pushes and housekeeping
 //! aborted: `daemon::run`) and waits for the lock again, a standby. The
-//! server may end the session
-//! without the leader knowing at once (a network partition, a PostgreSQL
-//! failover): so a standby that takes the lock waits [`TAKEOVER_GRACE`]
+//! server may end the session without the leader knowing at once (a network
+//! partition, a PostgreSQL failover): so a standby that takes the lock waits
+//! [`TAKEOVER_GRACE`]
 //! (longer than [`FENCE_WITHIN`]) before it serves, unless the previous leader
 //! said it handed over cleanly (below). The lock connection also asks the
 //! server to drop it within about ten seconds of silence (TCP keepalives and
@@ -27,8 +27,9 @@
 //! within [`FENCE_WITHIN`], does not keep the lock for the kernel's default two
 //! hours.
 //!
-//! Clean handover. On SIGTERM the leader finishes its running commands, closes
-//! its XMPP stream, writes its quota ledger, then sends `NOTIFY` on
+//! Clean handover. On SIGTERM (or when its store writes fail while a standby
+//! waits) the leader finishes its running commands, closes its XMPP stream,
+//! writes its quota ledger, then sends `NOTIFY` on
 //! [`CHANNEL`] ([`HANDED_OVER`]) and closes the lock connection. A standby
 //! LISTENs on its lock connection before it waits for the lock; notifications
 //! reach it in commit order, and every new leader sends [`TAKEN`] as soon as it
@@ -291,7 +292,7 @@ const SESSION: &str = "SET statement_timeout = 0; SET lock_timeout = 0; \
      SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3";
 
 /// Waits until this instance holds the leader's lock and may serve: connects
-/// (again after [`RECONNECT_PAUSE`] whenever the connection fails), waits in
+/// (again after a pause whenever the connection fails), waits in
 /// `pg_advisory_lock`, then, unless the previous leader handed over cleanly,
 /// waits [`TAKEOVER_GRACE`] with the lock. Does not ask while `store`'s writes
 /// fail, and gives the lock back when its write probe fails: an instance that

@@ -638,7 +638,7 @@ impl Agent {
     /// and leads: the XMPP session, the pushes, the notifications standbys
     /// queued, the housekeeping that calls Enedis. A leader that loses its lock
     /// stops all of that at once (fencing) and stands by again; one whose store
-    /// writes have failed for [`HANDOVER_AFTER_SECS`] while a standby waits
+    /// writes have failed for 30 s while a standby waits
     /// hands over as on SIGTERM (running commands finish, the stream closes,
     /// the ledger is written, then the lock is released) and stands by.
     pub async fn serve(self, mut control: mpsc::Receiver<Control>) -> Ended {
