@@ -23,287 +23,14 @@ use std::time::{Duration, Instant};
 
 use crate::common;
 use crate::common::agent_harness;
+use crate::common::standby::*;
 
 use agent_harness::*;
-use common::postgres;
-use common::prosody::{Prosody, ProsodyOptions};
-use common::sim::Sim;
-use common::xmpp_harness::{AGENT, PASSWORD, Peer, condition, field_values, submit};
-use jiff::ToSpan;
-use jiff::civil::Date;
+use common::xmpp_harness::{Peer, condition, field_values, submit};
 use minidom::Element;
 use quoalise_agent::web::NS_AUTHORIZE;
 use quoalise_agent::xmpp::Command;
 use tokio_xmpp::Stanza;
-
-const DAILY: &str = "consumption/energy/active/daily";
-const LOCK_CONNECTION: &str = "quoalise-agent leader lock";
-
-/// One instance: its process, its files.
-struct Instance {
-    process: AgentProcess,
-    _files: ConfigFiles,
-    _dir: tempfile::TempDir,
-}
-
-/// Two instances on one database; Prosody and the simulator.
-struct Pair {
-    // Drop order: the agents first (they say goodbye to Prosody).
-    first: Instance,
-    second: Instance,
-    sim: Sim,
-    prosody: Prosody,
-    url: String,
-}
-
-/// Writes the configuration of one instance and starts it.
-fn launch(prosody: &Prosody, sim: &Sim, settings: &AgentSettings) -> Instance {
-    let dir = tempfile::Builder::new()
-        .prefix("agent-failover-")
-        .tempdir()
-        .unwrap();
-    let files = ConfigFiles {
-        dir: dir.path().to_owned(),
-        xmpp_server: prosody.server(),
-        ca_file: prosody.ca_file(),
-        sim_base: sim.base_url().to_owned(),
-        web_port: free_port(),
-        sge: None,
-    };
-    files.write(settings);
-    let process = AgentProcess::spawn(&files.path(), dir.path(), files.web_port, &[]);
-    Instance {
-        process,
-        _files: files,
-        _dir: dir,
-    }
-}
-
-/// Waits until `agent`'s `/healthz` answers 200 with `role: <role>`.
-async fn wait_role(agent: &mut AgentProcess, role: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some((200, body)) = agent.healthz().await
-            && body.contains(&format!("\nrole: {role}\n"))
-        {
-            return body;
-        }
-        if let Some(status) = agent.try_status() {
-            panic!(
-                "the agent exited ({status}) before being {role}:\n{}",
-                agent.log()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not {role} within {within:?}: {:?}\n{}",
-            agent.healthz().await,
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-impl Pair {
-    /// Prosody, the simulator, a fresh database; the first instance, once it
-    /// leads; the second, once it stands by.
-    async fn start(settings: AgentSettings) -> Pair {
-        Pair::start_as(settings, false).await
-    }
-
-    /// [`Pair::start`]; with `roles`, each instance connects as a PostgreSQL
-    /// role of its own (`<database>_first`, `<database>_second`, superusers),
-    /// so that a test can break one instance's store and not the other's.
-    async fn start_as(mut settings: AgentSettings, roles: bool) -> Pair {
-        let prosody = Prosody::start_with(ProsodyOptions::default()).await;
-        settings.xmpp_domain = prosody.domain().to_owned();
-        prosody.register(AGENT, PASSWORD).await;
-        for p in &settings.peers {
-            prosody.register(&p.user, PASSWORD).await;
-        }
-        let sim = Sim::start(&["--quota-per-second", "0"]);
-        let url = tokio::task::spawn_blocking(|| postgres::shared().fresh_database())
-            .await
-            .unwrap();
-        let as_role = |which: &str| {
-            if !roles {
-                return url.clone();
-            }
-            let database = url.rsplit('/').next().unwrap();
-            url.replacen("postgres@", &format!("{database}_{which}@"), 1)
-        };
-        if roles {
-            let database = url.rsplit('/').next().unwrap().to_owned();
-            tokio::task::spawn_blocking(move || {
-                postgres::shared().execute(
-                    "postgres",
-                    &format!(
-                        "CREATE ROLE {database}_first LOGIN SUPERUSER; \
-                         CREATE ROLE {database}_second LOGIN SUPERUSER"
-                    ),
-                )
-            })
-            .await
-            .unwrap();
-        }
-        settings.store_url = Some(as_role("first"));
-        let mut first = launch(&prosody, &sim, &settings);
-        wait_role(&mut first.process, "leader", Duration::from_secs(60)).await;
-        settings.store_url = Some(as_role("second"));
-        let mut second = launch(&prosody, &sim, &settings);
-        wait_role(&mut second.process, "standby", Duration::from_secs(60)).await;
-        assert!(
-            second
-                .process
-                .wait_log(
-                    "standby: waiting for the leader's lock",
-                    Duration::from_secs(10)
-                )
-                .await,
-            "{}",
-            second.process.log()
-        );
-        Pair {
-            first,
-            second,
-            sim,
-            prosody,
-            url,
-        }
-    }
-
-    /// Runs `f` with a superuser client on the agents' database (the blocking
-    /// driver, on the blocking pool).
-    async fn db<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut ::postgres::Client) -> T + Send + 'static,
-    ) -> T {
-        let url = self.url.clone();
-        tokio::task::spawn_blocking(move || f(&mut postgres::shared().client_of(&url)))
-            .await
-            .unwrap()
-    }
-
-    /// The `count(*)` of `sql`.
-    async fn count(&self, sql: &'static str) -> i64 {
-        self.db(move |db| db.query_one(sql, &[]).unwrap().get(0))
-            .await
-    }
-
-    /// The server process of the session holding the leader's lock.
-    async fn leader_lock_pid(&self) -> i32 {
-        let rows = self
-            .db(|db| {
-                db.query(
-                    "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
-                     WHERE a.application_name = $1 AND a.datname = current_database() \
-                     AND l.locktype = 'advisory' \
-                     AND l.objid = 2 AND l.objsubid = 2 AND l.granted",
-                    &[&LOCK_CONNECTION],
-                )
-                .unwrap()
-            })
-            .await;
-        assert_eq!(rows.len(), 1, "one session holds the leader's lock");
-        rows[0].get(0)
-    }
-
-    /// Sessions waiting for the leader's lock.
-    async fn waiting_for_the_lock(&self) -> i64 {
-        self.count(
-            "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
-             WHERE a.application_name = 'quoalise-agent leader lock' \
-             AND a.datname = current_database() \
-             AND l.locktype = 'advisory' AND l.objid = 2 AND l.objsubid = 2 AND NOT l.granted",
-        )
-        .await
-    }
-}
-
-/// `get_history` of `prm`'s daily consumption on the one Paris day `day`.
-fn one_day(prm: &str, day: Date) -> Command {
-    Command::execute(
-        "get_history",
-        Some(submit(&[
-            ("identifier", &format!("urn:dev:prm:{prm}_{DAILY}")),
-            ("start_time", &midnight(day)),
-            ("end_time", &midnight(day.tomorrow().unwrap())),
-        ])),
-    )
-}
-
-fn days_ago(n: i64) -> Date {
-    today().checked_sub(n.days()).unwrap()
-}
-
-/// The peer's request for day `n` days ago is answered.
-async fn answered(app: &Peer, n: i64) {
-    let day = days_ago(n);
-    app.command(one_day(PRM, day))
-        .await
-        .unwrap_or_else(|e| panic!("{day}: {:?}", condition(&e)));
-}
-
-/// The value of the metric line that is exactly `name`.
-fn metric(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name).filter(|v| v.starts_with(' ')))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// Prosody's c2s sessions of the agent's account, in the order they were
-/// authenticated: (session id, line of its authentication, line of its end).
-fn agent_sessions(prosody: &Prosody) -> Vec<(String, usize, Option<usize>)> {
-    let log = prosody.log();
-    let lines: Vec<&str> = log.lines().collect();
-    let id_of = |line: &str| {
-        line.split_whitespace()
-            .find(|w| w.starts_with("c2s"))
-            .map(str::to_owned)
-    };
-    let mut sessions = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if line.contains(&format!("Authenticated as {AGENT}@"))
-            && let Some(id) = id_of(line)
-        {
-            let end = lines
-                .iter()
-                .enumerate()
-                .skip(i + 1)
-                .find(|(_, l)| {
-                    id_of(l).as_deref() == Some(id.as_str()) && l.contains("Client disconnected")
-                })
-                .map(|(j, _)| j);
-            sessions.push((id, i, end));
-        }
-    }
-    sessions
-}
-
-/// Prosody saw each session of the agent end before the next one was
-/// authenticated (at least `n` sessions): never two agents on the stream.
-#[track_caller]
-fn sessions_did_not_overlap(prosody: &Prosody, n: usize) {
-    let sessions = agent_sessions(prosody);
-    assert!(
-        sessions.len() >= n,
-        "{n} sessions of the agent expected: {sessions:?}\n{}",
-        prosody.log()
-    );
-    for pair in sessions.windows(2) {
-        let (old, new) = (&pair[0], &pair[1]);
-        let ended = old
-            .2
-            .unwrap_or_else(|| panic!("a session never ended: {sessions:?}\n{}", prosody.log()));
-        assert!(
-            ended < new.1,
-            "a leader's session ended (line {ended}) after the next one was authenticated (line {}):\n{}",
-            new.1,
-            prosody.log()
-        );
-    }
-}
 
 /// The standby is healthy and says it is one; it opens no XMPP session; kill -9
 /// of the leader makes it the leader, and it answers the peer.
@@ -440,6 +167,112 @@ async fn a_leader_whose_lock_connection_dies_stops_before_the_standby_serves() {
         "one process all along"
     );
     pair.first.process.stop().await;
+}
+
+/// Twenty failovers in a row: the leader killed -9 each time, the other
+/// taking over, the killed one started again as the standby. Before each kill
+/// a consent is added with its refresh token (as `quoalise-agent consents add`
+/// would, while the agents run) and the peer is answered; after it, the new
+/// leader answers. Nothing is lost: every consent is there with its PRM and
+/// token, the peer's answered requests each have their allowed audit row
+/// (committed before the answer), the audit ids only grow, and Prosody never
+/// saw two sessions of the agent at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_failovers_lose_no_consent_token_or_audit_row() {
+    use quoalise_agent::config::{ApiGeneration, Secret};
+    use quoalise_agent::store::{AuditFilter, NewConsent, Store, TokenSet};
+
+    const ROUNDS: i64 = 20;
+    let mut pair = Pair::start(AgentSettings::with_peers(vec![peer("app", &[PRM])])).await;
+    let app = Peer::login(&pair.prosody, "app@localhost/a").await;
+    let url = pair.url.clone();
+    let store = tokio::task::spawn_blocking(move || Store::connect(&Secret::new(url), None))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut answers = 0;
+    let mut consents = Vec::new();
+    for round in 0..ROUNDS {
+        let added = store
+            .call(move |s| {
+                let now = quoalise_agent::store::now_seconds();
+                s.add_consent(
+                    &NewConsent {
+                        generation: ApiGeneration::V4,
+                        owner: format!("owner{round}@localhost"),
+                        prms: vec![PRM.parse().unwrap()],
+                        autorisation_id: None,
+                        valid_from: now - 60,
+                        valid_until: now + 86_400,
+                    },
+                    Some(&TokenSet {
+                        refresh_token: Secret::new(format!("refresh-{round}")),
+                        access_token: None,
+                        access_expires_at: None,
+                    }),
+                )
+            })
+            .await
+            .unwrap();
+        consents.push((round, added.id));
+        answered(&app, 2 + round).await;
+        answers += 1;
+
+        // `first` leads: killed; `second` takes over.
+        pair.first.process.signal("-KILL");
+        pair.first.process.wait_exit(Duration::from_secs(30)).await;
+        wait_role(&mut pair.second.process, "leader", Duration::from_secs(60)).await;
+        pair.second
+            .process
+            .wait_healthy(Duration::from_secs(30))
+            .await;
+        answered(&app, 2 + round).await;
+        answers += 1;
+        // The killed one comes back and stands by; the roles swap.
+        pair.first.process.respawn().await;
+        wait_role(&mut pair.first.process, "standby", Duration::from_secs(60)).await;
+        std::mem::swap(&mut pair.first, &mut pair.second);
+    }
+
+    for (round, id) in &consents {
+        let (consent, tokens) = store
+            .call({
+                let id = *id;
+                move |s| Ok((s.consent(id)?, s.tokens(id)?))
+            })
+            .await
+            .unwrap();
+        let consent = consent.unwrap_or_else(|| panic!("consent {id} of round {round} lost"));
+        assert_eq!(consent.owner, format!("owner{round}@localhost"));
+        assert_eq!(consent.prms, vec![PRM.parse().unwrap()]);
+        let tokens = tokens.unwrap_or_else(|| panic!("the token of consent {id} lost"));
+        assert_eq!(
+            tokens.tokens.refresh_token.expose(),
+            format!("refresh-{round}")
+        );
+    }
+    let trail = store
+        .call(|s| {
+            s.audit(&AuditFilter {
+                peer: Some("app@localhost".into()),
+                ..AuditFilter::default()
+            })
+        })
+        .await
+        .unwrap();
+    let allowed = trail.iter().filter(|r| r.outcome == "allowed").count();
+    assert!(
+        allowed >= answers,
+        "{answers} answers, {allowed} allowed audit rows"
+    );
+    assert!(trail.windows(2).all(|w| w[0].id < w[1].id));
+    sessions_did_not_overlap(&pair.prosody, ROUNDS as usize + 1);
+    // The blocking driver's connections close off the runtime.
+    tokio::task::spawn_blocking(move || drop(store))
+        .await
+        .unwrap();
+    pair.first.process.stop().await;
+    pair.second.process.stop().await;
 }
 
 /// SIGTERM on the leader: a clean exit; its stream is closed before the lock is

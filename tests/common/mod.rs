@@ -15,5 +15,6 @@ pub mod federation;
 pub mod postgres;
 pub mod prosody;
 pub mod sim;
+pub mod standby;
 pub mod upstream_sim;
 pub mod xmpp_harness;

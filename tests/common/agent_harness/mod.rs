@@ -365,6 +365,21 @@ impl AgentProcess {
         self.wait_healthy(Duration::from_secs(60)).await;
     }
 
+    /// Starts the agent again on the same configuration (after it stopped or
+    /// was killed), without waiting for anything: a standby never turns
+    /// healthy as a leader does.
+    pub async fn respawn(&mut self) {
+        if self.try_status().is_none() {
+            self.stop().await;
+        }
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        *self = AgentProcess::spawn_bin(&self.bin, &self.config, &self.dir, self.web_port, &env);
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
     }
