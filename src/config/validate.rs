@@ -360,9 +360,14 @@ pub(super) fn postgres_url(url: &str) -> Result<(), String> {
                 .into(),
         );
     }
-    let config: postgres::Config = url
-        .parse()
-        .map_err(|e: postgres::Error| format!("not a usable PostgreSQL URL: {e}"))?;
+    let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+        // The driver's Display is a summary ("invalid connection string"); its
+        // cause names the option (never its value: not the password).
+        match std::error::Error::source(&e) {
+            Some(cause) => format!("not a usable PostgreSQL URL: {e}: {cause}"),
+            None => format!("not a usable PostgreSQL URL: {e}"),
+        }
+    })?;
     if config.get_dbname().is_none() {
         return Err("names no database: postgres://user@host:port/DATABASE".into());
     }
