@@ -222,3 +222,23 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .unwrap()
         .block_on(future)
 }
+
+/// The last handle of a PostgreSQL store dropped in async code (a daemon's
+/// context at shutdown): its connections close without a panic (the blocking
+/// driver runs a runtime of its own to close them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_handle_may_be_dropped_in_async_code() {
+    let url = tokio::task::spawn_blocking(|| postgres::shared().fresh_database())
+        .await
+        .unwrap();
+    let store = tokio::task::spawn_blocking(move || Store::connect(&Secret::new(url), None))
+        .await
+        .unwrap()
+        .unwrap();
+    // Several connections in the pool, returned to it.
+    let versions =
+        futures::future::join_all((0..4).map(|_| store.call(|s| s.schema_version()))).await;
+    assert!(versions.into_iter().all(|v| v.unwrap() == latest_version()));
+    // On one of the runtime's worker threads, as a task's state is.
+    tokio::spawn(async move { drop(store) }).await.unwrap();
+}

@@ -71,7 +71,8 @@ pub struct Postgres {
 }
 
 struct Inner {
-    pool: Pool,
+    /// `None` only while the last handle drops ([`Inner`]'s `Drop`).
+    pool: Option<Pool>,
     /// `host:port/database`, never the user's password.
     described: String,
     /// What a connection of the leader's lock needs: the same server, the same TLS.
@@ -119,7 +120,7 @@ impl Postgres {
             })?;
         let store = Postgres {
             inner: Arc::new(Inner {
-                pool,
+                pool: Some(pool),
                 described,
                 config,
                 tls,
@@ -141,9 +142,10 @@ impl Postgres {
 
     /// A connection of the pool, waiting at most `wait` for one.
     fn conn_within(&self, wait: Duration) -> Result<Conn, StoreError> {
-        self.inner
-            .pool
-            .get_timeout(wait)
+        let pool = self.inner.pool.as_ref().ok_or_else(|| {
+            StoreError::Invalid(format!("{}: the store is closed", self.inner.described))
+        })?;
+        pool.get_timeout(wait)
             .map_err(|e| StoreError::Unreachable(format!("{}: {e}", self.inner.described)))
     }
 
@@ -204,6 +206,25 @@ impl Postgres {
                 StoreError::postgres(op)(e)
             }
         })
+    }
+}
+
+impl Drop for Inner {
+    /// The blocking driver closes a connection by running its own small
+    /// runtime, which panics inside an async context; the last handle of a
+    /// store may well be dropped there (a daemon's context at shutdown, a
+    /// test's handle). So the pool, and every connection it holds, is dropped
+    /// on a thread of its own, waited for.
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let closed = std::thread::Builder::new()
+                .name("store-close".into())
+                .spawn(move || drop(pool))
+                .map(|thread| thread.join());
+            if !matches!(closed, Ok(Ok(()))) {
+                tracing::warn!("the PostgreSQL connections could not be closed cleanly");
+            }
+        }
     }
 }
 
