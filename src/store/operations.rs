@@ -16,7 +16,7 @@ use super::consents::{
 use super::ledger::{QuotaCall, QuotaLedger};
 use super::oauth::{ConsentDescription, Consumed, NewDescription, OAuthState};
 use super::outbox::QueuedNotification;
-use super::readings::{CacheStats, Days};
+use super::readings::{CacheStats, DaysRef};
 use super::subscriptions::{SubscribeError, Subscription};
 use super::{Db, Store, StoreError};
 use crate::config::ApiGeneration;
@@ -106,8 +106,9 @@ dispatch! {
     // The readings cache.
     fn forget_hot_days(&self) -> ();
     fn cached_days(&self, generation: ApiGeneration, prm: &Prm, series: Series, from: Date, to: Date) -> Result<BTreeMap<Date, Arc<[Reading]>>, StoreError>;
-    fn cache_days(&self, generation: ApiGeneration, prm: &Prm, series: Series, days: &[(Date, Vec<Reading>)], now: i64) -> Result<usize, StoreError>;
-    fn cache_series_days(&self, generation: ApiGeneration, prm: &Prm, series: &[(Series, Days)], now: i64) -> Result<usize, StoreError>;
+    /// Writes whole days of each series in one transaction, while a consent or
+    /// grant covers the PRM at `now` (see [`Store::cache_days`]).
+    fn write_cached_days(&self, generation: ApiGeneration, prm: &Prm, series_days: &[(Series, DaysRef<'_>)], now: i64) -> Result<usize, StoreError>;
     fn purge_cache(&self, now: i64) -> Result<usize, StoreError>;
     fn is_covered(&self, generation: ApiGeneration, prm: &Prm, now: i64) -> Result<bool, StoreError>;
     fn cache_stats(&self) -> Result<CacheStats, StoreError>;

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use jiff::civil::Date;
 use rusqlite::params;
 
-use super::{Sqlite, StoreError};
+use super::{Sqlite, Store, StoreError};
 use crate::config::ApiGeneration;
 use crate::quoalise::{Prm, Reading, Series, Step};
 
@@ -308,7 +308,7 @@ fn read_days(
     Ok(days)
 }
 
-impl Sqlite {
+impl Store {
     /// Store whole days of `(generation, prm, series)`, fetched at `now`. A day is
     /// written only while a consent of that generation or a grant covers the PRM at
     /// `now`; returns how many were written.
@@ -320,8 +320,7 @@ impl Sqlite {
         days: &[(Date, Vec<Reading>)],
         now: i64,
     ) -> Result<usize, StoreError> {
-        // Readings can be fetched again: no fsync of their own.
-        self.relaxed_write(|conn| write_days(conn, generation, prm, &[(series, days)], now))
+        self.write_cached_days(generation, prm, &[(series, days)], now)
     }
 
     /// [`Store::cache_days`] for several series of one answer at once (the
@@ -338,7 +337,21 @@ impl Sqlite {
             .iter()
             .map(|(s, days)| (*s, days.as_slice()))
             .collect();
-        self.relaxed_write(|conn| write_days(conn, generation, prm, &series, now))
+        self.write_cached_days(generation, prm, &series, now)
+    }
+}
+
+impl Sqlite {
+    /// See [`Store::cache_days`]. Readings can be fetched again: no fsync of
+    /// their own.
+    pub fn write_cached_days(
+        &self,
+        generation: ApiGeneration,
+        prm: &Prm,
+        series_days: &[(Series, DaysRef<'_>)],
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        self.relaxed_write(|conn| write_days(conn, generation, prm, series_days, now))
     }
 
     /// Delete the cached days whose PRM no consent (of their generation) or grant
@@ -396,7 +409,8 @@ impl Sqlite {
     }
 }
 
-type DaysRef<'a> = &'a [(Date, Vec<Reading>)];
+/// Whole days of one series, borrowed.
+pub type DaysRef<'a> = &'a [(Date, Vec<Reading>)];
 
 /// One transaction writing the days of each series, each only while a consent or
 /// grant covers the PRM.

@@ -19,7 +19,7 @@ use super::Postgres;
 use crate::config::ApiGeneration;
 use crate::quoalise::{Prm, Reading, Series};
 use crate::store::StoreError;
-use crate::store::readings::{CacheStats, Days, decode_day, encode_day};
+use crate::store::readings::{CacheStats, DaysRef, decode_day, encode_day};
 
 /// Migration 4, "readings cache": SQLite's table (`BLOB` is `BYTEA`) and its
 /// three triggers, each a PL/pgSQL function. SQLite's `unixepoch()` is the
@@ -92,9 +92,6 @@ CREATE TRIGGER cache_purge_on_grant_removal AFTER DELETE ON grants
 FOR EACH ROW EXECUTE FUNCTION cache_purge_on_grant_removal();
 "#;
 
-/// Whole days of one series, borrowed.
-type DaysRef<'a> = &'a [(Date, Vec<Reading>)];
-
 /// Whether a consent of `$1` valid at `$3`, or a grant, covers the PRM `$2`,
 /// locking the consent or grant found until the transaction ends (see the
 /// module's notes).
@@ -152,34 +149,6 @@ impl Postgres {
         Ok(days)
     }
 
-    /// See `Sqlite::cache_days`.
-    pub(crate) fn cache_days(
-        &self,
-        generation: ApiGeneration,
-        prm: &Prm,
-        series: Series,
-        days: &[(Date, Vec<Reading>)],
-        now: i64,
-    ) -> Result<usize, StoreError> {
-        self.write_days(generation, prm, &[(series, days)], now)
-    }
-
-    /// See `Sqlite::cache_series_days`: one transaction, a reader sees all the
-    /// series or none.
-    pub(crate) fn cache_series_days(
-        &self,
-        generation: ApiGeneration,
-        prm: &Prm,
-        series: &[(Series, Days)],
-        now: i64,
-    ) -> Result<usize, StoreError> {
-        let series: Vec<(Series, DaysRef<'_>)> = series
-            .iter()
-            .map(|(s, days)| (*s, days.as_slice()))
-            .collect();
-        self.write_days(generation, prm, &series, now)
-    }
-
     /// One transaction writing the days of each series while a consent or grant
     /// covers the PRM at `now`; how many were written (each day given counts, as
     /// each of SQLite's `INSERT OR REPLACE` does).
@@ -189,7 +158,7 @@ impl Postgres {
     /// without an fsync: a crash of the server may lose the last of them, never
     /// corrupt anything, and they are fetched again. Consents and tokens are
     /// never written so.
-    fn write_days(
+    pub(crate) fn write_cached_days(
         &self,
         generation: ApiGeneration,
         prm: &Prm,
