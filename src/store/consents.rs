@@ -679,6 +679,29 @@ pub fn fmt_instant(seconds: i64) -> String {
         .unwrap_or_else(|_| seconds.to_string())
 }
 
+/// PRMs as stored, parsed; one that is not (the schema checks their length only)
+/// is an error naming it.
+pub(crate) fn parse_stored_prms(prms: Vec<String>) -> Result<BTreeSet<Prm>, StoreError> {
+    prms.into_iter()
+        .map(|prm| {
+            prm.parse::<Prm>()
+                .map_err(|e| StoreError::Invalid(format!("stored PRM {prm:?} is invalid: {e}")))
+        })
+        .collect()
+}
+
+impl PrmUpstream {
+    /// What reads a PRM, from the usable SGE consents covering it (newest first):
+    /// none, Data Connect.
+    pub(crate) fn of_sge_consents(consents: Vec<i64>) -> PrmUpstream {
+        if consents.is_empty() {
+            PrmUpstream::DataConnect
+        } else {
+            PrmUpstream::Sge { consents }
+        }
+    }
+}
+
 impl Sqlite {
     /// Record a consent, with its tokens for v3/v4, in one transaction; returns it.
     pub fn add_consent(
@@ -910,11 +933,7 @@ impl Sqlite {
             .map_err(StoreError::sqlite("find a PRM's SGE consents"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(StoreError::sqlite("find a PRM's SGE consents"))?;
-        Ok(if consents.is_empty() {
-            PrmUpstream::DataConnect
-        } else {
-            PrmUpstream::Sge { consents }
-        })
+        Ok(PrmUpstream::of_sge_consents(consents))
     }
 
     /// Every PRM an active SGE consent valid at `now` covers (of any owner): the PRMs
@@ -933,12 +952,7 @@ impl Sqlite {
             .map_err(StoreError::sqlite("list the PRMs of SGE consents"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(StoreError::sqlite("list the PRMs of SGE consents"))?;
-        prms.into_iter()
-            .map(|prm| {
-                prm.parse::<Prm>()
-                    .map_err(|e| StoreError::Invalid(format!("stored PRM {prm:?} is invalid: {e}")))
-            })
-            .collect()
+        parse_stored_prms(prms)
     }
 
     /// Consents whose `column` (of `consents c`, written here, never taken from

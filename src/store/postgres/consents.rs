@@ -19,7 +19,7 @@ use crate::quoalise::Prm;
 use crate::store::consents::{
     CONSENT_COLUMNS, CONSENTS, Consent, ConsentState, DATA_CONNECT_ONLY, NewConsent, NewSgeConsent,
     PrmUpstream, SGE_ONLY, StoredTokens, TokenSet, check_new_consent, check_new_sge_consent,
-    check_refresh_token, declaration_columns, read_row,
+    check_refresh_token, declaration_columns, parse_stored_prms, read_row,
 };
 use crate::store::{StoreError, now_seconds};
 
@@ -337,11 +337,7 @@ impl Postgres {
             .map(|row| row.try_get::<_, i64>(0))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StoreError::postgres(op))?;
-        Ok(if consents.is_empty() {
-            PrmUpstream::DataConnect
-        } else {
-            PrmUpstream::Sge { consents }
-        })
+        Ok(PrmUpstream::of_sge_consents(consents))
     }
 
     pub(crate) fn sge_prms_at(&self, now: i64) -> Result<BTreeSet<Prm>, StoreError> {
@@ -359,12 +355,7 @@ impl Postgres {
             .map(|row| row.try_get::<_, String>(0))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StoreError::postgres(op))?;
-        prms.into_iter()
-            .map(|prm| {
-                prm.parse::<Prm>()
-                    .map_err(|e| StoreError::Invalid(format!("stored PRM {prm:?} is invalid: {e}")))
-            })
-            .collect()
+        parse_stored_prms(prms)
     }
 
     /// Consents whose `column` (of `consents c`, written here, never taken from
