@@ -5,7 +5,7 @@
 //! real `enedis-sim`; what each instance's `/healthz` and PostgreSQL say about
 //! who leads, and what Prosody's log says about the agent's sessions.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common;
 use crate::common::agent_harness;
@@ -64,27 +64,10 @@ pub fn launch(prosody: &Prosody, sim: &Sim, settings: &AgentSettings) -> Instanc
 
 /// Waits until `agent`'s `/healthz` answers 200 with `role: <role>`.
 pub async fn wait_role(agent: &mut AgentProcess, role: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some((200, body)) = agent.healthz().await
-            && body.contains(&format!("\nrole: {role}\n"))
-        {
-            return body;
-        }
-        if let Some(status) = agent.try_status() {
-            panic!(
-                "the agent exited ({status}) before being {role}:\n{}",
-                agent.log()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not {role} within {within:?}: {:?}\n{}",
-            agent.healthz().await,
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let line = format!("\nrole: {role}\n");
+    agent
+        .wait_healthz(role, within, |body| body.contains(&line))
+        .await
 }
 
 impl Pair {

@@ -354,14 +354,7 @@ impl AgentProcess {
     /// (its log goes on in the same file), once healthy.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let again =
-            AgentProcess::spawn_bin(&self.bin, &self.config, &self.dir, self.web_port, &env);
-        *self = again;
+        self.respawn().await;
         self.wait_healthy(Duration::from_secs(60)).await;
     }
 
@@ -459,22 +452,37 @@ impl AgentProcess {
     /// the leader: a standby (PostgreSQL store) answers 200 too, with no
     /// session, until it takes the lead.
     pub async fn wait_healthy(&mut self, timeout: Duration) {
+        self.wait_healthz("healthy", timeout, |body| {
+            !body.contains("\nrole: standby\n")
+        })
+        .await;
+    }
+
+    /// Waits for `/healthz` to answer 200 with a body `accept`s; returns the
+    /// body. Fails the test, with the agent's log, when the agent exits first
+    /// or `timeout` passes (`what` says what it was waiting to be).
+    pub async fn wait_healthz(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        accept: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some((200, body)) = self.healthz().await
-                && !body.contains("\nrole: standby\n")
+                && accept(&body)
             {
-                return;
+                return body;
             }
             if let Some(status) = self.try_status() {
                 panic!(
-                    "the agent exited ({status}) before being healthy:\n{}",
+                    "the agent exited ({status}) before being {what}:\n{}",
                     self.log()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "the agent is not healthy within {timeout:?}: {:?}\n{}",
+                "the agent is not {what} within {timeout:?}: {:?}\n{}",
                 self.healthz().await,
                 self.log()
             );
