@@ -192,14 +192,35 @@ fn a_read_only_database_is_a_read_only_store() {
     let store = Store::connect(&Secret::new(url.clone()), None).unwrap();
     let mut admin = postgres::shared().client("postgres");
     // New sessions of the database are read-only; the pool's current ones end.
+    // pg_terminate_backend only signals: wait until they are gone, or one of
+    // them could still take the probe's write under the old setting.
     let set = |admin: &mut ::postgres::Client, setting: &str| {
         admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {database} {setting}; \
-                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = '{database}' AND pid <> pg_backend_pid()"
-            ))
+            .batch_execute(&format!("ALTER DATABASE {database} {setting}"))
             .unwrap();
+        let ended: Vec<i32> = admin
+            .query(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&database],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+                &[&ended],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+        {
+            assert!(Instant::now() < deadline, "the sessions did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     };
     set(&mut admin, "SET default_transaction_read_only = on");
     assert_eq!(store.probe_writes(), Probe::Failed);
